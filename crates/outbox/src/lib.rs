@@ -1,1 +1,3 @@
-//! Placeholder.
+//! The durable per-parent outbox (work in progress).
+
+pub mod io;

@@ -1,0 +1,255 @@
+//! The file-system seam.
+//!
+//! Every file-system operation of an [`Outbox`](crate::Outbox) goes through
+//! the [`Io`] value the outbox was opened with. The trait's methods are the
+//! primitives a crash can fall between (create, write, fsync a file, rename,
+//! fsync a directory, remove, ...), so a crash-simulating implementation can
+//! stop the world between any two of them, and a counting implementation can
+//! read the fsync shape of every public operation off a test.
+//!
+//! Composite recipes such as "write a file durably" are built from these
+//! primitives once, in this crate ([`crate::durable`]), never inside an `Io`
+//! implementation.
+//!
+//! [`StdIo`] is the real implementation. Its fsync is injectable per
+//! instance ([`StdIo::with_fsync`]), so a test can count fsyncs or stub them
+//! out without swapping anything process-global.
+
+use std::ffi::OsString;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::path::Path;
+use std::sync::Arc;
+
+/// The file-system primitives the outbox is built from.
+///
+/// Implementations must be cheap to share across threads: an outbox holds one
+/// `Io` value and calls it from every thread that uses the outbox.
+///
+/// Semantics every implementation must keep (the outbox's crash safety rests
+/// on them):
+/// - [`create_new`](Io::create_new) fails with `AlreadyExists` if the path
+///   exists; it never truncates an existing file.
+/// - Nothing written is durable until [`sync_file`](Io::sync_file) returned
+///   `Ok`; a new, renamed or removed directory entry is not durable until
+///   [`sync_dir`](Io::sync_dir) of its directory returned `Ok`.
+/// - [`rename`](Io::rename) atomically replaces the target.
+/// - An error from `sync_file` or `sync_dir` is final: the caller must not
+///   retry the fsync and treat a later success as covering the failed one.
+pub trait Io: Send + Sync + 'static {
+    /// An open, writable file created by [`create_new`](Io::create_new).
+    /// Dropping it closes the file.
+    type File: Send;
+    /// A reader over a file's bytes, from [`open_read`](Io::open_read).
+    type Reader: Read + Send;
+    /// A held exclusive lock, from [`lock`](Io::lock); dropping it unlocks.
+    type Lock: Send;
+
+    /// Creates a new file at `path` for writing; fails if it exists.
+    fn create_new(&self, path: &Path) -> io::Result<Self::File>;
+    /// Writes all of `data` at the end of what was written to `file` so far.
+    fn write_all(&self, file: &mut Self::File, data: &[u8]) -> io::Result<()>;
+    /// Makes the contents of `file` durable (fsync).
+    fn sync_file(&self, file: &mut Self::File) -> io::Result<()>;
+    /// Opens `path` for reading; `Ok(None)` when it does not exist.
+    fn open_read(&self, path: &Path) -> io::Result<Option<Self::Reader>>;
+    /// Atomically renames `from` to `to`, replacing `to` if it exists.
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()>;
+    /// Makes the entries of directory `dir` durable (fsync of the directory).
+    fn sync_dir(&self, dir: &Path) -> io::Result<()>;
+    /// Removes the file at `path`; `Ok(false)` when it did not exist.
+    fn remove_file(&self, path: &Path) -> io::Result<bool>;
+    /// The length of the file at `path`; `Ok(None)` when it does not exist.
+    fn file_len(&self, path: &Path) -> io::Result<Option<u64>>;
+    /// Creates `dir` and its missing parents.
+    fn create_dir_all(&self, dir: &Path) -> io::Result<()>;
+    /// The names of the entries of `dir`; empty when it does not exist.
+    fn list_dir(&self, dir: &Path) -> io::Result<Vec<OsString>>;
+    /// Takes an exclusive lock on the lock file at `path` (creating it),
+    /// blocking until it is free. Excludes other processes; threads of one
+    /// process are excluded by the outbox's own in-process locks.
+    fn lock(&self, path: &Path) -> io::Result<Self::Lock>;
+}
+
+/// A function that fsyncs an open file or directory handle.
+pub type FsyncFn = Arc<dyn Fn(&File) -> io::Result<()> + Send + Sync>;
+
+/// The real file system, with an injectable fsync.
+///
+/// The default fsync is [`File::sync_all`]. Tests plug in a counting or
+/// no-op function with [`StdIo::with_fsync`]; the choice belongs to this
+/// value alone, so parallel tests never race on a global.
+#[derive(Clone)]
+pub struct StdIo {
+    fsync: FsyncFn,
+}
+
+impl std::fmt::Debug for StdIo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StdIo").finish_non_exhaustive()
+    }
+}
+
+impl Default for StdIo {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl StdIo {
+    /// The real file system with the real fsync ([`File::sync_all`]).
+    pub fn new() -> Self {
+        Self::with_fsync(File::sync_all)
+    }
+
+    /// The real file system with `fsync` called for every file and directory
+    /// fsync, e.g. a counter that delegates to `File::sync_all`, or a no-op
+    /// for WARM walltime gates that must factor the disk out.
+    pub fn with_fsync<F>(fsync: F) -> Self
+    where
+        F: Fn(&File) -> io::Result<()> + Send + Sync + 'static,
+    {
+        Self {
+            fsync: Arc::new(fsync),
+        }
+    }
+}
+
+/// A held `flock`-style exclusive lock on a lock file; released on drop.
+#[derive(Debug)]
+pub struct StdLock {
+    file: File,
+}
+
+impl Drop for StdLock {
+    fn drop(&mut self) {
+        // Closing the descriptor releases the lock as well; unlocking first
+        // just makes the release explicit. Nothing useful can be done with
+        // an error here.
+        let _ = self.file.unlock();
+    }
+}
+
+fn not_found_to_none<T>(r: io::Result<T>) -> io::Result<Option<T>> {
+    match r {
+        Ok(v) => Ok(Some(v)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+impl Io for StdIo {
+    type File = File;
+    type Reader = File;
+    type Lock = StdLock;
+
+    fn create_new(&self, path: &Path) -> io::Result<File> {
+        OpenOptions::new().write(true).create_new(true).open(path)
+    }
+
+    fn write_all(&self, file: &mut File, data: &[u8]) -> io::Result<()> {
+        file.write_all(data)
+    }
+
+    fn sync_file(&self, file: &mut File) -> io::Result<()> {
+        (self.fsync)(file)
+    }
+
+    fn open_read(&self, path: &Path) -> io::Result<Option<File>> {
+        not_found_to_none(File::open(path))
+    }
+
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        fs::rename(from, to)
+    }
+
+    fn sync_dir(&self, dir: &Path) -> io::Result<()> {
+        let handle = File::open(dir)?;
+        (self.fsync)(&handle)
+    }
+
+    fn remove_file(&self, path: &Path) -> io::Result<bool> {
+        Ok(not_found_to_none(fs::remove_file(path))?.is_some())
+    }
+
+    fn file_len(&self, path: &Path) -> io::Result<Option<u64>> {
+        Ok(not_found_to_none(fs::metadata(path))?.map(|m| m.len()))
+    }
+
+    fn create_dir_all(&self, dir: &Path) -> io::Result<()> {
+        fs::create_dir_all(dir)
+    }
+
+    fn list_dir(&self, dir: &Path) -> io::Result<Vec<OsString>> {
+        let Some(entries) = not_found_to_none(fs::read_dir(dir))? else {
+            return Ok(Vec::new());
+        };
+        entries.map(|e| e.map(|e| e.file_name())).collect()
+    }
+
+    fn lock(&self, path: &Path) -> io::Result<StdLock> {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(path)?;
+        file.lock()?;
+        Ok(StdLock { file })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    #[test]
+    fn injected_fsync_sees_file_and_directory_syncs() {
+        let dir = tempfile::tempdir().unwrap();
+        let calls = Arc::new(AtomicUsize::new(0));
+        let seen = Arc::clone(&calls);
+        let io = StdIo::with_fsync(move |_| {
+            seen.fetch_add(1, Ordering::SeqCst);
+            Ok(())
+        });
+        let path = dir.path().join("f");
+        let mut f = io.create_new(&path).unwrap();
+        io.write_all(&mut f, b"abc").unwrap();
+        io.sync_file(&mut f).unwrap();
+        io.sync_dir(dir.path()).unwrap();
+        assert_eq!(calls.load(Ordering::SeqCst), 2);
+        assert_eq!(io.file_len(&path).unwrap(), Some(3));
+    }
+
+    #[test]
+    fn create_new_refuses_an_existing_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let io = StdIo::new();
+        let path = dir.path().join("f");
+        drop(io.create_new(&path).unwrap());
+        let err = io.create_new(&path).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::AlreadyExists);
+    }
+
+    #[test]
+    fn missing_files_are_none_not_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let io = StdIo::new();
+        let missing = dir.path().join("missing");
+        assert!(io.open_read(&missing).unwrap().is_none());
+        assert_eq!(io.file_len(&missing).unwrap(), None);
+        assert!(!io.remove_file(&missing).unwrap());
+        assert!(io.list_dir(&missing).unwrap().is_empty());
+    }
+
+    #[test]
+    fn fsync_error_is_returned_not_swallowed() {
+        let dir = tempfile::tempdir().unwrap();
+        let io = StdIo::with_fsync(|_| Err(io::Error::other("injected EIO")));
+        let mut f = io.create_new(&dir.path().join("f")).unwrap();
+        let err = io.sync_file(&mut f).unwrap_err();
+        assert_eq!(err.to_string(), "injected EIO");
+        assert!(io.sync_dir(dir.path()).is_err());
+    }
+}
