@@ -1,0 +1,486 @@
+//! Gates: compare a measurement (or counts) with what is allowed, report,
+//! and fail the test with a message a person can act on.
+
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use crate::budget::{Budget, Class, FLOOR, MULTIPLIER_ENV, env_multiplier};
+use crate::measure::Measurement;
+use crate::record::{CountRecord, RECORD_SCHEMA, Record, WalltimeRecord, nanos};
+
+/// Where the budget-change policy lives, quoted in failure messages.
+const POLICY_DOC: &str = "docs/rfc/PERF_BUDGETS.md";
+
+/// A Tier 1 walltime gate: a named budget for one measured operation.
+///
+/// ```should_panic
+/// use std::time::Duration;
+/// use perfbudget::{Class, Gate, Measurement};
+///
+/// let gate = Gate::new("perf_example", Class::Warm, Duration::from_millis(1))
+///     .with_multiplier(1.0);
+/// // A 5 ms trimmed mean against a 3 ms budget: panics with the details.
+/// gate.check(&Measurement::from_samples([Duration::from_millis(5); 11]));
+/// ```
+#[derive(Debug, Clone, PartialEq)]
+pub struct Gate {
+    name: String,
+    budget: Budget,
+    multiplier_warning: Option<String>,
+}
+
+impl Gate {
+    /// A gate named `name` (use the test function's name) for `class`,
+    /// with `base` the observed median cited next to the test, and the
+    /// multiplier from `PERF_BUDGET_MULTIPLIER`.
+    #[must_use]
+    pub fn new(name: impl Into<String>, class: Class, base: Duration) -> Gate {
+        let (multiplier, warning) = env_multiplier();
+        Gate {
+            name: name.into(),
+            budget: Budget::new(class, base, *multiplier),
+            multiplier_warning: warning.clone(),
+        }
+    }
+
+    /// Replaces the environment's multiplier with an explicit one (for tests
+    /// of gates; a value that is not finite and positive means 1.0).
+    #[must_use]
+    pub fn with_multiplier(self, multiplier: f64) -> Gate {
+        Gate {
+            budget: Budget::new(self.budget.class(), self.budget.base(), multiplier),
+            multiplier_warning: None,
+            ..self
+        }
+    }
+
+    /// The gate's name.
+    #[must_use]
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The budget the gate enforces.
+    #[must_use]
+    pub fn budget(&self) -> Budget {
+        self.budget
+    }
+
+    /// Compares `measurement` with the budget without side effects.
+    #[must_use]
+    pub fn evaluate(&self, measurement: &Measurement) -> Verdict {
+        let budget = self.budget;
+        let mean = measurement.trimmed_mean();
+        let passed = budget.allows(mean);
+        let record = Record {
+            schema: RECORD_SCHEMA,
+            gate: self.name.clone(),
+            class: budget.class().as_str().to_owned(),
+            passed,
+            walltime: Some(WalltimeRecord {
+                trimmed_mean_ns: nanos(mean),
+                budget_ns: nanos(budget.limit()),
+                base_ns: nanos(budget.base()),
+                factor: budget.factor(),
+                floor_ns: nanos(FLOOR),
+                multiplier: budget.multiplier(),
+                multiplier_warning: self.multiplier_warning.clone(),
+                median_ns: nanos(measurement.median()),
+                min_ns: nanos(measurement.min()),
+                max_ns: nanos(measurement.max()),
+                std_dev_ns: nanos(measurement.std_dev()),
+                samples_ns: measurement.samples().iter().copied().map(nanos).collect(),
+            }),
+            counts: Vec::new(),
+        };
+        let message = if passed {
+            format!(
+                "perf gate `{}` passed ({}): trimmed mean {} <= budget {} ({} headroom)",
+                self.name,
+                budget.class(),
+                fmt_ms(mean),
+                fmt_ms(budget.limit()),
+                headroom(mean, budget.limit()),
+            )
+        } else {
+            self.failure_message(measurement)
+        };
+        Verdict { record, message }
+    }
+
+    /// Evaluates, emits the record, and panics if the budget is exceeded.
+    ///
+    /// On success a one-line summary goes to stderr.
+    #[track_caller]
+    pub fn check(&self, measurement: &Measurement) {
+        self.evaluate(measurement).enforce();
+    }
+
+    fn failure_message(&self, m: &Measurement) -> String {
+        let b = self.budget;
+        let mut out = String::new();
+        // `write!` to a String cannot fail.
+        let _ = writeln!(
+            out,
+            "perf gate `{}` FAILED ({} class): trimmed mean {} exceeds budget {} by {}",
+            self.name,
+            b.class(),
+            fmt_ms(m.trimmed_mean()),
+            fmt_ms(b.limit()),
+            fmt_ms(m.trimmed_mean().saturating_sub(b.limit())),
+        );
+        let _ = writeln!(
+            out,
+            "  budget = max(base {} x factor {}, floor {}) x multiplier {} = {}",
+            fmt_ms(b.base()),
+            b.factor(),
+            fmt_ms(FLOOR),
+            b.multiplier(),
+            fmt_ms(b.limit()),
+        );
+        if let Some(warning) = &self.multiplier_warning {
+            let _ = writeln!(out, "  note: {warning}");
+        }
+        let _ = writeln!(
+            out,
+            "  median {}, min {}, max {}, std dev {}",
+            fmt_ms(m.median()),
+            fmt_ms(m.min()),
+            fmt_ms(m.max()),
+            fmt_ms(m.std_dev()),
+        );
+        let samples: Vec<String> = m
+            .samples()
+            .iter()
+            .map(|s| format!("{:.3}", s.as_secs_f64() * 1e3))
+            .collect();
+        let _ = writeln!(out, "  samples in run order (ms): [{}]", samples.join(", "));
+        let _ = write!(
+            out,
+            "  what to do: if min and median are also over budget the slowdown is real: \
+             find the change that caused it (compare `cargo bench` numbers). If only a few \
+             samples are slow the machine was busy: rerun, or set {MULTIPLIER_ENV}=2.0 on a \
+             loaded machine. If the work legitimately grew, re-measure the median with \
+             `cargo xtask test-perf` at multiplier 1.0 and update the base; raising it by \
+             more than 25% needs a justification in {POLICY_DOC}."
+        );
+        out
+    }
+}
+
+/// A Tier 2 count gate: exact expected counts (fsyncs, transactions, ...)
+/// derived by reading the code, compared with what a run observed.
+///
+/// ```
+/// use perfbudget::CountGate;
+///
+/// let verdict = CountGate::new("perf_save_fsyncs")
+///     .expect("file fsyncs", 2, 2)
+///     .expect("dir fsyncs", 2, 3)
+///     .evaluate();
+/// assert!(!verdict.passed());
+/// assert!(verdict.message().contains("dir fsyncs: expected 2, observed 3"));
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CountGate {
+    name: String,
+    counts: Vec<CountRecord>,
+}
+
+impl CountGate {
+    /// A count gate named `name` (use the test function's name).
+    #[must_use]
+    pub fn new(name: impl Into<String>) -> CountGate {
+        CountGate {
+            name: name.into(),
+            counts: Vec::new(),
+        }
+    }
+
+    /// Adds one expectation: `observed` must equal `expected` exactly.
+    #[must_use]
+    pub fn expect(mut self, what: impl Into<String>, expected: u64, observed: u64) -> CountGate {
+        self.counts.push(CountRecord {
+            what: what.into(),
+            expected,
+            observed,
+        });
+        self
+    }
+
+    /// Compares every expectation without side effects. A gate with no
+    /// expectation fails: it would assert nothing.
+    #[must_use]
+    pub fn evaluate(&self) -> Verdict {
+        let mismatches = self
+            .counts
+            .iter()
+            .filter(|c| c.expected != c.observed)
+            .count();
+        let passed = mismatches == 0 && !self.counts.is_empty();
+        let listing: Vec<String> = self
+            .counts
+            .iter()
+            .map(|c| {
+                let mark = if c.expected == c.observed {
+                    ""
+                } else {
+                    "   <-- differs"
+                };
+                format!(
+                    "  {}: expected {}, observed {}{mark}",
+                    c.what, c.expected, c.observed
+                )
+            })
+            .collect();
+        let message = if passed {
+            let summary: Vec<String> = self
+                .counts
+                .iter()
+                .map(|c| format!("{} {}", c.observed, c.what))
+                .collect();
+            format!("count gate `{}` passed: {}", self.name, summary.join(", "))
+        } else if self.counts.is_empty() {
+            format!(
+                "count gate `{}` FAILED: it has no expectation; add at least one with \
+                 CountGate::expect(what, expected, observed)",
+                self.name
+            )
+        } else {
+            format!(
+                "count gate `{}` FAILED: {mismatches} of {} counts differ from what the code \
+                 should issue\n{}\n  what to do: the expected numbers come from reading the \
+                 code, not from a recorded run. If the code now does more (or less) I/O on \
+                 purpose, update the expectation and say why in the commit; otherwise find the \
+                 change that added or removed the calls.",
+                self.name,
+                self.counts.len(),
+                listing.join("\n")
+            )
+        };
+        Verdict {
+            record: Record {
+                schema: RECORD_SCHEMA,
+                gate: self.name.clone(),
+                class: "count".to_owned(),
+                passed,
+                walltime: None,
+                counts: self.counts.clone(),
+            },
+            message,
+        }
+    }
+
+    /// Evaluates, emits the record, and panics if any count differs.
+    #[track_caller]
+    pub fn check(&self) {
+        self.evaluate().enforce();
+    }
+}
+
+/// The outcome of evaluating a gate: its record and a human message.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Verdict {
+    record: Record,
+    message: String,
+}
+
+impl Verdict {
+    /// Whether the gate passed.
+    #[must_use]
+    pub fn passed(&self) -> bool {
+        self.record.passed
+    }
+
+    /// A one-line summary when passed; the full actionable report when not.
+    #[must_use]
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
+    /// The machine-readable record.
+    #[must_use]
+    pub fn record(&self) -> &Record {
+        &self.record
+    }
+
+    /// Emits the record, then prints the summary to stderr if the gate
+    /// passed or panics with the report if it failed.
+    #[track_caller]
+    pub fn enforce(&self) {
+        self.record.emit();
+        if self.passed() {
+            eprintln!("{}", self.message);
+        } else {
+            panic!("{}", self.message);
+        }
+    }
+}
+
+/// `12.345 ms`.
+fn fmt_ms(duration: Duration) -> String {
+    format!("{:.3} ms", duration.as_secs_f64() * 1e3)
+}
+
+/// Unused fraction of the budget, e.g. `62.5%`; negative when over.
+fn headroom(used: Duration, limit: Duration) -> String {
+    if limit.is_zero() {
+        return "n/a".to_owned();
+    }
+    let fraction = 1.0 - used.as_secs_f64() / limit.as_secs_f64();
+    format!("{:.1}%", fraction * 100.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::measure::TIMED_RUNS;
+    use std::panic::{AssertUnwindSafe, catch_unwind};
+
+    const MS: Duration = Duration::from_millis(1);
+
+    fn slow_measurement() -> Measurement {
+        // Trimmed mean 7 ms; median 7 ms; min 2 ms; max 40 ms.
+        let mut samples = [7 * MS; TIMED_RUNS];
+        samples[0] = 2 * MS;
+        samples[10] = 40 * MS;
+        Measurement::from_samples(samples)
+    }
+
+    fn panic_text(f: impl FnOnce()) -> String {
+        let payload = catch_unwind(AssertUnwindSafe(f)).expect_err("the gate should panic");
+        if let Some(s) = payload.downcast_ref::<String>() {
+            s.clone()
+        } else if let Some(s) = payload.downcast_ref::<&str>() {
+            (*s).to_owned()
+        } else {
+            panic!("non-string panic payload")
+        }
+    }
+
+    #[test]
+    fn failing_walltime_gate_panics_with_everything_needed_to_act() {
+        let gate = Gate::new("perf_widget_render", Class::Warm, 2 * MS).with_multiplier(1.0);
+        let text = panic_text(|| gate.check(&slow_measurement()));
+        for needle in [
+            "perf_widget_render",
+            "FAILED",
+            "warm",
+            "trimmed mean 7.000 ms",
+            "budget 6.000 ms",
+            "base 2.000 ms",
+            "factor 3",
+            "multiplier 1",
+            "floor 1.000 ms",
+            "median 7.000 ms",
+            "min 2.000 ms",
+            "max 40.000 ms",
+            "std dev",
+            "[2.000, 7.000, 7.000, 7.000, 7.000, 7.000, 7.000, 7.000, 7.000, 7.000, 40.000]",
+            "PERF_BUDGET_MULTIPLIER",
+            "docs/rfc/PERF_BUDGETS.md",
+        ] {
+            assert!(text.contains(needle), "missing {needle:?} in:\n{text}");
+        }
+    }
+
+    #[test]
+    fn cold_failure_names_its_class_and_factor() {
+        let gate = Gate::new("perf_spawn", Class::Cold, MS).with_multiplier(1.25);
+        let verdict = gate.evaluate(&slow_measurement());
+        assert!(!verdict.passed());
+        let text = verdict.message();
+        assert!(text.contains("cold"), "{text}");
+        assert!(text.contains("factor 5"), "{text}");
+        assert!(text.contains("multiplier 1.25"), "{text}");
+        assert!(text.contains("budget 6.250 ms"), "{text}");
+    }
+
+    #[test]
+    fn passing_gate_does_not_panic_and_records_the_numbers() {
+        let gate = Gate::new("perf_ok", Class::Warm, 3 * MS).with_multiplier(2.0);
+        let verdict = gate.evaluate(&slow_measurement());
+        assert!(verdict.passed(), "{}", verdict.message());
+        let record = verdict.record();
+        assert_eq!(record.class, "warm");
+        let wall = record.walltime.as_ref().expect("walltime record");
+        assert_eq!(wall.trimmed_mean_ns, 7_000_000);
+        assert_eq!(wall.budget_ns, 18_000_000);
+        assert_eq!(wall.base_ns, 3_000_000);
+        assert_eq!(wall.factor, 3);
+        assert_eq!(wall.multiplier, 2.0);
+        assert_eq!(wall.samples_ns.len(), TIMED_RUNS);
+        assert!(verdict.message().contains("passed"));
+        gate.check(&slow_measurement());
+    }
+
+    #[test]
+    fn walltime_record_is_one_line_of_json_with_the_documented_fields() {
+        let gate = Gate::new("perf_json", Class::Cold, MS).with_multiplier(1.0);
+        let line = gate.evaluate(&slow_measurement()).record().to_json_line();
+        assert!(!line.contains('\n'));
+        let value: serde_json::Value = serde_json::from_str(&line).expect("valid JSON");
+        assert_eq!(value["schema"], 1);
+        assert_eq!(value["gate"], "perf_json");
+        assert_eq!(value["class"], "cold");
+        assert_eq!(value["passed"], false);
+        assert_eq!(value["walltime"]["budget_ns"], 5_000_000);
+        assert_eq!(value["walltime"]["median_ns"], 7_000_000);
+        assert!(value.get("counts").is_none());
+    }
+
+    #[test]
+    fn count_gate_passes_on_exact_equality() {
+        let verdict = CountGate::new("perf_fsyncs")
+            .expect("file fsyncs", 2, 2)
+            .expect("dir fsyncs", 2, 2)
+            .evaluate();
+        assert!(verdict.passed());
+        assert_eq!(
+            verdict.message(),
+            "count gate `perf_fsyncs` passed: 2 file fsyncs, 2 dir fsyncs"
+        );
+        let value: serde_json::Value =
+            serde_json::from_str(&verdict.record().to_json_line()).expect("valid JSON");
+        assert_eq!(value["class"], "count");
+        assert_eq!(value["counts"][1]["what"], "dir fsyncs");
+        assert!(value.get("walltime").is_none());
+    }
+
+    #[test]
+    fn count_gate_failure_lists_every_count_and_marks_the_mismatch() {
+        let gate = CountGate::new("perf_fsyncs")
+            .expect("file fsyncs", 2, 5)
+            .expect("dir fsyncs", 2, 2);
+        let text = panic_text(|| gate.check());
+        assert!(text.contains("perf_fsyncs"), "{text}");
+        assert!(text.contains("1 of 2 counts differ"), "{text}");
+        assert!(
+            text.contains("file fsyncs: expected 2, observed 5   <-- differs"),
+            "{text}"
+        );
+        assert!(
+            text.contains("dir fsyncs: expected 2, observed 2\n"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn count_gate_fails_when_not_exactly_equal_in_either_direction() {
+        assert!(!CountGate::new("g").expect("x", 2, 1).evaluate().passed());
+        assert!(!CountGate::new("g").expect("x", 2, 3).evaluate().passed());
+    }
+
+    #[test]
+    fn count_gate_without_expectations_fails() {
+        let verdict = CountGate::new("perf_empty").evaluate();
+        assert!(!verdict.passed());
+        assert!(verdict.message().contains("no expectation"));
+    }
+
+    #[test]
+    fn headroom_is_signed() {
+        assert_eq!(headroom(2 * MS, 8 * MS), "75.0%");
+        assert_eq!(headroom(10 * MS, 8 * MS), "-25.0%");
+    }
+}

@@ -1,0 +1,350 @@
+//! The n = 11 trimmed mean and the [`Measurement`] it produces.
+
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+use statrs::statistics::Statistics;
+
+/// Untimed runs before the timed ones.
+pub const WARMUP_RUNS: usize = 1;
+
+/// Timed runs per measurement. Odd, so the median is one sample.
+pub const TIMED_RUNS: usize = 11;
+
+/// Samples dropped at each end (fastest and slowest) before averaging.
+pub const TRIMMED_EACH_SIDE: usize = 2;
+
+/// Samples that remain after trimming and are averaged: 7.
+pub const KEPT_RUNS: usize = TIMED_RUNS - 2 * TRIMMED_EACH_SIDE;
+
+/// The result of one n = 11 measurement.
+///
+/// Built by [`trimmed_mean`], [`trimmed_mean_with_setup`] or, for tests of
+/// code that consumes measurements, [`Measurement::from_samples`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct Measurement {
+    samples: [Duration; TIMED_RUNS],
+    sorted: [Duration; TIMED_RUNS],
+    trimmed_mean: Duration,
+    std_dev: Duration,
+}
+
+impl Measurement {
+    /// Summarises 11 timed samples, given in the order they were taken.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use perfbudget::Measurement;
+    ///
+    /// let mut samples = [Duration::from_millis(2); 11];
+    /// samples[3] = Duration::from_millis(90); // one scheduler hiccup
+    /// let m = Measurement::from_samples(samples);
+    /// assert_eq!(m.trimmed_mean(), Duration::from_millis(2));
+    /// assert_eq!(m.max(), Duration::from_millis(90));
+    /// ```
+    #[must_use]
+    pub fn from_samples(samples: [Duration; TIMED_RUNS]) -> Measurement {
+        let mut sorted = samples;
+        sorted.sort_unstable();
+        let kept = &sorted[TRIMMED_EACH_SIDE..TIMED_RUNS - TRIMMED_EACH_SIDE];
+        // Sum in u128 nanoseconds: seven Duration::MAX values still fit.
+        let sum: u128 = kept.iter().map(Duration::as_nanos).sum();
+        let trimmed_mean = duration_from_nanos(sum / KEPT_RUNS as u128);
+        let std_dev_nanos = samples
+            .iter()
+            .map(|sample| sample.as_nanos() as f64)
+            .std_dev();
+        let std_dev = Duration::try_from_secs_f64(std_dev_nanos / 1e9).unwrap_or(Duration::MAX);
+        Measurement {
+            samples,
+            sorted,
+            trimmed_mean,
+            std_dev,
+        }
+    }
+
+    /// The 11 timed samples in the order they were taken.
+    #[must_use]
+    pub fn samples(&self) -> &[Duration; TIMED_RUNS] {
+        &self.samples
+    }
+
+    /// The 11 timed samples, fastest first.
+    #[must_use]
+    pub fn sorted_samples(&self) -> &[Duration; TIMED_RUNS] {
+        &self.sorted
+    }
+
+    /// Mean of the middle 7 samples after dropping the 2 fastest and the
+    /// 2 slowest: the number a gate compares with its budget.
+    #[must_use]
+    pub fn trimmed_mean(&self) -> Duration {
+        self.trimmed_mean
+    }
+
+    /// The middle (6th fastest) sample.
+    #[must_use]
+    pub fn median(&self) -> Duration {
+        self.sorted[TIMED_RUNS / 2]
+    }
+
+    /// The fastest sample.
+    #[must_use]
+    pub fn min(&self) -> Duration {
+        self.sorted[0]
+    }
+
+    /// The slowest sample.
+    #[must_use]
+    pub fn max(&self) -> Duration {
+        self.sorted[TIMED_RUNS - 1]
+    }
+
+    /// Sample standard deviation of all 11 samples (statrs, n − 1
+    /// denominator).
+    #[must_use]
+    pub fn std_dev(&self) -> Duration {
+        self.std_dev
+    }
+}
+
+/// Converts nanoseconds to a [`Duration`], saturating at [`Duration::MAX`].
+fn duration_from_nanos(nanos: u128) -> Duration {
+    const NANOS_PER_SEC: u128 = 1_000_000_000;
+    match u64::try_from(nanos / NANOS_PER_SEC) {
+        Ok(secs) => Duration::new(secs, (nanos % NANOS_PER_SEC) as u32),
+        Err(_) => Duration::MAX,
+    }
+}
+
+/// Measures `op`: one untimed warm-up, then 11 timed runs.
+///
+/// `op` is called exactly 12 times. Its result passes through
+/// [`std::hint::black_box`] inside the timed window, so the optimizer cannot
+/// delete the work, and is dropped after the window closes.
+///
+/// ```
+/// let m = perfbudget::trimmed_mean(|| (0..1_000u64).sum::<u64>());
+/// assert!(m.min() <= m.trimmed_mean() && m.trimmed_mean() <= m.max());
+/// ```
+pub fn trimmed_mean<R>(mut op: impl FnMut() -> R) -> Measurement {
+    trimmed_mean_with_setup(|| (), |()| op())
+}
+
+/// Measures `op` on a fresh fixture from `setup` each run.
+///
+/// `setup` runs before the warm-up and before every timed run, outside the
+/// timed window; its value is moved into `op`. Use this for operations that
+/// consume or mutate their input (draining a queue, sorting a vector).
+/// Both closures are called exactly 12 times (1 warm-up + 11 timed runs).
+///
+/// ```
+/// let data: Vec<u32> = (0..10_000).rev().collect();
+/// let m = perfbudget::trimmed_mean_with_setup(
+///     || data.clone(), // not timed
+///     |mut v| {
+///         v.sort_unstable();
+///         v
+///     },
+/// );
+/// assert!(m.median() <= m.max());
+/// ```
+pub fn trimmed_mean_with_setup<S, R>(
+    setup: impl FnMut() -> S,
+    op: impl FnMut(S) -> R,
+) -> Measurement {
+    measure_with(&MonotonicClock, setup, op)
+}
+
+/// A source of monotonic time, so the loop can be tested with a fake clock.
+pub(crate) trait Clock {
+    /// Time since an arbitrary fixed origin.
+    fn now(&self) -> Duration;
+}
+
+/// The real clock: [`Instant`], relative to a process-wide origin.
+struct MonotonicClock;
+
+impl Clock for MonotonicClock {
+    fn now(&self) -> Duration {
+        static ORIGIN: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+        ORIGIN.get_or_init(Instant::now).elapsed()
+    }
+}
+
+/// The measurement loop, generic over the clock.
+pub(crate) fn measure_with<S, R>(
+    clock: &impl Clock,
+    mut setup: impl FnMut() -> S,
+    mut op: impl FnMut(S) -> R,
+) -> Measurement {
+    for _ in 0..WARMUP_RUNS {
+        let fixture = setup();
+        drop(black_box(op(black_box(fixture))));
+    }
+    let mut samples = [Duration::ZERO; TIMED_RUNS];
+    for sample in &mut samples {
+        let fixture = black_box(setup());
+        let start = clock.now();
+        let result = black_box(op(fixture));
+        let end = clock.now();
+        *sample = end.saturating_sub(start);
+        // The result is dropped outside the window: an op that wants its
+        // deallocation timed drops it itself and returns ().
+        drop(result);
+    }
+    Measurement::from_samples(samples)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::cell::Cell;
+
+    /// A clock that only moves when a test advances it.
+    #[derive(Default)]
+    struct FakeClock {
+        now: Cell<Duration>,
+    }
+
+    impl FakeClock {
+        fn advance(&self, by: Duration) {
+            self.now.set(self.now.get() + by);
+        }
+    }
+
+    impl Clock for FakeClock {
+        fn now(&self) -> Duration {
+            self.now.get()
+        }
+    }
+
+    const MS: Duration = Duration::from_millis(1);
+
+    #[test]
+    fn op_and_setup_run_exactly_twelve_times() {
+        let setups = Cell::new(0);
+        let ops = Cell::new(0);
+        let clock = FakeClock::default();
+        measure_with(
+            &clock,
+            || setups.set(setups.get() + 1),
+            |()| ops.set(ops.get() + 1),
+        );
+        assert_eq!(setups.get(), 12);
+        assert_eq!(ops.get(), 12);
+
+        let calls = Cell::new(0);
+        trimmed_mean(|| calls.set(calls.get() + 1));
+        assert_eq!(calls.get(), 12);
+
+        let (setups, ops) = (Cell::new(0), Cell::new(0));
+        trimmed_mean_with_setup(|| setups.set(setups.get() + 1), |()| ops.set(ops.get() + 1));
+        assert_eq!((setups.get(), ops.get()), (12, 12));
+    }
+
+    #[test]
+    fn setup_runs_before_each_op_and_its_value_is_moved_in() {
+        let clock = FakeClock::default();
+        let next = Cell::new(0);
+        let seen = std::cell::RefCell::new(Vec::new());
+        measure_with(
+            &clock,
+            || {
+                next.set(next.get() + 1);
+                vec![next.get(); 3]
+            },
+            |fixture: Vec<i32>| seen.borrow_mut().push(fixture[0]),
+        );
+        assert_eq!(*seen.borrow(), (1..=12).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn setup_time_stays_out_of_the_timed_window() {
+        let clock = FakeClock::default();
+        let m = measure_with(
+            &clock,
+            || clock.advance(1000 * MS), // an expensive fixture
+            |()| clock.advance(2 * MS),
+        );
+        assert_eq!(m.samples(), &[2 * MS; TIMED_RUNS]);
+        assert_eq!(m.trimmed_mean(), 2 * MS);
+    }
+
+    #[test]
+    fn warm_up_is_not_timed() {
+        let clock = FakeClock::default();
+        let run = Cell::new(0);
+        let m = measure_with(
+            &clock,
+            || (),
+            |()| {
+                run.set(run.get() + 1);
+                // The first (warm-up) run is a cold, slow one.
+                clock.advance(if run.get() == 1 { 500 * MS } else { MS });
+            },
+        );
+        assert_eq!(m.max(), MS);
+    }
+
+    #[test]
+    fn an_injected_outlier_is_dropped_from_the_trimmed_mean() {
+        let clock = FakeClock::default();
+        let run = Cell::new(0);
+        let m = measure_with(
+            &clock,
+            || (),
+            |()| {
+                run.set(run.get() + 1);
+                clock.advance(if run.get() == 6 { 900 * MS } else { 3 * MS });
+            },
+        );
+        assert_eq!(m.trimmed_mean(), 3 * MS);
+        assert_eq!(m.median(), 3 * MS);
+        assert_eq!(m.max(), 900 * MS);
+        assert_eq!(m.samples()[4], 900 * MS, "run 6 is the 5th timed run");
+    }
+
+    #[test]
+    fn trimmed_mean_is_the_mean_of_the_middle_seven() {
+        // 1..=11 ms, shuffled; middle seven are 3..=9 ms, mean 6 ms.
+        let order = [7, 1, 11, 4, 9, 2, 6, 10, 3, 8, 5];
+        let m = Measurement::from_samples(order.map(|ms| ms * MS));
+        assert_eq!(m.trimmed_mean(), 6 * MS);
+        assert_eq!(m.median(), 6 * MS);
+        assert_eq!(m.min(), MS);
+        assert_eq!(m.max(), 11 * MS);
+        assert_eq!(m.samples()[0], 7 * MS, "run order is kept");
+        assert_eq!(m.sorted_samples()[0], MS);
+        // Sample std dev of 1..=11 is sqrt(11) ms.
+        let expected = 11f64.sqrt() * 1e-3;
+        assert!((m.std_dev().as_secs_f64() - expected).abs() < 1e-9);
+    }
+
+    #[test]
+    fn the_two_slowest_and_two_fastest_are_dropped() {
+        let mut samples = [5 * MS; TIMED_RUNS];
+        samples[0] = Duration::ZERO;
+        samples[1] = Duration::ZERO;
+        samples[9] = Duration::from_secs(3600);
+        samples[10] = Duration::from_secs(3600);
+        assert_eq!(Measurement::from_samples(samples).trimmed_mean(), 5 * MS);
+    }
+
+    #[test]
+    fn huge_samples_do_not_overflow() {
+        let m = Measurement::from_samples([Duration::MAX; TIMED_RUNS]);
+        assert_eq!(m.trimmed_mean(), Duration::MAX);
+        assert_eq!(m.std_dev(), Duration::ZERO);
+    }
+
+    #[test]
+    fn sub_nanosecond_means_round_down() {
+        let mut samples = [Duration::ZERO; TIMED_RUNS];
+        samples[5] = Duration::from_nanos(6); // 6 ns / 7 → 0 ns
+        assert_eq!(
+            Measurement::from_samples(samples).trimmed_mean(),
+            Duration::ZERO
+        );
+    }
+}

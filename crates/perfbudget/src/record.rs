@@ -1,0 +1,129 @@
+//! Machine-readable gate records and how they leave the test process.
+//!
+//! Every gate that runs writes one [`Record`] as a single line of JSON:
+//!
+//! * if `PERF_BUDGET_RECORDS` names a file, the line is appended to it
+//!   (`cargo xtask test-perf` sets it to a fresh file per test);
+//! * otherwise the line goes to stdout, prefixed with [`RECORD_PREFIX`], so
+//!   it is visible with `--nocapture` and harmless in captured output.
+
+use std::io::Write;
+use std::time::Duration;
+
+use serde::Serialize;
+
+/// Environment variable naming the JSON Lines file records are appended to.
+pub const RECORDS_ENV: &str = "PERF_BUDGET_RECORDS";
+
+/// Prefix of a record printed to stdout when [`RECORDS_ENV`] is unset.
+pub const RECORD_PREFIX: &str = "perfbudget-record: ";
+
+/// Version of the record layout; bumped on incompatible changes.
+pub const RECORD_SCHEMA: u32 = 1;
+
+/// One gate's outcome, as written to the runner.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Record {
+    /// Layout version, [`RECORD_SCHEMA`].
+    pub schema: u32,
+    /// The gate's name (by convention the test function's name).
+    pub gate: String,
+    /// `"cold"`, `"warm"` or `"count"`.
+    pub class: String,
+    /// Whether the gate passed.
+    pub passed: bool,
+    /// Timing details; present for walltime gates only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub walltime: Option<WalltimeRecord>,
+    /// Expected and observed counts; non-empty for count gates only.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub counts: Vec<CountRecord>,
+}
+
+/// The numbers behind a walltime verdict. Durations are whole nanoseconds,
+/// saturating at `u64::MAX`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct WalltimeRecord {
+    /// Mean of the middle 7 samples: the compared value.
+    pub trimmed_mean_ns: u64,
+    /// The budget the trimmed mean was compared with.
+    pub budget_ns: u64,
+    /// The cited base.
+    pub base_ns: u64,
+    /// The class factor (5 or 3).
+    pub factor: u32,
+    /// The floor applied before the multiplier.
+    pub floor_ns: u64,
+    /// The multiplier applied.
+    pub multiplier: f64,
+    /// Set when `PERF_BUDGET_MULTIPLIER` was rejected.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub multiplier_warning: Option<String>,
+    /// The middle sample.
+    pub median_ns: u64,
+    /// The fastest sample.
+    pub min_ns: u64,
+    /// The slowest sample.
+    pub max_ns: u64,
+    /// Sample standard deviation of the 11 samples.
+    pub std_dev_ns: u64,
+    /// All 11 samples in run order.
+    pub samples_ns: Vec<u64>,
+}
+
+/// One expected-versus-observed count of a count gate.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CountRecord {
+    /// What was counted, e.g. `"file fsyncs"`.
+    pub what: String,
+    /// The count derived by reading the code.
+    pub expected: u64,
+    /// The count the test observed.
+    pub observed: u64,
+}
+
+impl Record {
+    /// The record as one line of JSON (no trailing newline).
+    #[must_use]
+    pub fn to_json_line(&self) -> String {
+        // Serialising plain structs of numbers and strings cannot fail.
+        serde_json::to_string(self).unwrap_or_else(|error| {
+            format!(
+                r#"{{"schema":{RECORD_SCHEMA},"gate":{:?},"error":"{error}"}}"#,
+                self.gate
+            )
+        })
+    }
+
+    /// Writes the record where the runner looks for it (see the module docs).
+    ///
+    /// Never panics: if the records file cannot be written, a warning goes to
+    /// stderr, and the runner, missing the record, fails the test.
+    pub fn emit(&self) {
+        let line = self.to_json_line();
+        match std::env::var_os(RECORDS_ENV).filter(|path| !path.is_empty()) {
+            Some(path) => {
+                let written = std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(&path)
+                    // One write of the whole line, so lines from parallel
+                    // tests in one process do not interleave.
+                    .and_then(|mut file| file.write_all(format!("{line}\n").as_bytes()));
+                if let Err(error) = written {
+                    eprintln!(
+                        "perfbudget: warning: cannot append the record of gate `{}` to {}: {error}",
+                        self.gate,
+                        std::path::Path::new(&path).display()
+                    );
+                }
+            }
+            None => println!("{RECORD_PREFIX}{line}"),
+        }
+    }
+}
+
+/// Whole nanoseconds of `duration`, saturating at `u64::MAX`.
+pub(crate) fn nanos(duration: Duration) -> u64 {
+    u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX)
+}
