@@ -81,7 +81,7 @@ pub fn parse_multiplier(raw: Option<&str>) -> (f64, Option<String>) {
     let reason = match raw.trim().parse::<f64>() {
         Ok(value) if value.is_nan() => "is NaN",
         Ok(value) if value.is_infinite() => "is infinite",
-        Ok(value) if value == 0.0 => "is zero",
+        Ok(0.0) => "is zero", // also matches -0.0
         Ok(value) if value < 0.0 => "is negative",
         Ok(value) => return (value, None),
         Err(_) => "is not a number",
