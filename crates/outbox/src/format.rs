@@ -1,0 +1,242 @@
+//! The JSON-lines file format: encoding one record per line, and reading a
+//! file of them with bounded memory.
+//!
+//! Readers skip blank lines and never let one bad line hide the others: a
+//! line that does not parse, or that is longer than [`MAX_LINE_BYTES`], is
+//! reported as a [`BadLine`] (with its byte range, so it can be set aside)
+//! and reading goes on. A reader holds at most one line of up to
+//! [`MAX_LINE_BYTES`] in memory; a longer line is skipped over, never
+//! buffered.
+
+use std::io::{self, BufRead, BufReader, Read};
+
+use crate::Record;
+
+/// The longest line, in bytes without its newline, a reader accepts and a
+/// commit writes: 16 MiB.
+pub const MAX_LINE_BYTES: usize = 16 * 1024 * 1024;
+
+/// Why a line was not read as a record.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum BadLineReason {
+    /// The line is longer than the reader's limit.
+    TooLong,
+    /// The line is not a JSON record; the decoder's message.
+    Unparsable(String),
+}
+
+/// A non-blank line that did not yield a record.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BadLine {
+    /// 1-based line number.
+    pub line_no: u64,
+    /// Byte offset of the line's first byte in the file.
+    pub offset: u64,
+    /// Length of the line in bytes, without its newline.
+    pub len: u64,
+    /// Why it was not read.
+    pub reason: BadLineReason,
+}
+
+/// The content of one file of records.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Scan {
+    /// The records, in file order.
+    pub records: Vec<Record>,
+    /// Non-blank lines that did not parse or were too long, in file order.
+    pub bad_lines: Vec<BadLine>,
+}
+
+/// Decodes one line (without its newline) into a record.
+pub fn decode_line(line: &[u8]) -> Result<Record, serde_json::Error> {
+    serde_json::from_slice(line)
+}
+
+/// Encodes `record` as one line, newline included.
+pub fn encode_line(record: &Record) -> Result<Vec<u8>, serde_json::Error> {
+    let mut line = serde_json::to_vec(record)?;
+    line.push(b'\n');
+    Ok(line)
+}
+
+/// One line of a file, as seen by [`for_each_line`].
+#[derive(Debug)]
+pub(crate) enum Line<'a> {
+    /// A line of at most the limit, without its newline.
+    Whole {
+        bytes: &'a [u8],
+        line_no: u64,
+        offset: u64,
+    },
+    /// A line longer than the limit; its bytes were skipped.
+    TooLong { line_no: u64, offset: u64, len: u64 },
+}
+
+/// Calls `visit` for each line of `reader`, holding at most `max_line` bytes
+/// of a line in memory. The last line needs no trailing newline.
+pub(crate) fn for_each_line<R: Read>(
+    reader: R,
+    max_line: usize,
+    mut visit: impl FnMut(Line<'_>) -> io::Result<()>,
+) -> io::Result<()> {
+    let mut reader = BufReader::with_capacity(64 * 1024, reader);
+    let mut line = Vec::new();
+    let mut line_len: u64 = 0;
+    let mut offset: u64 = 0;
+    let mut line_no: u64 = 0;
+    loop {
+        let buf = match reader.fill_buf() {
+            Ok(buf) => buf,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        let at_eof = buf.is_empty();
+        let (chunk, ends_line) = match buf.iter().position(|&b| b == b'\n') {
+            Some(i) => (&buf[..i], true),
+            None => (buf, at_eof),
+        };
+        let consumed = chunk.len() + usize::from(ends_line && !at_eof);
+        if line_len + chunk.len() as u64 <= max_line as u64 {
+            line.extend_from_slice(chunk);
+        } else {
+            line.clear();
+        }
+        line_len += chunk.len() as u64;
+        reader.consume(consumed);
+        if ends_line {
+            if !(at_eof && line_len == 0) {
+                line_no += 1;
+                if line_len <= max_line as u64 {
+                    visit(Line::Whole {
+                        bytes: &line,
+                        line_no,
+                        offset,
+                    })?;
+                } else {
+                    visit(Line::TooLong {
+                        line_no,
+                        offset,
+                        len: line_len,
+                    })?;
+                }
+            }
+            offset += line_len + u64::from(!at_eof);
+            line.clear();
+            line_len = 0;
+        }
+        if at_eof {
+            return Ok(());
+        }
+    }
+}
+
+fn is_blank(bytes: &[u8]) -> bool {
+    bytes.iter().all(u8::is_ascii_whitespace)
+}
+
+/// Reads every record of `reader`, skipping blank lines and reporting bad
+/// ones; a line longer than `max_line` bytes is reported, not buffered.
+pub fn scan<R: Read>(reader: R, max_line: usize) -> io::Result<Scan> {
+    let mut scan = Scan::default();
+    for_each_line(reader, max_line, |line| {
+        match line {
+            Line::Whole {
+                bytes,
+                line_no,
+                offset,
+            } => {
+                if is_blank(bytes) {
+                    return Ok(());
+                }
+                match decode_line(bytes) {
+                    Ok(record) => scan.records.push(record),
+                    Err(e) => scan.bad_lines.push(BadLine {
+                        line_no,
+                        offset,
+                        len: bytes.len() as u64,
+                        reason: BadLineReason::Unparsable(e.to_string()),
+                    }),
+                }
+            }
+            Line::TooLong {
+                line_no,
+                offset,
+                len,
+            } => scan.bad_lines.push(BadLine {
+                line_no,
+                offset,
+                len,
+                reason: BadLineReason::TooLong,
+            }),
+        }
+        Ok(())
+    })?;
+    Ok(scan)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn line(child: &str) -> String {
+        format!("{{\"child_session_id\":\"{child}\",\"timestamp\":\"2026-01-01T00:00:00Z\"}}")
+    }
+
+    #[test]
+    fn skips_blank_and_reports_bad_lines_with_their_ranges() {
+        let text = format!("{}\n\n   \nnot json\n{}\n{{\"trunc", line("a"), line("b"));
+        let scan = scan(text.as_bytes(), MAX_LINE_BYTES).unwrap();
+        let kids: Vec<_> = scan
+            .records
+            .iter()
+            .map(|r| r.child_session_id.as_str())
+            .collect();
+        assert_eq!(kids, ["a", "b"]);
+        assert_eq!(scan.bad_lines.len(), 2);
+        let first = &scan.bad_lines[0];
+        assert_eq!((first.line_no, first.len), (4, 8));
+        let off = first.offset as usize;
+        assert_eq!(&text[off..off + 8], "not json");
+        let torn = &scan.bad_lines[1];
+        assert_eq!(torn.line_no, 6);
+        assert_eq!(&text[torn.offset as usize..], "{\"trunc");
+    }
+
+    #[test]
+    fn a_line_over_the_limit_is_reported_and_the_rest_read() {
+        let long = format!("{{\"child_session_id\":\"{}\"}}", "x".repeat(300));
+        let text = format!("{}\n{long}\n{}\n", line("a"), line("b"));
+        let scan = scan(text.as_bytes(), 100).unwrap();
+        assert_eq!(scan.records.len(), 2);
+        assert_eq!(scan.bad_lines.len(), 1);
+        let bad = &scan.bad_lines[0];
+        assert_eq!(bad.reason, BadLineReason::TooLong);
+        assert_eq!(bad.len, long.len() as u64);
+        assert_eq!(&text[bad.offset as usize..][..bad.len as usize], long);
+    }
+
+    #[test]
+    fn line_exactly_at_the_limit_is_read() {
+        let l = line("a");
+        let scan = scan(format!("{l}\n").as_bytes(), l.len()).unwrap();
+        assert_eq!(scan.records.len(), 1);
+        let scan2 = super::scan(format!("{l}\n").as_bytes(), l.len() - 1).unwrap();
+        assert_eq!(scan2.bad_lines.len(), 1);
+    }
+
+    #[test]
+    fn crlf_and_missing_final_newline_are_fine() {
+        let text = format!("{}\r\n{}", line("a"), line("b"));
+        let scan = scan(text.as_bytes(), MAX_LINE_BYTES).unwrap();
+        assert_eq!(scan.records.len(), 2);
+        assert!(scan.bad_lines.is_empty());
+    }
+
+    #[test]
+    fn encode_then_decode_round_trips() {
+        let r = Record::finished("c1", "success");
+        let bytes = encode_line(&r).unwrap();
+        assert_eq!(bytes.last(), Some(&b'\n'));
+        assert_eq!(decode_line(&bytes[..bytes.len() - 1]).unwrap(), r);
+    }
+}

@@ -1,0 +1,757 @@
+//! [`Outbox`]: commit, the two-phase drain, and housekeeping.
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use parking_lot::{Mutex, RawMutex, lock_api::ArcMutexGuard};
+
+use crate::durable::{TEMP_MARK, create_temp, install, write_durable};
+use crate::error::{DrainWithError, Error, IoContext, Result};
+use crate::format::{BadLine, Line, MAX_LINE_BYTES, Scan, decode_line, encode_line, for_each_line};
+use crate::io::{Io, StdIo};
+use crate::ledger::Ledger;
+use crate::paths::{INBOX_DIR, LEDGER_DIR, ParentPaths, STOP_BLOCKS_DIR, WAL_DIR};
+use crate::record::{Record, event_fingerprint, turn_fingerprint};
+use crate::timestamp::Timestamp;
+
+/// How old a pending record must be before [`Outbox::sweep_stale`] drops it
+/// by default: 7 days.
+pub const DEFAULT_STALE_AGE: Duration = Duration::from_secs(7 * 24 * 3600);
+
+type Clock = Arc<dyn Fn() -> SystemTime + Send + Sync>;
+
+/// A durable per-parent outbox on a data root directory.
+///
+/// Cheap to clone: clones share the file-system seam and the in-process
+/// locks, and may be used from any number of threads. Several processes may
+/// open the same root: every writer of an inbox, and every drain, also holds
+/// a lock file, so they exclude each other across processes too.
+///
+/// See the crate documentation for the files, the guarantees of each drain
+/// variant and the fsync cost of each operation.
+pub struct Outbox<I: Io = StdIo> {
+    inner: Arc<Inner<I>>,
+    clock: Clock,
+}
+
+struct Inner<I> {
+    root: PathBuf,
+    io: I,
+    /// One mutex per lock file, so threads of this process exclude each
+    /// other before they contend for the (per-process) file lock.
+    locks: Mutex<HashMap<PathBuf, Arc<Mutex<()>>>>,
+}
+
+impl<I: Io> Clone for Outbox<I> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: Arc::clone(&self.inner),
+            clock: Arc::clone(&self.clock),
+        }
+    }
+}
+
+impl<I: Io> std::fmt::Debug for Outbox<I> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Outbox")
+            .field("root", &self.inner.root)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What a drain returned.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Drained {
+    /// The records handed to the caller: one per child, the latest, each
+    /// turn at most once, in the order the children were first seen.
+    pub records: Vec<Record>,
+    /// How many records were recovered from the WAL of an earlier drain that
+    /// did not finish.
+    pub recovered: usize,
+    /// How many (collapsed) records were skipped because their turn had
+    /// already been consumed.
+    pub already_consumed: usize,
+    /// Lines that could not be read as records (corrupt, or over
+    /// [`MAX_LINE_BYTES`]); each was copied to a quarantine file before its
+    /// source was removed.
+    pub bad_lines: Vec<BadLine>,
+    /// The quarantine files written by this drain.
+    pub quarantined: Vec<PathBuf>,
+    /// The consumed ledger could not be read and was treated as empty (turns
+    /// may be delivered again; none is lost).
+    pub ledger_was_corrupt: bool,
+}
+
+/// Records staged by phase 1 of a drain.
+struct Staged {
+    records: Vec<Record>,
+    recovered: usize,
+    bad_lines: Vec<BadLine>,
+    quarantined: Vec<PathBuf>,
+}
+
+/// Both locks of one lock file: the in-process mutex and the file lock.
+/// Field order is drop order: the file lock is released first.
+struct Held<I: Io> {
+    _file: I::Lock,
+    _thread: ArcMutexGuard<RawMutex, ()>,
+}
+
+impl Outbox<StdIo> {
+    /// Opens the outbox at `root` on the real file system, creating the
+    /// directories it needs.
+    pub fn open(root: impl Into<PathBuf>) -> Result<Self> {
+        Self::open_with(root, StdIo::new())
+    }
+}
+
+impl<I: Io> Outbox<I> {
+    /// Opens the outbox at `root` with the file-system seam `io`, creating
+    /// the directories it needs. A directory it creates is made durable with
+    /// an fsync of its parent; opening an existing root fsyncs nothing.
+    pub fn open_with(root: impl Into<PathBuf>, io: I) -> Result<Self> {
+        let root = root.into();
+        let dirs = [
+            root.clone(),
+            root.join(INBOX_DIR),
+            root.join("runtime"),
+            root.join(WAL_DIR),
+            root.join(LEDGER_DIR),
+        ];
+        for dir in &dirs {
+            ensure_dir(&io, dir)?;
+        }
+        Ok(Self {
+            inner: Arc::new(Inner {
+                root,
+                io,
+                locks: Mutex::new(HashMap::new()),
+            }),
+            clock: Arc::new(SystemTime::now),
+        })
+    }
+
+    /// Uses `clock` instead of the system clock for "now" (consumed-ledger
+    /// stamps and pruning, sweeps by age, stamping a zero timestamp). Applies
+    /// to this handle and the clones made from it afterwards.
+    pub fn with_clock(mut self, clock: impl Fn() -> SystemTime + Send + Sync + 'static) -> Self {
+        self.clock = Arc::new(clock);
+        self
+    }
+
+    /// The data root.
+    pub fn root(&self) -> &Path {
+        &self.inner.root
+    }
+
+    /// The file-system seam.
+    pub fn io(&self) -> &I {
+        &self.inner.io
+    }
+
+    /// The files of `parent`; an error for an invalid parent id.
+    pub fn paths(&self, parent: &str) -> Result<ParentPaths> {
+        ParentPaths::new(&self.inner.root, parent)
+    }
+
+    fn now(&self) -> SystemTime {
+        (self.clock)()
+    }
+
+    fn now_unix(&self) -> i64 {
+        match self.now().duration_since(UNIX_EPOCH) {
+            Ok(d) => i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
+            Err(e) => -i64::try_from(e.duration().as_secs()).unwrap_or(i64::MAX),
+        }
+    }
+
+    fn lock(&self, path: &Path) -> Result<Held<I>> {
+        let mutex = Arc::clone(self.inner.locks.lock().entry(path.to_owned()).or_default());
+        let thread = mutex.lock_arc();
+        let file = self.inner.io.lock(path).at("lock", path)?;
+        Ok(Held {
+            _file: file,
+            _thread: thread,
+        })
+    }
+
+    fn read_scan(&self, path: &Path) -> Result<Scan> {
+        match self.inner.io.open_read(path).at("open", path)? {
+            Some(reader) => crate::format::scan(reader, MAX_LINE_BYTES).at("read", path),
+            None => Ok(Scan::default()),
+        }
+    }
+
+    // ----------------------------------------------------------------------
+    // Commit (producer side)
+    // ----------------------------------------------------------------------
+
+    /// Commits `record` to `parent`'s inbox and returns it as written.
+    ///
+    /// The record is stamped first: `done_summary` capped at
+    /// [`MAX_SUMMARY_BYTES`](crate::MAX_SUMMARY_BYTES), `turn_fingerprint`
+    /// derived when empty, `target_session_id` set to `parent` when empty,
+    /// `timestamp` set to now when zero, and `fp` (the event fingerprint)
+    /// computed. Then, under the inbox locks, every pending record of the
+    /// same child is dropped (last wins) and the new inbox installed
+    /// atomically and durably.
+    ///
+    /// **Fsyncs: 1 file + 1 directory**, whatever the inbox holds. (If the
+    /// inbox holds lines that cannot be read, they are first copied to a
+    /// quarantine file: 1 file + 1 directory fsync more.)
+    ///
+    /// `Ok` means the record is durable. An `Err` from the final directory
+    /// fsync means the new inbox may or may not survive a crash; committing
+    /// the same record again is safe (same turn, delivered at most once).
+    pub fn commit(&self, parent: &str, mut record: Record) -> Result<Record> {
+        let paths = self.paths(parent)?;
+        record.cap_summary();
+        if record.turn_fingerprint.is_empty() {
+            record.turn_fingerprint = turn_fingerprint(&record);
+        }
+        if record.target_session_id.is_empty() {
+            record.target_session_id = parent.to_owned();
+        }
+        if record.timestamp.is_zero() {
+            record.timestamp = Timestamp::from_system_time(self.now()).unwrap_or_default();
+        }
+        record.fp = event_fingerprint(&record);
+        let line = encode_line(&record).map_err(|source| Error::Encode {
+            child: record.child_session_id.clone(),
+            source,
+        })?;
+        if line.len() - 1 > MAX_LINE_BYTES {
+            return Err(Error::LineTooLong {
+                child: record.child_session_id,
+                len: line.len() - 1,
+                limit: MAX_LINE_BYTES,
+            });
+        }
+        let _held = self.lock(&paths.inbox_lock)?;
+        let child = record.child_session_id.as_str();
+        self.rewrite_inbox(&paths, |r| r.child_session_id != child, &line)?;
+        Ok(record)
+    }
+
+    /// Rewrites the inbox keeping the records `keep` accepts, followed by
+    /// `append`; returns how many records were dropped. The caller holds the
+    /// inbox lock. Installs nothing when nothing changes.
+    fn rewrite_inbox(
+        &self,
+        paths: &ParentPaths,
+        mut keep: impl FnMut(&Record) -> bool,
+        append: &[u8],
+    ) -> Result<usize> {
+        let io = &self.inner.io;
+        let mut kept = Vec::new();
+        let mut dropped = 0;
+        let mut bad = Vec::new();
+        if let Some(reader) = io.open_read(&paths.inbox).at("open", &paths.inbox)? {
+            for_each_line(reader, MAX_LINE_BYTES, |line| {
+                match line {
+                    Line::Whole {
+                        bytes,
+                        line_no,
+                        offset,
+                    } => {
+                        if bytes.iter().all(u8::is_ascii_whitespace) {
+                            return Ok(());
+                        }
+                        match decode_line(bytes) {
+                            Ok(r) if keep(&r) => {
+                                kept.extend_from_slice(bytes);
+                                kept.push(b'\n');
+                            }
+                            Ok(_) => dropped += 1,
+                            Err(e) => bad.push(BadLine {
+                                line_no,
+                                offset,
+                                len: bytes.len() as u64,
+                                reason: crate::format::BadLineReason::Unparsable(e.to_string()),
+                            }),
+                        }
+                    }
+                    Line::TooLong {
+                        line_no,
+                        offset,
+                        len,
+                    } => bad.push(BadLine {
+                        line_no,
+                        offset,
+                        len,
+                        reason: crate::format::BadLineReason::TooLong,
+                    }),
+                }
+                Ok(())
+            })
+            .at("read", &paths.inbox)?;
+        }
+        if dropped == 0 && bad.is_empty() && append.is_empty() {
+            return Ok(0);
+        }
+        if !bad.is_empty() {
+            self.quarantine(paths, &paths.inbox, &bad)?;
+        }
+        kept.extend_from_slice(append);
+        if kept.is_empty() {
+            if io.remove_file(&paths.inbox).at("remove", &paths.inbox)? {
+                let dir = parent_dir(&paths.inbox);
+                io.sync_dir(dir).at("fsync directory", dir)?;
+            }
+        } else {
+            write_durable(io, &paths.inbox, &kept)?;
+        }
+        Ok(dropped)
+    }
+
+    /// Copies the `bad` lines of `source` to a new quarantine file beside
+    /// the inbox, durably, and returns its path. Runs before `source` is
+    /// removed or replaced, so no line is ever lost unseen.
+    fn quarantine(&self, paths: &ParentPaths, source: &Path, bad: &[BadLine]) -> Result<PathBuf> {
+        let io = &self.inner.io;
+        let kind = if source == paths.wal { "wal" } else { "jsonl" };
+        let target = parent_dir(&paths.inbox).join(format!(
+            "{}.{kind}.quarantine-{}-{}",
+            paths.stem,
+            self.now_unix(),
+            std::process::id()
+        ));
+        let (temp, mut file) = create_temp(io, &target)?;
+        let copy = (|| -> Result<()> {
+            let mut reader = io
+                .open_read(source)
+                .at("open", source)?
+                .ok_or_else(|| std::io::Error::from(std::io::ErrorKind::NotFound))
+                .at("open", source)?;
+            let mut pos = 0u64;
+            let mut buf = vec![0u8; 64 * 1024];
+            for line in bad {
+                // Skip to the line, then copy it in bounded chunks.
+                std::io::copy(
+                    &mut (&mut reader).take(line.offset - pos),
+                    &mut std::io::sink(),
+                )
+                .at("read", source)?;
+                let mut chunk = (&mut reader).take(line.len);
+                loop {
+                    let n = chunk.read(&mut buf).at("read", source)?;
+                    if n == 0 {
+                        break;
+                    }
+                    io.write_all(&mut file, &buf[..n]).at("write", &temp)?;
+                }
+                io.write_all(&mut file, b"\n").at("write", &temp)?;
+                pos = line.offset + line.len;
+            }
+            Ok(())
+        })();
+        if let Err(e) = copy {
+            drop(file);
+            let _ = io.remove_file(&temp);
+            return Err(e);
+        }
+        install(io, file, &temp, &target)?;
+        Ok(target)
+    }
+
+    // ----------------------------------------------------------------------
+    // Drain (consumer side)
+    // ----------------------------------------------------------------------
+
+    /// Drains `parent`'s inbox: returns the deliverable records (one per
+    /// child, the latest; each turn at most once) and marks them consumed.
+    ///
+    /// **Guarantee per crash window.** The consumed ledger is written
+    /// *before* this returns:
+    /// - a crash before the ledger write leaves the records staged in the
+    ///   WAL (or still in the inbox): the next drain delivers them;
+    /// - a crash after the ledger's rename was issued and before the caller
+    ///   acted on the returned records loses them *to the caller*: they are
+    ///   marked consumed and will not be delivered again. Callers that can
+    ///   act twice safely should use [`drain_with`](Self::drain_with), which
+    ///   closes this window.
+    ///
+    /// No turn is ever returned twice by this variant.
+    ///
+    /// **Fsyncs: 2 file + 2 directory** when anything new is delivered (the
+    /// WAL, then the ledger), 0 when nothing is pending. A drain that only
+    /// finishes an earlier drain's WAL skips the WAL write (1 + 1).
+    pub fn drain(&self, parent: &str) -> Result<Drained> {
+        let paths = self.paths(parent)?;
+        let _drain = self.lock(&paths.drain_lock)?;
+        let staged = self.stage_to_wal(&paths)?;
+        let no_delivery = None::<fn(&[Record]) -> Result<(), Infallible>>;
+        self.finalize(&paths, staged, no_delivery)
+            .map_err(|e| match e {
+                DrainWithError::Outbox(e) => e,
+                DrainWithError::Delivery(never) => match never {},
+            })
+    }
+
+    /// Drains like [`drain`](Self::drain), but persists the consumed ledger
+    /// only after `deliver` returned `Ok` for the records: true
+    /// at-least-once delivery for callers that can act on a record twice.
+    ///
+    /// `deliver` is called once, with the deliverable records, only when
+    /// there are any. While it runs, other drains of this parent wait;
+    /// commits do not.
+    ///
+    /// **Guarantee per crash window.**
+    /// - a crash (or an `Err` from `deliver`) before `deliver` returned
+    ///   `Ok`: nothing is marked; the next drain delivers the records again;
+    /// - a crash after `deliver` returned `Ok` and before the ledger is
+    ///   durable: the next drain delivers them again (the only window for a
+    ///   duplicate);
+    /// - after that, never again.
+    ///
+    /// Nothing committed is ever lost. **Fsyncs: as [`drain`](Self::drain).**
+    pub fn drain_with<E>(
+        &self,
+        parent: &str,
+        deliver: impl FnOnce(&[Record]) -> Result<(), E>,
+    ) -> Result<Drained, DrainWithError<E>> {
+        let paths = self.paths(parent)?;
+        let _drain = self.lock(&paths.drain_lock)?;
+        let staged = self.stage_to_wal(&paths)?;
+        self.finalize(&paths, staged, Some(deliver))
+    }
+
+    /// Phase 1: stage everything pending into the WAL, then remove the
+    /// inbox. Runs under the drain lock and, inside this function, the inbox
+    /// locks.
+    ///
+    /// Crash invariant: every record that was in the inbox or the WAL on
+    /// entry is, at every instant, durably in the WAL or in the inbox (or
+    /// both): the WAL is durable (fsync, rename, directory fsync) before the
+    /// inbox is unlinked. Bad lines reach a durable quarantine file before
+    /// their source is removed or replaced.
+    fn stage_to_wal(&self, paths: &ParentPaths) -> Result<Staged> {
+        let io = &self.inner.io;
+        let _inbox = self.lock(&paths.inbox_lock)?;
+        let wal = self.read_scan(&paths.wal)?;
+        let inbox = self.read_scan(&paths.inbox)?;
+        let recovered = wal.records.len();
+        let inbox_touched = !inbox.records.is_empty() || !inbox.bad_lines.is_empty();
+
+        let mut quarantined = Vec::new();
+        if !wal.bad_lines.is_empty() {
+            quarantined.push(self.quarantine(paths, &paths.wal, &wal.bad_lines)?);
+        }
+        if !inbox.bad_lines.is_empty() {
+            quarantined.push(self.quarantine(paths, &paths.inbox, &inbox.bad_lines)?);
+        }
+
+        let mut records = wal.records;
+        records.extend(inbox.records);
+        if records.is_empty() {
+            // Nothing to deliver: drop what is left (blank or quarantined).
+            io.remove_file(&paths.wal).at("remove", &paths.wal)?;
+            io.remove_file(&paths.inbox).at("remove", &paths.inbox)?;
+        } else {
+            if inbox_touched || !wal.bad_lines.is_empty() {
+                let mut bytes = Vec::new();
+                for r in &records {
+                    bytes.extend(encode_line(r).map_err(|source| Error::Encode {
+                        child: r.child_session_id.clone(),
+                        source,
+                    })?);
+                }
+                write_durable(io, &paths.wal, &bytes)?;
+            }
+            // The WAL is durable: the inbox may go. A plain unlink: if it is
+            // undone by a crash, its records are in the WAL too and the
+            // ledger drops the duplicates.
+            io.remove_file(&paths.inbox).at("remove", &paths.inbox)?;
+        }
+        let mut bad_lines = wal.bad_lines;
+        bad_lines.extend(inbox.bad_lines);
+        Ok(Staged {
+            records,
+            recovered,
+            bad_lines,
+            quarantined,
+        })
+    }
+
+    /// Phase 2: collapse, skip consumed turns, (deliver,) persist the
+    /// ledger, remove the WAL. Runs under the drain lock.
+    ///
+    /// Crash invariant: the WAL is removed only after the ledger that marks
+    /// its records is durable, so a crash anywhere here re-reads the WAL and
+    /// the ledger decides what is delivered again.
+    fn finalize<E>(
+        &self,
+        paths: &ParentPaths,
+        staged: Staged,
+        deliver: Option<impl FnOnce(&[Record]) -> Result<(), E>>,
+    ) -> Result<Drained, DrainWithError<E>> {
+        let io = &self.inner.io;
+        let mut drained = Drained {
+            recovered: staged.recovered,
+            bad_lines: staged.bad_lines,
+            quarantined: staged.quarantined,
+            ..Drained::default()
+        };
+        if staged.records.is_empty() {
+            return Ok(drained);
+        }
+        let mut ledger = Ledger::load(io, &paths.ledger)?;
+        drained.ledger_was_corrupt = ledger.was_corrupt;
+        let (fresh, consumed): (Vec<_>, Vec<_>) = collapse(staged.records)
+            .into_iter()
+            .partition(|r| !ledger.contains(&r.turn_key()));
+        drained.already_consumed = consumed.len();
+
+        if !fresh.is_empty() {
+            let delivering = deliver.is_some();
+            if let Some(deliver) = deliver {
+                deliver(&fresh).map_err(DrainWithError::Delivery)?;
+            }
+            let before = ledger.clone();
+            let now = self.now_unix();
+            for r in &fresh {
+                ledger.entries.insert(r.turn_key(), now);
+            }
+            if let Err(failed) = ledger.save(io, &paths.ledger, now) {
+                if failed.renamed && !delivering {
+                    // The marks may be visible although the caller will get
+                    // an error instead of the records: put the old ledger
+                    // back so the next drain delivers them from the WAL.
+                    // (A new write, not a retry of the failed fsync; the
+                    // error is returned either way.)
+                    let _ = write_durable(io, &paths.ledger, &before.encode());
+                }
+                return Err(failed.error.into());
+            }
+        }
+        // The ledger is durable: the WAL may go. A plain unlink: if a crash
+        // undoes it, the ledger skips every record in it.
+        io.remove_file(&paths.wal).at("remove", &paths.wal)?;
+        drained.records = fresh;
+        Ok(drained)
+    }
+
+    // ----------------------------------------------------------------------
+    // Read-only views
+    // ----------------------------------------------------------------------
+
+    /// Whether `parent` has anything pending: its inbox or its WAL is
+    /// non-empty. One `stat` per file; takes no lock, consumes nothing.
+    pub fn has_pending(&self, parent: &str) -> Result<bool> {
+        let paths = self.paths(parent)?;
+        let io = &self.inner.io;
+        for path in [&paths.inbox, &paths.wal] {
+            if io.file_len(path).at("stat", path)?.unwrap_or(0) > 0 {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    /// What a drain of `parent` would deliver now, for display: consumes
+    /// nothing, takes no lock, and skips torn or corrupt lines (a drain may
+    /// be rewriting the files meanwhile).
+    pub fn peek(&self, parent: &str) -> Result<Vec<Record>> {
+        let paths = self.paths(parent)?;
+        let mut records = self.read_scan(&paths.wal)?.records;
+        records.extend(self.read_scan(&paths.inbox)?.records);
+        if records.is_empty() {
+            return Ok(records);
+        }
+        let ledger = Ledger::load(&self.inner.io, &paths.ledger)?;
+        Ok(collapse(records)
+            .into_iter()
+            .filter(|r| !ledger.contains(&r.turn_key()))
+            .collect())
+    }
+
+    // ----------------------------------------------------------------------
+    // Housekeeping
+    // ----------------------------------------------------------------------
+
+    /// Drops `parent`'s pending records of `child` whose `from_status` and
+    /// `to_status` are `from` and `to`; returns how many. Fsyncs only when
+    /// something is dropped (1 file + 1 directory).
+    pub fn sweep_transition(
+        &self,
+        parent: &str,
+        child: &str,
+        from: &str,
+        to: &str,
+    ) -> Result<usize> {
+        let paths = self.paths(parent)?;
+        let _held = self.lock(&paths.inbox_lock)?;
+        self.rewrite_inbox(
+            &paths,
+            |r| !(r.child_session_id == child && r.from_status == from && r.to_status == to),
+            &[],
+        )
+    }
+
+    /// Drops `parent`'s pending records older than `max_age` (by their
+    /// timestamp; [`DEFAULT_STALE_AGE`] is the usual value); returns how
+    /// many. Fsyncs only when something is dropped (1 file + 1 directory).
+    pub fn sweep_stale(&self, parent: &str, max_age: Duration) -> Result<usize> {
+        let paths = self.paths(parent)?;
+        let now = self.now();
+        let _held = self.lock(&paths.inbox_lock)?;
+        self.rewrite_inbox(&paths, |r| r.timestamp.age_at(now) <= max_age, &[])
+    }
+
+    /// [`sweep_stale`](Self::sweep_stale) over every inbox under the root;
+    /// returns how many records were dropped in all.
+    pub fn sweep_stale_all(&self, max_age: Duration) -> Result<usize> {
+        let dir = self.inner.root.join(INBOX_DIR);
+        let mut total = 0;
+        for name in self.inner.io.list_dir(&dir).at("list", &dir)? {
+            let Some(name) = name.to_str() else { continue };
+            let Some(stem) = name.strip_suffix(".jsonl") else {
+                continue;
+            };
+            if stem.contains(TEMP_MARK) || stem.trim().is_empty() {
+                continue;
+            }
+            // A stem is its own sanitised form, so it names the same inbox.
+            total += self.sweep_stale(stem, max_age)?;
+        }
+        Ok(total)
+    }
+
+    /// Forgets the consumed turns of `child` (e.g. a removed child) in
+    /// `parent`'s ledger; returns how many entries were dropped.
+    pub fn forget_child(&self, parent: &str, child: &str) -> Result<usize> {
+        let paths = self.paths(parent)?;
+        let _drain = self.lock(&paths.drain_lock)?;
+        let io = &self.inner.io;
+        let mut ledger = Ledger::load(io, &paths.ledger)?;
+        let prefix = format!("{}@", child.trim());
+        let before = ledger.entries.len();
+        ledger.entries.retain(|turn, _| !turn.starts_with(&prefix));
+        let dropped = before - ledger.entries.len();
+        if dropped > 0 {
+            ledger.save(io, &paths.ledger, self.now_unix())?;
+        }
+        Ok(dropped)
+    }
+
+    // ----------------------------------------------------------------------
+    // Stop-hook loop guard
+    // ----------------------------------------------------------------------
+
+    /// The Stop-hook consecutive-block counter of `parent`
+    /// (`runtime/stop-blocks/<id>.json`, `{"count": n}`); 0 when absent or
+    /// unreadable.
+    pub fn stop_blocks(&self, parent: &str) -> Result<u32> {
+        let paths = self.paths(parent)?;
+        let Some(reader) = self
+            .inner
+            .io
+            .open_read(&paths.stop_blocks)
+            .at("open", &paths.stop_blocks)?
+        else {
+            return Ok(0);
+        };
+        let mut bytes = Vec::new();
+        reader
+            .take(64 * 1024)
+            .read_to_end(&mut bytes)
+            .at("read", &paths.stop_blocks)?;
+        #[derive(serde::Deserialize)]
+        struct Guard {
+            count: u32,
+        }
+        Ok(serde_json::from_slice::<Guard>(&bytes).map_or(0, |g| g.count))
+    }
+
+    /// Sets the Stop-hook consecutive-block counter of `parent`, durably
+    /// (1 file + 1 directory fsync; the first call also creates
+    /// `runtime/stop-blocks/`).
+    pub fn set_stop_blocks(&self, parent: &str, count: u32) -> Result<()> {
+        let paths = self.paths(parent)?;
+        let io = &self.inner.io;
+        ensure_dir(io, parent_dir(&paths.stop_blocks))?;
+        let bytes = format!("{{\"count\":{count}}}");
+        write_durable(io, &paths.stop_blocks, bytes.as_bytes())?;
+        Ok(())
+    }
+
+    /// The directory of the Stop-hook loop guards, relative to the root.
+    pub fn stop_blocks_dir(&self) -> PathBuf {
+        self.inner.root.join(STOP_BLOCKS_DIR)
+    }
+}
+
+fn parent_dir(path: &Path) -> &Path {
+    path.parent().unwrap_or(Path::new("."))
+}
+
+/// Creates `dir` if missing and makes its entry durable with an fsync of its
+/// parent.
+fn ensure_dir<I: Io>(io: &I, dir: &Path) -> Result<()> {
+    if io.file_len(dir).at("stat", dir)?.is_some() {
+        return Ok(());
+    }
+    io.create_dir_all(dir).at("create directory", dir)?;
+    let parent = parent_dir(dir);
+    let parent = if parent.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        parent
+    };
+    io.sync_dir(parent).at("fsync directory", parent)
+}
+
+/// One record per child, the latest by timestamp (ties: the later one in
+/// file order), in the order the children were first seen.
+pub(crate) fn collapse(records: Vec<Record>) -> Vec<Record> {
+    let mut out: Vec<Record> = Vec::new();
+    let mut index: HashMap<String, usize> = HashMap::new();
+    for r in records {
+        match index.get(&r.child_session_id) {
+            Some(&i) => {
+                if r.timestamp.instant_cmp(&out[i].timestamp).is_ge() {
+                    out[i] = r;
+                }
+            }
+            None => {
+                index.insert(r.child_session_id.clone(), out.len());
+                out.push(r);
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rec(child: &str, ts: &str, to: &str) -> Record {
+        Record {
+            child_session_id: child.into(),
+            to_status: to.into(),
+            timestamp: ts.parse().unwrap(),
+            ..Record::default()
+        }
+    }
+
+    #[test]
+    fn collapse_keeps_the_latest_per_child_in_first_seen_order() {
+        let out = collapse(vec![
+            rec("b", "2026-01-01T00:00:02Z", "b1"),
+            rec("a", "2026-01-01T00:00:05Z", "a1"),
+            rec("b", "2026-01-01T00:00:01Z", "b-older"),
+            rec("a", "2026-01-01T00:00:05Z", "a-tie-later"),
+            rec("b", "2026-01-01T02:00:03+02:00", "b-later-by-offset"),
+        ]);
+        let got: Vec<_> = out
+            .iter()
+            .map(|r| (r.child_session_id.as_str(), r.to_status.as_str()))
+            .collect();
+        assert_eq!(got, [("b", "b-later-by-offset"), ("a", "a-tie-later")]);
+    }
+}

@@ -1,0 +1,395 @@
+//! Bad input never panics, never hides good records, never allocates past
+//! the line cap: property tests over the line decoder and the file reader.
+//!
+//! The default case count keeps the file fast in debug builds; set
+//! `PROPTEST_CASES` for a longer run.
+
+use std::io::Read;
+
+use outbox::Record;
+use outbox::Timestamp;
+use outbox::format::{BadLineReason, MAX_LINE_BYTES, Scan, decode_line, encode_line, scan};
+use proptest::prelude::*;
+
+fn config() -> ProptestConfig {
+    let cases = std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(96);
+    ProptestConfig {
+        cases,
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    }
+}
+
+/// Unix seconds of 0001-01-01 and of 9999-12-31, kept a day inside so any
+/// offset stays in range.
+const MIN_SECS: i64 = -62_135_596_800 + 86_400;
+const MAX_SECS: i64 = 253_402_300_800 - 2 * 86_400;
+
+fn timestamp() -> impl Strategy<Value = Timestamp> {
+    prop_oneof![
+        Just(Timestamp::ZERO),
+        (MIN_SECS..MAX_SECS, 0u32..1_000_000_000, -1439i32..=1439).prop_map(
+            |(secs, nanos, minutes)| {
+                Timestamp::from_unix(secs, nanos, minutes * 60).expect("in range")
+            }
+        ),
+    ]
+}
+
+/// Any string, biased towards the awkward: empty, whitespace, quotes,
+/// control characters, non-ASCII.
+fn text() -> impl Strategy<Value = String> {
+    prop_oneof![
+        Just(String::new()),
+        "[ \t\r\n\"\\\\\u{0}-\u{1f}a-zé€😀]{0,12}",
+        any::<String>(),
+    ]
+}
+
+fn record() -> impl Strategy<Value = Record> {
+    (
+        (text(), text(), text(), text(), text(), timestamp()),
+        (text(), text(), text(), text(), text(), text()),
+        (text(), text(), text(), any::<i64>(), text(), text()),
+    )
+        .prop_map(|(a, b, c)| Record {
+            child_session_id: a.0,
+            child_title: a.1,
+            profile: a.2,
+            from_status: a.3,
+            to_status: a.4,
+            timestamp: a.5,
+            substate: b.0,
+            last_output_hash: b.1,
+            target_session_id: b.2,
+            target_kind: b.3,
+            delivery_result: b.4,
+            kind: b.5,
+            done_status: c.0,
+            done_summary: c.1,
+            turn_fingerprint: c.2,
+            attempts: c.3,
+            dead_letter_reason: c.4,
+            fp: c.5,
+        })
+}
+
+fn encode_all(records: &[Record]) -> Vec<u8> {
+    records
+        .iter()
+        .flat_map(|r| encode_line(r).expect("a record always encodes"))
+        .collect()
+}
+
+/// What a reader must report for `bytes`, computed the obvious way: split
+/// on `\n`, skip blank lines, flag lines over `cap`, decode the rest.
+fn reference_scan(bytes: &[u8], cap: usize) -> Scan {
+    let mut expected = Scan::default();
+    let mut offset = 0u64;
+    let mut segments: Vec<&[u8]> = bytes.split(|&b| b == b'\n').collect();
+    if segments.last().is_some_and(|s| s.is_empty()) {
+        segments.pop();
+    }
+    for (i, seg) in segments.iter().enumerate() {
+        let line_no = i as u64 + 1;
+        let len = seg.len() as u64;
+        if seg.len() > cap {
+            expected.bad_lines.push(outbox::format::BadLine {
+                line_no,
+                offset,
+                len,
+                reason: BadLineReason::TooLong,
+            });
+        } else if !seg.iter().all(u8::is_ascii_whitespace) {
+            match decode_line(seg) {
+                Ok(r) => expected.records.push(r),
+                Err(e) => expected.bad_lines.push(outbox::format::BadLine {
+                    line_no,
+                    offset,
+                    len,
+                    reason: BadLineReason::Unparsable(e.to_string()),
+                }),
+            }
+        }
+        offset += len + 1;
+    }
+    expected
+}
+
+/// Raw bytes built from pieces that tend to make interesting files: record
+/// lines, fragments of them, newlines, junk and invalid UTF-8.
+fn messy_file() -> impl Strategy<Value = Vec<u8>> {
+    let piece = prop_oneof![
+        record().prop_map(|r| encode_line(&r).unwrap()),
+        record().prop_flat_map(|r| {
+            let line = encode_line(&r).unwrap();
+            let n = line.len();
+            (Just(line), 0..n).prop_map(|(l, cut)| l[..cut].to_vec())
+        }),
+        Just(b"\n".to_vec()),
+        Just(b"\r\n".to_vec()),
+        Just(b"   \t\n".to_vec()),
+        Just(vec![0xff, 0xfe, b'{']),
+        Just(b"{\"child_session_id\":\"\xc3(\"}\n".to_vec()),
+        Just(b"null\n[]\n\"x\"\n{}\n".to_vec()),
+        prop::collection::vec(any::<u8>(), 0..40),
+    ];
+    prop::collection::vec(piece, 0..12).prop_map(|ps| ps.concat())
+}
+
+proptest! {
+    #![proptest_config(config())]
+
+    #[test]
+    fn a_record_round_trips_through_one_line(r in record()) {
+        let line = encode_line(&r).unwrap();
+        prop_assert_eq!(line.last(), Some(&b'\n'));
+        prop_assert!(!line[..line.len() - 1].contains(&b'\n'), "one record, one line");
+        prop_assert_eq!(decode_line(&line[..line.len() - 1]).unwrap(), r);
+    }
+
+    #[test]
+    fn a_file_of_records_reads_back_exactly(records in prop::collection::vec(record(), 0..8)) {
+        let bytes = encode_all(&records);
+        let got = scan(&bytes[..], MAX_LINE_BYTES).unwrap();
+        prop_assert_eq!(got.records, records);
+        prop_assert!(got.bad_lines.is_empty());
+    }
+
+    #[test]
+    fn arbitrary_bytes_never_panic_and_match_the_reference(
+        bytes in messy_file(),
+        cap in prop_oneof![1usize..8, 8usize..400, Just(MAX_LINE_BYTES)],
+    ) {
+        let got = scan(&bytes[..], cap).unwrap();
+        let expected = reference_scan(&bytes, cap);
+        for bad in &got.bad_lines {
+            prop_assert!(bad.offset + bad.len <= bytes.len() as u64);
+            let range = &bytes[bad.offset as usize..(bad.offset + bad.len) as usize];
+            prop_assert!(!range.contains(&b'\n'));
+        }
+        prop_assert_eq!(got, expected);
+    }
+
+    #[test]
+    fn pure_noise_never_panics(bytes in prop::collection::vec(any::<u8>(), 0..2048), cap in 1usize..300) {
+        let got = scan(&bytes[..], cap).unwrap();
+        prop_assert_eq!(got, reference_scan(&bytes, cap));
+    }
+
+    #[test]
+    fn a_torn_tail_costs_at_most_the_torn_line(
+        records in prop::collection::vec(record(), 1..6),
+        cut_seed in any::<prop::sample::Index>(),
+    ) {
+        let bytes = encode_all(&records);
+        let cut = cut_seed.index(bytes.len() + 1);
+        let torn = &bytes[..cut];
+        let got = scan(torn, MAX_LINE_BYTES).unwrap();
+        // Complete lines survive; the line the cut falls in is either whole
+        // (the cut is right before its newline) or one bad line.
+        let complete = torn.iter().filter(|&&b| b == b'\n').count();
+        let tail_start = torn.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+        let tail = &torn[tail_start..];
+        // The tail is a prefix of the next line: whole when only its newline
+        // is missing.
+        let tail_whole = complete < records.len()
+            && tail.len() + 1 == encode_line(&records[complete]).unwrap().len();
+        let mut expected: Vec<Record> = records[..complete].to_vec();
+        if tail_whole {
+            expected.push(records[complete].clone());
+        }
+        prop_assert_eq!(&got.records, &expected);
+        let expected_bad = usize::from(!tail.is_empty() && !tail_whole);
+        prop_assert_eq!(got.bad_lines.len(), expected_bad);
+        if let Some(bad) = got.bad_lines.first() {
+            prop_assert_eq!(bad.offset, tail_start as u64);
+            prop_assert_eq!(bad.line_no, complete as u64 + 1);
+        }
+    }
+
+    #[test]
+    fn invalid_utf8_spoils_only_its_own_line(
+        records in prop::collection::vec(record(), 3..6),
+        victim_seed in any::<prop::sample::Index>(),
+        junk in prop::sample::select(vec![
+            vec![0x80u8], vec![0xbf], vec![0xc0, 0x80], vec![0xc3, b'('],
+            vec![0xed, 0xa0, 0x80], vec![0xf5, 0x80, 0x80, 0x80], vec![0xff],
+        ]),
+    ) {
+        let victim = victim_seed.index(records.len());
+        let mut bytes = Vec::new();
+        for (i, r) in records.iter().enumerate() {
+            let mut line = encode_line(r).unwrap();
+            if i == victim {
+                // Inside the first string value: right after `{"child_session_id":"`.
+                let at = b"{\"child_session_id\":\"".len();
+                line.splice(at..at, junk.iter().copied());
+            }
+            bytes.extend(line);
+        }
+        let got = scan(&bytes[..], MAX_LINE_BYTES).unwrap();
+        let mut expected = records.clone();
+        expected.remove(victim);
+        prop_assert_eq!(got.records, expected);
+        prop_assert_eq!(got.bad_lines.len(), 1);
+        prop_assert_eq!(got.bad_lines[0].line_no, victim as u64 + 1);
+    }
+
+    #[test]
+    fn lines_around_the_cap_are_flagged_exactly_when_over_it(
+        before in record(),
+        after in record(),
+        cap in 64usize..2048,
+        delta in -3i64..=3,
+        times in prop_oneof![Just(1usize), Just(10)],
+    ) {
+        let len = ((cap as i64 + delta).max(1) as usize) * times;
+        let long = vec![b'x'; len];
+        let mut bytes = encode_line(&before).unwrap();
+        let long_at = bytes.len() as u64;
+        bytes.extend(&long);
+        bytes.push(b'\n');
+        bytes.extend(encode_line(&after).unwrap());
+        // Only the records this cap admits are expected back.
+        let fits = |r: &Record| encode_line(r).unwrap().len() - 1 <= cap;
+        let got = scan(&bytes[..], cap).unwrap();
+        let expected: Vec<Record> = [&before, &after].into_iter().filter(|r| fits(r)).cloned().collect();
+        prop_assert_eq!(got.records, expected);
+        let long_bad = got.bad_lines.iter().find(|b| b.offset == long_at).expect("junk line is bad");
+        prop_assert_eq!(long_bad.len, len as u64);
+        if len > cap {
+            prop_assert_eq!(&long_bad.reason, &BadLineReason::TooLong);
+        } else {
+            prop_assert!(matches!(long_bad.reason, BadLineReason::Unparsable(_)));
+        }
+    }
+}
+
+fn nested(open: &str, close: &str, depth: usize) -> String {
+    let mut s = String::with_capacity((open.len() + close.len()) * depth);
+    for _ in 0..depth {
+        s.push_str(open);
+    }
+    for _ in 0..depth {
+        s.push_str(close);
+    }
+    s
+}
+
+#[test]
+fn deeply_nested_json_is_a_bad_line_not_a_stack_overflow() {
+    let good = |c: &str| format!("{{\"child_session_id\":\"{c}\"}}\n");
+    for depth in [129, 10_000, 1_000_000] {
+        for line in [
+            // In an unknown field (skipped with IgnoredAny).
+            format!("{{\"child_session_id\":\"x\",\"junk\":{}}}", nested("[", "]", depth)),
+            format!("{{\"junk\":{}1{}}}", "{\"a\":".repeat(depth), "}".repeat(depth)),
+            // In a known field.
+            format!("{{\"child_session_id\":{}}}", nested("[", "]", depth)),
+            // Unbalanced.
+            format!("{{\"junk\":{}", "[".repeat(depth)),
+            // At the top.
+            nested("[", "]", depth),
+        ] {
+            assert!(decode_line(line.as_bytes()).is_err(), "depth {depth}");
+            let file = format!("{}{line}\n{}", good("a"), good("b"));
+            let got = scan(file.as_bytes(), MAX_LINE_BYTES).unwrap();
+            let kids: Vec<_> = got.records.iter().map(|r| r.child_session_id.as_str()).collect();
+            assert_eq!(kids, ["a", "b"], "depth {depth}");
+            assert_eq!(got.bad_lines.len(), 1);
+            assert_eq!(got.bad_lines[0].line_no, 2);
+        }
+    }
+}
+
+/// A reader that produces one line of `len` bytes of `x` (never holding it),
+/// then the bytes of `rest`.
+struct LongLine {
+    left: u64,
+    rest: std::io::Cursor<Vec<u8>>,
+}
+
+impl Read for LongLine {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.left > 0 {
+            let n = (buf.len() as u64).min(self.left) as usize;
+            buf[..n].fill(b'x');
+            self.left -= n as u64;
+            return Ok(n);
+        }
+        self.rest.read(buf)
+    }
+}
+
+/// Peak resident set size of this process, in bytes, after resetting the
+/// peak; `None` where /proc does not offer it.
+fn reset_peak_rss() -> Option<()> {
+    std::fs::write("/proc/self/clear_refs", "5").ok()
+}
+
+fn peak_rss() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
+#[test]
+fn a_line_over_16_mib_is_reported_and_never_buffered_whole() {
+    // Eight times the cap: buffering it would show in the peak RSS.
+    let len = 8 * MAX_LINE_BYTES as u64;
+    let tail = b"\n{\"child_session_id\":\"after\"}\n".to_vec();
+    let reader = LongLine {
+        left: len,
+        rest: std::io::Cursor::new(tail),
+    };
+    let measured = reset_peak_rss().and_then(|()| peak_rss());
+    let got = scan(reader, MAX_LINE_BYTES).unwrap();
+    assert_eq!(got.records.len(), 1);
+    assert_eq!(got.records[0].child_session_id, "after");
+    assert_eq!(got.bad_lines.len(), 1);
+    assert_eq!(got.bad_lines[0].reason, BadLineReason::TooLong);
+    assert_eq!(got.bad_lines[0].len, len);
+    match (measured, peak_rss()) {
+        (Some(before), Some(after)) => {
+            let grew = after.saturating_sub(before);
+            eprintln!(
+                "streamed a {} MiB line: peak RSS grew {} MiB",
+                len >> 20,
+                grew >> 20
+            );
+            // At most one capped line (plus allocator slack and whatever the
+            // tests running beside this one hold), far below the line's size.
+            assert!(
+                grew < 3 * MAX_LINE_BYTES as u64,
+                "peak RSS grew by {grew} bytes reading a {len}-byte line"
+            );
+        }
+        _ => eprintln!("no /proc peak RSS here; checked the report only"),
+    }
+}
+
+#[test]
+fn a_line_of_exactly_the_cap_is_decoded() {
+    // A real record padded to exactly MAX_LINE_BYTES.
+    let base = b"{\"child_session_id\":\"edge\",\"child_title\":\"\"}";
+    let pad = MAX_LINE_BYTES - base.len();
+    let mut line = b"{\"child_session_id\":\"edge\",\"child_title\":\"".to_vec();
+    line.extend(std::iter::repeat_n(b'p', pad));
+    line.extend(b"\"}");
+    assert_eq!(line.len(), MAX_LINE_BYTES);
+    line.push(b'\n');
+    let got = scan(&line[..], MAX_LINE_BYTES).unwrap();
+    assert_eq!(got.records.len(), 1);
+    assert_eq!(got.records[0].child_title.len(), pad);
+    // One byte more is too long.
+    let mut longer = line.clone();
+    longer.insert(1, b' ');
+    let got = scan(&longer[..], MAX_LINE_BYTES).unwrap();
+    assert!(got.records.is_empty());
+    assert_eq!(got.bad_lines[0].reason, BadLineReason::TooLong);
+}
