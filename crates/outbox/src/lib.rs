@@ -87,6 +87,7 @@ mod ledger;
 mod outbox;
 mod paths;
 mod record;
+pub mod sim;
 mod timestamp;
 
 pub use error::{DrainWithError, Error, Result};
