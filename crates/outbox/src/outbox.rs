@@ -5,6 +5,7 @@ use std::convert::Infallible;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use parking_lot::{Mutex, RawMutex, lock_api::ArcMutexGuard};
@@ -314,11 +315,18 @@ impl<I: Io> Outbox<I> {
     fn quarantine(&self, paths: &ParentPaths, source: &Path, bad: &[BadLine]) -> Result<PathBuf> {
         let io = &self.inner.io;
         let kind = if source == paths.wal { "wal" } else { "jsonl" };
+        // Unique per process and call, so one quarantine never replaces
+        // another (the rename below would).
+        static SEQ: AtomicU64 = AtomicU64::new(0);
+        let nanos = self
+            .now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
         let target = parent_dir(&paths.inbox).join(format!(
-            "{}.{kind}.quarantine-{}-{}",
+            "{}.{kind}.quarantine-{nanos}-{}-{}",
             paths.stem,
-            self.now_unix(),
-            std::process::id()
+            std::process::id(),
+            SEQ.fetch_add(1, Ordering::Relaxed)
         ));
         let (temp, mut file) = create_temp(io, &target)?;
         let copy = (|| -> Result<()> {

@@ -1,0 +1,359 @@
+//! What commit and drain promise, one behaviour per test.
+
+use std::fs;
+use std::path::Path;
+
+use outbox::format::{BadLineReason, MAX_LINE_BYTES};
+use outbox::sim::{Fault, FaultIo, FaultPlan, OpKind, OpKinds};
+use outbox::{Error, Outbox, Record, StdIo};
+
+const P: &str = "parent-1";
+
+fn open(dir: &Path) -> Outbox {
+    Outbox::open(dir).unwrap()
+}
+
+fn children(records: &[Record]) -> Vec<&str> {
+    records
+        .iter()
+        .map(|r| r.child_session_id.as_str())
+        .collect()
+}
+
+fn finished(child: &str, summary: &str) -> Record {
+    let mut r = Record::finished(child, "success");
+    r.done_summary = summary.into();
+    r
+}
+
+#[test]
+fn a_turn_recommitted_after_a_drain_is_not_delivered_again_but_a_new_turn_is() {
+    let dir = tempfile::tempdir().unwrap();
+    let ob = open(dir.path());
+    ob.commit(P, finished("c1", "turn one")).unwrap();
+    assert_eq!(children(&ob.drain(P).unwrap().records), ["c1"]);
+
+    // The same turn, emitted again (a new timestamp, same content).
+    ob.commit(P, finished("c1", "turn one")).unwrap();
+    let again = ob.drain(P).unwrap();
+    assert!(again.records.is_empty());
+    assert_eq!(again.already_consumed, 1);
+    assert!(!ob.has_pending(P).unwrap());
+
+    ob.commit(P, finished("c1", "turn two")).unwrap();
+    let next = ob.drain(P).unwrap().records;
+    assert_eq!(next.len(), 1);
+    assert_eq!(next[0].done_summary, "turn two");
+}
+
+#[test]
+fn two_children_give_two_records_and_one_child_only_its_latest() {
+    let dir = tempfile::tempdir().unwrap();
+    let ob = open(dir.path());
+    ob.commit(P, Record::transition("a", "idle", "running"))
+        .unwrap();
+    ob.commit(P, Record::transition("b", "idle", "running"))
+        .unwrap();
+    ob.commit(P, Record::transition("a", "running", "waiting"))
+        .unwrap();
+    ob.commit(P, finished("a", "done at last")).unwrap();
+
+    // Last wins on commit: one line per child in the inbox.
+    let inbox = fs::read_to_string(ob.paths(P).unwrap().inbox).unwrap();
+    assert_eq!(inbox.lines().count(), 2);
+    let peeked = ob.peek(P).unwrap();
+    assert_eq!(children(&peeked), ["b", "a"]);
+
+    let drained = ob.drain(P).unwrap().records;
+    assert_eq!(children(&drained), ["b", "a"]);
+    assert_eq!(drained[1].done_summary, "done at last");
+    assert!(ob.drain(P).unwrap().records.is_empty());
+}
+
+#[test]
+fn commit_stamps_fingerprints_target_and_caps_the_summary() {
+    let dir = tempfile::tempdir().unwrap();
+    let ob = open(dir.path());
+    let big = "x".repeat(40 * 1024);
+    let stamped = ob.commit(P, finished("c1", &big)).unwrap();
+    assert!(stamped.done_summary.len() <= outbox::MAX_SUMMARY_BYTES);
+    assert!(stamped.done_summary.ends_with(outbox::TRUNCATION_MARKER));
+    assert_eq!(stamped.turn_fingerprint, outbox::turn_fingerprint(&stamped));
+    assert_eq!(stamped.fp, outbox::event_fingerprint(&stamped));
+    assert_eq!(stamped.fp.len(), 64);
+    assert_eq!(stamped.target_session_id, P);
+    let drained = ob.drain(P).unwrap().records;
+    assert_eq!(drained, [stamped]);
+}
+
+#[test]
+fn peek_and_has_pending_consume_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let ob = open(dir.path());
+    assert!(!ob.has_pending(P).unwrap());
+    assert!(ob.peek(P).unwrap().is_empty());
+    ob.commit(P, finished("c1", "s")).unwrap();
+    for _ in 0..3 {
+        assert!(ob.has_pending(P).unwrap());
+        assert_eq!(children(&ob.peek(P).unwrap()), ["c1"]);
+    }
+    assert_eq!(children(&ob.drain(P).unwrap().records), ["c1"]);
+    assert!(!ob.has_pending(P).unwrap());
+}
+
+#[test]
+fn corrupt_and_blank_lines_are_skipped_set_aside_and_the_rest_delivered() {
+    let dir = tempfile::tempdir().unwrap();
+    let ob = open(dir.path());
+    ob.commit(P, finished("a", "s")).unwrap();
+    ob.commit(P, finished("b", "s")).unwrap();
+    let inbox = ob.paths(P).unwrap().inbox;
+    let mut text = fs::read_to_string(&inbox).unwrap();
+    text.insert_str(0, "\n   \n{\"child_session_id\": broken\n");
+    text.push_str("{\"torn\":");
+    fs::write(&inbox, text).unwrap();
+
+    let drained = ob.drain(P).unwrap();
+    assert_eq!(children(&drained.records), ["a", "b"]);
+    assert_eq!(drained.bad_lines.len(), 2);
+    assert_eq!(drained.quarantined.len(), 1);
+    let q = fs::read_to_string(&drained.quarantined[0]).unwrap();
+    assert_eq!(q, "{\"child_session_id\": broken\n{\"torn\":\n");
+    assert!(!inbox.exists());
+}
+
+#[test]
+fn a_commit_over_the_line_limit_is_refused_and_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let ob = open(dir.path());
+    ob.commit(P, finished("a", "kept")).unwrap();
+    let inbox = ob.paths(P).unwrap().inbox;
+    let before = fs::read(&inbox).unwrap();
+    let mut huge = finished("b", "s");
+    huge.child_title = "t".repeat(MAX_LINE_BYTES);
+    let err = ob.commit(P, huge).unwrap_err();
+    assert!(matches!(err, Error::LineTooLong { .. }), "{err}");
+    let msg = err.to_string();
+    assert!(msg.contains("\"b\"") && msg.contains("16777216"), "{msg}");
+    assert_eq!(fs::read(&inbox).unwrap(), before);
+}
+
+#[test]
+fn an_oversized_line_in_the_inbox_is_quarantined_whole_and_blocks_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let ob = open(dir.path());
+    ob.commit(P, finished("a", "s")).unwrap();
+    let inbox = ob.paths(P).unwrap().inbox;
+    let long = format!(
+        "{{\"child_session_id\":\"foreign\",\"child_title\":\"{}\"}}",
+        "y".repeat(MAX_LINE_BYTES)
+    );
+    let mut text = fs::read_to_string(&inbox).unwrap();
+    text.push_str(&long);
+    text.push('\n');
+    fs::write(&inbox, &text).unwrap();
+
+    // A commit meanwhile sets it aside too, and keeps the good record.
+    ob.commit(P, finished("b", "s")).unwrap();
+    let after_commit = fs::read_to_string(&inbox).unwrap();
+    assert_eq!(after_commit.lines().count(), 2);
+
+    fs::write(&inbox, format!("{after_commit}{long}\n")).unwrap();
+    let drained = ob.drain(P).unwrap();
+    assert_eq!(children(&drained.records), ["a", "b"]);
+    assert_eq!(drained.bad_lines.len(), 1);
+    assert_eq!(drained.bad_lines[0].reason, BadLineReason::TooLong);
+    assert_eq!(drained.bad_lines[0].len, long.len() as u64);
+
+    let quarantines: Vec<_> = fs::read_dir(inbox.parent().unwrap())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.to_string_lossy().contains(".quarantine-"))
+        .collect();
+    assert_eq!(quarantines.len(), 2, "{quarantines:?}");
+    for q in quarantines {
+        assert_eq!(fs::read_to_string(q).unwrap(), format!("{long}\n"));
+    }
+    // The next drain is not blocked.
+    ob.commit(P, finished("c", "s")).unwrap();
+    assert_eq!(children(&ob.drain(P).unwrap().records), ["c"]);
+}
+
+#[test]
+fn parent_ids_are_validated_and_stay_inside_the_root() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    let ob = open(&root);
+    for bad in ["", "   ", "a\0b"] {
+        let err = ob.commit(bad, finished("c", "s")).unwrap_err();
+        assert!(
+            matches!(err, Error::InvalidParentId { .. }),
+            "{bad:?}: {err}"
+        );
+        assert!(ob.drain(bad).is_err());
+        assert!(ob.has_pending(bad).is_err());
+    }
+    for hostile in ["../../etc/x", "a/b", "with space", "..", "/abs/path"] {
+        ob.commit(hostile, finished("c", "s")).unwrap();
+        let paths = ob.paths(hostile).unwrap();
+        assert!(paths.inbox.starts_with(root.join("inboxes")));
+        assert_eq!(paths.inbox.parent().unwrap(), root.join("inboxes"));
+        assert_eq!(children(&ob.drain(hostile).unwrap().records), ["c"]);
+    }
+    // Nothing was written outside the root.
+    let outside: Vec<_> = fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(outside, ["root"]);
+}
+
+#[test]
+fn a_drain_that_dies_after_staging_delivers_everything_next_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let io = FaultIo::new(StdIo::new());
+    let ob = Outbox::open_with(dir.path(), io.clone()).unwrap();
+    for c in ["a", "b", "c"] {
+        ob.commit(P, finished(c, "s")).unwrap();
+    }
+    // The drain's second new file is the ledger's temp file: failing it
+    // stops the drain after phase 1.
+    io.arm(FaultPlan::once(1, Fault::EIO).counting(OpKinds::of([OpKind::CreateNew])));
+    let err = ob.drain(P).unwrap_err();
+    assert!(err.to_string().contains("consumed-turns"), "{err}");
+    let paths = ob.paths(P).unwrap();
+    assert!(paths.wal.exists() && !paths.inbox.exists());
+    assert!(ob.has_pending(P).unwrap());
+
+    io.disarm();
+    let drained = ob.drain(P).unwrap();
+    assert_eq!(children(&drained.records), ["a", "b", "c"]);
+    assert_eq!(drained.recovered, 3);
+    assert!(!paths.wal.exists());
+}
+
+#[test]
+fn a_drain_that_dies_after_the_ledger_write_delivers_nothing_twice() {
+    let dir = tempfile::tempdir().unwrap();
+    let io = FaultIo::new(StdIo::new());
+    let ob = Outbox::open_with(dir.path(), io.clone()).unwrap();
+    for c in ["a", "b"] {
+        ob.commit(P, finished(c, "s")).unwrap();
+    }
+    // Removals in a drain: the inbox (#0), then the WAL (#1), after the
+    // ledger is durable.
+    io.arm(FaultPlan::once(1, Fault::EIO).counting(OpKinds::of([OpKind::RemoveFile])));
+    let err = ob.drain_with(P, |_| Ok::<_, String>(())).unwrap_err();
+    assert!(err.to_string().contains("inbox-inflight"), "{err}");
+    io.disarm();
+    let paths = ob.paths(P).unwrap();
+    assert!(paths.wal.exists(), "the WAL survived the failed removal");
+    let again = ob.drain(P).unwrap();
+    assert!(again.records.is_empty());
+    assert_eq!(again.recovered, 2);
+    assert_eq!(again.already_consumed, 2);
+    assert!(!paths.wal.exists());
+}
+
+#[test]
+fn drain_with_marks_nothing_when_delivery_fails() {
+    let dir = tempfile::tempdir().unwrap();
+    let ob = open(dir.path());
+    ob.commit(P, finished("a", "s")).unwrap();
+    let err = ob.drain_with(P, |records| {
+        assert_eq!(children(records), ["a"]);
+        Err("downstream unavailable")
+    });
+    assert!(matches!(
+        err,
+        Err(outbox::DrainWithError::Delivery("downstream unavailable"))
+    ));
+    let mut seen = Vec::new();
+    ob.drain_with(P, |records| {
+        seen.extend(records.iter().cloned());
+        Ok::<_, ()>(())
+    })
+    .unwrap();
+    assert_eq!(children(&seen), ["a"]);
+    let mut called = false;
+    ob.drain_with(P, |_| {
+        called = true;
+        Ok::<_, ()>(())
+    })
+    .unwrap();
+    assert!(!called, "nothing pending: delivery is not called");
+}
+
+#[test]
+fn a_failed_ledger_fsync_in_drain_is_an_error_and_the_records_come_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let io = FaultIo::new(StdIo::new());
+    let ob = Outbox::open_with(dir.path(), io.clone()).unwrap();
+    ob.commit(P, finished("a", "s")).unwrap();
+    // Directory fsyncs in a drain: WAL (#0), ledger (#1). The ledger's
+    // rename has happened when #1 fails; the caller gets an error, so the
+    // marks must not stick.
+    io.arm(FaultPlan::once(1, Fault::EIO).counting(OpKinds::of([OpKind::SyncDir])));
+    let err = ob.drain(P).unwrap_err();
+    assert!(err.to_string().starts_with("fsync directory"), "{err}");
+    io.disarm();
+    assert_eq!(children(&ob.drain(P).unwrap().records), ["a"]);
+}
+
+#[test]
+fn sweeps_and_forgetting_a_child() {
+    let dir = tempfile::tempdir().unwrap();
+    let now = std::time::UNIX_EPOCH + std::time::Duration::from_secs(2_000_000_000);
+    let ob = open(dir.path()).with_clock(move || now);
+    let mut old = Record::transition("old", "running", "waiting");
+    old.timestamp = outbox::Timestamp::from_unix(2_000_000_000 - 8 * 24 * 3600, 0, 0).unwrap();
+    let mut fresh = Record::transition("fresh", "running", "waiting");
+    fresh.timestamp = outbox::Timestamp::from_unix(2_000_000_000 - 3600, 0, 7200).unwrap();
+    ob.commit(P, old).unwrap();
+    ob.commit(P, fresh).unwrap();
+    ob.commit(P, Record::transition("t", "running", "error"))
+        .unwrap();
+
+    assert_eq!(
+        ob.sweep_transition(P, "t", "running", "waiting").unwrap(),
+        0
+    );
+    assert_eq!(ob.sweep_transition(P, "t", "running", "error").unwrap(), 1);
+    assert_eq!(ob.sweep_stale_all(outbox::DEFAULT_STALE_AGE).unwrap(), 1);
+    assert_eq!(children(&ob.peek(P).unwrap()), ["fresh"]);
+
+    assert_eq!(children(&ob.drain(P).unwrap().records), ["fresh"]);
+    // Forget the child: the same turn is then deliverable again.
+    assert_eq!(ob.forget_child(P, "fresh").unwrap(), 1);
+    assert_eq!(ob.forget_child(P, "fresh").unwrap(), 0);
+    let mut again = Record::transition("fresh", "running", "waiting");
+    again.timestamp = outbox::Timestamp::from_unix(2_000_000_000, 0, 0).unwrap();
+    ob.commit(P, again).unwrap();
+    assert_eq!(children(&ob.drain(P).unwrap().records), ["fresh"]);
+}
+
+#[test]
+fn the_ledger_forgets_turns_after_fourteen_days() {
+    let dir = tempfile::tempdir().unwrap();
+    let t0 = std::time::UNIX_EPOCH + std::time::Duration::from_secs(2_000_000_000);
+    let ob = open(dir.path()).with_clock(move || t0);
+    ob.commit(P, finished("a", "s")).unwrap();
+    ob.drain(P).unwrap();
+    let later = t0 + outbox::LEDGER_TTL + std::time::Duration::from_secs(1);
+    let ob_later = open(dir.path()).with_clock(move || later);
+    ob_later.commit(P, finished("b", "s")).unwrap();
+    ob_later.drain(P).unwrap();
+    let ledger = fs::read_to_string(ob.paths(P).unwrap().ledger).unwrap();
+    assert!(!ledger.contains("a@") && ledger.contains("b@"), "{ledger}");
+}
+
+#[test]
+fn stop_block_counter_round_trips_durably() {
+    let dir = tempfile::tempdir().unwrap();
+    let ob = open(dir.path());
+    assert_eq!(ob.stop_blocks(P).unwrap(), 0);
+    ob.set_stop_blocks(P, 2).unwrap();
+    assert_eq!(open(dir.path()).stop_blocks(P).unwrap(), 2);
+    let file = fs::read_to_string(ob.paths(P).unwrap().stop_blocks).unwrap();
+    assert_eq!(file, "{\"count\":2}");
+}
