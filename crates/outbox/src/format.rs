@@ -79,7 +79,7 @@ pub(crate) fn for_each_line<R: Read>(
     max_line: usize,
     mut visit: impl FnMut(Line<'_>) -> io::Result<()>,
 ) -> io::Result<()> {
-    let mut reader = BufReader::with_capacity(64 * 1024, reader);
+    let mut reader = BufReader::with_capacity(8 * 1024, reader);
     let mut line = Vec::new();
     let mut line_len: u64 = 0;
     let mut offset: u64 = 0;
