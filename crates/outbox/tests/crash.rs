@@ -1,0 +1,539 @@
+//! Crash-point simulation: cut the power after every single `Io` operation
+//! of commit, drain and drain_with, reboot into every legal surviving state
+//! (up to a cap), recover, and check that nothing committed is lost and
+//! nothing is delivered twice outside the window each drain variant
+//! documents.
+//!
+//! The file system is [`CrashIo`]: un-fsynced data and un-synced directory
+//! entries are lost (worst case) or kept in any legal combination
+//! ([`CrashIo::crash_images`]). After the worst outcome of each crash
+//! point, the recovery drain is itself crashed after every one of its
+//! operations (for the scenarios with up to 3 pending records; set
+//! `OUTBOX_CRASH_DEEP=1` for all). Set `OUTBOX_CRASH_IMAGES` to explore
+//! more combinations per crash point (default 48); run with `--nocapture` to
+//! see how many crash states each scenario explored.
+
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::path::{Path, PathBuf};
+
+use outbox::sim::{CrashIo, FsImage, Op, OpKind};
+use outbox::{Outbox, ParentPaths, Record};
+
+const ROOT: &str = "/data";
+const PARENT: &str = "parent-A";
+/// How many records a leftover WAL holds.
+const PRIOR_RECORDS: usize = 3;
+
+fn images_per_crash_point() -> usize {
+    std::env::var("OUTBOX_CRASH_IMAGES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(48)
+}
+
+/// Whether to crash the recovery of every scenario, not only the small ones
+/// (`OUTBOX_CRASH_DEEP=1`).
+fn deep() -> bool {
+    std::env::var_os("OUTBOX_CRASH_DEEP").is_some_and(|v| v != "0")
+}
+
+fn paths() -> ParentPaths {
+    ParentPaths::new(Path::new(ROOT), PARENT).unwrap()
+}
+
+fn record(child: &str) -> Record {
+    let mut r = Record::finished(child, "success");
+    r.done_summary = format!("the work of {child}");
+    r
+}
+
+fn open(io: &CrashIo) -> outbox::Result<Outbox<CrashIo>> {
+    Outbox::open_with(ROOT, io.clone())
+}
+
+/// The operation a crash falls in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Action {
+    /// `Outbox::open_with` on an empty root, then the first commit.
+    FirstCommit,
+    /// `commit` of one more record.
+    Commit,
+    /// `drain`.
+    Drain,
+    /// `drain_with`, delivering into the test's record of deliveries.
+    DrainWith,
+}
+
+/// What the state before the operation holds besides the pending records.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Prior {
+    /// Nothing.
+    Clean,
+    /// A WAL staged by an earlier drain that crashed right after staging:
+    /// its records were never delivered.
+    WalStaged,
+    /// A WAL whose records an earlier `drain_with` delivered and marked in a
+    /// durable ledger; the crash came before the WAL was removed.
+    WalConsumed,
+}
+
+/// The ground truth: what was committed, what was delivered, and which
+/// losses and duplicates the documented windows allow.
+#[derive(Clone, Debug, Default)]
+struct Truth {
+    /// Children whose commit returned `Ok`: must be delivered.
+    committed: BTreeSet<String>,
+    /// Children whose commit returned an error: delivered at most once.
+    maybe: BTreeSet<String>,
+    /// How many times each child was handed to a caller.
+    delivered: BTreeMap<String, usize>,
+    /// Children a plain drain may have lost to its caller: pending when a
+    /// crash fell after that drain issued its ledger rename.
+    may_lose: BTreeSet<String>,
+    /// Children a `drain_with` may deliver again, with how many times:
+    /// one for each crash that fell after a `deliver` of them returned `Ok`
+    /// and before the ledger was durable.
+    may_dup: BTreeMap<String, usize>,
+}
+
+/// What one checked state showed.
+#[derive(Clone, Copy, Debug, Default)]
+struct Tally {
+    lost_in_window: usize,
+    duplicated_in_window: usize,
+}
+
+impl Truth {
+    fn deliver(&mut self, records: &[Record]) {
+        for r in records {
+            *self
+                .delivered
+                .entry(r.child_session_id.clone())
+                .or_default() += 1;
+        }
+    }
+
+    fn undelivered(&self) -> BTreeSet<String> {
+        self.committed
+            .iter()
+            .chain(&self.maybe)
+            .filter(|c| !self.delivered.contains_key(*c))
+            .cloned()
+            .collect()
+    }
+
+    /// Checks the final deliveries against what was committed.
+    fn check(&self) -> Result<Tally, String> {
+        let mut tally = Tally::default();
+        for c in &self.committed {
+            let windows = self.may_dup.get(c).copied().unwrap_or(0);
+            match self.delivered.get(c).copied().unwrap_or(0) {
+                0 if self.may_lose.contains(c) => tally.lost_in_window += 1,
+                0 => return Err(format!("LOST: {c} was committed and never delivered")),
+                1 => {}
+                n if n <= 1 + windows => tally.duplicated_in_window += n - 1,
+                n => {
+                    return Err(format!(
+                        "DUPLICATE: {c} delivered {n} times ({windows} crashes in the window)"
+                    ));
+                }
+            }
+        }
+        for c in &self.maybe {
+            let windows = self.may_dup.get(c).copied().unwrap_or(0);
+            match self.delivered.get(c).copied().unwrap_or(0) {
+                0 | 1 => {}
+                n if n <= 1 + windows => tally.duplicated_in_window += n - 1,
+                n => {
+                    return Err(format!(
+                        "DUPLICATE: {c} (uncertain commit) delivered {n} times \
+                         ({windows} crashes in the window)"
+                    ));
+                }
+            }
+        }
+        for c in self.delivered.keys() {
+            if !self.committed.contains(c) && !self.maybe.contains(c) {
+                return Err(format!("PHANTOM: {c} delivered but never committed"));
+            }
+        }
+        Ok(tally)
+    }
+}
+
+/// Whether `ops` holds a successful rename onto the ledger, and whether a
+/// successful fsync of the ledger's directory followed it.
+fn ledger_progress(ops: &[Op]) -> (bool, bool) {
+    let p = paths();
+    let ledger_dir = p.ledger.parent().unwrap().to_owned();
+    let renamed_at = ops
+        .iter()
+        .position(|o| o.ok && o.kind == OpKind::Rename && o.to.as_deref() == Some(&p.ledger));
+    let durable = renamed_at.is_some_and(|i| {
+        ops[i..]
+            .iter()
+            .any(|o| o.ok && o.kind == OpKind::SyncDir && o.path == ledger_dir)
+    });
+    (renamed_at.is_some(), durable)
+}
+
+/// Runs `action` on `io`, with the power cut after `budget` operations of
+/// the action when given, and updates `truth`. Returns the index of the
+/// action's first operation (opening the outbox is not part of the action,
+/// except for [`Action::FirstCommit`]). An error from the outbox is a test
+/// failure unless the power was cut.
+fn run(
+    action: Action,
+    io: &CrashIo,
+    truth: &mut Truth,
+    budget: Option<usize>,
+) -> Result<usize, String> {
+    let arm = || {
+        if let Some(k) = budget {
+            io.crash_after(k);
+        }
+    };
+    let unexpected = |what: &str, e: &dyn std::fmt::Display| {
+        if io.crashed() {
+            Ok(())
+        } else {
+            Err(format!("{action:?}: {what} failed without a crash: {e}"))
+        }
+    };
+    let first_op = io.op_count();
+    let ob = if action == Action::FirstCommit {
+        arm();
+        match open(io) {
+            Ok(ob) => ob,
+            Err(e) => {
+                truth.maybe.insert("new".into());
+                return unexpected("open", &e).map(|()| first_op);
+            }
+        }
+    } else {
+        let ob = open(io).map_err(|e| format!("open after reboot failed: {e}"))?;
+        arm();
+        ob
+    };
+    let start = io.op_count();
+    let first_op = if action == Action::FirstCommit {
+        first_op
+    } else {
+        start
+    };
+    match action {
+        Action::FirstCommit | Action::Commit => match ob.commit(PARENT, record("new")) {
+            Ok(_) => {
+                truth.committed.insert("new".into());
+            }
+            Err(e) => {
+                truth.maybe.insert("new".into());
+                unexpected("commit", &e)?;
+            }
+        },
+        Action::Drain => {
+            let pending = truth.undelivered();
+            match ob.drain(PARENT) {
+                Ok(d) => truth.deliver(&d.records),
+                Err(e) => {
+                    unexpected("drain", &e)?;
+                    // The documented window of the plain drain: once the
+                    // ledger rename was issued, the batch may be lost to the
+                    // caller.
+                    if ledger_progress(&io.ops_since(start)).0 {
+                        truth.may_lose.extend(pending);
+                    }
+                }
+            }
+        }
+        Action::DrainWith => {
+            let mut batch: Option<Vec<Record>> = None;
+            let result = ob.drain_with(PARENT, |records| {
+                batch = Some(records.to_vec());
+                Ok::<(), std::convert::Infallible>(())
+            });
+            if let Some(batch) = &batch {
+                truth.deliver(batch);
+            }
+            if let Err(e) = result {
+                unexpected("drain_with", &e)?;
+                // The documented window of drain_with: `deliver` returned Ok
+                // and the ledger is not durable yet.
+                if let Some(batch) = &batch
+                    && !ledger_progress(&io.ops_since(start)).1
+                {
+                    for r in batch {
+                        *truth.may_dup.entry(r.child_session_id.clone()).or_default() += 1;
+                    }
+                }
+            }
+        }
+    }
+    Ok(first_op)
+}
+
+/// Boots `image`, drains until nothing is left, and checks the deliveries.
+fn recover_and_check(image: &FsImage, mut truth: Truth, recovery: Action) -> Result<Tally, String> {
+    let io = CrashIo::from_image(image);
+    run(recovery, &io, &mut truth, None)?;
+    // Everything committed is delivered by the first drain after a reboot;
+    // a second drain finds nothing.
+    let before = truth.delivered.clone();
+    run(recovery, &io, &mut truth, None)?;
+    if truth.delivered != before {
+        return Err("a second drain after recovery delivered more records".into());
+    }
+    let ob = open(&io).map_err(|e| e.to_string())?;
+    if ob.has_pending(PARENT).map_err(|e| e.to_string())? {
+        return Err("records still pending after two drains".into());
+    }
+    truth.check()
+}
+
+/// The state before the operation under test, and its truth.
+fn setup(prior: Prior, pending: usize) -> (CrashIo, Truth) {
+    let mut truth = Truth::default();
+    let io = match prior {
+        Prior::Clean => {
+            let io = CrashIo::new();
+            io.install_dir(ROOT);
+            open(&io).unwrap();
+            io
+        }
+        Prior::WalStaged | Prior::WalConsumed => prior_crash(prior, &mut truth),
+    };
+    let ob = open(&io).unwrap();
+    for i in 0..pending {
+        let child = format!("c{i}");
+        ob.commit(PARENT, record(&child)).unwrap();
+        truth.committed.insert(child);
+    }
+    (io, truth)
+}
+
+/// Makes a WAL left over by an earlier crashed drain: commits
+/// [`PRIOR_RECORDS`] records, crashes a drain right after the operation that
+/// makes the WAL (or the ledger) durable, and reboots into the worst image.
+fn prior_crash(prior: Prior, truth: &mut Truth) -> CrashIo {
+    let base = CrashIo::new();
+    base.install_dir(ROOT);
+    let ob = open(&base).unwrap();
+    for i in 0..PRIOR_RECORDS {
+        let child = format!("w{i}");
+        ob.commit(PARENT, record(&child)).unwrap();
+        truth.committed.insert(child);
+    }
+    let p = paths();
+    let (action, dir) = match prior {
+        Prior::WalStaged => (Action::Drain, p.wal.parent().unwrap().to_owned()),
+        _ => (Action::DrainWith, p.ledger.parent().unwrap().to_owned()),
+    };
+    // Find the crash point on a dry run, then crash a fork there.
+    let dry = base.fork();
+    let start = run(action, &dry, &mut truth.clone(), None).unwrap();
+    let sync_at = dry
+        .ops_since(start)
+        .iter()
+        .position(|o| o.kind == OpKind::SyncDir && o.path == dir)
+        .expect("the drain fsyncs the directory");
+    let crashed = base.fork();
+    run(action, &crashed, truth, Some(sync_at + 1)).unwrap();
+    assert!(crashed.crashed());
+    let image = crashed.crash_image();
+    assert!(image.file(&p.wal).is_some(), "the setup leaves a WAL");
+    if prior == Prior::WalStaged {
+        assert!(truth.delivered.is_empty());
+        assert!(image.file(&p.ledger).is_none());
+    } else {
+        assert_eq!(truth.delivered.len(), PRIOR_RECORDS);
+        assert!(image.file(&p.ledger).is_some());
+        // Nothing here is in a window: the ledger is durable.
+        assert!(truth.may_dup.is_empty());
+    }
+    CrashIo::from_image(&image)
+}
+
+/// Counters of one scenario.
+#[derive(Debug, Default)]
+struct Explored {
+    ops: usize,
+    crash_points: usize,
+    states: usize,
+    distinct_states: usize,
+    recovery_crash_states: usize,
+    lost_in_window: usize,
+    duplicated_in_window: usize,
+    recovery_lost_in_window: usize,
+    recovery_duplicated_in_window: usize,
+}
+
+/// Crashes `action` after every operation, reboots into every legal image
+/// (capped), recovers and checks; for the worst image of each crash point,
+/// also crashes the recovery drain after every one of its operations.
+fn explore(action: Action, prior: Prior, pending: usize) -> Explored {
+    let limit = images_per_crash_point();
+    let recovery = if action == Action::DrainWith {
+        Action::DrainWith
+    } else {
+        Action::Drain
+    };
+    let (io, truth) = if action == Action::FirstCommit {
+        let io = CrashIo::new();
+        io.install_dir(ROOT);
+        (io, Truth::default())
+    } else {
+        setup(prior, pending)
+    };
+    let name = format!("{action:?} with {pending} pending, prior {prior:?}");
+
+    // How many operations the action issues, on a run without a crash.
+    let dry = io.fork();
+    let start = run(action, &dry, &mut truth.clone(), None).unwrap();
+    let n = dry.op_count() - start;
+
+    let mut explored = Explored {
+        ops: n,
+        ..Explored::default()
+    };
+    let mut seen = HashSet::new();
+    // k == n: the power is cut right after the call returned.
+    for k in 0..=n {
+        let world = io.fork();
+        let mut t = truth.clone();
+        let start =
+            run(action, &world, &mut t, Some(k)).unwrap_or_else(|e| panic!("{name}, k={k}: {e}"));
+        explored.crash_points += 1;
+        let where_ = world
+            .last_op_before_crash()
+            .map_or("before the first operation".to_owned(), |o| o.to_string());
+        let images = world.crash_images(limit);
+        for (i, image) in images.iter().enumerate() {
+            explored.states += 1;
+            if seen.insert(image.clone()) {
+                explored.distinct_states += 1;
+            }
+            let tally = recover_and_check(image, t.clone(), recovery).unwrap_or_else(|e| {
+                panic!(
+                    "{name}: crash after {where_} (k={k}), surviving state #{i}:\n{image}\n{e}\n\
+                     op log of the crashed call:\n{}",
+                    log(&world.ops_since(start))
+                )
+            });
+            explored.lost_in_window += tally.lost_in_window;
+            explored.duplicated_in_window += tally.duplicated_in_window;
+        }
+        // A second crash, during recovery from the worst image. The op
+        // sequence does not depend on how many records are pending, so the
+        // large case skips this by default.
+        if pending > 3 && !deep() {
+            continue;
+        }
+        let worst = &images[0];
+        let dry = CrashIo::from_image(worst);
+        let start = run(recovery, &dry, &mut t.clone(), None)
+            .unwrap_or_else(|e| panic!("{name}, k={k}: recovery: {e}"));
+        let m = dry.op_count() - start;
+        for j in 0..=m {
+            let rebooted = CrashIo::from_image(worst);
+            let mut t2 = t.clone();
+            run(recovery, &rebooted, &mut t2, Some(j))
+                .unwrap_or_else(|e| panic!("{name}, k={k}, recovery crash j={j}: {e}"));
+            let image = rebooted.crash_image();
+            explored.recovery_crash_states += 1;
+            let tally = recover_and_check(&image, t2, recovery).unwrap_or_else(|e| {
+                panic!(
+                    "{name}: crash after {where_} (k={k}), then a crash in recovery after op \
+                     #{j}:\n{image}\n{e}\nop log of the recovery:\n{}",
+                    log(&rebooted.ops())
+                )
+            });
+            explored.recovery_lost_in_window += tally.lost_in_window;
+            explored.recovery_duplicated_in_window += tally.duplicated_in_window;
+        }
+    }
+    println!(
+        "{name}: {} ops, {} crash points, {} crash states ({} distinct) + {} crash states \
+         during recovery; lost in the documented window: {} (+{} after a crash in \
+         recovery), duplicated in the documented window: {} (+{} after a crash in recovery)",
+        explored.ops,
+        explored.crash_points,
+        explored.states,
+        explored.distinct_states,
+        explored.recovery_crash_states,
+        explored.lost_in_window,
+        explored.recovery_lost_in_window,
+        explored.duplicated_in_window,
+        explored.recovery_duplicated_in_window,
+    );
+    explored
+}
+
+fn log(ops: &[Op]) -> String {
+    ops.iter().map(|o| format!("  {o}\n")).collect()
+}
+
+const PENDING: [usize; 3] = [1, 3, 25];
+const PRIORS: [Prior; 3] = [Prior::Clean, Prior::WalStaged, Prior::WalConsumed];
+
+fn explore_all(action: Action) -> Vec<Explored> {
+    let mut all = Vec::new();
+    for prior in PRIORS {
+        for pending in PENDING {
+            all.push(explore(action, prior, pending));
+        }
+    }
+    let states: usize = all.iter().map(|e| e.states + e.recovery_crash_states).sum();
+    println!("{action:?}: {states} crash states explored in all");
+    all
+}
+
+#[test]
+fn crash_during_the_first_commit_on_a_fresh_root() {
+    let e = explore(Action::FirstCommit, Prior::Clean, 0);
+    assert!(e.states > 0);
+    assert_eq!(e.lost_in_window + e.duplicated_in_window, 0);
+}
+
+#[test]
+fn crash_at_every_operation_of_commit() {
+    let all = explore_all(Action::Commit);
+    for e in &all {
+        assert_eq!(e.lost_in_window + e.duplicated_in_window, 0, "{e:?}");
+    }
+}
+
+#[test]
+fn crash_at_every_operation_of_drain() {
+    let all = explore_all(Action::Drain);
+    for e in &all {
+        let dups = e.duplicated_in_window + e.recovery_duplicated_in_window;
+        assert_eq!(dups, 0, "plain drain never duplicates: {e:?}");
+    }
+    // The documented window is real, and the test sees it.
+    assert!(all.iter().any(|e| e.lost_in_window > 0));
+}
+
+#[test]
+fn crash_at_every_operation_of_drain_with() {
+    let all = explore_all(Action::DrainWith);
+    for e in &all {
+        let lost = e.lost_in_window + e.recovery_lost_in_window;
+        assert_eq!(lost, 0, "drain_with never loses: {e:?}");
+    }
+    assert!(all.iter().any(|e| e.duplicated_in_window > 0));
+}
+
+/// The paths the exploration relies on are the ones the outbox uses.
+#[test]
+fn the_files_the_scenarios_look_at_are_the_outbox_files() {
+    let io = CrashIo::new();
+    io.install_dir(ROOT);
+    let ob = open(&io).unwrap();
+    ob.commit(PARENT, record("x")).unwrap();
+    let p = paths();
+    assert_eq!(ob.paths(PARENT).unwrap(), p);
+    let image = io.crash_image();
+    assert!(image.file(&p.inbox).is_some());
+    let ledger_dir: PathBuf = p.ledger.parent().unwrap().to_owned();
+    assert!(image.dirs.contains(&ledger_dir));
+}
