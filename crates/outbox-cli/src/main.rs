@@ -1,2 +1,661 @@
-//! Placeholder.
-fn main() {}
+//! `outbox`: the durable per-parent outbox from a shell, a script or an
+//! agent's hooks.
+//!
+//! Thin glue over the [`outbox`] library: each subcommand parses its
+//! arguments, calls one library operation and prints the result. The
+//! Claude Code Stop-hook rule lives in [`outbox::stop_hook`].
+//!
+//! Exit status: 0 success; 1 a "no" answer (`pending` with nothing
+//! pending); 2 a usage or I/O error, with one line on stderr naming the
+//! path. `stop-hook` never exits 2 (Claude Code would read 2 as "block"):
+//! its errors exit 1. See `outbox --help` and `README.md`.
+
+mod duration;
+mod render;
+mod root;
+
+use std::ffi::{OsStr, OsString};
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use outbox::stop_hook::{self, HookInput, StopHookError, StopOutcome};
+use outbox::{DrainWithError, Outbox, ParentPaths, Record};
+use serde::Deserialize;
+
+/// Exit status of a "yes" answer and of success.
+const EXIT_OK: u8 = 0;
+/// Exit status of a "no" answer (`pending` with nothing pending), and of
+/// every `stop-hook` error.
+const EXIT_NO: u8 = 1;
+/// Exit status of a usage or I/O error.
+const EXIT_ERROR: u8 = 2;
+
+/// The most bytes read from stdin (`commit --json`, `stop-hook`).
+const MAX_STDIN_BYTES: u64 = 32 * 1024 * 1024;
+
+const ABOUT: &str = "A durable per-parent outbox: child sessions commit completion records, \
+                     the parent drains each turn once.";
+
+const LONG_ABOUT: &str = "\
+A durable per-parent outbox: child sessions commit completion records, the
+parent drains each turn once.
+
+Data root: --root DIR, else $OUTBOX_ROOT, else $XDG_DATA_HOME/outbox, else
+~/.local/share/outbox. The layout is agent-deck's, so --root may point at an
+agent-deck data directory. Commands that only read or drain write nothing on a
+root that holds no inbox yet.
+
+Exit status: 0 success; 1 a \"no\" answer (`pending` with nothing pending);
+2 a usage or I/O error, with one line on stderr naming the path. `stop-hook`
+never exits 2 (Claude Code reads 2 as \"block\"): its errors exit 1.";
+
+const AFTER_HELP: &str = "\
+Example:
+  outbox --root /tmp/ob commit --parent conductor --child w1 --finished \\
+      --status success --summary 'parser done'
+  outbox --root /tmp/ob pending --parent conductor && echo something is pending
+  outbox --root /tmp/ob drain --parent conductor";
+
+/// The command line.
+#[derive(Debug, Parser)]
+#[command(name = "outbox", version, about = ABOUT, long_about = LONG_ABOUT, after_help = AFTER_HELP)]
+struct Cli {
+    /// Data root directory [default: $OUTBOX_ROOT, else $XDG_DATA_HOME/outbox,
+    /// else ~/.local/share/outbox].
+    #[arg(long, global = true, value_name = "DIR")]
+    root: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    Commit(CommitArgs),
+    Drain(DrainArgs),
+    Pending(PendingArgs),
+    Peek(PeekArgs),
+    Sweep(SweepArgs),
+    StopHook(StopHookArgs),
+}
+
+/// Commit one record to a parent's inbox; prints its turn fingerprint.
+///
+/// Three forms: a status transition (--from and --to), a completion
+/// (--finished --status, optionally --summary, capped at 32 KiB), or one
+/// record as a JSON object on stdin (--json, the on-disk field format, as
+/// printed by `drain --json`). A record replaces any pending record of the
+/// same child (last wins). Returns once the record is durable.
+#[derive(Debug, Args)]
+#[command(after_help = "\
+Examples:
+  outbox commit --parent conductor --child w1 --title parser --from running --to waiting
+  outbox commit --parent conductor --child w1 --finished --status success --summary 'tests pass'
+  echo '{\"child_session_id\":\"w1\",\"kind\":\"finished\",\"done_status\":\"failed\"}' \\
+      | outbox commit --parent conductor --json")]
+struct CommitArgs {
+    /// The parent session whose inbox receives the record.
+    #[arg(long, value_name = "ID")]
+    parent: String,
+    /// The child session the record is about.
+    #[arg(long, value_name = "ID", required_unless_present = "json")]
+    child: Option<String>,
+    /// The child's display title.
+    #[arg(long, value_name = "TEXT")]
+    title: Option<String>,
+    /// The profile the child runs under.
+    #[arg(long, value_name = "NAME")]
+    profile: Option<String>,
+    /// Status before the transition.
+    #[arg(
+        long,
+        value_name = "STATUS",
+        requires = "to",
+        required_unless_present_any = ["finished", "json"],
+        conflicts_with = "finished"
+    )]
+    from: Option<String>,
+    /// Status after the transition.
+    #[arg(
+        long,
+        value_name = "STATUS",
+        requires = "from",
+        conflicts_with = "finished"
+    )]
+    to: Option<String>,
+    /// Hash of the child's last output (identifies the turn).
+    #[arg(long = "output-hash", value_name = "HASH")]
+    output_hash: Option<String>,
+    /// Commit a completion record (needs --status).
+    #[arg(long, requires = "status")]
+    finished: bool,
+    /// The completion's status, e.g. success or failed.
+    #[arg(long, value_name = "STATUS", requires = "finished")]
+    status: Option<String>,
+    /// The completion's summary (capped at 32 KiB).
+    #[arg(long, value_name = "TEXT", requires = "finished")]
+    summary: Option<String>,
+    /// Read one record, a JSON object in the on-disk field format, from stdin.
+    #[arg(
+        long,
+        conflicts_with_all = [
+            "child", "title", "profile", "from", "to", "output_hash", "finished", "status",
+            "summary",
+        ]
+    )]
+    json: bool,
+}
+
+/// Drain a parent's inbox: print each deliverable record and mark it
+/// consumed.
+///
+/// One record per child (the latest), each turn once. Text output is one
+/// line per record, three tab-separated columns: child id, status
+/// (done_status of a completion, else to_status), and the summary of a
+/// completion (else the child's title); tabs, newlines and backslashes
+/// inside a column are escaped (\t, \n, \\). --json prints a JSON array of
+/// records in the on-disk field format.
+///
+/// At least once: records are marked consumed only after the output was
+/// written and flushed. If writing fails, or the command exits 2 after
+/// printing, nothing printed was marked consumed: the next drain prints it
+/// again.
+#[derive(Debug, Args)]
+#[command(after_help = "\
+Examples:
+  outbox drain --parent conductor
+  outbox drain --parent conductor --json > delivered.json")]
+struct DrainArgs {
+    /// The parent session whose inbox is drained.
+    #[arg(long, value_name = "ID")]
+    parent: String,
+    /// Print a JSON array of records instead of text lines.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Exit 0 if something is pending for the parent, 1 if not; prints nothing
+/// and consumes nothing.
+#[derive(Debug, Args)]
+#[command(after_help = "\
+Example:
+  if outbox pending --parent conductor; then outbox drain --parent conductor; fi")]
+struct PendingArgs {
+    /// The parent session to ask about.
+    #[arg(long, value_name = "ID")]
+    parent: String,
+}
+
+/// Show what a drain would deliver now, consuming nothing (same output as
+/// drain).
+#[derive(Debug, Args)]
+#[command(after_help = "\
+Examples:
+  outbox peek --parent conductor
+  outbox peek --parent conductor --json")]
+struct PeekArgs {
+    /// The parent session whose inbox is shown.
+    #[arg(long, value_name = "ID")]
+    parent: String,
+    /// Print a JSON array of records instead of text lines.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Drop pending records older than a duration, in every inbox under the
+/// root; prints how many were dropped.
+#[derive(Debug, Args)]
+#[command(after_help = "\
+Examples:
+  outbox sweep                     # the default: older than 7 days
+  outbox sweep --older-than 36h
+  outbox sweep --older-than 1d12h")]
+struct SweepArgs {
+    /// How old a record must be to go: whole numbers with a unit d, h, m or
+    /// s (7d, 36h, 90m, 45s, 1d12h).
+    #[arg(
+        long = "older-than",
+        value_name = "DURATION",
+        default_value = "7d",
+        value_parser = duration::parse_duration
+    )]
+    older_than: Duration,
+}
+
+/// The Claude Code Stop hook: read the hook's JSON on stdin and, when
+/// child sessions completed, print {"decision":"block","reason":...} so the
+/// agent handles them before it stops.
+///
+/// Nothing pending: prints nothing and writes nothing. "stop_hook_active":
+/// false (or missing) resets the consecutive-block counter; after 3
+/// consecutive blocks the hook stops blocking and leaves the records for
+/// the heartbeat drain. The counter (runtime/stop-blocks/<id>.json) is
+/// persisted before draining; if that fails the hook neither blocks nor
+/// drains. Records are marked consumed only after the decision was written.
+///
+/// Empty stdin reads as {}. Unknown fields are ignored. Every error
+/// (malformed JSON, an unusable root, a guard that cannot be persisted)
+/// prints one line on stderr, blocks nothing and exits 1 — never 2, which
+/// Claude Code would take as "block" and could trap the agent in a loop.
+#[derive(Debug, Args)]
+#[command(after_help = "\
+Example, in .claude/settings.json of the parent's session:
+  {\"hooks\": {\"Stop\": [{\"hooks\": [{\"type\": \"command\",
+      \"command\": \"outbox stop-hook --parent conductor\"}]}]}}
+By hand:
+  echo '{\"stop_hook_active\": false}' | outbox stop-hook --parent conductor")]
+struct StopHookArgs {
+    /// The parent session whose inbox is drained [default: the hook
+    /// input's session_id].
+    #[arg(long, value_name = "ID")]
+    parent: Option<String>,
+}
+
+/// A command that failed: its exit status and a message for stderr.
+#[derive(Debug)]
+struct Failure {
+    code: u8,
+    message: String,
+}
+
+impl Failure {
+    /// A usage or I/O error (exit status 2).
+    fn error(message: impl ToString) -> Self {
+        Failure {
+            code: EXIT_ERROR,
+            message: message.to_string(),
+        }
+    }
+}
+
+impl From<outbox::Error> for Failure {
+    fn from(e: outbox::Error) -> Self {
+        Failure::error(e)
+    }
+}
+
+fn main() -> ExitCode {
+    let args: Vec<OsString> = std::env::args_os().collect();
+    let cli = match Cli::try_parse_from(&args) {
+        Ok(cli) => cli,
+        Err(e) => {
+            // Help and version go to stdout with 0; usage errors to stderr
+            // with 2, except for the Stop hook (see `StopHookArgs`).
+            let _ = e.print();
+            let code = match u8::try_from(e.exit_code()).unwrap_or(EXIT_ERROR) {
+                EXIT_OK => EXIT_OK,
+                _ if subcommand_of(&args) == Some(OsStr::new("stop-hook")) => EXIT_NO,
+                code => code,
+            };
+            return ExitCode::from(code);
+        }
+    };
+    let is_stop_hook = matches!(cli.command, Command::StopHook(_));
+    match run(cli) {
+        Ok(code) => ExitCode::from(code),
+        Err(failure) => {
+            let prefix = if is_stop_hook {
+                "outbox stop-hook"
+            } else {
+                "outbox"
+            };
+            // One line, whatever the message holds; a closed stderr is
+            // ignored, never a panic.
+            let message = failure.message.replace(['\n', '\r'], " ");
+            let _ = writeln!(io::stderr(), "{prefix}: {message}");
+            let code = if is_stop_hook { EXIT_NO } else { failure.code };
+            ExitCode::from(code)
+        }
+    }
+}
+
+/// The subcommand an argument list names: the first argument after the
+/// program name that is not an option (nor the value of `--root`).
+fn subcommand_of(args: &[OsString]) -> Option<&OsStr> {
+    let mut rest = args.iter().skip(1);
+    while let Some(arg) = rest.next() {
+        if arg == "--root" {
+            rest.next();
+        } else if !arg.as_encoded_bytes().starts_with(b"-") {
+            return Some(arg);
+        }
+    }
+    None
+}
+
+fn run(cli: Cli) -> Result<u8, Failure> {
+    let root = root::resolve(cli.root, |name| std::env::var_os(name)).map_err(Failure::error)?;
+    match cli.command {
+        Command::Commit(args) => commit(&root, args),
+        Command::Drain(args) => drain(&root, &args),
+        Command::Pending(args) => pending(&root, &args),
+        Command::Peek(args) => peek(&root, &args),
+        Command::Sweep(args) => sweep(&root, &args),
+        Command::StopHook(args) => run_stop_hook(&root, args),
+    }
+}
+
+/// Checks a parent id before anything touches the disk.
+fn check_parent(root: &Path, parent: &str) -> Result<(), Failure> {
+    ParentPaths::new(root, parent)
+        .map(drop)
+        .map_err(Failure::from)
+}
+
+/// Opens the outbox for a command that only reads or drains: `None` when
+/// the root has neither an inbox directory nor a WAL directory, so nothing
+/// can be pending; such a root is left as it is (not even created).
+fn open_existing(root: &Path) -> Result<Option<Outbox>, Failure> {
+    // The directory names are fixed by the protocol's file layout.
+    for dir in ["inboxes", "runtime/inbox-inflight"] {
+        if !matches!(root.join(dir).try_exists(), Ok(false)) {
+            // Present, or unknown: let the library open it and report.
+            return Ok(Some(Outbox::open(root)?));
+        }
+    }
+    Ok(None)
+}
+
+/// Writes `bytes` to stdout and flushes.
+fn write_stdout(bytes: &[u8]) -> io::Result<()> {
+    let mut out = io::stdout().lock();
+    out.write_all(bytes)?;
+    out.flush()
+}
+
+/// Writes output that consumes nothing: a reader that closed the pipe early
+/// (`outbox peek | head -1`) is not an error.
+fn print(bytes: &[u8]) -> Result<u8, Failure> {
+    match write_stdout(bytes) {
+        Err(e) if e.kind() != io::ErrorKind::BrokenPipe => {
+            Err(Failure::error(format!("write stdout: {e}")))
+        }
+        _ => Ok(EXIT_OK),
+    }
+}
+
+fn warn(message: &str) {
+    let _ = writeln!(io::stderr(), "outbox: warning: {message}");
+}
+
+/// Reads all of stdin, refusing more than [`MAX_STDIN_BYTES`].
+fn read_stdin() -> Result<Vec<u8>, Failure> {
+    let mut bytes = Vec::new();
+    io::stdin()
+        .lock()
+        .take(MAX_STDIN_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| Failure::error(format!("read stdin: {e}")))?;
+    if bytes.len() as u64 > MAX_STDIN_BYTES {
+        return Err(Failure::error(format!(
+            "stdin: more than {} MiB of input",
+            MAX_STDIN_BYTES >> 20
+        )));
+    }
+    Ok(bytes)
+}
+
+/// Parses one record: a single JSON object, nothing after it but
+/// whitespace.
+fn parse_record(bytes: &[u8]) -> Result<Record, Failure> {
+    let bad = |why: String| Failure::error(format!("stdin: not a record: {why}"));
+    let value: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| bad(e.to_string()))?;
+    if !value.is_object() {
+        let hint = if value.is_array() {
+            " (commit the elements of a `drain --json` array one at a time)"
+        } else {
+            ""
+        };
+        return Err(bad(format!("expected one JSON object{hint}")));
+    }
+    Record::deserialize(value).map_err(|e| bad(e.to_string()))
+}
+
+fn commit(root: &Path, args: CommitArgs) -> Result<u8, Failure> {
+    let record = if args.json {
+        parse_record(&read_stdin()?)?
+    } else {
+        let child = args.child.unwrap_or_default();
+        let mut record = match args.status {
+            Some(status) => {
+                let mut r = Record::finished(child, status);
+                r.done_summary = args.summary.unwrap_or_default();
+                r
+            }
+            None => Record::transition(
+                child,
+                args.from.unwrap_or_default(),
+                args.to.unwrap_or_default(),
+            ),
+        };
+        record.child_title = args.title.unwrap_or_default();
+        record.profile = args.profile.unwrap_or_default();
+        record.last_output_hash = args.output_hash.unwrap_or_default();
+        record
+    };
+    if record.child_session_id.trim().is_empty() {
+        return Err(Failure::error(
+            "the record has no child session id (--child, or child_session_id in --json)",
+        ));
+    }
+    check_parent(root, &args.parent)?;
+    let stamped = Outbox::open(root)?.commit(&args.parent, record)?;
+    print(format!("{}\n", stamped.turn_fingerprint).as_bytes())
+}
+
+fn drain(root: &Path, args: &DrainArgs) -> Result<u8, Failure> {
+    check_parent(root, &args.parent)?;
+    let empty = if args.json { &b"[]\n"[..] } else { b"" };
+    let Some(outbox) = open_existing(root)? else {
+        return print(empty);
+    };
+    let drained = outbox
+        .drain_with(&args.parent, |records| {
+            write_stdout(&render::records(records, args.json)?)
+        })
+        .map_err(|e| match e {
+            DrainWithError::Delivery(e) => Failure::error(format!(
+                "write stdout: {e}; nothing was marked consumed, the records stay pending"
+            )),
+            DrainWithError::Outbox(e) => Failure::error(format!(
+                "{e}; nothing was marked consumed, the records stay pending"
+            )),
+        })?;
+    for path in &drained.quarantined {
+        warn(&format!(
+            "unreadable lines were set aside in {}",
+            path.display()
+        ));
+    }
+    if drained.ledger_was_corrupt {
+        warn("the consumed ledger was unreadable and was reset; turns may be delivered again");
+    }
+    if drained.records.is_empty() {
+        return print(empty);
+    }
+    Ok(EXIT_OK)
+}
+
+fn pending(root: &Path, args: &PendingArgs) -> Result<u8, Failure> {
+    check_parent(root, &args.parent)?;
+    let pending = match open_existing(root)? {
+        Some(outbox) => outbox.has_pending(&args.parent)?,
+        None => false,
+    };
+    Ok(if pending { EXIT_OK } else { EXIT_NO })
+}
+
+fn peek(root: &Path, args: &PeekArgs) -> Result<u8, Failure> {
+    check_parent(root, &args.parent)?;
+    let records = match open_existing(root)? {
+        Some(outbox) => outbox.peek(&args.parent)?,
+        None => Vec::new(),
+    };
+    let bytes = render::records(&records, args.json).map_err(Failure::error)?;
+    print(&bytes)
+}
+
+fn sweep(root: &Path, args: &SweepArgs) -> Result<u8, Failure> {
+    let dropped = match open_existing(root)? {
+        Some(outbox) => outbox.sweep_stale_all(args.older_than)?,
+        None => 0,
+    };
+    print(format!("{dropped}\n").as_bytes())
+}
+
+fn run_stop_hook(root: &Path, args: StopHookArgs) -> Result<u8, Failure> {
+    let input = HookInput::parse(&read_stdin()?)
+        .map_err(|e| Failure::error(format!("stdin: {e}; not blocking")))?;
+    let parent = match args.parent {
+        Some(parent) => parent,
+        None if !input.session_id.trim().is_empty() => input.session_id,
+        None => {
+            return Err(Failure::error(
+                "no parent: pass --parent, or a session_id in the hook input; not blocking",
+            ));
+        }
+    };
+    check_parent(root, &parent)?;
+    let Some(outbox) = open_existing(root)? else {
+        return Ok(EXIT_OK);
+    };
+    let outcome = stop_hook::on_stop(&outbox, &parent, input.stop_hook_active, |json| {
+        write_stdout(format!("{json}\n").as_bytes())
+    })
+    .map_err(|e| match e {
+        StopHookError::Guard(e) => Failure::error(format!(
+            "cannot keep the loop guard ({e}); not blocking, nothing drained"
+        )),
+        StopHookError::Emit(e) => Failure::error(format!(
+            "write stdout: {e}; nothing was marked consumed, the records stay pending"
+        )),
+        StopHookError::Outbox(e) => Failure::error(format!(
+            "{e}; nothing was marked consumed, the records stay pending"
+        )),
+    })?;
+    if let StopOutcome::GuardTripped { blocks } = outcome {
+        let _ = writeln!(
+            io::stderr(),
+            "outbox stop-hook: {blocks} consecutive blocks; not blocking again, the records \
+             stay pending for the heartbeat drain"
+        );
+    }
+    Ok(EXIT_OK)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn the_subcommand_is_found_past_global_options() {
+        let args = |list: &[&str]| list.iter().map(OsString::from).collect::<Vec<_>>();
+        let of = |list: &[&str]| subcommand_of(&args(list)).map(|s| s.to_owned());
+        assert_eq!(
+            of(&["outbox", "--root", "stop-hook", "drain"]),
+            Some("drain".into())
+        );
+        assert_eq!(
+            of(&["outbox", "--root=/x", "stop-hook", "--bogus"]),
+            Some("stop-hook".into())
+        );
+        assert_eq!(of(&["outbox", "--bogus"]), None);
+    }
+
+    #[test]
+    fn commit_forms_are_exclusive() {
+        let parse = |list: &[&str]| Cli::try_parse_from(list);
+        assert!(parse(&["outbox", "commit", "--parent", "p", "--child", "c"]).is_err());
+        assert!(
+            parse(&[
+                "outbox", "commit", "--parent", "p", "--child", "c", "--from", "a", "--to", "b"
+            ])
+            .is_ok()
+        );
+        assert!(
+            parse(&[
+                "outbox",
+                "commit",
+                "--parent",
+                "p",
+                "--child",
+                "c",
+                "--from",
+                "a",
+                "--to",
+                "b",
+                "--finished",
+                "--status",
+                "ok"
+            ])
+            .is_err()
+        );
+        assert!(
+            parse(&[
+                "outbox",
+                "commit",
+                "--parent",
+                "p",
+                "--child",
+                "c",
+                "--finished"
+            ])
+            .is_err()
+        );
+        assert!(
+            parse(&[
+                "outbox", "commit", "--parent", "p", "--json", "--child", "c"
+            ])
+            .is_err()
+        );
+        assert!(parse(&["outbox", "commit", "--parent", "p", "--json"]).is_ok());
+        assert!(
+            parse(&[
+                "outbox",
+                "commit",
+                "--parent",
+                "p",
+                "--child",
+                "c",
+                "--from",
+                "a",
+                "--to",
+                "b",
+                "--summary",
+                "s"
+            ])
+            .is_err()
+        );
+    }
+
+    #[test]
+    fn records_parse_from_one_object_only() {
+        let r = parse_record(br#" {"child_session_id":"c","unknown":1} "#).unwrap();
+        assert_eq!(r.child_session_id, "c");
+        for bad in [
+            &b"{} {}"[..],
+            b"{} x",
+            b"[{}]",
+            b"\"c\"",
+            b"",
+            b"{",
+            br#"{"attempts":"x"}"#,
+        ] {
+            let err = parse_record(bad).unwrap_err();
+            assert_eq!(err.code, EXIT_ERROR);
+            assert!(
+                err.message.starts_with("stdin: not a record"),
+                "{}",
+                err.message
+            );
+        }
+    }
+}

@@ -88,6 +88,7 @@ mod outbox;
 mod paths;
 mod record;
 pub mod sim;
+pub mod stop_hook;
 mod timestamp;
 
 pub use error::{DrainWithError, Error, Result};

@@ -1,0 +1,99 @@
+//! How records are printed: one text line each, or a JSON array.
+
+use outbox::Record;
+
+/// One record as a text line (newline included):
+/// `<child id> TAB <status> TAB <summary or title>`.
+///
+/// The status is `done_status` for a completion and `to_status` otherwise;
+/// the last column is the summary of a completion that has one, else the
+/// child's title (possibly empty). Backslashes and control characters
+/// (tabs, newlines, ...) inside a field are escaped as in Rust string
+/// literals (`\\`, `\t`, `\n`, `\u{1b}`), so a line is always one record
+/// and three columns.
+pub fn text_line(r: &Record) -> String {
+    let (status, detail) = if r.is_finished() {
+        let detail = if r.done_summary.is_empty() {
+            &r.child_title
+        } else {
+            &r.done_summary
+        };
+        (&r.done_status, detail)
+    } else {
+        (&r.to_status, &r.child_title)
+    };
+    let mut line = String::new();
+    for (i, field) in [&r.child_session_id, status, detail]
+        .into_iter()
+        .enumerate()
+    {
+        if i > 0 {
+            line.push('\t');
+        }
+        escape_into(&mut line, field);
+    }
+    line.push('\n');
+    line
+}
+
+fn escape_into(out: &mut String, field: &str) {
+    for c in field.chars() {
+        if c == '\\' || c.is_control() {
+            out.extend(c.escape_debug());
+        } else {
+            out.push(c);
+        }
+    }
+}
+
+/// `records` as text lines ([`text_line`]) or, with `json`, as a JSON array
+/// of records in the on-disk field format, one record per line
+/// (`[]` when empty).
+pub fn records(records: &[Record], json: bool) -> Result<Vec<u8>, serde_json::Error> {
+    let mut out = Vec::new();
+    if json {
+        out.push(b'[');
+        for (i, r) in records.iter().enumerate() {
+            out.extend_from_slice(if i == 0 { b"\n" } else { b",\n" });
+            serde_json::to_writer(&mut out, r)?;
+        }
+        out.extend_from_slice(if records.is_empty() { b"]\n" } else { b"\n]\n" });
+    } else {
+        for r in records {
+            out.extend_from_slice(text_line(r).as_bytes());
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn text_columns_pick_status_and_detail_by_kind() {
+        let mut done = Record::finished("c1", "success");
+        done.child_title = "parser".into();
+        assert_eq!(text_line(&done), "c1\tsuccess\tparser\n");
+        done.done_summary = "all\tgood\nnow \\o/".into();
+        assert_eq!(text_line(&done), "c1\tsuccess\tall\\tgood\\nnow \\\\o/\n");
+        let mut moved = Record::transition("c2", "running", "waiting");
+        moved.done_summary = "not shown".into();
+        assert_eq!(text_line(&moved), "c2\twaiting\t\n");
+        moved.child_title = "é\u{1b}".into();
+        assert_eq!(text_line(&moved), "c2\twaiting\té\\u{1b}\n");
+    }
+
+    #[test]
+    fn json_is_an_array_that_parses_back() {
+        assert_eq!(records(&[], true).unwrap(), b"[]\n");
+        let rs = vec![
+            Record::finished("a", "ok"),
+            Record::transition("b", "x", "y"),
+        ];
+        let out = records(&rs, true).unwrap();
+        let back: Vec<Record> = serde_json::from_slice(&out).unwrap();
+        assert_eq!(back, rs);
+        assert_eq!(out.iter().filter(|&&b| b == b'\n').count(), 4);
+    }
+}

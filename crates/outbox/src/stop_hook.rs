@@ -1,0 +1,433 @@
+//! The Claude Code Stop-hook adapter: the drain's real caller.
+//!
+//! A Claude Code Stop hook receives a JSON object on stdin ([`HookInput`])
+//! when the agent is about to end its turn, and may print
+//! `{"decision":"block","reason":"..."}`: the stop is cancelled and the
+//! reason becomes the agent's next input. [`on_stop`] applies the
+//! drain-on-Stop rule of the protocol to one parent:
+//!
+//! 1. nothing pending: decide nothing, write nothing (leaf sessions stay
+//!    inert);
+//! 2. `stop_hook_active` false (the stop was not caused by an earlier block)
+//!    resets the consecutive-block counter to 0;
+//! 3. after [`MAX_CONSECUTIVE_BLOCKS`] consecutive blocks, stop blocking and
+//!    leave the records for the heartbeat drain;
+//! 4. persist counter + 1 durably *before* draining; if that fails, do not
+//!    block and do not drain;
+//! 5. drain with [`Outbox::drain_with`] (at-least-once: the ledger is
+//!    written only after the decision was emitted); none left (another drain
+//!    won): reset the counter and do not block;
+//! 6. else block with [`block_reason`].
+//!
+//! The caller does the process glue (reading stdin, writing stdout); this
+//! module holds every decision, so it is testable without a process.
+//!
+//! ```
+//! use outbox::{Outbox, Record, stop_hook};
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let root = tempfile::tempdir()?;
+//! let outbox = Outbox::open(root.path())?;
+//! let input = stop_hook::HookInput::parse(br#"{"session_id":"s1","stop_hook_active":false}"#)?;
+//!
+//! // Nothing pending: no decision, nothing written.
+//! let mut printed = String::new();
+//! let outcome = stop_hook::on_stop(&outbox, "conductor", input.stop_hook_active, |json| {
+//!     printed.push_str(json);
+//!     Ok::<(), std::io::Error>(())
+//! })?;
+//! assert_eq!(outcome, stop_hook::StopOutcome::NothingPending);
+//! assert!(printed.is_empty());
+//!
+//! // A child finished: the hook blocks, and the reason lists it.
+//! let mut done = Record::finished("child-1", "success");
+//! done.child_title = "parser".into();
+//! done.done_summary = "wrote the parser".into();
+//! outbox.commit("conductor", done)?;
+//! let outcome = stop_hook::on_stop(&outbox, "conductor", false, |json| {
+//!     printed.push_str(json);
+//!     Ok::<(), std::io::Error>(())
+//! })?;
+//! assert!(matches!(outcome, stop_hook::StopOutcome::Blocked { blocks: 1, .. }));
+//! assert!(printed.starts_with(r#"{"decision":"block","reason":"#));
+//! assert!(printed.contains("- parser (child-1): success — wrote the parser"));
+//! # Ok(())
+//! # }
+//! ```
+
+use std::fmt::Write as _;
+
+use serde::{Deserialize, Deserializer};
+
+use crate::error::{DrainWithError, Error};
+use crate::io::Io;
+use crate::{Outbox, Record};
+
+/// How many consecutive Stop-hook blocks are allowed before the hook stops
+/// blocking and leaves the records for the heartbeat drain.
+pub const MAX_CONSECUTIVE_BLOCKS: u32 = 3;
+
+/// The fields of a Claude Code Stop-hook input this adapter uses.
+///
+/// Unknown fields (`transcript_path`, `hook_event_name`, `cwd`, ...) are
+/// ignored; a missing or `null` field takes its default (`stop_hook_active`
+/// false, `session_id` empty).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(default)]
+pub struct HookInput {
+    /// The session the hook runs in.
+    #[serde(deserialize_with = "nullable")]
+    pub session_id: String,
+    /// Whether this stop follows a continuation caused by a Stop hook (the
+    /// agent is already handling an earlier block).
+    #[serde(deserialize_with = "nullable")]
+    pub stop_hook_active: bool,
+}
+
+fn nullable<'de, D, T>(deserializer: D) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de> + Default,
+{
+    Ok(Option::<T>::deserialize(deserializer)?.unwrap_or_default())
+}
+
+/// Why a hook input was rejected.
+#[derive(Debug, thiserror::Error)]
+pub enum InputError {
+    /// The input is not JSON, or a known field has the wrong type.
+    #[error("hook input is not valid JSON: {0}")]
+    Json(#[from] serde_json::Error),
+    /// The input is JSON but not an object.
+    #[error("hook input must be a JSON object, got {0}")]
+    NotAnObject(&'static str),
+}
+
+impl HookInput {
+    /// Parses a hook input: one JSON object, surrounded by optional
+    /// whitespace. Empty (or all-whitespace) input is read as `{}`, so the
+    /// hook can be run by hand with no input.
+    pub fn parse(bytes: &[u8]) -> Result<Self, InputError> {
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Ok(Self::default());
+        }
+        let value: serde_json::Value = serde_json::from_slice(bytes)?;
+        let kind = match &value {
+            serde_json::Value::Object(_) => return Ok(Self::deserialize(value)?),
+            serde_json::Value::Null => "null",
+            serde_json::Value::Bool(_) => "a boolean",
+            serde_json::Value::Number(_) => "a number",
+            serde_json::Value::String(_) => "a string",
+            serde_json::Value::Array(_) => "an array",
+        };
+        Err(InputError::NotAnObject(kind))
+    }
+}
+
+/// What [`on_stop`] decided.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StopOutcome {
+    /// Nothing was pending: no decision was emitted and nothing was written.
+    NothingPending,
+    /// The hook had already blocked [`MAX_CONSECUTIVE_BLOCKS`] times in a
+    /// row: no decision was emitted and the records stay pending.
+    GuardTripped {
+        /// The consecutive-block counter, as read.
+        blocks: u32,
+    },
+    /// Records were pending, but another drain took them first: the counter
+    /// was reset to 0 and no decision was emitted.
+    NoneLeft,
+    /// A block decision was emitted for `records`, which are now consumed.
+    Blocked {
+        /// The records the reason lists.
+        records: Vec<Record>,
+        /// The consecutive-block counter after this block.
+        blocks: u32,
+    },
+}
+
+/// Why [`on_stop`] failed. In every case no block decision took effect
+/// through this call, unless noted, and no record was lost.
+#[derive(Debug, thiserror::Error)]
+pub enum StopHookError<E> {
+    /// The consecutive-block counter could not be read or persisted: nothing
+    /// was drained and no decision was emitted.
+    #[error("stop-hook loop guard: {0}")]
+    Guard(#[source] Error),
+    /// Checking or draining the inbox failed. If the decision had already
+    /// been emitted, the records were not marked consumed: the next drain
+    /// delivers them again.
+    #[error(transparent)]
+    Outbox(Error),
+    /// Emitting the decision failed: nothing was marked consumed.
+    #[error("emit the block decision: {0}")]
+    Emit(#[source] E),
+}
+
+/// Applies the drain-on-Stop rule (see the module documentation) to
+/// `parent`. `emit` receives the block decision as one line of JSON (without
+/// a newline), `{"decision":"block","reason":"..."}`; it is called at most
+/// once, and the records are marked consumed only after it returned `Ok`.
+///
+/// Writes nothing when nothing is pending. Otherwise: the counter (1 file +
+/// 1 directory fsync), then the drain's own fsyncs.
+pub fn on_stop<I: Io, E>(
+    outbox: &Outbox<I>,
+    parent: &str,
+    stop_hook_active: bool,
+    emit: impl FnOnce(&str) -> Result<(), E>,
+) -> Result<StopOutcome, StopHookError<E>> {
+    if !outbox.has_pending(parent).map_err(StopHookError::Outbox)? {
+        return Ok(StopOutcome::NothingPending);
+    }
+    // A stop that no block of ours caused starts a new run of blocks. The
+    // reset reaches the disk with the increment below.
+    let previous = if stop_hook_active {
+        outbox.stop_blocks(parent).map_err(StopHookError::Guard)?
+    } else {
+        0
+    };
+    if previous >= MAX_CONSECUTIVE_BLOCKS {
+        return Ok(StopOutcome::GuardTripped { blocks: previous });
+    }
+    let blocks = previous + 1;
+    // Durable before the drain: a hook that crashes after emitting a block
+    // must still count it, or a crash loop could block forever.
+    outbox
+        .set_stop_blocks(parent, blocks)
+        .map_err(StopHookError::Guard)?;
+
+    let drained = outbox
+        .drain_with(parent, |records| emit(&block_decision(records)))
+        .map_err(|e| match e {
+            DrainWithError::Outbox(e) => StopHookError::Outbox(e),
+            DrainWithError::Delivery(e) => StopHookError::Emit(e),
+        })?;
+    if drained.records.is_empty() {
+        outbox
+            .set_stop_blocks(parent, 0)
+            .map_err(StopHookError::Guard)?;
+        return Ok(StopOutcome::NoneLeft);
+    }
+    Ok(StopOutcome::Blocked {
+        records: drained.records,
+        blocks,
+    })
+}
+
+/// The block decision for `records`: `{"decision":"block","reason":...}`
+/// with [`block_reason`], as one line of JSON without a newline.
+pub fn block_decision(records: &[Record]) -> String {
+    serde_json::json!({
+        "decision": "block",
+        "reason": block_reason(records),
+    })
+    .to_string()
+}
+
+/// The reason of a block: a one-line header, then one line per record,
+/// `- <title or child id> (<child id>): <status>`, where the status is
+/// `done_status` for a completion and `to_status` otherwise, followed by
+/// ` — <done_summary>` for a completion that has one.
+///
+/// ```
+/// use outbox::{Record, stop_hook::block_reason};
+///
+/// let mut done = Record::finished("c1", "success");
+/// done.child_title = "parser".into();
+/// done.done_summary = "all tests pass".into();
+/// let moved = Record::transition("c2", "running", "waiting");
+/// assert_eq!(
+///     block_reason(&[done, moved]),
+///     "2 child sessions completed; each one needs handling:\n\
+///      - parser (c1): success — all tests pass\n\
+///      - c2 (c2): waiting"
+/// );
+/// ```
+pub fn block_reason(records: &[Record]) -> String {
+    let mut reason = match records.len() {
+        1 => "1 child session completed; it needs handling:".to_owned(),
+        n => format!("{n} child sessions completed; each one needs handling:"),
+    };
+    for r in records {
+        let child = r.child_session_id.as_str();
+        let title = match r.child_title.trim() {
+            "" => child,
+            title => title,
+        };
+        let status = if r.is_finished() {
+            &r.done_status
+        } else {
+            &r.to_status
+        };
+        // Writing to a String cannot fail.
+        let _ = write!(reason, "\n- {title} ({child}): {status}");
+        let summary = r.done_summary.trim();
+        if r.is_finished() && !summary.is_empty() {
+            reason.push_str(" — ");
+            reason.push_str(summary);
+        }
+    }
+    reason
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Outbox;
+    use std::convert::Infallible;
+
+    const PARENT: &str = "conductor";
+
+    fn emit_into(out: &mut Vec<String>) -> impl FnOnce(&str) -> Result<(), Infallible> + '_ {
+        |json| {
+            out.push(json.to_owned());
+            Ok(())
+        }
+    }
+
+    fn stop(ob: &Outbox, active: bool, out: &mut Vec<String>) -> StopOutcome {
+        on_stop(ob, PARENT, active, emit_into(out)).unwrap()
+    }
+
+    #[test]
+    fn input_tolerates_unknown_and_missing_fields() {
+        let input = HookInput::parse(
+            br#"{"session_id":"s","transcript_path":"/t","hook_event_name":"Stop","extra":[1]}"#,
+        )
+        .unwrap();
+        assert_eq!(input.session_id, "s");
+        assert!(!input.stop_hook_active);
+        let input = HookInput::parse(br#" {"stop_hook_active":true,"session_id":null} "#).unwrap();
+        assert!(input.stop_hook_active);
+        assert_eq!(input.session_id, "");
+        assert_eq!(HookInput::parse(b" \n").unwrap(), HookInput::default());
+        assert!(
+            !HookInput::parse(br#"{"stop_hook_active":null}"#)
+                .unwrap()
+                .stop_hook_active
+        );
+    }
+
+    #[test]
+    fn input_rejects_what_is_not_one_object() {
+        for bad in [
+            &b"{"[..],
+            b"[]",
+            b"true",
+            b"{} {}",
+            br#"{"stop_hook_active":"yes"}"#,
+            b"\xff",
+        ] {
+            assert!(HookInput::parse(bad).is_err(), "{:?}", bad);
+        }
+        let err = HookInput::parse(b"[1]").unwrap_err().to_string();
+        assert!(err.contains("an array"), "{err}");
+    }
+
+    #[test]
+    fn nothing_pending_writes_nothing() {
+        let root = tempfile::tempdir().unwrap();
+        let ob = Outbox::open(root.path()).unwrap();
+        let mut out = Vec::new();
+        assert_eq!(stop(&ob, false, &mut out), StopOutcome::NothingPending);
+        assert_eq!(stop(&ob, true, &mut out), StopOutcome::NothingPending);
+        assert!(out.is_empty());
+        assert!(!ob.stop_blocks_dir().exists());
+    }
+
+    #[test]
+    fn three_consecutive_blocks_then_the_records_wait() {
+        let root = tempfile::tempdir().unwrap();
+        let ob = Outbox::open(root.path()).unwrap();
+        let mut out = Vec::new();
+        for turn in 1..=3 {
+            ob.commit(PARENT, Record::finished("c1", format!("turn {turn}")))
+                .unwrap();
+            let outcome = stop(&ob, turn > 1, &mut out);
+            assert!(
+                matches!(outcome, StopOutcome::Blocked { blocks, .. } if blocks == turn),
+                "{outcome:?}"
+            );
+            assert_eq!(ob.stop_blocks(PARENT).unwrap(), turn);
+        }
+        ob.commit(PARENT, Record::finished("c1", "turn 4")).unwrap();
+        assert_eq!(
+            stop(&ob, true, &mut out),
+            StopOutcome::GuardTripped { blocks: 3 }
+        );
+        assert_eq!(out.len(), 3);
+        assert_eq!(ob.peek(PARENT).unwrap().len(), 1, "the record waits");
+
+        // A stop the hook did not cause resets the run.
+        let outcome = stop(&ob, false, &mut out);
+        assert!(matches!(outcome, StopOutcome::Blocked { blocks: 1, .. }));
+        assert!(out[3].contains("turn 4"));
+        assert!(!ob.has_pending(PARENT).unwrap());
+    }
+
+    #[test]
+    fn a_drain_that_wins_the_race_resets_the_counter() {
+        let root = tempfile::tempdir().unwrap();
+        let ob = Outbox::open(root.path()).unwrap();
+        ob.set_stop_blocks(PARENT, 2).unwrap();
+        ob.commit(PARENT, Record::finished("c1", "done")).unwrap();
+        let turn = ob.peek(PARENT).unwrap();
+        // Consume the turn, then put the same turn back: pending, yet
+        // nothing is left to deliver.
+        ob.drain(PARENT).unwrap();
+        ob.commit(PARENT, turn[0].clone()).unwrap();
+        assert!(ob.has_pending(PARENT).unwrap());
+        let mut out = Vec::new();
+        assert_eq!(stop(&ob, true, &mut out), StopOutcome::NoneLeft);
+        assert!(out.is_empty());
+        assert_eq!(ob.stop_blocks(PARENT).unwrap(), 0);
+    }
+
+    #[test]
+    fn a_guard_that_cannot_be_persisted_blocks_nothing_and_drains_nothing() {
+        let root = tempfile::tempdir().unwrap();
+        let ob = Outbox::open(root.path()).unwrap();
+        // A file where the guard directory should be: it cannot be created.
+        std::fs::write(ob.stop_blocks_dir(), b"not a directory").unwrap();
+        ob.commit(PARENT, Record::finished("c1", "done")).unwrap();
+        let mut out = Vec::new();
+        let err = on_stop(&ob, PARENT, false, emit_into(&mut out)).unwrap_err();
+        assert!(matches!(err, StopHookError::Guard(_)), "{err}");
+        assert!(out.is_empty());
+        assert_eq!(ob.peek(PARENT).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn a_failed_emit_consumes_nothing() {
+        let root = tempfile::tempdir().unwrap();
+        let ob = Outbox::open(root.path()).unwrap();
+        ob.commit(PARENT, Record::finished("c1", "done")).unwrap();
+        let err = on_stop(&ob, PARENT, false, |_| Err("stdout closed")).unwrap_err();
+        assert!(matches!(err, StopHookError::Emit("stdout closed")));
+        assert_eq!(ob.peek(PARENT).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn the_reason_lists_each_child_once() {
+        let mut a = Record::finished("a", "success");
+        a.child_title = "  ".into();
+        a.done_summary = " \n ".into();
+        let mut b = Record::transition("b", "running", "error");
+        b.child_title = "worker b".into();
+        b.done_summary = "ignored for a transition".into();
+        assert_eq!(
+            block_reason(&[a.clone(), b]),
+            "2 child sessions completed; each one needs handling:\n\
+             - a (a): success\n\
+             - worker b (b): error"
+        );
+        assert_eq!(
+            block_reason(&[a]),
+            "1 child session completed; it needs handling:\n- a (a): success"
+        );
+        let json: serde_json::Value = serde_json::from_str(&block_decision(&[])).unwrap();
+        assert_eq!(json["decision"], "block");
+    }
+}
