@@ -13,10 +13,10 @@
 //! more combinations per crash point (default 48); run with `--nocapture` to
 //! see how many crash states each scenario explored.
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
-use outbox::sim::{CrashIo, FsImage, Op, OpKind};
+use outbox::sim::{Audit, AuditTally, CrashIo, FsImage, LedgerProgress, Op, OpKind};
 use outbox::{Outbox, ParentPaths, Record};
 
 const ROOT: &str = "/data";
@@ -77,106 +77,6 @@ enum Prior {
     WalConsumed,
 }
 
-/// The ground truth: what was committed, what was delivered, and which
-/// losses and duplicates the documented windows allow.
-#[derive(Clone, Debug, Default)]
-struct Truth {
-    /// Children whose commit returned `Ok`: must be delivered.
-    committed: BTreeSet<String>,
-    /// Children whose commit returned an error: delivered at most once.
-    maybe: BTreeSet<String>,
-    /// How many times each child was handed to a caller.
-    delivered: BTreeMap<String, usize>,
-    /// Children a plain drain may have lost to its caller: pending when a
-    /// crash fell after that drain issued its ledger rename.
-    may_lose: BTreeSet<String>,
-    /// Children a `drain_with` may deliver again, with how many times:
-    /// one for each crash that fell after a `deliver` of them returned `Ok`
-    /// and before the ledger was durable.
-    may_dup: BTreeMap<String, usize>,
-}
-
-/// What one checked state showed.
-#[derive(Clone, Copy, Debug, Default)]
-struct Tally {
-    lost_in_window: usize,
-    duplicated_in_window: usize,
-}
-
-impl Truth {
-    fn deliver(&mut self, records: &[Record]) {
-        for r in records {
-            *self
-                .delivered
-                .entry(r.child_session_id.clone())
-                .or_default() += 1;
-        }
-    }
-
-    fn undelivered(&self) -> BTreeSet<String> {
-        self.committed
-            .iter()
-            .chain(&self.maybe)
-            .filter(|c| !self.delivered.contains_key(*c))
-            .cloned()
-            .collect()
-    }
-
-    /// Checks the final deliveries against what was committed.
-    fn check(&self) -> Result<Tally, String> {
-        let mut tally = Tally::default();
-        for c in &self.committed {
-            let windows = self.may_dup.get(c).copied().unwrap_or(0);
-            match self.delivered.get(c).copied().unwrap_or(0) {
-                0 if self.may_lose.contains(c) => tally.lost_in_window += 1,
-                0 => return Err(format!("LOST: {c} was committed and never delivered")),
-                1 => {}
-                n if n <= 1 + windows => tally.duplicated_in_window += n - 1,
-                n => {
-                    return Err(format!(
-                        "DUPLICATE: {c} delivered {n} times ({windows} crashes in the window)"
-                    ));
-                }
-            }
-        }
-        for c in &self.maybe {
-            let windows = self.may_dup.get(c).copied().unwrap_or(0);
-            match self.delivered.get(c).copied().unwrap_or(0) {
-                0 | 1 => {}
-                n if n <= 1 + windows => tally.duplicated_in_window += n - 1,
-                n => {
-                    return Err(format!(
-                        "DUPLICATE: {c} (uncertain commit) delivered {n} times \
-                         ({windows} crashes in the window)"
-                    ));
-                }
-            }
-        }
-        for c in self.delivered.keys() {
-            if !self.committed.contains(c) && !self.maybe.contains(c) {
-                return Err(format!("PHANTOM: {c} delivered but never committed"));
-            }
-        }
-        Ok(tally)
-    }
-}
-
-/// Whether `ops` holds a successful rename onto the ledger, and whether a
-/// successful fsync of the ledger's directory followed it.
-fn ledger_progress(ops: &[Op]) -> (bool, bool) {
-    let p = paths();
-    let ledger_dir = p.ledger.parent().unwrap().to_owned();
-    let renamed_at = ops
-        .iter()
-        .position(|o| o.ok && o.kind == OpKind::Rename && o.to.as_deref() == Some(&p.ledger));
-    let durable = renamed_at.is_some_and(|i| {
-        ops[i..]
-            .iter()
-            .any(|o| o.ok && o.kind == OpKind::SyncDir && o.path == ledger_dir)
-    });
-    (renamed_at.is_some(), durable)
-}
-
 /// Runs `action` on `io`, with the power cut after `budget` operations of
 /// the action when given, and updates `truth`. Returns the index of the
 /// action's first operation (opening the outbox is not part of the action,
@@ -185,7 +85,7 @@ fn ledger_progress(ops: &[Op]) -> (bool, bool) {
 fn run(
     action: Action,
     io: &CrashIo,
-    truth: &mut Truth,
+    truth: &mut Audit,
     budget: Option<usize>,
 ) -> Result<usize, String> {
     let arm = || {
@@ -206,7 +106,7 @@ fn run(
         match open(io) {
             Ok(ob) => ob,
             Err(e) => {
-                truth.maybe.insert("new".into());
+                truth.uncertain("new");
                 return unexpected("open", &e).map(|()| first_op);
             }
         }
@@ -224,24 +124,23 @@ fn run(
     match action {
         Action::FirstCommit | Action::Commit => match ob.commit(PARENT, record("new")) {
             Ok(_) => {
-                truth.committed.insert("new".into());
+                truth.committed("new");
             }
             Err(e) => {
-                truth.maybe.insert("new".into());
+                truth.uncertain("new");
                 unexpected("commit", &e)?;
             }
         },
         Action::Drain => {
-            let pending = truth.undelivered();
             match ob.drain(PARENT) {
-                Ok(d) => truth.deliver(&d.records),
+                Ok(d) => truth.delivered(&d.records),
                 Err(e) => {
                     unexpected("drain", &e)?;
                     // The documented window of the plain drain: once the
                     // ledger rename was issued, the batch may be lost to the
                     // caller.
-                    if ledger_progress(&io.ops_since(start)).0 {
-                        truth.may_lose.extend(pending);
+                    if LedgerProgress::of(&io.ops_since(start), &paths().ledger).renamed {
+                        truth.allow_loss_of_pending();
                     }
                 }
             }
@@ -253,18 +152,16 @@ fn run(
                 Ok::<(), std::convert::Infallible>(())
             });
             if let Some(batch) = &batch {
-                truth.deliver(batch);
+                truth.delivered(batch);
             }
             if let Err(e) = result {
                 unexpected("drain_with", &e)?;
                 // The documented window of drain_with: `deliver` returned Ok
                 // and the ledger is not durable yet.
                 if let Some(batch) = &batch
-                    && !ledger_progress(&io.ops_since(start)).1
+                    && !LedgerProgress::of(&io.ops_since(start), &paths().ledger).durable
                 {
-                    for r in batch {
-                        *truth.may_dup.entry(r.child_session_id.clone()).or_default() += 1;
-                    }
+                    truth.allow_duplicate_of(batch);
                 }
             }
         }
@@ -273,14 +170,18 @@ fn run(
 }
 
 /// Boots `image`, drains until nothing is left, and checks the deliveries.
-fn recover_and_check(image: &FsImage, mut truth: Truth, recovery: Action) -> Result<Tally, String> {
+fn recover_and_check(
+    image: &FsImage,
+    mut truth: Audit,
+    recovery: Action,
+) -> Result<AuditTally, String> {
     let io = CrashIo::from_image(image);
     run(recovery, &io, &mut truth, None)?;
     // Everything committed is delivered by the first drain after a reboot;
     // a second drain finds nothing.
-    let before = truth.delivered.clone();
+    let before = truth.deliveries();
     run(recovery, &io, &mut truth, None)?;
-    if truth.delivered != before {
+    if truth.deliveries() != before {
         return Err("a second drain after recovery delivered more records".into());
     }
     let ob = open(&io).map_err(|e| e.to_string())?;
@@ -291,8 +192,8 @@ fn recover_and_check(image: &FsImage, mut truth: Truth, recovery: Action) -> Res
 }
 
 /// The state before the operation under test, and its truth.
-fn setup(prior: Prior, pending: usize) -> (CrashIo, Truth) {
-    let mut truth = Truth::default();
+fn setup(prior: Prior, pending: usize) -> (CrashIo, Audit) {
+    let mut truth = Audit::default();
     let io = match prior {
         Prior::Clean => {
             let io = CrashIo::new();
@@ -306,7 +207,7 @@ fn setup(prior: Prior, pending: usize) -> (CrashIo, Truth) {
     for i in 0..pending {
         let child = format!("c{i}");
         ob.commit(PARENT, record(&child)).unwrap();
-        truth.committed.insert(child);
+        truth.committed(child);
     }
     (io, truth)
 }
@@ -314,14 +215,14 @@ fn setup(prior: Prior, pending: usize) -> (CrashIo, Truth) {
 /// Makes a WAL left over by an earlier crashed drain: commits
 /// [`PRIOR_RECORDS`] records, crashes a drain right after the operation that
 /// makes the WAL (or the ledger) durable, and reboots into the worst image.
-fn prior_crash(prior: Prior, truth: &mut Truth) -> CrashIo {
+fn prior_crash(prior: Prior, truth: &mut Audit) -> CrashIo {
     let base = CrashIo::new();
     base.install_dir(ROOT);
     let ob = open(&base).unwrap();
     for i in 0..PRIOR_RECORDS {
         let child = format!("w{i}");
         ob.commit(PARENT, record(&child)).unwrap();
-        truth.committed.insert(child);
+        truth.committed(child);
     }
     let p = paths();
     let (action, dir) = match prior {
@@ -342,13 +243,14 @@ fn prior_crash(prior: Prior, truth: &mut Truth) -> CrashIo {
     let image = crashed.crash_image();
     assert!(image.file(&p.wal).is_some(), "the setup leaves a WAL");
     if prior == Prior::WalStaged {
-        assert!(truth.delivered.is_empty());
+        assert_eq!(truth.deliveries(), 0);
         assert!(image.file(&p.ledger).is_none());
     } else {
-        assert_eq!(truth.delivered.len(), PRIOR_RECORDS);
+        // Delivered, and not in a window: the ledger is durable.
+        assert_eq!(truth.deliveries(), PRIOR_RECORDS);
+        assert!(truth.undelivered().is_empty());
+        assert_eq!(truth.check().unwrap(), AuditTally::default());
         assert!(image.file(&p.ledger).is_some());
-        // Nothing here is in a window: the ledger is durable.
-        assert!(truth.may_dup.is_empty());
     }
     CrashIo::from_image(&image)
 }
@@ -371,6 +273,17 @@ struct Explored {
 /// (capped), recovers and checks; for the worst image of each crash point,
 /// also crashes the recovery drain after every one of its operations.
 fn explore(action: Action, prior: Prior, pending: usize) -> Explored {
+    explore_on(action, prior, pending, false).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// [`explore`], returning the first violation; with `lying_fsync`, the
+/// action runs on a disk whose fsyncs persist nothing.
+fn explore_on(
+    action: Action,
+    prior: Prior,
+    pending: usize,
+    lying_fsync: bool,
+) -> Result<Explored, String> {
     let limit = images_per_crash_point();
     let recovery = if action == Action::DrainWith {
         Action::DrainWith
@@ -380,15 +293,16 @@ fn explore(action: Action, prior: Prior, pending: usize) -> Explored {
     let (io, truth) = if action == Action::FirstCommit {
         let io = CrashIo::new();
         io.install_dir(ROOT);
-        (io, Truth::default())
+        (io, Audit::default())
     } else {
         setup(prior, pending)
     };
+    io.set_lying_fsync(lying_fsync);
     let name = format!("{action:?} with {pending} pending, prior {prior:?}");
 
     // How many operations the action issues, on a run without a crash.
     let dry = io.fork();
-    let start = run(action, &dry, &mut truth.clone(), None).unwrap();
+    let start = run(action, &dry, &mut truth.clone(), None)?;
     let n = dry.op_count() - start;
 
     let mut explored = Explored {
@@ -401,7 +315,7 @@ fn explore(action: Action, prior: Prior, pending: usize) -> Explored {
         let world = io.fork();
         let mut t = truth.clone();
         let start =
-            run(action, &world, &mut t, Some(k)).unwrap_or_else(|e| panic!("{name}, k={k}: {e}"));
+            run(action, &world, &mut t, Some(k)).map_err(|e| format!("{name}, k={k}: {e}"))?;
         explored.crash_points += 1;
         let where_ = world
             .last_op_before_crash()
@@ -412,13 +326,13 @@ fn explore(action: Action, prior: Prior, pending: usize) -> Explored {
             if seen.insert(image.clone()) {
                 explored.distinct_states += 1;
             }
-            let tally = recover_and_check(image, t.clone(), recovery).unwrap_or_else(|e| {
-                panic!(
+            let tally = recover_and_check(image, t.clone(), recovery).map_err(|e| {
+                format!(
                     "{name}: crash after {where_} (k={k}), surviving state #{i}:\n{image}\n{e}\n\
                      op log of the crashed call:\n{}",
                     log(&world.ops_since(start))
                 )
-            });
+            })?;
             explored.lost_in_window += tally.lost_in_window;
             explored.duplicated_in_window += tally.duplicated_in_window;
         }
@@ -431,22 +345,22 @@ fn explore(action: Action, prior: Prior, pending: usize) -> Explored {
         let worst = &images[0];
         let dry = CrashIo::from_image(worst);
         let start = run(recovery, &dry, &mut t.clone(), None)
-            .unwrap_or_else(|e| panic!("{name}, k={k}: recovery: {e}"));
+            .map_err(|e| format!("{name}, k={k}: recovery: {e}"))?;
         let m = dry.op_count() - start;
         for j in 0..=m {
             let rebooted = CrashIo::from_image(worst);
             let mut t2 = t.clone();
             run(recovery, &rebooted, &mut t2, Some(j))
-                .unwrap_or_else(|e| panic!("{name}, k={k}, recovery crash j={j}: {e}"));
+                .map_err(|e| format!("{name}, k={k}, recovery crash j={j}: {e}"))?;
             let image = rebooted.crash_image();
             explored.recovery_crash_states += 1;
-            let tally = recover_and_check(&image, t2, recovery).unwrap_or_else(|e| {
-                panic!(
+            let tally = recover_and_check(&image, t2, recovery).map_err(|e| {
+                format!(
                     "{name}: crash after {where_} (k={k}), then a crash in recovery after op \
                      #{j}:\n{image}\n{e}\nop log of the recovery:\n{}",
                     log(&rebooted.ops())
                 )
-            });
+            })?;
             explored.recovery_lost_in_window += tally.lost_in_window;
             explored.recovery_duplicated_in_window += tally.duplicated_in_window;
         }
@@ -465,7 +379,7 @@ fn explore(action: Action, prior: Prior, pending: usize) -> Explored {
         explored.duplicated_in_window,
         explored.recovery_duplicated_in_window,
     );
-    explored
+    Ok(explored)
 }
 
 fn log(ops: &[Op]) -> String {
@@ -536,4 +450,16 @@ fn the_files_the_scenarios_look_at_are_the_outbox_files() {
     assert!(image.file(&p.inbox).is_some());
     let ledger_dir: PathBuf = p.ledger.parent().unwrap().to_owned();
     assert!(image.dirs.contains(&ledger_dir));
+}
+
+/// The exploration is sensitive: on a disk whose fsyncs persist nothing, it
+/// finds committed records lost or delivered twice.
+#[test]
+fn the_exploration_catches_a_lying_disk() {
+    let err = explore_on(Action::Commit, Prior::Clean, 1, true).unwrap_err();
+    assert!(err.contains("LOST"), "{err}");
+    let err = explore_on(Action::Drain, Prior::Clean, 3, true).unwrap_err();
+    assert!(err.contains("LOST") || err.contains("DUPLICATE"), "{err}");
+    let err = explore_on(Action::DrainWith, Prior::WalStaged, 3, true).unwrap_err();
+    assert!(err.contains("LOST") || err.contains("DUPLICATE"), "{err}");
 }
