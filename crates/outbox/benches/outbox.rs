@@ -96,11 +96,14 @@ fn inbox_template(n: usize) -> Vec<u8> {
     // Once per template: the direct stamping must match what the public
     // commit path writes, or the fixture would drift from reality.
     let check = tempfile::tempdir().expect("tempdir");
-    let outbox =
-        Outbox::open_with(check.path(), stdio_stubbed()).expect("open the check outbox");
+    let outbox = Outbox::open_with(check.path(), stdio_stubbed()).expect("open the check outbox");
     let r = record(0);
     let committed = outbox.commit(PARENT, r.clone()).expect("commit");
-    assert_eq!(committed, stamped(r, PARENT), "stamping drifted from commit");
+    assert_eq!(
+        committed,
+        stamped(r, PARENT),
+        "stamping drifted from commit"
+    );
 
     let mut bytes = Vec::new();
     for i in 0..n {
@@ -176,11 +179,7 @@ fn remove_if_exists(path: &Path) {
 /// Drain of `n` distinct-child records, fsync stubbed.
 #[divan::bench(args = SIZES, sample_size = 1, sample_count = 200, max_time = Duration::from_secs(4))]
 fn drain_stubbed_fsync(bencher: Bencher, n: usize) {
-    let fx = Fixture::new(
-        tempfile::tempdir().expect("tempdir"),
-        stdio_stubbed(),
-        n,
-    );
+    let fx = Fixture::new(tempfile::tempdir().expect("tempdir"), stdio_stubbed(), n);
     bencher
         .counter(ItemsCount::new(n))
         .with_inputs(|| fx.reset())
@@ -195,11 +194,7 @@ fn drain_stubbed_fsync(bencher: Bencher, n: usize) {
 /// fsync stubbed.
 #[divan::bench(args = [0, 25, 100, 1000], sample_size = 1, sample_count = 200, max_time = Duration::from_secs(4))]
 fn commit_stubbed_fsync(bencher: Bencher, k: usize) {
-    let fx = Fixture::new(
-        tempfile::tempdir().expect("tempdir"),
-        stdio_stubbed(),
-        k,
-    );
+    let fx = Fixture::new(tempfile::tempdir().expect("tempdir"), stdio_stubbed(), k);
     bencher
         .with_inputs(|| {
             fx.reset();
