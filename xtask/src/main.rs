@@ -1,2 +1,72 @@
-//! Placeholder.
-fn main() {}
+//! Repository automation, run as `cargo xtask <command>` (a cargo alias).
+//!
+//! Commands:
+//!
+//! * `test-perf [--list] [FILTER...]`: find every perf gate (a test whose
+//!   last path segment starts with `perf_`) in every workspace crate and
+//!   target, run each alone in the release profile, print a summary and
+//!   write `<target dir>/perf/report.json`. See `docs/perf-budget-suite.md`.
+//!
+//! This crate stays lean (serde_json only) because it is compiled before
+//! every perf run.
+
+use std::env;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+mod discover;
+mod report;
+mod test_perf;
+
+const USAGE: &str = "\
+usage: cargo xtask <command>
+
+commands:
+  test-perf [--list] [FILTER...]
+      Build the workspace's tests in release, find every test whose last path
+      segment starts with `perf_`, run each one alone (ignored ones included)
+      and write <target dir>/perf/report.json. Exits non-zero if a gate fails,
+      a perf test crashes or emits no gate record, or no perf test is found.
+        --list     print the perf tests found, run nothing
+        FILTER     run only tests whose id contains one of the FILTERs
+      PERF_BUDGET_MULTIPLIER is passed through to the tests (CI uses 2.0).
+  help
+      Print this message.
+";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = env::args().skip(1).collect();
+    let Some(command) = args.first() else {
+        eprint!("{USAGE}");
+        return ExitCode::from(2);
+    };
+    match command.as_str() {
+        "test-perf" => {
+            if let Err(error) = env::set_current_dir(project_root()) {
+                eprintln!(
+                    "xtask: cannot change directory to the workspace root {}: {error}",
+                    project_root().display()
+                );
+                return ExitCode::FAILURE;
+            }
+            test_perf::run(&args[1..])
+        }
+        "help" | "-h" | "--help" => {
+            print!("{USAGE}");
+            ExitCode::SUCCESS
+        }
+        other => {
+            eprintln!("xtask: unknown command `{other}`\n");
+            eprint!("{USAGE}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// The workspace root: the parent of this crate's manifest directory, so
+/// the commands work from anywhere in the tree.
+fn project_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map_or_else(|| PathBuf::from("."), Path::to_path_buf)
+}
