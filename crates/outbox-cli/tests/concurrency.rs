@@ -1,0 +1,78 @@
+//! Processes racing on one data root: two `outbox commit` producers and two
+//! `outbox drain` consumers. Nothing lost, nothing doubled.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use common::*;
+use serde_json::Value;
+
+const P: &str = "conductor";
+const PER_PRODUCER: usize = 15;
+
+#[test]
+fn two_drains_and_two_commits_racing_lose_nothing_and_double_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let producing = AtomicBool::new(true);
+
+    let (committed, delivered) = std::thread::scope(|s| {
+        let producers: Vec<_> = ["a", "b"]
+            .into_iter()
+            .map(|name| {
+                s.spawn(move || {
+                    (0..PER_PRODUCER)
+                        .map(|i| {
+                            let child = format!("{name}-{i:02}");
+                            let fp = commit_finished(root, P, &child, "success");
+                            (child, fp)
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        let consumers: Vec<_> = (0..2)
+            .map(|_| {
+                let producing = &producing;
+                s.spawn(move || {
+                    let mut got = Vec::new();
+                    // Drain while the producers run, then once more after
+                    // they stopped, so the last commits are drained too.
+                    loop {
+                        let last = !producing.load(Ordering::SeqCst);
+                        got.extend(drain_json(root, P));
+                        if last {
+                            return got;
+                        }
+                    }
+                })
+            })
+            .collect();
+        let committed: Vec<(String, String)> = producers
+            .into_iter()
+            .flat_map(|p| p.join().unwrap())
+            .collect();
+        producing.store(false, Ordering::SeqCst);
+        let delivered: Vec<Value> = consumers
+            .into_iter()
+            .flat_map(|c| c.join().unwrap())
+            .collect();
+        (committed, delivered)
+    });
+
+    assert_eq!(committed.len(), 2 * PER_PRODUCER);
+    let mut seen: BTreeMap<String, String> = BTreeMap::new();
+    for record in &delivered {
+        let child = record["child_session_id"].as_str().unwrap().to_owned();
+        let fp = record["turn_fingerprint"].as_str().unwrap().to_owned();
+        assert!(
+            seen.insert(child.clone(), fp).is_none(),
+            "{child} delivered twice"
+        );
+    }
+    let expected: BTreeMap<String, String> = committed.into_iter().collect();
+    assert_eq!(seen, expected, "the drains' union is exactly the commits");
+    assert_eq!(outbox(root, &["pending", "--parent", P]).code, 1);
+}
