@@ -25,12 +25,16 @@ fn shuffled_input() -> Vec<u64> {
 /// Tier 1, WARM: `sort_unstable` of 200 000 pseudo-random `u64`s, a pure
 /// in-process operation of known cost. The clone that restores the unsorted
 /// input runs in `setup`, outside the timed window.
-///
-/// Base: observed median PLACEHOLDER.
 #[test]
 #[ignore = "walltime gate: run by cargo xtask test-perf"]
 fn perf_sort_200k_u64() {
-    const BASE: Duration = Duration::from_micros(1);
+    // Observed median 6.9 ms: the median of 20 run medians under
+    // `cargo xtask test-perf perf_sort` at multiplier 1.0 (release profile),
+    // 2-core shared VM with other sessions' builds running, 2026-11-28.
+    // Run medians spread 3.10-11.71 ms; 3.1-3.3 ms while the machine was
+    // quiet. Re-measure on a quiet machine to tighten it (lowering needs
+    // only a new citation, see docs/rfc/PERF_BUDGETS.md).
+    const BASE: Duration = Duration::from_micros(6_900);
     let input = shuffled_input();
     let m = trimmed_mean_with_setup(
         || input.clone(),
