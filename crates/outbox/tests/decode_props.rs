@@ -6,10 +6,21 @@
 
 use std::io::Read;
 
-use outbox::Record;
-use outbox::Timestamp;
 use outbox::format::{BadLineReason, MAX_LINE_BYTES, Scan, decode_line, encode_line, scan};
+use outbox::sim::CrashIo;
+use outbox::{Outbox, ParentPaths, Record, Timestamp};
 use proptest::prelude::*;
+
+/// Held by the tests that allocate tens of MiB, so the peak-RSS check of
+/// [`a_line_over_16_mib_is_reported_and_never_buffered_whole`] measures the
+/// reader alone.
+static BIG_ALLOCATIONS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn big_allocations() -> std::sync::MutexGuard<'static, ()> {
+    BIG_ALLOCATIONS
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
 
 fn config() -> ProptestConfig {
     let cases = std::env::var("PROPTEST_CASES")
@@ -371,6 +382,7 @@ fn peak_rss() -> Option<u64> {
 
 #[test]
 fn a_line_over_16_mib_is_reported_and_never_buffered_whole() {
+    let _big = big_allocations();
     // Eight times the cap: buffering it would show in the peak RSS.
     let len = 8 * MAX_LINE_BYTES as u64;
     let tail = b"\n{\"child_session_id\":\"after\"}\n".to_vec();
@@ -406,6 +418,7 @@ fn a_line_over_16_mib_is_reported_and_never_buffered_whole() {
 
 #[test]
 fn a_line_of_exactly_the_cap_is_decoded() {
+    let _big = big_allocations();
     // A real record padded to exactly MAX_LINE_BYTES.
     let base = b"{\"child_session_id\":\"edge\",\"child_title\":\"\"}";
     let pad = MAX_LINE_BYTES - base.len();
@@ -423,4 +436,156 @@ fn a_line_of_exactly_the_cap_is_decoded() {
     let got = scan(&longer[..], MAX_LINE_BYTES).unwrap();
     assert!(got.records.is_empty());
     assert_eq!(got.bad_lines[0].reason, BadLineReason::TooLong);
+}
+
+// ---------------------------------------------------------------------------
+// The outbox's own readers: inbox, WAL and ledger files full of bad input
+// ---------------------------------------------------------------------------
+
+const SIM_ROOT: &str = "/data";
+const SIM_PARENT: &str = "parent";
+
+fn sim_outbox() -> (CrashIo, Outbox<CrashIo>, ParentPaths) {
+    let io = CrashIo::new();
+    io.install_dir(SIM_ROOT);
+    let ob = Outbox::open_with(SIM_ROOT, io.clone()).unwrap();
+    let paths = ob.paths(SIM_PARENT).unwrap();
+    (io, ob, paths)
+}
+
+/// One record per child, the latest by timestamp (ties: the later one), in
+/// first-seen order: what a drain hands over from a fresh ledger.
+fn collapsed(records: Vec<Record>) -> Vec<Record> {
+    let mut out: Vec<Record> = Vec::new();
+    for r in records {
+        match out
+            .iter_mut()
+            .find(|o| o.child_session_id == r.child_session_id)
+        {
+            Some(o) if r.timestamp.instant_cmp(&o.timestamp).is_ge() => *o = r,
+            Some(_) => {}
+            None => out.push(r),
+        }
+    }
+    out
+}
+
+/// The bytes a quarantine of `bad` lines of `source` must hold.
+fn quarantined_bytes(source: &[u8], bad: &[outbox::format::BadLine]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for b in bad {
+        out.extend_from_slice(&source[b.offset as usize..(b.offset + b.len) as usize]);
+        out.push(b'\n');
+    }
+    out
+}
+
+fn outbox_config() -> ProptestConfig {
+    ProptestConfig {
+        cases: (config().cases / 3).max(8),
+        ..config()
+    }
+}
+
+proptest! {
+    #![proptest_config(outbox_config())]
+
+    #[test]
+    fn a_drain_reads_any_inbox_and_wal_and_sets_bad_lines_aside(
+        inbox in messy_file(),
+        wal in messy_file(),
+    ) {
+        let (io, ob, p) = sim_outbox();
+        io.install_file(&p.inbox, &inbox);
+        io.install_file(&p.wal, &wal);
+        let d = ob.drain(SIM_PARENT).unwrap();
+
+        let wal_scan = reference_scan(&wal, MAX_LINE_BYTES);
+        let inbox_scan = reference_scan(&inbox, MAX_LINE_BYTES);
+        let mut all = wal_scan.records.clone();
+        all.extend(inbox_scan.records.clone());
+        prop_assert_eq!(&d.records, &collapsed(all));
+        prop_assert_eq!(d.recovered, wal_scan.records.len());
+        prop_assert_eq!(d.bad_lines.len(), wal_scan.bad_lines.len() + inbox_scan.bad_lines.len());
+
+        // Every bad line is in a quarantine file, byte for byte.
+        let image = io.current_image();
+        let mut expected_quarantines = Vec::new();
+        if !wal_scan.bad_lines.is_empty() {
+            expected_quarantines.push(quarantined_bytes(&wal, &wal_scan.bad_lines));
+        }
+        if !inbox_scan.bad_lines.is_empty() {
+            expected_quarantines.push(quarantined_bytes(&inbox, &inbox_scan.bad_lines));
+        }
+        let got: Vec<Vec<u8>> = d
+            .quarantined
+            .iter()
+            .map(|q| image.file(q).expect("quarantine file exists").to_vec())
+            .collect();
+        prop_assert_eq!(got, expected_quarantines);
+
+        // Nothing is left, and nothing comes back.
+        prop_assert!(ob.drain(SIM_PARENT).unwrap().records.is_empty());
+        prop_assert!(!ob.has_pending(SIM_PARENT).unwrap());
+    }
+
+    #[test]
+    fn a_corrupt_ledger_never_fails_a_drain_or_hides_a_record(
+        ledger in prop_oneof![
+            prop::collection::vec(any::<u8>(), 0..200),
+            Just(b"{\"a\": 1,".to_vec()),
+            Just(b"[]".to_vec()),
+            Just(b"{\"x@1\": \"not a number\"}".to_vec()),
+            Just(b"{\"x@1\": 1e400}".to_vec()),
+            Just(format!("{{\"k\":{}}}", "[".repeat(100_000)).into_bytes()),
+        ],
+    ) {
+        let (io, ob, p) = sim_outbox();
+        io.install_file(&p.ledger, &ledger);
+        ob.commit(SIM_PARENT, Record::finished("child", "ok")).unwrap();
+        let d = ob.drain(SIM_PARENT).unwrap();
+        prop_assert_eq!(d.records.len(), 1);
+        prop_assert!(ob.drain(SIM_PARENT).unwrap().records.is_empty());
+    }
+}
+
+#[test]
+fn a_drain_sets_a_line_over_16_mib_aside_and_delivers_the_rest() {
+    let _big = big_allocations();
+    let (io, ob, p) = sim_outbox();
+    let a = encode_line(&Record::finished("a", "ok")).unwrap();
+    let b = encode_line(&Record::finished("b", "ok")).unwrap();
+    let mut inbox = a.clone();
+    let huge_at = inbox.len();
+    inbox.extend(std::iter::repeat_n(b'x', MAX_LINE_BYTES + 1));
+    inbox.push(b'\n');
+    inbox.extend(&b);
+    io.install_file(&p.inbox, &inbox);
+    let d = ob.drain(SIM_PARENT).unwrap();
+    let kids: Vec<_> = d
+        .records
+        .iter()
+        .map(|r| r.child_session_id.as_str())
+        .collect();
+    assert_eq!(kids, ["a", "b"]);
+    assert_eq!(d.bad_lines.len(), 1);
+    assert_eq!(d.bad_lines[0].reason, BadLineReason::TooLong);
+    assert_eq!(d.bad_lines[0].offset, huge_at as u64);
+    let image = io.current_image();
+    let q = image.file(&d.quarantined[0]).unwrap();
+    assert_eq!(q.len(), MAX_LINE_BYTES + 2);
+    assert!(q[..MAX_LINE_BYTES + 1].iter().all(|&c| c == b'x'));
+}
+
+#[test]
+fn a_commit_that_would_write_a_line_over_16_mib_is_refused() {
+    let _big = big_allocations();
+    let (io, ob, p) = sim_outbox();
+    ob.commit(SIM_PARENT, Record::finished("a", "ok")).unwrap();
+    let before = io.current_image().file(&p.inbox).unwrap().to_vec();
+    let mut huge = Record::finished("b", "ok");
+    huge.child_title = "t".repeat(MAX_LINE_BYTES);
+    let err = ob.commit(SIM_PARENT, huge).unwrap_err().to_string();
+    assert!(err.contains("limit"), "{err}");
+    assert_eq!(io.current_image().file(&p.inbox).unwrap(), &before[..]);
 }
