@@ -75,7 +75,14 @@ enum Prior {
     /// A WAL whose records an earlier `drain_with` delivered and marked in a
     /// durable ledger; the crash came before the WAL was removed.
     WalConsumed,
+    /// A corrupt line in the inbox: commit and drain set it aside in a
+    /// quarantine file, which must survive every crash (the line is never
+    /// lost unseen).
+    CorruptLine,
 }
+
+/// The corrupt line of [`Prior::CorruptLine`].
+const CORRUPT_LINE: &[u8] = b"{\"child_session_id\": \"torn-by-an-earlier-crash";
 
 /// Runs `action` on `io`, with the power cut after `budget` operations of
 /// the action when given, and updates `truth`. Returns the index of the
@@ -174,6 +181,7 @@ fn recover_and_check(
     image: &FsImage,
     mut truth: Audit,
     recovery: Action,
+    corrupt_line: bool,
 ) -> Result<AuditTally, String> {
     let io = CrashIo::from_image(image);
     run(recovery, &io, &mut truth, None)?;
@@ -187,6 +195,23 @@ fn recover_and_check(
     let ob = open(&io).map_err(|e| e.to_string())?;
     if ob.has_pending(PARENT).map_err(|e| e.to_string())? {
         return Err("records still pending after two drains".into());
+    }
+    if corrupt_line {
+        // The corrupt line was set aside, not dropped: some quarantine file
+        // holds it.
+        let image = io.current_image();
+        let kept = image
+            .files_in(paths().inbox.parent().unwrap())
+            .iter()
+            .any(|(name, bytes)| {
+                name.to_string_lossy().contains("quarantine")
+                    && bytes.windows(CORRUPT_LINE.len()).any(|w| w == CORRUPT_LINE)
+            });
+        if !kept {
+            return Err(format!(
+                "the corrupt line is in no quarantine file:\n{image}"
+            ));
+        }
     }
     truth.check()
 }
@@ -202,12 +227,20 @@ fn setup(prior: Prior, pending: usize) -> (CrashIo, Audit) {
             io
         }
         Prior::WalStaged | Prior::WalConsumed => prior_crash(prior, &mut truth),
+        Prior::CorruptLine => setup(Prior::Clean, 0).0,
     };
     let ob = open(&io).unwrap();
     for i in 0..pending {
         let child = format!("c{i}");
         ob.commit(PARENT, record(&child)).unwrap();
         truth.committed(child);
+    }
+    if prior == Prior::CorruptLine {
+        let inbox = &paths().inbox;
+        let mut bytes = io.current_image().file(inbox).unwrap_or_default().to_vec();
+        bytes.extend_from_slice(CORRUPT_LINE);
+        bytes.push(b'\n');
+        io.install_file(inbox, &bytes);
     }
     (io, truth)
 }
@@ -298,6 +331,7 @@ fn explore_on(
         setup(prior, pending)
     };
     io.set_lying_fsync(lying_fsync);
+    let corrupt_line = prior == Prior::CorruptLine;
     let name = format!("{action:?} with {pending} pending, prior {prior:?}");
 
     // How many operations the action issues, on a run without a crash.
@@ -326,7 +360,7 @@ fn explore_on(
             if seen.insert(image.clone()) {
                 explored.distinct_states += 1;
             }
-            let tally = recover_and_check(image, t.clone(), recovery).map_err(|e| {
+            let tally = recover_and_check(image, t.clone(), recovery, corrupt_line).map_err(|e| {
                 format!(
                     "{name}: crash after {where_} (k={k}), surviving state #{i}:\n{image}\n{e}\n\
                      op log of the crashed call:\n{}",
@@ -354,7 +388,7 @@ fn explore_on(
                 .map_err(|e| format!("{name}, k={k}, recovery crash j={j}: {e}"))?;
             let image = rebooted.crash_image();
             explored.recovery_crash_states += 1;
-            let tally = recover_and_check(&image, t2, recovery).map_err(|e| {
+            let tally = recover_and_check(&image, t2, recovery, corrupt_line).map_err(|e| {
                 format!(
                     "{name}: crash after {where_} (k={k}), then a crash in recovery after op \
                      #{j}:\n{image}\n{e}\nop log of the recovery:\n{}",
@@ -396,6 +430,7 @@ fn explore_all(action: Action) -> Vec<Explored> {
             all.push(explore(action, prior, pending));
         }
     }
+    all.push(explore(action, Prior::CorruptLine, 3));
     let states: usize = all.iter().map(|e| e.states + e.recovery_crash_states).sum();
     println!("{action:?}: {states} crash states explored in all");
     all
