@@ -210,6 +210,11 @@ impl fmt::Display for Op {
     }
 }
 
+/// The entries of `log` with an index of at least `from`.
+fn entries_since(log: &[Op], from: usize) -> Vec<Op> {
+    log.iter().filter(|o| o.index >= from).cloned().collect()
+}
+
 // ---------------------------------------------------------------------------
 // File-system images
 // ---------------------------------------------------------------------------
@@ -915,13 +920,7 @@ impl CrashIo {
 
     /// The log entries from index `from` on.
     pub fn ops_since(&self, from: usize) -> Vec<Op> {
-        self.fs
-            .lock()
-            .log
-            .iter()
-            .filter(|o| o.index >= from)
-            .cloned()
-            .collect()
+        entries_since(&self.fs.lock().log, from)
     }
 
     /// The last operation that succeeded before the power cut, if the power
@@ -1580,13 +1579,7 @@ impl<I: Io> FaultIo<I> {
 
     /// The log entries from index `from` on.
     pub fn ops_since(&self, from: usize) -> Vec<Op> {
-        self.state
-            .lock()
-            .log
-            .iter()
-            .filter(|o| o.index >= from)
-            .cloned()
-            .collect()
+        entries_since(&self.state.lock().log, from)
     }
 
     /// Clears the op log (indices keep increasing).

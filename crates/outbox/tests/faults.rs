@@ -238,6 +238,19 @@ fn recover<I: Io>(ob: &Outbox<I>, action: Action, mut audit: Audit) -> Result<Au
     audit.check()
 }
 
+/// How many operations `action` issues, on a run without a fault.
+fn ops_of<I: Io>(
+    ob: &Outbox<FaultIo<I>>,
+    fio: &FaultIo<I>,
+    action: Action,
+    audit: &mut Audit,
+) -> usize {
+    let start = fio.log_len();
+    let never = FaultPlan::once(usize::MAX, Fault::EIO);
+    faulted_call(ob, fio, action, never, audit).unwrap();
+    fio.log_len() - start
+}
+
 fn log(ops: &[Op]) -> String {
     ops.iter().map(|o| format!("  {o}\n")).collect()
 }
@@ -291,18 +304,8 @@ fn sim_family(action: Action) -> Counts {
             let ob = Outbox::open_with(ROOT, fio.clone()).unwrap();
             (fio, ob)
         };
-        // How many operations the call issues.
         let (fio, ob) = opened(base.fork());
-        let start = fio.log_len();
-        faulted_call(
-            &ob,
-            &fio,
-            action,
-            FaultPlan::once(usize::MAX, Fault::EIO),
-            &mut audit.clone(),
-        )
-        .unwrap();
-        let n = fio.log_len() - start;
+        let n = ops_of(&ob, &fio, action, &mut audit.clone());
         for fault in FAULTS {
             for k in 0..n {
                 for plan in plans(k, fault) {
@@ -379,16 +382,7 @@ fn real_family(action: Action) -> Counts {
         (dir, fio, ob, audit)
     };
     let (_dir, fio, ob, mut audit) = fresh();
-    let start = fio.log_len();
-    faulted_call(
-        &ob,
-        &fio,
-        action,
-        FaultPlan::once(usize::MAX, Fault::EIO),
-        &mut audit,
-    )
-    .unwrap();
-    let n = fio.log_len() - start;
+    let n = ops_of(&ob, &fio, action, &mut audit);
     let mut counts = Counts::default();
     for fault in FAULTS {
         for k in 0..n {
