@@ -271,34 +271,31 @@ mod tests {
         assert_eq!(m.trimmed_mean(), 2 * MS);
     }
 
-    #[test]
-    fn warm_up_is_not_timed() {
+    /// Measures an op whose `run`-th call (1 = the warm-up) takes
+    /// `cost(run)` on the fake clock.
+    fn measure_costs(cost: impl Fn(u32) -> Duration) -> Measurement {
         let clock = FakeClock::default();
         let run = Cell::new(0);
-        let m = measure_with(
+        measure_with(
             &clock,
             || (),
             |()| {
                 run.set(run.get() + 1);
-                // The first (warm-up) run is a cold, slow one.
-                clock.advance(if run.get() == 1 { 500 * MS } else { MS });
+                clock.advance(cost(run.get()));
             },
-        );
+        )
+    }
+
+    #[test]
+    fn warm_up_is_not_timed() {
+        // The first (warm-up) run is a cold, slow one.
+        let m = measure_costs(|run| if run == 1 { 500 * MS } else { MS });
         assert_eq!(m.max(), MS);
     }
 
     #[test]
     fn an_injected_outlier_is_dropped_from_the_trimmed_mean() {
-        let clock = FakeClock::default();
-        let run = Cell::new(0);
-        let m = measure_with(
-            &clock,
-            || (),
-            |()| {
-                run.set(run.get() + 1);
-                clock.advance(if run.get() == 6 { 900 * MS } else { 3 * MS });
-            },
-        );
+        let m = measure_costs(|run| if run == 6 { 900 * MS } else { 3 * MS });
         assert_eq!(m.trimmed_mean(), 3 * MS);
         assert_eq!(m.median(), 3 * MS);
         assert_eq!(m.max(), 900 * MS);
