@@ -231,7 +231,7 @@ struct SweepArgs {
 /// Nothing pending: prints nothing and writes nothing. "stop_hook_active":
 /// false (or missing) resets the consecutive-block counter; after 3
 /// consecutive blocks the hook stops blocking and leaves the records for
-/// the heartbeat drain. The counter (runtime/stop-blocks/<id>.json) is
+/// the heartbeat drain. The counter (`runtime/stop-blocks/<id>.json`) is
 /// persisted before draining; if that fails the hook neither blocks nor
 /// drains. Records are marked consumed only after the decision was written.
 ///

@@ -147,12 +147,12 @@ pub enum StopOutcome {
     },
 }
 
-/// Why [`on_stop`] failed. In every case no block decision took effect
-/// through this call, unless noted, and no record was lost.
+/// Why [`on_stop`] failed. In no case is a record lost; the caller should
+/// not block (print nothing) and report the error.
 #[derive(Debug, thiserror::Error)]
 pub enum StopHookError<E> {
-    /// The consecutive-block counter could not be read or persisted: nothing
-    /// was drained and no decision was emitted.
+    /// The consecutive-block counter could not be read or persisted: no
+    /// decision was emitted and nothing was consumed.
     #[error("stop-hook loop guard: {0}")]
     Guard(#[source] Error),
     /// Checking or draining the inbox failed. If the decision had already
@@ -160,7 +160,9 @@ pub enum StopHookError<E> {
     /// delivers them again.
     #[error(transparent)]
     Outbox(Error),
-    /// Emitting the decision failed: nothing was marked consumed.
+    /// Emitting the decision failed: nothing was marked consumed. The
+    /// counter already counted this block, so the guard may trip one block
+    /// early (never late).
     #[error("emit the block decision: {0}")]
     Emit(#[source] E),
 }
