@@ -85,6 +85,9 @@ pub struct Drained {
     /// The consumed ledger could not be read and was treated as empty (turns
     /// may be delivered again; none is lost).
     pub ledger_was_corrupt: bool,
+    /// The WAL could not be removed once the ledger was durable. Harmless:
+    /// the next drain skips its (consumed) records and removes it.
+    pub cleanup_error: Option<String>,
 }
 
 /// Records staged by phase 1 of a drain.
@@ -537,8 +540,13 @@ impl<I: Io> Outbox<I> {
             }
         }
         // The ledger is durable: the WAL may go. A plain unlink: if a crash
-        // undoes it, the ledger skips every record in it.
-        io.remove_file(&paths.wal).at("remove", &paths.wal)?;
+        // undoes it, the ledger skips every record in it. For the same reason
+        // a failed unlink is not a failed drain: the records are marked, so
+        // returning an error here would lose them to the caller. It is
+        // reported beside the records instead.
+        if let Err(e) = io.remove_file(&paths.wal).at("remove", &paths.wal) {
+            drained.cleanup_error = Some(e.to_string());
+        }
         drained.records = fresh;
         Ok(drained)
     }
