@@ -66,7 +66,11 @@ fn perf_outbox_drain_25() {
         |()| {
             let drained = ob.drain(PARENT).unwrap();
             // A drain that skipped the work must fail the gate, not pass it.
-            assert_eq!(drained.records.len(), FAN_OUT, "the drain must deliver all 25");
+            assert_eq!(
+                drained.records.len(),
+                FAN_OUT,
+                "the drain must deliver all 25"
+            );
             drained
         },
     );
