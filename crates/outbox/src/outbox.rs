@@ -1,6 +1,6 @@
 //! [`Outbox`]: commit, the two-phase drain, and housekeeping.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::convert::Infallible;
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -382,8 +382,11 @@ impl<I: Io> Outbox<I> {
     ///   WAL (or still in the inbox): the next drain delivers them;
     /// - a crash after the ledger's rename was issued and before the caller
     ///   acted on the returned records loses them *to the caller*: they are
-    ///   marked consumed and will not be delivered again. Callers that can
-    ///   act twice safely should use [`drain_with`](Self::drain_with), which
+    ///   marked consumed and will not be delivered again. The same holds
+    ///   when the ledger's directory fsync fails and the disk keeps failing:
+    ///   the drain returns the error and tries to put the old ledger back,
+    ///   which a persistently failing disk refuses. Callers that can act
+    ///   twice safely should use [`drain_with`](Self::drain_with), which
     ///   closes this window.
     ///
     /// No turn is ever returned twice by this variant.
@@ -457,7 +460,15 @@ impl<I: Io> Outbox<I> {
         }
 
         let mut records = wal.records;
-        records.extend(inbox.records);
+        if records.is_empty() {
+            records = inbox.records;
+        } else {
+            // After a crash undid an earlier inbox unlink, the inbox can hold
+            // records the WAL already has: stage each once, so repeated
+            // crashes cannot grow the WAL.
+            let staged: HashSet<Record> = records.iter().cloned().collect();
+            records.extend(inbox.records.into_iter().filter(|r| !staged.contains(r)));
+        }
         if records.is_empty() {
             // Nothing to deliver: drop what is left (blank or quarantined).
             io.remove_file(&paths.wal).at("remove", &paths.wal)?;

@@ -21,7 +21,7 @@ pub const TRUNCATION_MARKER: &str = "…[truncated]";
 /// order, the ones documented as *omitted when empty* left out when empty or
 /// zero, unknown fields ignored and `null` read as the empty value, so files
 /// written by either implementation are readable by the other.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(default)]
 pub struct Record {
     /// The child session that produced the record.
