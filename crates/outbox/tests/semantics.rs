@@ -361,3 +361,22 @@ fn stop_block_counter_round_trips_durably() {
     let file = fs::read_to_string(ob.paths(P).unwrap().stop_blocks).unwrap();
     assert_eq!(file, "{\"count\":2}");
 }
+
+#[test]
+fn a_record_both_in_the_wal_and_the_inbox_is_staged_once() {
+    // A crash can undo the inbox unlink that followed a durable WAL write:
+    // both files then hold the same record.
+    let dir = tempfile::tempdir().unwrap();
+    let ob = open(dir.path());
+    ob.commit(P, finished("a", "s")).unwrap();
+    let paths = ob.paths(P).unwrap();
+    fs::copy(&paths.inbox, &paths.wal).unwrap();
+    let failed = ob.drain_with(P, |records| {
+        assert_eq!(children(records), ["a"]);
+        Err("not now")
+    });
+    assert!(failed.is_err());
+    let wal = fs::read_to_string(&paths.wal).unwrap();
+    assert_eq!(wal.lines().count(), 1, "{wal}");
+    assert_eq!(children(&ob.drain(P).unwrap().records), ["a"]);
+}
