@@ -3,8 +3,10 @@
 //! `perf_outbox_drain_fsync_count` (Tier 2); these benches show how the cost
 //! *grows*.
 //!
-//! Run with `cargo bench -p outbox` (about a minute in all on a 2-core
-//! machine; every bench is capped by `max_time`).
+//! Run with `cargo bench -p outbox` (under a minute of sampling on a 2-core
+//! machine; every bench is capped by `max_time`). Filter with e.g.
+//! `cargo bench -p outbox -- drain`; `OUTBOX_BENCH_DIR=/dev/shm` puts the
+//! stubbed-fsync benches on a tmpfs (see [`stubbed_root`]).
 //!
 //! - `drain_stubbed_fsync(n)`: one drain of an inbox of `n` distinct-child
 //!   records (distinct turns), fsync stubbed, so the drain's own CPU and
@@ -31,10 +33,10 @@
 //!
 //! A drain and a commit consume their fixture, so every sample runs exactly
 //! one operation (`sample_size = 1`) after an untimed setup that restores the
-//! fixture on disk: the inbox file rewritten from a template, the WAL and the
-//! consumed ledger (`runtime/consumed-turns/<parent>.json`) removed. One
-//! parent id per bench, reset in place, so the directories do not grow from
-//! sample to sample.
+//! fixture on disk: the inbox unlinked and written anew from a template, the
+//! WAL and the consumed ledger (`runtime/consumed-turns/<parent>.json`)
+//! removed. One parent id per bench, reset in place, so the directories do
+//! not grow from sample to sample.
 //!
 //! The inbox templates are built by *stamping records directly* (not by
 //! committing them one by one, which rewrites the inbox each time and costs
@@ -112,6 +114,20 @@ fn inbox_template(n: usize) -> Vec<u8> {
     bytes
 }
 
+/// The outbox root of the stubbed-fsync benches: a tempdir under
+/// `$OUTBOX_BENCH_DIR` when set, else under the system temp dir, the same
+/// place the Tier 1 gate `perf_outbox_drain_25` uses, so the two are
+/// comparable. With fsync stubbed, what remains of the disk is the file
+/// system's own metadata work (journal, block allocation); on a machine
+/// shared with other disk-heavy work that adds spread to the larger sizes.
+/// `OUTBOX_BENCH_DIR=/dev/shm` (a tmpfs) factors it out as well.
+fn stubbed_root() -> TempDir {
+    match std::env::var_os("OUTBOX_BENCH_DIR") {
+        Some(dir) => tempfile::tempdir_in(dir).expect("tempdir in $OUTBOX_BENCH_DIR"),
+        None => tempfile::tempdir().expect("tempdir"),
+    }
+}
+
 fn stdio_stubbed() -> outbox::StdIo {
     outbox::StdIo::with_fsync(testutil::noop_fsync())
 }
@@ -145,9 +161,13 @@ impl<I: outbox::io::Io> Fixture<I> {
     fn reset(&self) {
         remove_if_exists(&self.wal);
         remove_if_exists(&self.ledger);
-        if self.template.is_empty() {
-            remove_if_exists(&self.inbox);
-        } else {
+        // Unlink, then write a new file; never truncate the old one in place:
+        // on ext4 a truncate-and-rewrite starts writeback of the file
+        // (`auto_da_alloc`), and the timed commit's rename over the inbox (or
+        // the drain's unlink of it) would then wait for that I/O, timing the
+        // setup's disk traffic instead of the operation.
+        remove_if_exists(&self.inbox);
+        if !self.template.is_empty() {
             std::fs::write(&self.inbox, &self.template).expect("write inbox");
         }
     }
@@ -179,7 +199,7 @@ fn remove_if_exists(path: &Path) {
 /// Drain of `n` distinct-child records, fsync stubbed.
 #[divan::bench(args = SIZES, sample_size = 1, sample_count = 200, max_time = Duration::from_secs(4))]
 fn drain_stubbed_fsync(bencher: Bencher, n: usize) {
-    let fx = Fixture::new(tempfile::tempdir().expect("tempdir"), stdio_stubbed(), n);
+    let fx = Fixture::new(stubbed_root(), stdio_stubbed(), n);
     bencher
         .counter(ItemsCount::new(n))
         .with_inputs(|| fx.reset())
@@ -194,7 +214,7 @@ fn drain_stubbed_fsync(bencher: Bencher, n: usize) {
 /// fsync stubbed.
 #[divan::bench(args = [0, 25, 100, 1000], sample_size = 1, sample_count = 200, max_time = Duration::from_secs(4))]
 fn commit_stubbed_fsync(bencher: Bencher, k: usize) {
-    let fx = Fixture::new(tempfile::tempdir().expect("tempdir"), stdio_stubbed(), k);
+    let fx = Fixture::new(stubbed_root(), stdio_stubbed(), k);
     bencher
         .with_inputs(|| {
             fx.reset();
