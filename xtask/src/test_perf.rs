@@ -215,7 +215,7 @@ fn try_run(args: &[String]) -> Result<ExitCode, String> {
     println!();
     print!("{}", report::table(&outcomes));
     for warning in report::multiplier_warnings(&outcomes) {
-        println!("warning: {warning}");
+        println!("{warning}");
     }
     report::write_json(&report_path, &outcomes, passed)?;
     println!("report: {}", report_path.display());
