@@ -134,42 +134,52 @@ fn is_blank(bytes: &[u8]) -> bool {
     bytes.iter().all(u8::is_ascii_whitespace)
 }
 
-/// Reads every record of `reader`, skipping blank lines and reporting bad
-/// ones; a line longer than `max_line` bytes is reported, not buffered.
-pub fn scan<R: Read>(reader: R, max_line: usize) -> io::Result<Scan> {
-    let mut scan = Scan::default();
+/// Calls `visit` for each non-blank line of `reader`: the record with its
+/// raw bytes (without the newline), or the reason it is a bad line. Holds at
+/// most `max_line` bytes of a line in memory.
+pub(crate) fn for_each_record<R: Read>(
+    reader: R,
+    max_line: usize,
+    mut visit: impl FnMut(Result<(Record, &[u8]), BadLine>),
+) -> io::Result<()> {
     for_each_line(reader, max_line, |line| {
         match line {
             Line::Whole {
                 bytes,
                 line_no,
                 offset,
-            } => {
-                if is_blank(bytes) {
-                    return Ok(());
-                }
-                match decode_line(bytes) {
-                    Ok(record) => scan.records.push(record),
-                    Err(e) => scan.bad_lines.push(BadLine {
-                        line_no,
-                        offset,
-                        len: bytes.len() as u64,
-                        reason: BadLineReason::Unparsable(e.to_string()),
-                    }),
-                }
-            }
+            } if !is_blank(bytes) => visit(match decode_line(bytes) {
+                Ok(record) => Ok((record, bytes)),
+                Err(e) => Err(BadLine {
+                    line_no,
+                    offset,
+                    len: bytes.len() as u64,
+                    reason: BadLineReason::Unparsable(e.to_string()),
+                }),
+            }),
+            Line::Whole { .. } => {}
             Line::TooLong {
                 line_no,
                 offset,
                 len,
-            } => scan.bad_lines.push(BadLine {
+            } => visit(Err(BadLine {
                 line_no,
                 offset,
                 len,
                 reason: BadLineReason::TooLong,
-            }),
+            })),
         }
         Ok(())
+    })
+}
+
+/// Reads every record of `reader`, skipping blank lines and reporting bad
+/// ones; a line longer than `max_line` bytes is reported, not buffered.
+pub fn scan<R: Read>(reader: R, max_line: usize) -> io::Result<Scan> {
+    let mut scan = Scan::default();
+    for_each_record(reader, max_line, |line| match line {
+        Ok((record, _)) => scan.records.push(record),
+        Err(bad) => scan.bad_lines.push(bad),
     })?;
     Ok(scan)
 }

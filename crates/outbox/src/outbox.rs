@@ -12,7 +12,7 @@ use parking_lot::{Mutex, RawMutex, lock_api::ArcMutexGuard};
 
 use crate::durable::{TEMP_MARK, create_temp, install, write_durable};
 use crate::error::{DrainWithError, Error, IoContext, Result};
-use crate::format::{BadLine, Line, MAX_LINE_BYTES, Scan, decode_line, encode_line, for_each_line};
+use crate::format::{BadLine, MAX_LINE_BYTES, Scan, encode_line, for_each_record};
 use crate::io::{Io, StdIo};
 use crate::ledger::Ledger;
 use crate::paths::{INBOX_DIR, LEDGER_DIR, ParentPaths, STOP_BLOCKS_DIR, WAL_DIR};
@@ -255,42 +255,13 @@ impl<I: Io> Outbox<I> {
         let mut dropped = 0;
         let mut bad = Vec::new();
         if let Some(reader) = io.open_read(&paths.inbox).at("open", &paths.inbox)? {
-            for_each_line(reader, MAX_LINE_BYTES, |line| {
-                match line {
-                    Line::Whole {
-                        bytes,
-                        line_no,
-                        offset,
-                    } => {
-                        if bytes.iter().all(u8::is_ascii_whitespace) {
-                            return Ok(());
-                        }
-                        match decode_line(bytes) {
-                            Ok(r) if keep(&r) => {
-                                kept.extend_from_slice(bytes);
-                                kept.push(b'\n');
-                            }
-                            Ok(_) => dropped += 1,
-                            Err(e) => bad.push(BadLine {
-                                line_no,
-                                offset,
-                                len: bytes.len() as u64,
-                                reason: crate::format::BadLineReason::Unparsable(e.to_string()),
-                            }),
-                        }
-                    }
-                    Line::TooLong {
-                        line_no,
-                        offset,
-                        len,
-                    } => bad.push(BadLine {
-                        line_no,
-                        offset,
-                        len,
-                        reason: crate::format::BadLineReason::TooLong,
-                    }),
+            for_each_record(reader, MAX_LINE_BYTES, |line| match line {
+                Ok((r, bytes)) if keep(&r) => {
+                    kept.extend_from_slice(bytes);
+                    kept.push(b'\n');
                 }
-                Ok(())
+                Ok(_) => dropped += 1,
+                Err(line) => bad.push(line),
             })
             .at("read", &paths.inbox)?;
         }
