@@ -572,68 +572,20 @@ mod tests {
 
     #[test]
     fn commit_forms_are_exclusive() {
-        let parse = |list: &[&str]| Cli::try_parse_from(list);
-        assert!(parse(&["outbox", "commit", "--parent", "p", "--child", "c"]).is_err());
+        let parse = |args: &str| Cli::try_parse_from(args.split_whitespace());
+        let commit = "outbox commit --parent p";
+        assert!(parse(&format!("{commit} --child c")).is_err());
+        assert!(parse(&format!("{commit} --child c --from a --to b")).is_ok());
         assert!(
-            parse(&[
-                "outbox", "commit", "--parent", "p", "--child", "c", "--from", "a", "--to", "b"
-            ])
-            .is_ok()
-        );
-        assert!(
-            parse(&[
-                "outbox",
-                "commit",
-                "--parent",
-                "p",
-                "--child",
-                "c",
-                "--from",
-                "a",
-                "--to",
-                "b",
-                "--finished",
-                "--status",
-                "ok"
-            ])
+            parse(&format!(
+                "{commit} --child c --from a --to b --finished --status ok"
+            ))
             .is_err()
         );
-        assert!(
-            parse(&[
-                "outbox",
-                "commit",
-                "--parent",
-                "p",
-                "--child",
-                "c",
-                "--finished"
-            ])
-            .is_err()
-        );
-        assert!(
-            parse(&[
-                "outbox", "commit", "--parent", "p", "--json", "--child", "c"
-            ])
-            .is_err()
-        );
-        assert!(parse(&["outbox", "commit", "--parent", "p", "--json"]).is_ok());
-        assert!(
-            parse(&[
-                "outbox",
-                "commit",
-                "--parent",
-                "p",
-                "--child",
-                "c",
-                "--from",
-                "a",
-                "--to",
-                "b",
-                "--summary",
-                "s"
-            ])
-            .is_err()
-        );
+        assert!(parse(&format!("{commit} --child c --finished")).is_err());
+        assert!(parse(&format!("{commit} --json --child c")).is_err());
+        assert!(parse(&format!("{commit} --json")).is_ok());
+        assert!(parse(&format!("{commit} --child c --from a --to b --summary s")).is_err());
     }
 
     #[test]
