@@ -436,9 +436,23 @@ impl<I: Io> Outbox<I> {
         } else {
             // After a crash undid an earlier inbox unlink, the inbox can hold
             // records the WAL already has: stage each once, so repeated
-            // crashes cannot grow the WAL.
-            let staged: HashSet<Record> = records.iter().cloned().collect();
-            records.extend(inbox.records.into_iter().filter(|r| !staged.contains(r)));
+            // crashes cannot grow the WAL. Only a child's first inbox record
+            // that equals its last WAL record is dropped: the two would be
+            // adjacent in the union, so collapsing gives the same result.
+            let last_staged: HashMap<&str, &Record> = records
+                .iter()
+                .map(|r| (r.child_session_id.as_str(), r))
+                .collect();
+            let mut seen = HashSet::new();
+            let fresh: Vec<Record> = inbox
+                .records
+                .into_iter()
+                .filter(|r| {
+                    let first = seen.insert(r.child_session_id.clone());
+                    !(first && last_staged.get(r.child_session_id.as_str()) == Some(&r))
+                })
+                .collect();
+            records.extend(fresh);
         }
         if records.is_empty() {
             // Nothing to deliver: drop what is left (blank or quarantined).

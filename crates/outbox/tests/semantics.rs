@@ -380,3 +380,27 @@ fn a_record_both_in_the_wal_and_the_inbox_is_staged_once() {
     assert_eq!(wal.lines().count(), 1, "{wal}");
     assert_eq!(children(&ob.drain(P).unwrap().records), ["a"]);
 }
+
+#[test]
+fn staging_once_keeps_the_collapse_rule_for_equal_timestamps() {
+    // The union is WAL then inbox; of records of one child with the same
+    // timestamp the later one wins. Dropping the inbox copy of a record the
+    // WAL holds earlier would let the WAL's later tie win instead.
+    let dir = tempfile::tempdir().unwrap();
+    let ob = open(dir.path());
+    let paths = ob.paths(P).unwrap();
+    let line = |status: &str| {
+        format!(
+            r#"{{"child_session_id":"a","to_status":"{status}","timestamp":"2026-11-28T11:20:59Z"}}"#
+        )
+    };
+    fs::write(
+        &paths.wal,
+        format!("{}\n{}\n", line("first"), line("second")),
+    )
+    .unwrap();
+    fs::write(&paths.inbox, format!("{}\n", line("first"))).unwrap();
+    let drained = ob.drain(P).unwrap().records;
+    assert_eq!(drained.len(), 1);
+    assert_eq!(drained[0].to_status, "first");
+}
