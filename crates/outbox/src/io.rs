@@ -8,7 +8,7 @@
 //! read the fsync shape of every public operation off a test.
 //!
 //! Composite recipes such as "write a file durably" are built from these
-//! primitives once, in this crate ([`crate::durable`]), never inside an `Io`
+//! primitives once, in this crate (its private `durable` module), never inside an `Io`
 //! implementation.
 //!
 //! [`StdIo`] is the real implementation. Its fsync is injectable per
