@@ -65,21 +65,7 @@ fn commit_pending_peek_drain_pending() {
 fn text_output_escapes_tabs_and_newlines() {
     let root = tempfile::tempdir().unwrap();
     let root = root.path();
-    ok(
-        root,
-        &[
-            "commit",
-            "--parent",
-            P,
-            "--child",
-            "w1",
-            "--finished",
-            "--status",
-            "failed",
-            "--summary",
-            "line 1\nline\t2",
-        ],
-    );
+    commit_finished_with(root, P, "w1", "failed", &["--summary", "line 1\nline\t2"]);
     assert_eq!(
         ok(root, &["drain", "--parent", P]).stdout,
         "w1\tfailed\tline 1\\nline\\t2\n"
@@ -91,21 +77,7 @@ fn a_summary_over_32_kib_is_capped() {
     let root = tempfile::tempdir().unwrap();
     let root = root.path();
     let long = "x".repeat(40 * 1024);
-    ok(
-        root,
-        &[
-            "commit",
-            "--parent",
-            P,
-            "--child",
-            "w1",
-            "--finished",
-            "--status",
-            "success",
-            "--summary",
-            &long,
-        ],
-    );
+    commit_finished_with(root, P, "w1", "success", &["--summary", &long]);
     // Through --json as well.
     let record = serde_json::json!({
         "child_session_id": "w2", "kind": "finished", "done_status": "success",

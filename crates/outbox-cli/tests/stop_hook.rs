@@ -57,22 +57,12 @@ fn nothing_pending_prints_nothing_and_writes_nothing() {
 fn pending_records_block_with_a_reason_listing_each_child() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path();
-    ok(
+    commit_finished_with(
         root,
-        &[
-            "commit",
-            "--parent",
-            P,
-            "--child",
-            "w1",
-            "--title",
-            "parser",
-            "--finished",
-            "--status",
-            "success",
-            "--summary",
-            "all tests pass",
-        ],
+        P,
+        "w1",
+        "success",
+        &["--title", "parser", "--summary", "all tests pass"],
     );
     ok(
         root,

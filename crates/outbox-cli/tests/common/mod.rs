@@ -99,20 +99,30 @@ pub fn ok<S: AsRef<OsStr>>(root: &Path, args: &[S]) -> Run {
 
 /// Commits a completion of `child` to `parent`; returns the fingerprint.
 pub fn commit_finished(root: &Path, parent: &str, child: &str, status: &str) -> String {
-    let run = ok(
-        root,
-        &[
-            "commit",
-            "--parent",
-            parent,
-            "--child",
-            child,
-            "--finished",
-            "--status",
-            status,
-        ],
-    );
-    run.stdout.trim().to_owned()
+    commit_finished_with(root, parent, child, status, &[])
+}
+
+/// Commits a completion of `child` to `parent` with `extra` flags (e.g.
+/// `["--summary", "..."]`); returns the fingerprint.
+pub fn commit_finished_with(
+    root: &Path,
+    parent: &str,
+    child: &str,
+    status: &str,
+    extra: &[&str],
+) -> String {
+    let mut args = vec![
+        "commit",
+        "--parent",
+        parent,
+        "--child",
+        child,
+        "--finished",
+        "--status",
+        status,
+    ];
+    args.extend_from_slice(extra);
+    ok(root, &args).stdout.trim().to_owned()
 }
 
 /// `drain --json` parsed as JSON values.
