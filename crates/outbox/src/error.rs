@@ -62,16 +62,6 @@ impl fmt::Display for Arrow<'_> {
     }
 }
 
-impl Error {
-    /// The operating system's error, when this is a file-system error.
-    pub fn io_error(&self) -> Option<&io::Error> {
-        match self {
-            Error::Io { source, .. } => Some(source),
-            _ => None,
-        }
-    }
-}
-
 /// Attaches the operation and path to an `io::Result`.
 pub(crate) trait IoContext<T> {
     /// Names the operation and the path it was done to.

@@ -77,7 +77,8 @@
 //!
 //! All file-system access goes through the [`Io`](io::Io) seam held by the
 //! outbox value: [`StdIo`] is the real one, with an injectable fsync;
-//! [`sim`] has crash-simulating and fault-injecting ones for tests.
+//! the `outbox-sim` crate (a dev-dependency) has crash-simulating and
+//! fault-injecting ones for the tests.
 
 mod durable;
 mod error;
@@ -87,7 +88,6 @@ mod ledger;
 mod outbox;
 mod paths;
 mod record;
-pub mod sim;
 pub mod stop_hook;
 mod timestamp;
 

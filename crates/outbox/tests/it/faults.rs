@@ -10,21 +10,14 @@
 
 use std::path::Path;
 
+use outbox::Record;
 use outbox::io::{Io, StdIo};
-use outbox::sim::{
-    Audit, AuditTally, CrashIo, Fault, FaultIo, FaultPlan, LedgerProgress, Op, OpKind, OpKinds,
-};
-use outbox::{Outbox, ParentPaths, Record};
+use outbox::{Outbox, ParentPaths};
+use outbox_sim::{CrashIo, Fault, FaultIo, FaultPlan, OpKind, OpKindSet};
 
-const ROOT: &str = "/data";
-const PARENT: &str = "parent-A";
+use crate::util::{Audit, AuditTally, LedgerProgress, PARENT, SIM_ROOT as ROOT, log, record};
+
 const FAULTS: [Fault; 3] = [Fault::ENOSPC, Fault::EIO, Fault::EACCES];
-
-fn record(child: &str) -> Record {
-    let mut r = Record::finished(child, "success");
-    r.done_summary = format!("the work of {child}");
-    r
-}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Action {
@@ -258,14 +251,10 @@ fn ops_of<I: Io>(
     fio.log_len() - start
 }
 
-fn log(ops: &[Op]) -> String {
-    ops.iter().map(|o| format!("  {o}\n")).collect()
-}
-
 fn plans(k: usize, fault: Fault) -> [FaultPlan; 2] {
     [
         FaultPlan::once(k, fault),
-        FaultPlan::from_on(k, fault).with_partial_write(),
+        FaultPlan::persistent(k, fault).with_partial_write(),
     ]
 }
 
@@ -462,7 +451,7 @@ fn a_failed_wal_unlink_after_the_ledger_is_durable_does_not_lose_the_batch() {
     let ob = Outbox::open_with(ROOT, fio.clone()).unwrap();
     ob.commit(PARENT, record("c0")).unwrap();
     // The drain's second unlink is the WAL's (the first is the inbox's).
-    fio.arm(FaultPlan::once(1, Fault::EIO).counting(OpKinds::of([OpKind::RemoveFile])));
+    fio.arm(FaultPlan::once(1, Fault::EIO).counting(OpKindSet::of([OpKind::RemoveFile])));
     let start = fio.log_len();
     let first = ob.drain(PARENT);
     fio.disarm();

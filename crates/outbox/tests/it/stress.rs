@@ -27,9 +27,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use outbox::{Outbox, Record};
+use outbox::Outbox;
 
-const PARENT: &str = "conductor";
+use crate::util::{PARENT, record};
 const PRODUCERS: usize = 4;
 const DRAINERS: usize = 3;
 const ROLE: &str = "OUTBOX_STRESS_ROLE";
@@ -60,12 +60,6 @@ impl Rng {
 
 fn env_u64(name: &str) -> Option<u64> {
     std::env::var(name).ok()?.parse().ok()
-}
-
-fn record(child: &str) -> Record {
-    let mut r = Record::finished(child, "success");
-    r.done_summary = format!("stress record {child}");
-    r
 }
 
 // ---------------------------------------------------------------------------
@@ -147,6 +141,14 @@ fn drain_until_told(root: &Path, out: &Path) {
 // The orchestrating test
 // ---------------------------------------------------------------------------
 
+/// The libtest name of [`stress_worker`] in this binary: its module path
+/// without the crate name (`stress::stress_worker`).
+fn worker_test_name() -> String {
+    let module = module_path!();
+    let module = module.split_once("::").map_or(module, |(_, rest)| rest);
+    format!("{module}::stress_worker")
+}
+
 struct Drainer {
     child: Child,
     out: PathBuf,
@@ -155,7 +157,7 @@ struct Drainer {
 fn spawn(role: &str, root: &Path, out: &Path, extra: &[(&str, String)]) -> Child {
     let mut cmd = Command::new(std::env::current_exe().unwrap());
     cmd.args([
-        "stress_worker",
+        worker_test_name().as_str(),
         "--exact",
         "--nocapture",
         "--test-threads=1",

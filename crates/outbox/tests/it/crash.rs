@@ -16,11 +16,12 @@
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
-use outbox::sim::{Audit, AuditTally, CrashIo, FsImage, LedgerProgress, Op, OpKind};
-use outbox::{Outbox, ParentPaths, Record};
+use outbox::Record;
+use outbox::{Outbox, ParentPaths};
+use outbox_sim::{CrashIo, FsImage, OpKind};
 
-const ROOT: &str = "/data";
-const PARENT: &str = "parent-A";
+use crate::util::{Audit, AuditTally, LedgerProgress, PARENT, SIM_ROOT as ROOT, log, record};
+
 /// How many records a leftover WAL holds.
 const PRIOR_RECORDS: usize = 3;
 
@@ -39,12 +40,6 @@ fn deep() -> bool {
 
 fn paths() -> ParentPaths {
     ParentPaths::new(Path::new(ROOT), PARENT).unwrap()
-}
-
-fn record(child: &str) -> Record {
-    let mut r = Record::finished(child, "success");
-    r.done_summary = format!("the work of {child}");
-    r
 }
 
 fn open(io: &CrashIo) -> outbox::Result<Outbox<CrashIo>> {
@@ -414,10 +409,6 @@ fn explore_on(
         explored.recovery_duplicated_in_window,
     );
     Ok(explored)
-}
-
-fn log(ops: &[Op]) -> String {
-    ops.iter().map(|o| format!("  {o}\n")).collect()
 }
 
 const PENDING: [usize; 3] = [1, 3, 25];

@@ -8,15 +8,9 @@ use std::thread;
 use outbox::{Outbox, Record};
 use parking_lot::Mutex;
 
-const P: &str = "conductor";
+use crate::util::{PARENT, worker_turn};
 const CHILDREN: usize = 25;
 const DRAINERS: usize = 6;
-
-fn finished(child: usize, turn: usize) -> Record {
-    let mut r = Record::finished(format!("child-{child:02}"), "success");
-    r.done_summary = format!("turn {turn}");
-    r
-}
 
 /// Runs `DRAINERS` threads that each drain once, all released together.
 fn race_drains(ob: &Outbox, at_least_once: bool) -> Vec<Record> {
@@ -28,13 +22,13 @@ fn race_drains(ob: &Outbox, at_least_once: bool) -> Vec<Record> {
             thread::spawn(move || {
                 start.wait();
                 if at_least_once {
-                    ob.drain_with(P, |records| {
+                    ob.drain_with(PARENT, |records| {
                         delivered.lock().extend_from_slice(records);
                         Ok::<_, ()>(())
                     })
                     .unwrap();
                 } else {
-                    let records = ob.drain(P).unwrap().records;
+                    let records = ob.drain(PARENT).unwrap().records;
                     delivered.lock().extend(records);
                 }
             })
@@ -61,12 +55,12 @@ fn six_concurrent_drains_deliver_each_of_25_children_exactly_once() {
         let dir = tempfile::tempdir().unwrap();
         let ob = Outbox::open(dir.path()).unwrap();
         for c in 0..CHILDREN {
-            ob.commit(P, finished(c, 1)).unwrap();
+            ob.commit(PARENT, worker_turn(c, 1)).unwrap();
         }
         let delivered = race_drains(&ob, at_least_once);
         assert_each_child_once(&delivered);
-        assert!(!ob.has_pending(P).unwrap());
-        assert!(ob.drain(P).unwrap().records.is_empty());
+        assert!(!ob.has_pending(PARENT).unwrap());
+        assert!(ob.drain(PARENT).unwrap().records.is_empty());
     }
 }
 
@@ -78,9 +72,9 @@ fn concurrent_drains_never_redeliver_a_wal_being_delivered() {
         let dir = tempfile::tempdir().unwrap();
         let ob = Outbox::open(dir.path()).unwrap();
         for c in 0..CHILDREN {
-            ob.commit(P, finished(c, 1)).unwrap();
+            ob.commit(PARENT, worker_turn(c, 1)).unwrap();
         }
-        let paths = ob.paths(P).unwrap();
+        let paths = ob.paths(PARENT).unwrap();
         std::fs::rename(&paths.inbox, &paths.wal).unwrap();
         let delivered = race_drains(&ob, at_least_once);
         assert_each_child_once(&delivered);
@@ -104,7 +98,7 @@ fn producers_committing_while_drains_run_lose_and_double_nothing() {
                 // child is a distinct turn.
                 for turn in 0..TURNS {
                     let child = p * 100 + turn % 5;
-                    ob.commit(P, finished(child, turn)).unwrap();
+                    ob.commit(PARENT, worker_turn(child, turn as u64)).unwrap();
                 }
                 producing.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
             })
@@ -118,10 +112,10 @@ fn producers_committing_while_drains_run_lose_and_double_nothing() {
                 loop {
                     let done = producing.load(std::sync::atomic::Ordering::SeqCst) == 0;
                     if i == 0 {
-                        let records = ob.drain(P).unwrap().records;
+                        let records = ob.drain(PARENT).unwrap().records;
                         delivered.lock().extend(records);
                     } else {
-                        ob.drain_with(P, |records| {
+                        ob.drain_with(PARENT, |records| {
                             delivered.lock().extend_from_slice(records);
                             Ok::<_, ()>(())
                         })
@@ -138,7 +132,7 @@ fn producers_committing_while_drains_run_lose_and_double_nothing() {
         h.join().unwrap();
     }
     let mut delivered = Arc::try_unwrap(delivered).unwrap().into_inner();
-    delivered.extend(ob.drain(P).unwrap().records);
+    delivered.extend(ob.drain(PARENT).unwrap().records);
 
     // No turn twice.
     let mut seen = HashMap::new();
@@ -154,10 +148,11 @@ fn producers_committing_while_drains_run_lose_and_double_nothing() {
             let child = format!("child-{:02}", p * 100 + c);
             let last_turn = (0..TURNS).filter(|t| t % 5 == c).max().unwrap();
             let got = delivered.iter().any(|r| {
-                r.child_session_id == child && r.done_summary == format!("turn {last_turn}")
+                r.child_session_id == child
+                    && r.done_summary == worker_turn(0, last_turn as u64).done_summary
             });
             assert!(got, "final turn {last_turn} of {child} lost");
         }
     }
-    assert!(!ob.has_pending(P).unwrap());
+    assert!(!ob.has_pending(PARENT).unwrap());
 }

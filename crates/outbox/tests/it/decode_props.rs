@@ -7,8 +7,8 @@
 use std::io::Read;
 
 use outbox::format::{BadLineReason, MAX_LINE_BYTES, Scan, decode_line, encode_line, scan};
-use outbox::sim::CrashIo;
 use outbox::{Outbox, ParentPaths, Record, Timestamp};
+use outbox_sim::CrashIo;
 use proptest::prelude::*;
 
 /// Held by the tests that allocate tens of MiB, so the peak-RSS check of
@@ -442,7 +442,9 @@ fn a_line_of_exactly_the_cap_is_decoded() {
 // The outbox's own readers: inbox, WAL and ledger files full of bad input
 // ---------------------------------------------------------------------------
 
-const SIM_ROOT: &str = "/data";
+use crate::util::SIM_ROOT;
+
+/// The parent the outbox properties commit to.
 const SIM_PARENT: &str = "parent";
 
 fn sim_outbox() -> (CrashIo, Outbox<CrashIo>, ParentPaths) {

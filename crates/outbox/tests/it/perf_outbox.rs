@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-use outbox::{Outbox, Record, StdIo};
+use outbox::{Outbox, StdIo};
 use perfbudget::{Class, CountGate, Gate, trimmed_mean_with_setup};
 use testutil::{FsyncCounter, noop_fsync};
 
@@ -18,7 +18,7 @@ use testutil::{FsyncCounter, noop_fsync};
 /// regresses.
 const FAN_OUT: usize = 25;
 
-const PARENT: &str = "conductor";
+use crate::util::{PARENT, worker_turn};
 
 /// Observed median of `perf_outbox_drain_25` under `cargo xtask test-perf`
 /// at multiplier 1.0: 0.61 ms, the median of 14 runs' medians (run medians
@@ -27,18 +27,11 @@ const PARENT: &str = "conductor";
 /// Budget: WARM, max(0.6 ms × 3, 1 ms) × multiplier = 1.8 ms (3.6 ms in CI).
 const DRAIN_25_BASE: Duration = Duration::from_micros(600);
 
-fn record(child: usize, turn: u64) -> Record {
-    let mut r = Record::finished(format!("child-{child:02}"), "success");
-    r.child_title = format!("worker {child}");
-    r.done_summary = format!("turn {turn}: refactored the parser and added tests");
-    r
-}
-
 /// Commits one fresh turn of each of `n` children through the public
 /// commit path.
 fn commit_fan_out<I: outbox::io::Io>(ob: &Outbox<I>, n: usize, turn: u64) {
     for child in 0..n {
-        ob.commit(PARENT, record(child, turn)).unwrap();
+        ob.commit(PARENT, worker_turn(child, turn)).unwrap();
     }
 }
 
@@ -133,7 +126,7 @@ fn perf_outbox_commit_fsync_count() {
         let ob = Outbox::open_with(dir.path(), StdIo::with_fsync(counter.hook())).unwrap();
         commit_fan_out(&ob, k, 1);
         counter.reset();
-        ob.commit(PARENT, record(k, 1)).unwrap();
+        ob.commit(PARENT, worker_turn(k, 1)).unwrap();
         let c = counter.counts();
         gate = gate
             .expect(format!("file fsyncs, commit into {k}"), 1, c.file)

@@ -4,10 +4,10 @@ use std::fs;
 use std::path::Path;
 
 use outbox::format::{BadLineReason, MAX_LINE_BYTES};
-use outbox::sim::{Fault, FaultIo, FaultPlan, OpKind, OpKinds};
 use outbox::{Error, Outbox, Record, StdIo};
+use outbox_sim::{Fault, FaultIo, FaultPlan, OpKind, OpKindSet};
 
-const P: &str = "parent-1";
+use crate::util::PARENT;
 
 fn open(dir: &Path) -> Outbox {
     Outbox::open(dir).unwrap()
@@ -30,18 +30,18 @@ fn finished(child: &str, summary: &str) -> Record {
 fn a_turn_recommitted_after_a_drain_is_not_delivered_again_but_a_new_turn_is() {
     let dir = tempfile::tempdir().unwrap();
     let ob = open(dir.path());
-    ob.commit(P, finished("c1", "turn one")).unwrap();
-    assert_eq!(children(&ob.drain(P).unwrap().records), ["c1"]);
+    ob.commit(PARENT, finished("c1", "turn one")).unwrap();
+    assert_eq!(children(&ob.drain(PARENT).unwrap().records), ["c1"]);
 
     // The same turn, emitted again (a new timestamp, same content).
-    ob.commit(P, finished("c1", "turn one")).unwrap();
-    let again = ob.drain(P).unwrap();
+    ob.commit(PARENT, finished("c1", "turn one")).unwrap();
+    let again = ob.drain(PARENT).unwrap();
     assert!(again.records.is_empty());
     assert_eq!(again.already_consumed, 1);
-    assert!(!ob.has_pending(P).unwrap());
+    assert!(!ob.has_pending(PARENT).unwrap());
 
-    ob.commit(P, finished("c1", "turn two")).unwrap();
-    let next = ob.drain(P).unwrap().records;
+    ob.commit(PARENT, finished("c1", "turn two")).unwrap();
+    let next = ob.drain(PARENT).unwrap().records;
     assert_eq!(next.len(), 1);
     assert_eq!(next[0].done_summary, "turn two");
 }
@@ -50,24 +50,24 @@ fn a_turn_recommitted_after_a_drain_is_not_delivered_again_but_a_new_turn_is() {
 fn two_children_give_two_records_and_one_child_only_its_latest() {
     let dir = tempfile::tempdir().unwrap();
     let ob = open(dir.path());
-    ob.commit(P, Record::transition("a", "idle", "running"))
+    ob.commit(PARENT, Record::transition("a", "idle", "running"))
         .unwrap();
-    ob.commit(P, Record::transition("b", "idle", "running"))
+    ob.commit(PARENT, Record::transition("b", "idle", "running"))
         .unwrap();
-    ob.commit(P, Record::transition("a", "running", "waiting"))
+    ob.commit(PARENT, Record::transition("a", "running", "waiting"))
         .unwrap();
-    ob.commit(P, finished("a", "done at last")).unwrap();
+    ob.commit(PARENT, finished("a", "done at last")).unwrap();
 
     // Last wins on commit: one line per child in the inbox.
-    let inbox = fs::read_to_string(ob.paths(P).unwrap().inbox).unwrap();
+    let inbox = fs::read_to_string(ob.paths(PARENT).unwrap().inbox).unwrap();
     assert_eq!(inbox.lines().count(), 2);
-    let peeked = ob.peek(P).unwrap();
+    let peeked = ob.peek(PARENT).unwrap();
     assert_eq!(children(&peeked), ["b", "a"]);
 
-    let drained = ob.drain(P).unwrap().records;
+    let drained = ob.drain(PARENT).unwrap().records;
     assert_eq!(children(&drained), ["b", "a"]);
     assert_eq!(drained[1].done_summary, "done at last");
-    assert!(ob.drain(P).unwrap().records.is_empty());
+    assert!(ob.drain(PARENT).unwrap().records.is_empty());
 }
 
 #[test]
@@ -75,14 +75,14 @@ fn commit_stamps_fingerprints_target_and_caps_the_summary() {
     let dir = tempfile::tempdir().unwrap();
     let ob = open(dir.path());
     let big = "x".repeat(40 * 1024);
-    let stamped = ob.commit(P, finished("c1", &big)).unwrap();
+    let stamped = ob.commit(PARENT, finished("c1", &big)).unwrap();
     assert!(stamped.done_summary.len() <= outbox::MAX_SUMMARY_BYTES);
     assert!(stamped.done_summary.ends_with(outbox::TRUNCATION_MARKER));
     assert_eq!(stamped.turn_fingerprint, outbox::turn_fingerprint(&stamped));
     assert_eq!(stamped.fp, outbox::event_fingerprint(&stamped));
     assert_eq!(stamped.fp.len(), 64);
-    assert_eq!(stamped.target_session_id, P);
-    let drained = ob.drain(P).unwrap().records;
+    assert_eq!(stamped.target_session_id, PARENT);
+    let drained = ob.drain(PARENT).unwrap().records;
     assert_eq!(drained, [stamped]);
 }
 
@@ -90,30 +90,30 @@ fn commit_stamps_fingerprints_target_and_caps_the_summary() {
 fn peek_and_has_pending_consume_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let ob = open(dir.path());
-    assert!(!ob.has_pending(P).unwrap());
-    assert!(ob.peek(P).unwrap().is_empty());
-    ob.commit(P, finished("c1", "s")).unwrap();
+    assert!(!ob.has_pending(PARENT).unwrap());
+    assert!(ob.peek(PARENT).unwrap().is_empty());
+    ob.commit(PARENT, finished("c1", "s")).unwrap();
     for _ in 0..3 {
-        assert!(ob.has_pending(P).unwrap());
-        assert_eq!(children(&ob.peek(P).unwrap()), ["c1"]);
+        assert!(ob.has_pending(PARENT).unwrap());
+        assert_eq!(children(&ob.peek(PARENT).unwrap()), ["c1"]);
     }
-    assert_eq!(children(&ob.drain(P).unwrap().records), ["c1"]);
-    assert!(!ob.has_pending(P).unwrap());
+    assert_eq!(children(&ob.drain(PARENT).unwrap().records), ["c1"]);
+    assert!(!ob.has_pending(PARENT).unwrap());
 }
 
 #[test]
 fn corrupt_and_blank_lines_are_skipped_set_aside_and_the_rest_delivered() {
     let dir = tempfile::tempdir().unwrap();
     let ob = open(dir.path());
-    ob.commit(P, finished("a", "s")).unwrap();
-    ob.commit(P, finished("b", "s")).unwrap();
-    let inbox = ob.paths(P).unwrap().inbox;
+    ob.commit(PARENT, finished("a", "s")).unwrap();
+    ob.commit(PARENT, finished("b", "s")).unwrap();
+    let inbox = ob.paths(PARENT).unwrap().inbox;
     let mut text = fs::read_to_string(&inbox).unwrap();
     text.insert_str(0, "\n   \n{\"child_session_id\": broken\n");
     text.push_str("{\"torn\":");
     fs::write(&inbox, text).unwrap();
 
-    let drained = ob.drain(P).unwrap();
+    let drained = ob.drain(PARENT).unwrap();
     assert_eq!(children(&drained.records), ["a", "b"]);
     assert_eq!(drained.bad_lines.len(), 2);
     assert_eq!(drained.quarantined.len(), 1);
@@ -126,12 +126,12 @@ fn corrupt_and_blank_lines_are_skipped_set_aside_and_the_rest_delivered() {
 fn a_commit_over_the_line_limit_is_refused_and_changes_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let ob = open(dir.path());
-    ob.commit(P, finished("a", "kept")).unwrap();
-    let inbox = ob.paths(P).unwrap().inbox;
+    ob.commit(PARENT, finished("a", "kept")).unwrap();
+    let inbox = ob.paths(PARENT).unwrap().inbox;
     let before = fs::read(&inbox).unwrap();
     let mut huge = finished("b", "s");
     huge.child_title = "t".repeat(MAX_LINE_BYTES);
-    let err = ob.commit(P, huge).unwrap_err();
+    let err = ob.commit(PARENT, huge).unwrap_err();
     assert!(matches!(err, Error::LineTooLong { .. }), "{err}");
     let msg = err.to_string();
     assert!(msg.contains("\"b\"") && msg.contains("16777216"), "{msg}");
@@ -142,8 +142,8 @@ fn a_commit_over_the_line_limit_is_refused_and_changes_nothing() {
 fn an_oversized_line_in_the_inbox_is_quarantined_whole_and_blocks_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let ob = open(dir.path());
-    ob.commit(P, finished("a", "s")).unwrap();
-    let inbox = ob.paths(P).unwrap().inbox;
+    ob.commit(PARENT, finished("a", "s")).unwrap();
+    let inbox = ob.paths(PARENT).unwrap().inbox;
     let long = format!(
         "{{\"child_session_id\":\"foreign\",\"child_title\":\"{}\"}}",
         "y".repeat(MAX_LINE_BYTES)
@@ -154,12 +154,12 @@ fn an_oversized_line_in_the_inbox_is_quarantined_whole_and_blocks_nothing() {
     fs::write(&inbox, &text).unwrap();
 
     // A commit meanwhile sets it aside too, and keeps the good record.
-    ob.commit(P, finished("b", "s")).unwrap();
+    ob.commit(PARENT, finished("b", "s")).unwrap();
     let after_commit = fs::read_to_string(&inbox).unwrap();
     assert_eq!(after_commit.lines().count(), 2);
 
     fs::write(&inbox, format!("{after_commit}{long}\n")).unwrap();
-    let drained = ob.drain(P).unwrap();
+    let drained = ob.drain(PARENT).unwrap();
     assert_eq!(children(&drained.records), ["a", "b"]);
     assert_eq!(drained.bad_lines.len(), 1);
     assert_eq!(drained.bad_lines[0].reason, BadLineReason::TooLong);
@@ -175,8 +175,8 @@ fn an_oversized_line_in_the_inbox_is_quarantined_whole_and_blocks_nothing() {
         assert_eq!(fs::read_to_string(q).unwrap(), format!("{long}\n"));
     }
     // The next drain is not blocked.
-    ob.commit(P, finished("c", "s")).unwrap();
-    assert_eq!(children(&ob.drain(P).unwrap().records), ["c"]);
+    ob.commit(PARENT, finished("c", "s")).unwrap();
+    assert_eq!(children(&ob.drain(PARENT).unwrap().records), ["c"]);
 }
 
 #[test]
@@ -214,19 +214,19 @@ fn a_drain_that_dies_after_staging_delivers_everything_next_time() {
     let io = FaultIo::new(StdIo::new());
     let ob = Outbox::open_with(dir.path(), io.clone()).unwrap();
     for c in ["a", "b", "c"] {
-        ob.commit(P, finished(c, "s")).unwrap();
+        ob.commit(PARENT, finished(c, "s")).unwrap();
     }
     // The drain's second new file is the ledger's temp file: failing it
     // stops the drain after phase 1.
-    io.arm(FaultPlan::once(1, Fault::EIO).counting(OpKinds::of([OpKind::CreateNew])));
-    let err = ob.drain(P).unwrap_err();
+    io.arm(FaultPlan::once(1, Fault::EIO).counting(OpKindSet::of([OpKind::CreateNew])));
+    let err = ob.drain(PARENT).unwrap_err();
     assert!(err.to_string().contains("consumed-turns"), "{err}");
-    let paths = ob.paths(P).unwrap();
+    let paths = ob.paths(PARENT).unwrap();
     assert!(paths.wal.exists() && !paths.inbox.exists());
-    assert!(ob.has_pending(P).unwrap());
+    assert!(ob.has_pending(PARENT).unwrap());
 
     io.disarm();
-    let drained = ob.drain(P).unwrap();
+    let drained = ob.drain(PARENT).unwrap();
     assert_eq!(children(&drained.records), ["a", "b", "c"]);
     assert_eq!(drained.recovered, 3);
     assert!(!paths.wal.exists());
@@ -238,21 +238,21 @@ fn a_drain_that_dies_after_the_ledger_write_delivers_nothing_twice() {
     let io = FaultIo::new(StdIo::new());
     let ob = Outbox::open_with(dir.path(), io.clone()).unwrap();
     for c in ["a", "b"] {
-        ob.commit(P, finished(c, "s")).unwrap();
+        ob.commit(PARENT, finished(c, "s")).unwrap();
     }
     // Removals in a drain: the inbox (#0), then the WAL (#1), after the
     // ledger is durable.
-    io.arm(FaultPlan::once(1, Fault::EIO).counting(OpKinds::of([OpKind::RemoveFile])));
+    io.arm(FaultPlan::once(1, Fault::EIO).counting(OpKindSet::of([OpKind::RemoveFile])));
     // The ledger is durable by then, so the drain succeeds (the records are
     // the caller's) and reports the leftover WAL instead of failing.
-    let drained = ob.drain(P).unwrap();
+    let drained = ob.drain(PARENT).unwrap();
     assert_eq!(children(&drained.records), ["a", "b"]);
     let cleanup = drained.cleanup_error.unwrap();
     assert!(cleanup.contains("inbox-inflight"), "{cleanup}");
     io.disarm();
-    let paths = ob.paths(P).unwrap();
+    let paths = ob.paths(PARENT).unwrap();
     assert!(paths.wal.exists(), "the WAL survived the failed removal");
-    let again = ob.drain(P).unwrap();
+    let again = ob.drain(PARENT).unwrap();
     assert!(again.records.is_empty());
     assert_eq!(again.recovered, 2);
     assert_eq!(again.already_consumed, 2);
@@ -263,8 +263,8 @@ fn a_drain_that_dies_after_the_ledger_write_delivers_nothing_twice() {
 fn drain_with_marks_nothing_when_delivery_fails() {
     let dir = tempfile::tempdir().unwrap();
     let ob = open(dir.path());
-    ob.commit(P, finished("a", "s")).unwrap();
-    let err = ob.drain_with(P, |records| {
+    ob.commit(PARENT, finished("a", "s")).unwrap();
+    let err = ob.drain_with(PARENT, |records| {
         assert_eq!(children(records), ["a"]);
         Err("downstream unavailable")
     });
@@ -273,14 +273,14 @@ fn drain_with_marks_nothing_when_delivery_fails() {
         Err(outbox::DrainWithError::Delivery("downstream unavailable"))
     ));
     let mut seen = Vec::new();
-    ob.drain_with(P, |records| {
+    ob.drain_with(PARENT, |records| {
         seen.extend(records.iter().cloned());
         Ok::<_, ()>(())
     })
     .unwrap();
     assert_eq!(children(&seen), ["a"]);
     let mut called = false;
-    ob.drain_with(P, |_| {
+    ob.drain_with(PARENT, |_| {
         called = true;
         Ok::<_, ()>(())
     })
@@ -293,15 +293,15 @@ fn a_failed_ledger_fsync_in_drain_is_an_error_and_the_records_come_back() {
     let dir = tempfile::tempdir().unwrap();
     let io = FaultIo::new(StdIo::new());
     let ob = Outbox::open_with(dir.path(), io.clone()).unwrap();
-    ob.commit(P, finished("a", "s")).unwrap();
+    ob.commit(PARENT, finished("a", "s")).unwrap();
     // Directory fsyncs in a drain: WAL (#0), ledger (#1). The ledger's
     // rename has happened when #1 fails; the caller gets an error, so the
     // marks must not stick.
-    io.arm(FaultPlan::once(1, Fault::EIO).counting(OpKinds::of([OpKind::SyncDir])));
-    let err = ob.drain(P).unwrap_err();
+    io.arm(FaultPlan::once(1, Fault::EIO).counting(OpKindSet::of([OpKind::SyncDir])));
+    let err = ob.drain(PARENT).unwrap_err();
     assert!(err.to_string().starts_with("fsync directory"), "{err}");
     io.disarm();
-    assert_eq!(children(&ob.drain(P).unwrap().records), ["a"]);
+    assert_eq!(children(&ob.drain(PARENT).unwrap().records), ["a"]);
 }
 
 #[test]
@@ -313,27 +313,32 @@ fn sweeps_and_forgetting_a_child() {
     old.timestamp = outbox::Timestamp::from_unix(2_000_000_000 - 8 * 24 * 3600, 0, 0).unwrap();
     let mut fresh = Record::transition("fresh", "running", "waiting");
     fresh.timestamp = outbox::Timestamp::from_unix(2_000_000_000 - 3600, 0, 7200).unwrap();
-    ob.commit(P, old).unwrap();
-    ob.commit(P, fresh).unwrap();
-    ob.commit(P, Record::transition("t", "running", "error"))
+    ob.commit(PARENT, old).unwrap();
+    ob.commit(PARENT, fresh).unwrap();
+    ob.commit(PARENT, Record::transition("t", "running", "error"))
         .unwrap();
 
     assert_eq!(
-        ob.sweep_transition(P, "t", "running", "waiting").unwrap(),
+        ob.sweep_transition(PARENT, "t", "running", "waiting")
+            .unwrap(),
         0
     );
-    assert_eq!(ob.sweep_transition(P, "t", "running", "error").unwrap(), 1);
+    assert_eq!(
+        ob.sweep_transition(PARENT, "t", "running", "error")
+            .unwrap(),
+        1
+    );
     assert_eq!(ob.sweep_stale_all(outbox::DEFAULT_STALE_AGE).unwrap(), 1);
-    assert_eq!(children(&ob.peek(P).unwrap()), ["fresh"]);
+    assert_eq!(children(&ob.peek(PARENT).unwrap()), ["fresh"]);
 
-    assert_eq!(children(&ob.drain(P).unwrap().records), ["fresh"]);
+    assert_eq!(children(&ob.drain(PARENT).unwrap().records), ["fresh"]);
     // Forget the child: the same turn is then deliverable again.
-    assert_eq!(ob.forget_child(P, "fresh").unwrap(), 1);
-    assert_eq!(ob.forget_child(P, "fresh").unwrap(), 0);
+    assert_eq!(ob.forget_child(PARENT, "fresh").unwrap(), 1);
+    assert_eq!(ob.forget_child(PARENT, "fresh").unwrap(), 0);
     let mut again = Record::transition("fresh", "running", "waiting");
     again.timestamp = outbox::Timestamp::from_unix(2_000_000_000, 0, 0).unwrap();
-    ob.commit(P, again).unwrap();
-    assert_eq!(children(&ob.drain(P).unwrap().records), ["fresh"]);
+    ob.commit(PARENT, again).unwrap();
+    assert_eq!(children(&ob.drain(PARENT).unwrap().records), ["fresh"]);
 }
 
 #[test]
@@ -341,13 +346,13 @@ fn the_ledger_forgets_turns_after_fourteen_days() {
     let dir = tempfile::tempdir().unwrap();
     let t0 = std::time::UNIX_EPOCH + std::time::Duration::from_secs(2_000_000_000);
     let ob = open(dir.path()).with_clock(move || t0);
-    ob.commit(P, finished("a", "s")).unwrap();
-    ob.drain(P).unwrap();
+    ob.commit(PARENT, finished("a", "s")).unwrap();
+    ob.drain(PARENT).unwrap();
     let later = t0 + outbox::LEDGER_TTL + std::time::Duration::from_secs(1);
     let ob_later = open(dir.path()).with_clock(move || later);
-    ob_later.commit(P, finished("b", "s")).unwrap();
-    ob_later.drain(P).unwrap();
-    let ledger = fs::read_to_string(ob.paths(P).unwrap().ledger).unwrap();
+    ob_later.commit(PARENT, finished("b", "s")).unwrap();
+    ob_later.drain(PARENT).unwrap();
+    let ledger = fs::read_to_string(ob.paths(PARENT).unwrap().ledger).unwrap();
     assert!(!ledger.contains("a@") && ledger.contains("b@"), "{ledger}");
 }
 
@@ -355,10 +360,10 @@ fn the_ledger_forgets_turns_after_fourteen_days() {
 fn stop_block_counter_round_trips_durably() {
     let dir = tempfile::tempdir().unwrap();
     let ob = open(dir.path());
-    assert_eq!(ob.stop_blocks(P).unwrap(), 0);
-    ob.set_stop_blocks(P, 2).unwrap();
-    assert_eq!(open(dir.path()).stop_blocks(P).unwrap(), 2);
-    let file = fs::read_to_string(ob.paths(P).unwrap().stop_blocks).unwrap();
+    assert_eq!(ob.stop_blocks(PARENT).unwrap(), 0);
+    ob.set_stop_blocks(PARENT, 2).unwrap();
+    assert_eq!(open(dir.path()).stop_blocks(PARENT).unwrap(), 2);
+    let file = fs::read_to_string(ob.paths(PARENT).unwrap().stop_blocks).unwrap();
     assert_eq!(file, "{\"count\":2}");
 }
 
@@ -368,17 +373,17 @@ fn a_record_both_in_the_wal_and_the_inbox_is_staged_once() {
     // both files then hold the same record.
     let dir = tempfile::tempdir().unwrap();
     let ob = open(dir.path());
-    ob.commit(P, finished("a", "s")).unwrap();
-    let paths = ob.paths(P).unwrap();
+    ob.commit(PARENT, finished("a", "s")).unwrap();
+    let paths = ob.paths(PARENT).unwrap();
     fs::copy(&paths.inbox, &paths.wal).unwrap();
-    let failed = ob.drain_with(P, |records| {
+    let failed = ob.drain_with(PARENT, |records| {
         assert_eq!(children(records), ["a"]);
         Err("not now")
     });
     assert!(failed.is_err());
     let wal = fs::read_to_string(&paths.wal).unwrap();
     assert_eq!(wal.lines().count(), 1, "{wal}");
-    assert_eq!(children(&ob.drain(P).unwrap().records), ["a"]);
+    assert_eq!(children(&ob.drain(PARENT).unwrap().records), ["a"]);
 }
 
 #[test]
@@ -388,7 +393,7 @@ fn staging_once_keeps_the_collapse_rule_for_equal_timestamps() {
     // WAL holds earlier would let the WAL's later tie win instead.
     let dir = tempfile::tempdir().unwrap();
     let ob = open(dir.path());
-    let paths = ob.paths(P).unwrap();
+    let paths = ob.paths(PARENT).unwrap();
     let line = |status: &str| {
         format!(
             r#"{{"child_session_id":"a","to_status":"{status}","timestamp":"2026-11-28T11:20:59Z"}}"#
@@ -400,7 +405,7 @@ fn staging_once_keeps_the_collapse_rule_for_equal_timestamps() {
     )
     .unwrap();
     fs::write(&paths.inbox, format!("{}\n", line("first"))).unwrap();
-    let drained = ob.drain(P).unwrap().records;
+    let drained = ob.drain(PARENT).unwrap().records;
     assert_eq!(drained.len(), 1);
     assert_eq!(drained[0].to_status, "first");
 }

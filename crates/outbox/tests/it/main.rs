@@ -1,0 +1,15 @@
+//! The outbox's integration tests, one binary (as ripgrep does): one module
+//! per concern, and `util` for what they share.
+//!
+//! Gates are the tests named `perf_*` (found by name by
+//! `cargo xtask test-perf`); the walltime ones are `#[ignore]`d here.
+
+mod concurrency;
+mod crash;
+mod decode_props;
+mod faults;
+mod format;
+mod perf_outbox;
+mod semantics;
+mod stress;
+mod util;
