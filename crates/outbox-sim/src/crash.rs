@@ -515,7 +515,7 @@ impl SimFile {
 }
 
 /// An in-memory [`Io`] that models the page cache and cuts the power on
-/// request; see the [module docs](self) for the crash model.
+/// request; see the [crate docs](crate) for the crash model.
 ///
 /// Clones share one file system, so a test can keep a handle while an
 /// outbox owns another.

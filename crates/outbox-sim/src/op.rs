@@ -84,7 +84,7 @@ impl fmt::Display for OpKind {
     }
 }
 
-/// A set of [`OpKind`]s: which operations a [`FaultPlan`] counts.
+/// A set of [`OpKind`]s: which operations a [`FaultPlan`](crate::FaultPlan) counts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct OpKindSet(u16);
 
@@ -114,7 +114,7 @@ impl OpKindSet {
     }
 }
 
-/// One logged operation of a [`CrashIo`] or [`FaultIo`].
+/// One logged operation of a [`CrashIo`](crate::CrashIo) or [`FaultIo`](crate::FaultIo).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Op {
     /// Position in the log, from 0.
@@ -131,7 +131,7 @@ pub struct Op {
     /// Whether the operation returned `Ok`.
     pub ok: bool,
     /// Whether the error was injected by the simulation (a power cut of a
-    /// [`CrashIo`], a planned fault of a [`FaultIo`]) rather than returned by
+    /// [`CrashIo`](crate::CrashIo), a planned fault of a [`FaultIo`](crate::FaultIo)) rather than returned by
     /// the file system.
     pub injected: bool,
 }
