@@ -17,6 +17,8 @@ use std::process::ExitCode;
 mod discover;
 mod report;
 mod test_perf;
+#[cfg(test)]
+mod tidy;
 
 const USAGE: &str = "\
 usage: cargo xtask <command>

@@ -1,0 +1,266 @@
+//! Tidy checks: the invariants ARCHITECTURE.md states, enforced by
+//! `cargo test` (in the spirit of rust-analyzer's `xtask/src/tidy.rs`).
+//!
+//! Each test reads the repository (the workspace's `cargo metadata` or its
+//! source files) and fails with the rule, the offender and what to do.
+//! When an invariant changes on purpose, change ARCHITECTURE.md and the
+//! rule here in the same commit.
+
+use std::collections::BTreeSet;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde_json::Value;
+
+/// `perfbudget` depends on no workspace crate, of any kind: any crate can
+/// use it on its own.
+const LEAF: &str = "perfbudget";
+
+/// `testutil` has no normal dependency on a workspace crate, and knows
+/// nothing of the outbox even in its own tests (it may gate itself with
+/// `perfbudget`).
+const TEST_SUPPORT: &str = "testutil";
+
+/// xtask's normal (non-dev) dependencies: it is compiled before every perf
+/// run, so it stays lean.
+const XTASK_NORMAL_DEPS: [&str; 1] = ["serde_json"];
+
+/// Crates the library `outbox` may use only in its tests and benches.
+const OUTBOX_DEV_ONLY: [&str; 3] = ["outbox-sim", "perfbudget", "testutil"];
+
+/// The only file of `crates/outbox/src` that may touch `std::fs`: the `Io`
+/// implementation.
+const OUTBOX_FS_FILE: &str = "io.rs";
+
+fn root() -> PathBuf {
+    crate::project_root()
+}
+
+/// The workspace's own packages, from `cargo metadata --no-deps`.
+fn packages() -> Vec<Value> {
+    let out = Command::new(env!("CARGO"))
+        .args([
+            "metadata",
+            "--format-version",
+            "1",
+            "--no-deps",
+            "--offline",
+        ])
+        .current_dir(root())
+        .output()
+        .expect("run cargo metadata");
+    assert!(
+        out.status.success(),
+        "cargo metadata failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let meta: Value = serde_json::from_slice(&out.stdout).expect("cargo metadata prints JSON");
+    meta["packages"].as_array().expect("packages").clone()
+}
+
+fn name(pkg: &Value) -> &str {
+    pkg["name"].as_str().unwrap_or("?")
+}
+
+/// `(dependency name, kind)` of `pkg`; kind is `normal`, `dev` or `build`.
+fn deps(pkg: &Value) -> Vec<(String, String)> {
+    pkg["dependencies"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|d| {
+            let kind = d["kind"].as_str().unwrap_or("normal").to_string();
+            (d["name"].as_str().unwrap_or("?").to_string(), kind)
+        })
+        .collect()
+}
+
+fn workspace_names(packages: &[Value]) -> BTreeSet<String> {
+    packages.iter().map(|p| name(p).to_string()).collect()
+}
+
+fn package<'a>(packages: &'a [Value], wanted: &str) -> &'a Value {
+    packages
+        .iter()
+        .find(|p| name(p) == wanted)
+        .unwrap_or_else(|| panic!("tidy: workspace crate `{wanted}` is gone; update tidy.rs"))
+}
+
+#[test]
+fn perfbudget_and_testutil_depend_on_no_workspace_crate() {
+    let packages = packages();
+    let members = workspace_names(&packages);
+    for (dep, kind) in deps(package(&packages, LEAF)) {
+        assert!(
+            !members.contains(&dep),
+            "tidy: `{LEAF}` has a {kind} dependency on the workspace crate `{dep}`; \
+             ARCHITECTURE.md promises it depends on none (any crate can use it on its own)"
+        );
+    }
+    for (dep, kind) in deps(package(&packages, TEST_SUPPORT)) {
+        let allowed = kind == "dev" && dep == LEAF;
+        assert!(
+            !members.contains(&dep) || allowed,
+            "tidy: `{TEST_SUPPORT}` has a {kind} dependency on the workspace crate `{dep}`; \
+             ARCHITECTURE.md promises it knows fsync seams only by their signature"
+        );
+    }
+}
+
+#[test]
+fn xtask_stays_lean() {
+    let packages = packages();
+    let normal: BTreeSet<String> = deps(package(&packages, "xtask"))
+        .into_iter()
+        .filter(|(_, kind)| kind == "normal")
+        .map(|(dep, _)| dep)
+        .collect();
+    let allowed: BTreeSet<String> = XTASK_NORMAL_DEPS.iter().map(|s| s.to_string()).collect();
+    assert_eq!(
+        normal, allowed,
+        "tidy: xtask's normal dependencies changed; it is built before every perf run, \
+         so each one costs every user time (ARCHITECTURE.md, xtask invariants)"
+    );
+}
+
+#[test]
+fn test_support_stays_out_of_the_outbox_library() {
+    let packages = packages();
+    for (dep, kind) in deps(package(&packages, "outbox")) {
+        if OUTBOX_DEV_ONLY.contains(&dep.as_str()) {
+            assert_eq!(
+                kind, "dev",
+                "tidy: `outbox` depends on `{dep}` as a {kind} dependency; \
+                 test support is a dev-dependency only"
+            );
+        }
+    }
+    for pkg in &packages {
+        for (dep, kind) in deps(pkg) {
+            assert!(
+                !(dep == "outbox-sim" && kind == "normal" && name(pkg) != "outbox-sim"),
+                "tidy: `{}` depends on `outbox-sim` as a normal dependency; \
+                 the simulated file systems are for tests only",
+                name(pkg)
+            );
+        }
+    }
+}
+
+#[test]
+fn every_crate_takes_the_workspace_lints() {
+    for pkg in packages() {
+        let manifest = PathBuf::from(pkg["manifest_path"].as_str().expect("manifest_path"));
+        let text = fs::read_to_string(&manifest).expect("read a manifest");
+        assert!(
+            text.contains("[lints]\nworkspace = true"),
+            "tidy: {} lacks `[lints] workspace = true` (missing_docs, unsafe_code = \"forbid\")",
+            manifest.display()
+        );
+    }
+}
+
+/// The non-test part of a Rust source file: everything before its first
+/// `#[cfg(test)]` (test modules sit at the end of a file, by convention).
+fn non_test_part(text: &str) -> &str {
+    text.split("#[cfg(test)]").next().unwrap_or(text)
+}
+
+fn rust_files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for entry in fs::read_dir(dir).expect("read a source directory") {
+        let path = entry.expect("a directory entry").path();
+        if path.is_dir() {
+            out.extend(rust_files(&path));
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            out.push(path);
+        }
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn only_the_io_implementation_touches_the_file_system() {
+    let src = root().join("crates/outbox/src");
+    let forbidden = [
+        "std::fs",
+        "fs::",
+        "File::",
+        "OpenOptions",
+        "std::os::unix::fs",
+    ];
+    let mut offenders = Vec::new();
+    for file in rust_files(&src) {
+        if file.file_name().is_some_and(|n| n == OUTBOX_FS_FILE) {
+            continue;
+        }
+        let text = fs::read_to_string(&file).expect("read a source file");
+        for (i, line) in non_test_part(&text).lines().enumerate() {
+            let code = line.split("//").next().unwrap_or("");
+            if let Some(word) = forbidden.iter().find(|w| code.contains(**w)) {
+                offenders.push(format!("{}:{}: `{word}`", file.display(), i + 1));
+            }
+        }
+    }
+    assert!(
+        offenders.is_empty(),
+        "tidy: file-system access outside the `Io` seam (go through the outbox's `Io` \
+         value so the crash simulator and fault injector see it):\n{}",
+        offenders.join("\n")
+    );
+}
+
+#[test]
+fn each_crate_links_at_most_one_integration_test_binary() {
+    for crate_dir in fs::read_dir(root().join("crates")).expect("read crates/") {
+        let tests = crate_dir.expect("a directory entry").path().join("tests");
+        let Ok(entries) = fs::read_dir(&tests) else {
+            continue;
+        };
+        let binaries: Vec<String> = entries
+            .map(|e| e.expect("a directory entry").path())
+            .filter(|p| p.extension().is_some_and(|e| e == "rs") || p.join("main.rs").is_file())
+            .map(|p| p.display().to_string())
+            .collect();
+        assert!(
+            binaries.len() <= 1,
+            "tidy: {} links {} test binaries ({}); fold them into one `tests/it/main.rs` \
+             with a module each (one link step, one shared util module)",
+            tests.display(),
+            binaries.len(),
+            binaries.join(", ")
+        );
+    }
+}
+
+#[test]
+fn the_code_map_names_every_crate() {
+    let map = fs::read_to_string(root().join("ARCHITECTURE.md")).expect("read ARCHITECTURE.md");
+    for pkg in packages() {
+        let manifest = PathBuf::from(pkg["manifest_path"].as_str().expect("manifest_path"));
+        let dir = manifest.parent().expect("a manifest's directory");
+        let rel = dir
+            .strip_prefix(root())
+            .unwrap_or(dir)
+            .display()
+            .to_string();
+        assert!(
+            map.contains(&format!("### `{rel}`")),
+            "tidy: ARCHITECTURE.md's code map has no `### `{rel}`` section for crate `{}`",
+            name(&pkg)
+        );
+    }
+}
+
+#[test]
+fn the_tidy_rules_see_what_they_check() {
+    // Guards against a rule that passes because it looks at nothing.
+    assert!(non_test_part("a\n#[cfg(test)]\nstd::fs").ends_with("a\n"));
+    let files = rust_files(&root().join("crates/outbox/src"));
+    assert!(files.iter().any(|f| f.ends_with(OUTBOX_FS_FILE)));
+    let io = fs::read_to_string(root().join("crates/outbox/src").join(OUTBOX_FS_FILE)).unwrap();
+    assert!(io.contains("std::fs"), "the Io implementation uses std::fs");
+    assert!(packages().len() >= 5);
+}
