@@ -71,8 +71,10 @@ pub trait Io: Send + Sync + 'static {
     fn lock(&self, path: &Path) -> io::Result<Self::Lock>;
 }
 
-/// A function that fsyncs an open file or directory handle.
-pub type FsyncFn = Arc<dyn Fn(&File) -> io::Result<()> + Send + Sync>;
+/// The signature of an fsync function: what [`StdIo`] calls to make an open
+/// file or directory handle durable. The same shape as `testutil::FsyncFn`,
+/// so a `testutil::FsyncCounter` hook plugs in as it is.
+pub type FsyncFn = dyn Fn(&File) -> io::Result<()> + Send + Sync + 'static;
 
 /// The real file system, with an injectable fsync.
 ///
@@ -81,7 +83,7 @@ pub type FsyncFn = Arc<dyn Fn(&File) -> io::Result<()> + Send + Sync>;
 /// value alone, so parallel tests never race on a global.
 #[derive(Clone)]
 pub struct StdIo {
-    fsync: FsyncFn,
+    fsync: Arc<FsyncFn>,
 }
 
 impl std::fmt::Debug for StdIo {
