@@ -649,6 +649,12 @@ impl CrashIo {
         fs.log.iter().rev().find(|o| o.index < at).cloned()
     }
 
+    /// True while some holder has the lock file at `path` locked (a
+    /// scheduler uses it to park a would-be locker instead of blocking).
+    pub fn is_locked(&self, path: impl AsRef<Path>) -> bool {
+        self.locks.held.lock().contains(&normalize(path.as_ref()))
+    }
+
     /// Makes every later fsync (file and directory) return `Ok` without
     /// persisting anything, like a disk that lies about its write cache.
     /// Meant for checking that a crash test notices missing durability: with
@@ -1100,6 +1106,7 @@ mod tests {
         });
         std::thread::sleep(std::time::Duration::from_millis(20));
         assert!(!t.is_finished(), "the second lock must wait");
+        assert!(io.is_locked("/d/x.lock") && !io.is_locked("/d/y.lock"));
         drop(held);
         t.join().unwrap();
         assert!(io.current_image().file("/d/x.lock").is_some());

@@ -11,5 +11,6 @@ mod faults;
 mod format;
 mod perf_outbox;
 mod semantics;
+mod sim;
 mod stress;
 mod util;

@@ -1,0 +1,874 @@
+//! A deterministic, seeded simulation of the whole outbox, checked against a
+//! reference model of its contract (in the spirit of FoundationDB's
+//! simulation testing and TigerBeetle's VOPR).
+//!
+//! One seed builds one world: a few parents (always a pair of ids that a
+//! lossy sanitiser would merge, and the longest id the outbox accepts), two
+//! producers per parent with their own children, a plain drainer, a
+//! `drain_with` drainer whose deliveries fail at random, and an observer
+//! that peeks. Each actor runs on its own thread with its own outbox value
+//! (like a process), and the [`sched`] gate lets exactly one of them
+//! perform one `Io` operation at a time, chosen by the seed. Between
+//! operations the world may cut the power (and reboot into a random legal
+//! surviving image of [`CrashIo`]), arm or disarm a fault of [`FaultIo`]
+//! (ENOSPC/EIO/EACCES, once or persistent), step the clock backwards or
+//! forwards, or, when nothing runs, check that `peek` and `has_pending`
+//! agree with what a drain delivers (and create nothing), sweep stale
+//! records, or forget a child. Commits repeat identical turns and make real
+//! second turns with the same summary. The [`model`] checks every
+//! delivery, and at the end, after a final drain without faults, that
+//! nothing owed is missing.
+//!
+//! `cargo test` runs [`DEFAULT_SEEDS`] seeds; `cargo xtask sim --seeds N
+//! [--seed S]` runs long campaigns (release build, `OUTBOX_SIM_SEEDS`,
+//! `OUTBOX_SIM_FIRST_SEED`, `OUTBOX_SIM_SEED`). A failing seed prints the
+//! one-line command that replays it.
+
+mod model;
+mod sched;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use outbox::{DrainWithError, Drained, Outbox, ParentPaths, Record};
+use outbox_sim::{CrashIo, Fault, FaultIo, FaultPlan, OpKind};
+use parking_lot::Mutex;
+
+use model::{CommitStatus, Model, Tally};
+use sched::{Gate, Park, SchedIo, runnable};
+
+/// Seeds `cargo test` runs (a few seconds on 2 cores).
+pub const DEFAULT_SEEDS: u64 = 48;
+
+const ROOT: &str = "/data";
+
+/// splitmix64: small, fast, and good enough to drive a simulation.
+#[derive(Clone, Debug)]
+pub struct Rng(u64);
+
+impl Rng {
+    fn new(seed: u64) -> Self {
+        Rng(seed ^ 0x5DEE_CE66_D1CE_4E5B)
+    }
+
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n.max(1) as u64) as usize
+    }
+
+    /// True with probability `percent` / 100.
+    fn chance(&mut self, percent: u64) -> bool {
+        self.next() % 100 < percent
+    }
+}
+
+/// The simulated wall clock every outbox of the world reads.
+#[derive(Clone)]
+struct Clock(Arc<Mutex<SystemTime>>);
+
+impl Clock {
+    fn now(&self) -> SystemTime {
+        *self.0.lock()
+    }
+
+    fn advance(&self, by: Duration) {
+        let mut t = self.0.lock();
+        *t += by;
+    }
+
+    fn step_back(&self, by: Duration) {
+        let mut t = self.0.lock();
+        *t = t.checked_sub(by).unwrap_or(UNIX_EPOCH);
+    }
+}
+
+/// What an actor does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Role {
+    /// Commits turns of its own children to one parent.
+    Producer { parent: usize, first_child: usize },
+    /// Drains one parent with plain `drain`.
+    Drainer { parent: usize },
+    /// Drains one parent with `drain_with`, failing some deliveries.
+    DrainerWith { parent: usize },
+    /// Peeks and asks `has_pending` of every parent.
+    Observer,
+}
+
+/// What a task returned.
+#[derive(Debug)]
+enum Outcome {
+    Commit(Result<(), String>),
+    Drain(Result<Drained, String>),
+    DrainWith {
+        /// The callback's verdict, when it ran.
+        delivered: Option<bool>,
+        result: Result<Drained, (String, bool)>,
+    },
+    Read,
+}
+
+/// A task in flight.
+struct InFlight {
+    actor: usize,
+    kind: TaskKind,
+    thread: JoinHandle<Outcome>,
+    /// What the `drain_with` callback was handed.
+    handed: Arc<Mutex<Option<Vec<Record>>>>,
+    /// Commits: the model's commit number.
+    commit: Option<usize>,
+    /// Drains: the model's snapshot when the drain began.
+    snapshot: BTreeMap<String, usize>,
+    /// Ops the actor had performed before the task, to find its own.
+    ops_before: usize,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum TaskKind {
+    Commit { parent: usize },
+    Drain { parent: usize },
+    DrainWith { parent: usize },
+    Read,
+}
+
+struct Actor {
+    role: Role,
+    io: SchedIo,
+    outbox: Outbox<SchedIo>,
+}
+
+/// Figures of one seed or a campaign.
+#[derive(Clone, Debug, Default)]
+pub struct Stats {
+    /// Seeds run.
+    pub seeds: u64,
+    /// `Io` operations performed by actors.
+    pub ops: u64,
+    /// Tasks (commits, drains, reads) started.
+    pub tasks: u64,
+    /// Power cuts.
+    pub crashes: u64,
+    /// Faults armed.
+    pub faults: u64,
+    /// Clock steps (backwards or forwards).
+    pub clock_steps: u64,
+    /// Quiescent consistency checks.
+    pub checks: u64,
+    /// What the windows allowed.
+    pub lost_in_window: u64,
+    /// Duplicates inside drain_with's window.
+    pub duplicated_in_window: u64,
+    /// Records delivered.
+    pub delivered: u64,
+}
+
+impl Stats {
+    /// Adds `other` to `self`.
+    pub fn add(&mut self, other: &Stats) {
+        self.seeds += other.seeds;
+        self.ops += other.ops;
+        self.tasks += other.tasks;
+        self.crashes += other.crashes;
+        self.faults += other.faults;
+        self.clock_steps += other.clock_steps;
+        self.checks += other.checks;
+        self.lost_in_window += other.lost_in_window;
+        self.duplicated_in_window += other.duplicated_in_window;
+        self.delivered += other.delivered;
+    }
+}
+
+/// The ids a lossy mapping of ids to file names would merge, in pairs.
+const COLLIDING: [[&str; 2]; 3] = [
+    ["team/alpha", "team_alpha"],
+    ["my session", "my_session"],
+    ["a..b", "a_b"],
+];
+
+/// The longest parent id the outbox accepts, found by asking it.
+fn longest_id() -> String {
+    let (mut lo, mut hi) = (1usize, 4096usize);
+    while lo < hi {
+        let mid = (lo + hi).div_ceil(2);
+        if ParentPaths::new(Path::new(ROOT), &"p".repeat(mid)).is_ok() {
+            lo = mid;
+        } else {
+            hi = mid - 1;
+        }
+    }
+    "p".repeat(lo)
+}
+
+struct World {
+    seed: u64,
+    rng: Rng,
+    clock: Clock,
+    disk: CrashIo,
+    faults: FaultIo<CrashIo>,
+    fault_armed: bool,
+    gate: Arc<Gate>,
+    parents: Vec<String>,
+    actors: Vec<Actor>,
+    in_flight: Vec<InFlight>,
+    model: Model,
+    stats: Stats,
+    /// Per producer: how many turns it committed.
+    turns: BTreeMap<usize, u64>,
+}
+
+const CHILDREN_PER_PRODUCER: usize = 2;
+
+fn child_name(parent: usize, n: usize) -> String {
+    format!("p{parent}-child-{n}")
+}
+
+impl World {
+    fn new(seed: u64) -> World {
+        let mut rng = Rng::new(seed);
+        let pair = COLLIDING[rng.below(COLLIDING.len())];
+        let mut parents: Vec<String> = pair.iter().map(|s| s.to_string()).collect();
+        if rng.chance(50) {
+            parents.push(longest_id());
+        }
+        // Some worlds boot at 1970 and get corrected later.
+        let start = if rng.chance(10) {
+            UNIX_EPOCH + Duration::from_secs(1_000)
+        } else {
+            UNIX_EPOCH + Duration::from_secs(1_780_000_000)
+        };
+        let clock = Clock(Arc::new(Mutex::new(start)));
+        let disk = CrashIo::new();
+        disk.install_dir(ROOT);
+        let faults = FaultIo::new(disk.clone());
+        let mut roles = Vec::new();
+        for p in 0..parents.len() {
+            roles.push(Role::Producer {
+                parent: p,
+                first_child: 0,
+            });
+            roles.push(Role::Producer {
+                parent: p,
+                first_child: CHILDREN_PER_PRODUCER,
+            });
+            roles.push(Role::Drainer { parent: p });
+            roles.push(Role::DrainerWith { parent: p });
+        }
+        roles.push(Role::Observer);
+        let mut world = World {
+            seed,
+            rng,
+            clock,
+            disk,
+            faults,
+            fault_armed: false,
+            gate: Arc::new(Gate::default()),
+            parents,
+            actors: Vec::new(),
+            in_flight: Vec::new(),
+            model: Model::default(),
+            stats: Stats {
+                seeds: 1,
+                ..Stats::default()
+            },
+            turns: BTreeMap::new(),
+        };
+        world.actors = roles
+            .into_iter()
+            .enumerate()
+            .map(|(i, role)| world.new_actor(i, role))
+            .collect();
+        world
+    }
+
+    fn new_actor(&self, index: usize, role: Role) -> Actor {
+        let io = SchedIo::new(self.faults.clone(), Some((Arc::clone(&self.gate), index)));
+        let clock = self.clock.clone();
+        let outbox = Outbox::open_with(ROOT, io.clone())
+            .expect("open the simulated outbox")
+            .with_clock(move || clock.now());
+        io.engage();
+        Actor { role, io, outbox }
+    }
+
+    /// An outbox for the world's own checks: same disk, no gate.
+    fn direct(&self) -> Outbox<SchedIo> {
+        let clock = self.clock.clone();
+        Outbox::open_with(ROOT, SchedIo::new(self.faults.clone(), None))
+            .expect("open the simulated outbox")
+            .with_clock(move || clock.now())
+    }
+
+    fn fail(&self, what: &str) -> String {
+        format!(
+            "seed {} failed: {what}\nreplay: cargo xtask sim --seed {}   \
+             (or OUTBOX_SIM_SEED={} cargo test -p outbox --test it sim:: -- --nocapture)",
+            self.seed, self.seed, self.seed
+        )
+    }
+
+    fn busy(&self, actor: usize) -> bool {
+        self.in_flight.iter().any(|t| t.actor == actor)
+    }
+
+    // ----------------------------------------------------------------------
+    // Tasks
+    // ----------------------------------------------------------------------
+
+    fn start_task(&mut self, actor: usize) {
+        let role = self.actors[actor].role;
+        let outbox = self.actors[actor].outbox.clone();
+        let handed: Arc<Mutex<Option<Vec<Record>>>> = Arc::default();
+        let ops_before = self.actors[actor].io.ops().len();
+        let names = self.parents.clone();
+        let mut commit = None;
+        let mut snapshot = BTreeMap::new();
+        let gate = Arc::clone(&self.gate);
+        let (kind, body): (TaskKind, Box<dyn FnOnce() -> Outcome + Send>) = match role {
+            Role::Producer {
+                parent,
+                first_child,
+            } => {
+                let child = child_name(parent, first_child + self.rng.below(CHILDREN_PER_PRODUCER));
+                let record = self.next_record(parent, &child);
+                commit = Some(self.model.begin_commit(parent, &record));
+                let id = names[parent].clone();
+                (
+                    TaskKind::Commit { parent },
+                    Box::new(move || {
+                        Outcome::Commit(
+                            outbox
+                                .commit(&id, record)
+                                .map(drop)
+                                .map_err(|e| e.to_string()),
+                        )
+                    }),
+                )
+            }
+            Role::Drainer { parent } => {
+                snapshot = self.model.snapshot(parent);
+                let id = names[parent].clone();
+                (
+                    TaskKind::Drain { parent },
+                    Box::new(move || Outcome::Drain(outbox.drain(&id).map_err(|e| e.to_string()))),
+                )
+            }
+            Role::DrainerWith { parent } => {
+                snapshot = self.model.snapshot(parent);
+                let id = names[parent].clone();
+                let fail = self.rng.chance(30);
+                let slot = Arc::clone(&handed);
+                (
+                    TaskKind::DrainWith { parent },
+                    Box::new(move || {
+                        let mut delivered = None;
+                        let result = outbox.drain_with(&id, |records| {
+                            *slot.lock() = Some(records.to_vec());
+                            delivered = Some(!fail);
+                            if fail {
+                                Err("the parent was busy")
+                            } else {
+                                Ok(())
+                            }
+                        });
+                        let result = result.map_err(|e| {
+                            let delivery = matches!(e, DrainWithError::Delivery(_));
+                            (e.to_string(), delivery)
+                        });
+                        Outcome::DrainWith { delivered, result }
+                    }),
+                )
+            }
+            Role::Observer => {
+                let id = names[self.rng.below(names.len())].clone();
+                (
+                    TaskKind::Read,
+                    Box::new(move || {
+                        let _ = outbox.peek(&id);
+                        let _ = outbox.has_pending(&id);
+                        Outcome::Read
+                    }),
+                )
+            }
+        };
+        self.clock
+            .advance(Duration::from_millis(self.rng.below(3_000) as u64));
+        let thread = std::thread::spawn(move || {
+            let out = body();
+            gate.done(actor);
+            out
+        });
+        self.stats.tasks += 1;
+        self.in_flight.push(InFlight {
+            actor,
+            kind,
+            thread,
+            handed,
+            commit,
+            snapshot,
+            ops_before,
+        });
+        self.gate.wait_parked(actor);
+    }
+
+    /// The next turn of `child`: usually a new one; sometimes an identical
+    /// repeat of its last turn, or a real second turn with the same summary
+    /// and a new output hash.
+    fn next_record(&mut self, parent: usize, child: &str) -> Record {
+        let no = self.model.next_commit();
+        let last = self.model.last_commit_of(parent, child);
+        let mut r = Record::finished(child, "success");
+        r.timestamp = outbox::Timestamp::default(); // stamped by the outbox's clock
+        r.done_summary = format!("c{no}");
+        match (last, self.rng.below(10)) {
+            (Some(prev), 0) => {
+                // The same turn again: same summary, same hash.
+                r.done_summary = format!("c{prev}");
+                r.last_output_hash = self.prev_hash(prev);
+            }
+            (Some(prev), 1) => {
+                // A real second turn that happens to say the same thing.
+                r.done_summary = format!("c{prev}");
+                r.last_output_hash = format!("h{no}");
+            }
+            _ => {
+                if self.rng.chance(50) {
+                    r.last_output_hash = format!("h{no}");
+                }
+            }
+        }
+        *self.turns.entry(parent).or_default() += 1;
+        r
+    }
+
+    fn prev_hash(&self, prev: usize) -> String {
+        self.model.hash_of(prev)
+    }
+
+    /// Lets one runnable actor perform one operation; returns false when
+    /// nothing is in flight.
+    fn step_one(&mut self) -> Result<bool, String> {
+        if self.in_flight.is_empty() {
+            return Ok(false);
+        }
+        let mut candidates = Vec::new();
+        for (i, t) in self.in_flight.iter().enumerate() {
+            let park = self.gate.wait_parked(t.actor);
+            if park == Park::Done || runnable(&park, &self.disk) {
+                candidates.push((i, park));
+            }
+        }
+        if candidates.is_empty() {
+            let stuck: Vec<String> = self
+                .in_flight
+                .iter()
+                .map(|t| format!("{:?} of actor {}", t.kind, t.actor))
+                .collect();
+            return Err(self.fail(&format!("DEADLOCK: nobody can run: {}", stuck.join(", "))));
+        }
+        let (i, park) = candidates.swap_remove(self.rng.below(candidates.len()));
+        let park = if park == Park::Done {
+            park
+        } else {
+            self.stats.ops += 1;
+            self.gate.step(self.in_flight[i].actor)
+        };
+        if park == Park::Done {
+            let task = self.in_flight.swap_remove(i);
+            self.finish(task)?;
+        }
+        Ok(true)
+    }
+
+    /// Joins a finished task and checks its outcome against the model.
+    fn finish(&mut self, task: InFlight) -> Result<(), String> {
+        self.gate.clear(task.actor);
+        let outcome = task
+            .thread
+            .join()
+            .map_err(|_| self.fail(&format!("PANIC in {:?}", task.kind)))?;
+        let now = self.clock.now();
+        let crashed = self.disk.crashed();
+        match (task.kind, outcome) {
+            (TaskKind::Commit { .. }, Outcome::Commit(r)) => {
+                let status = match r {
+                    _ if crashed => CommitStatus::Crashed,
+                    Ok(()) => CommitStatus::Ok,
+                    Err(_) => CommitStatus::Failed,
+                };
+                self.model
+                    .end_commit(task.commit.expect("a commit task"), status);
+            }
+            (TaskKind::Drain { parent }, Outcome::Drain(r)) => match r {
+                Ok(d) => {
+                    self.model
+                        .delivered(
+                            parent,
+                            &task.snapshot,
+                            &d.records,
+                            d.ledger_was_corrupt,
+                            now,
+                        )
+                        .map_err(|e| self.fail(&e))?;
+                    self.model.consumed(parent, &d.records, true, now);
+                }
+                Err(_) if crashed => {
+                    if self.ledger_renamed(task.actor, task.ops_before, parent) {
+                        self.model.open_loss_window(parent);
+                    }
+                }
+                Err(msg) => {
+                    if message_admits_loss(&msg) {
+                        self.model.open_loss_window(parent);
+                    }
+                }
+            },
+            (TaskKind::DrainWith { parent }, Outcome::DrainWith { delivered, result }) => {
+                let handed = task.handed.lock().take().unwrap_or_default();
+                if delivered == Some(true) {
+                    // The caller acted on these: a delivery, whatever the
+                    // call returns next.
+                    let corrupt = result.as_ref().is_ok_and(|d| d.ledger_was_corrupt);
+                    self.model
+                        .delivered(parent, &task.snapshot, &handed, corrupt, now)
+                        .map_err(|e| self.fail(&e))?;
+                    match &result {
+                        Ok(_) if !crashed => self.model.consumed(parent, &handed, true, now),
+                        Err((msg, _)) if !crashed && message_claims_pending(msg) => {
+                            self.model.consumed(parent, &handed, false, now);
+                            self.model.promise_pending(parent, &handed, msg);
+                        }
+                        _ => self.model.consumed(parent, &handed, false, now),
+                    }
+                }
+            }
+            (TaskKind::Read, Outcome::Read) => {}
+            (kind, outcome) => {
+                return Err(self.fail(&format!("task {kind:?} returned {outcome:?}")));
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether `actor`, since its op number `ops_before`, renamed a file
+    /// onto `parent`'s ledger.
+    fn ledger_renamed(&self, actor: usize, ops_before: usize, parent: usize) -> bool {
+        let Ok(paths) = ParentPaths::new(Path::new(ROOT), &self.parents[parent]) else {
+            return false;
+        };
+        self.actors[actor].io.ops()[ops_before..]
+            .iter()
+            .any(|op| op.kind == OpKind::Rename && op.ok && op.to.as_deref() == Some(&paths.ledger))
+    }
+
+    fn run_all_to_completion(&mut self) -> Result<(), String> {
+        while self.step_one()? {}
+        Ok(())
+    }
+
+    // ----------------------------------------------------------------------
+    // Events
+    // ----------------------------------------------------------------------
+
+    fn crash(&mut self) -> Result<(), String> {
+        self.stats.crashes += 1;
+        self.disk.crash_after(self.disk.op_count());
+        self.run_all_to_completion()?;
+        let images = self.disk.crash_images(6);
+        let image = &images[self.rng.below(images.len())];
+        self.disk = CrashIo::from_image(image);
+        self.faults = FaultIo::new(self.disk.clone());
+        self.fault_armed = false;
+        self.gate = Arc::new(Gate::default());
+        let roles: Vec<Role> = self.actors.iter().map(|a| a.role).collect();
+        self.actors = roles
+            .into_iter()
+            .enumerate()
+            .map(|(i, role)| self.new_actor(i, role))
+            .collect();
+        Ok(())
+    }
+
+    fn arm_fault(&mut self) {
+        let fault = [Fault::ENOSPC, Fault::EIO, Fault::EACCES][self.rng.below(3)];
+        let at = self.rng.below(40);
+        let plan = if self.rng.chance(25) {
+            FaultPlan::persistent(at, fault)
+        } else {
+            FaultPlan::once(at, fault)
+        };
+        self.faults.arm(plan);
+        self.fault_armed = true;
+        self.stats.faults += 1;
+    }
+
+    fn step_clock(&mut self) {
+        self.stats.clock_steps += 1;
+        let hours = Duration::from_secs(3_600);
+        match self.rng.below(4) {
+            0 => self
+                .clock
+                .step_back(hours * (1 + self.rng.below(240)) as u32),
+            1 => self.clock.advance(hours * (1 + self.rng.below(48)) as u32),
+            2 => self
+                .clock
+                .advance(hours * 24 * (15 + self.rng.below(30)) as u32),
+            _ => {
+                // NTP corrects a clock that booted at 1970.
+                let now = self.clock.now();
+                if now < UNIX_EPOCH + Duration::from_secs(1_000_000_000) {
+                    self.clock.advance(Duration::from_secs(1_780_000_000));
+                } else {
+                    self.clock.step_back(Duration::from_secs(60));
+                }
+            }
+        }
+    }
+
+    /// With nothing in flight and no fault armed: `peek` and `has_pending`
+    /// create nothing and agree with what a drain then delivers.
+    fn check_quiescent(&mut self, parent: usize) -> Result<(), String> {
+        self.stats.checks += 1;
+        let ob = self.direct();
+        let id = self.parents[parent].clone();
+        let before = self.disk.current_image();
+        let peeked = ob
+            .peek(&id)
+            .map_err(|e| self.fail(&format!("peek failed: {e}")))?;
+        let pending = ob
+            .has_pending(&id)
+            .map_err(|e| self.fail(&format!("has_pending failed: {e}")))?;
+        if self.disk.current_image() != before {
+            return Err(self.fail(&format!(
+                "READ-ONLY: peek/has_pending of {id:?} changed the disk"
+            )));
+        }
+        let snapshot = self.model.snapshot(parent);
+        let drained = ob
+            .drain(&id)
+            .map_err(|e| self.fail(&format!("drain failed: {e}")))?;
+        let now = self.clock.now();
+        self.model
+            .delivered(
+                parent,
+                &snapshot,
+                &drained.records,
+                drained.ledger_was_corrupt,
+                now,
+            )
+            .map_err(|e| self.fail(&e))?;
+        self.model.consumed(parent, &drained.records, true, now);
+        let key = |r: &Record| (r.child_session_id.clone(), model::identity(r));
+        let mut a: Vec<_> = peeked.iter().map(key).collect();
+        let mut b: Vec<_> = drained.records.iter().map(key).collect();
+        a.sort();
+        b.sort();
+        if pending == drained.records.is_empty() || a != b {
+            return Err(self.fail(&format!(
+                "PEEK/PENDING: has_pending={pending}, peek={a:?}, but the drain delivered {b:?}"
+            )));
+        }
+        Ok(())
+    }
+
+    /// With nothing in flight: forget one child, and check that exactly its
+    /// records went.
+    fn forget(&mut self, parent: usize) -> Result<(), String> {
+        let ob = self.direct();
+        let id = self.parents[parent].clone();
+        let child = child_name(parent, self.rng.below(2 * CHILDREN_PER_PRODUCER));
+        let before = ob
+            .peek(&id)
+            .map_err(|e| self.fail(&format!("peek failed: {e}")))?;
+        ob.forget_child(&id, &child)
+            .map_err(|e| self.fail(&format!("forget_child failed: {e}")))?;
+        let after = ob
+            .peek(&id)
+            .map_err(|e| self.fail(&format!("peek failed: {e}")))?;
+        let expected: Vec<_> = before
+            .iter()
+            .filter(|r| r.child_session_id != child)
+            .cloned()
+            .collect();
+        if after != expected {
+            return Err(self.fail(&format!(
+                "FORGET: forget_child({child:?}) left {after:?}, expected {expected:?}"
+            )));
+        }
+        self.model.remove_child(parent, &child);
+        Ok(())
+    }
+
+    /// With nothing in flight: sweep records older than a random age, and
+    /// check that exactly the old ones went.
+    fn sweep(&mut self, parent: usize) -> Result<(), String> {
+        let ob = self.direct();
+        let id = self.parents[parent].clone();
+        let age = Duration::from_secs(3_600 * [1, 24, 24 * 15][self.rng.below(3)]);
+        let before = ob
+            .peek(&id)
+            .map_err(|e| self.fail(&format!("peek failed: {e}")))?;
+        ob.sweep_stale(&id, age)
+            .map_err(|e| self.fail(&format!("sweep_stale failed: {e}")))?;
+        let after = ob
+            .peek(&id)
+            .map_err(|e| self.fail(&format!("peek failed: {e}")))?;
+        let now = self.clock.now();
+        for r in &before {
+            let old = r.timestamp.age_at(now) > age;
+            let kept = after.contains(r);
+            let should_drop = old && !r.timestamp.is_zero();
+            if should_drop == kept {
+                return Err(self.fail(&format!(
+                    "SWEEP: sweep_stale(age {age:?}) {} {r:?} (now {now:?})",
+                    if kept {
+                        "kept the stale"
+                    } else {
+                        "dropped the fresh"
+                    }
+                )));
+            }
+            if !kept {
+                self.model.remove_child(parent, &r.child_session_id);
+            }
+        }
+        Ok(())
+    }
+
+    // ----------------------------------------------------------------------
+    // The run
+    // ----------------------------------------------------------------------
+
+    fn run(mut self, steps: usize) -> Result<Stats, String> {
+        for _ in 0..steps {
+            let roll = self.rng.below(1000);
+            let idle: Vec<usize> = (0..self.actors.len()).filter(|&a| !self.busy(a)).collect();
+            if roll < 4 {
+                self.crash()?;
+            } else if roll < 12 && !self.fault_armed {
+                self.arm_fault();
+            } else if roll < 40 && self.fault_armed {
+                self.faults.disarm();
+                self.fault_armed = false;
+            } else if roll < 46 {
+                self.step_clock();
+            } else if roll < 80 && self.in_flight.is_empty() && !self.fault_armed {
+                let parent = self.rng.below(self.parents.len());
+                match self.rng.below(6) {
+                    0 => self.forget(parent)?,
+                    1 => self.sweep(parent)?,
+                    _ => self.check_quiescent(parent)?,
+                }
+            } else if roll < 400 && !idle.is_empty() {
+                let actor = idle[self.rng.below(idle.len())];
+                self.start_task(actor);
+            } else {
+                self.step_one()?;
+            }
+        }
+        // The end: no more faults, let everything finish, drain everything.
+        self.faults.disarm();
+        self.fault_armed = false;
+        self.run_all_to_completion()?;
+        for parent in 0..self.parents.len() {
+            for _ in 0..2 {
+                self.check_quiescent(parent)?;
+            }
+        }
+        let names = self.parents.clone();
+        self.model.check_end(&names).map_err(|e| self.fail(&e))?;
+        let Tally {
+            lost_in_window,
+            duplicated_in_window,
+            delivered,
+            ..
+        } = self.model.tally;
+        self.stats.lost_in_window = lost_in_window as u64;
+        self.stats.duplicated_in_window = duplicated_in_window as u64;
+        self.stats.delivered = delivered as u64;
+        Ok(self.stats)
+    }
+}
+
+/// Whether an error message says the records it concerns stay pending.
+fn message_claims_pending(msg: &str) -> bool {
+    let m = msg.to_lowercase();
+    m.contains("stay pending") || m.contains("nothing was marked consumed")
+}
+
+/// Whether an error message admits the records may have been consumed
+/// without reaching the caller.
+fn message_admits_loss(msg: &str) -> bool {
+    let m = msg.to_lowercase();
+    m.contains("may have been marked consumed") || m.contains("may be lost")
+}
+
+/// Runs one seed.
+pub fn run_seed(seed: u64, steps: usize) -> Result<Stats, String> {
+    World::new(seed).run(steps)
+}
+
+fn env_u64(name: &str) -> Option<u64> {
+    std::env::var(name).ok()?.trim().parse().ok()
+}
+
+/// Steps per seed.
+const STEPS: usize = 400;
+
+#[test]
+fn seeded_whole_system_simulation() {
+    let (first, count) = match env_u64("OUTBOX_SIM_SEED") {
+        Some(seed) => (seed, 1),
+        None => (
+            env_u64("OUTBOX_SIM_FIRST_SEED").unwrap_or(0),
+            env_u64("OUTBOX_SIM_SEEDS").unwrap_or(DEFAULT_SEEDS),
+        ),
+    };
+    let mut total = Stats::default();
+    for seed in first..first + count {
+        match run_seed(seed, STEPS) {
+            Ok(stats) => total.add(&stats),
+            Err(e) => panic!("{e}"),
+        }
+    }
+    println!(
+        "sim: seeds {}..{} ok: {} seeds, {} ops, {} tasks, {} crashes, {} faults, \
+         {} clock steps, {} checks, {} delivered, {} lost in window, {} duplicated in window",
+        first,
+        first + count,
+        total.seeds,
+        total.ops,
+        total.tasks,
+        total.crashes,
+        total.faults,
+        total.clock_steps,
+        total.checks,
+        total.delivered,
+        total.lost_in_window,
+        total.duplicated_in_window
+    );
+    assert_eq!(total.seeds, count, "every seed ran");
+    assert!(
+        total.ops > 0 && total.delivered > 0,
+        "the simulation did something"
+    );
+}
+
+#[test]
+fn the_same_seed_replays_the_same_run() {
+    let a = run_seed(7, 200).expect("seed 7");
+    let b = run_seed(7, 200).expect("seed 7");
+    assert_eq!(
+        (a.ops, a.tasks, a.crashes, a.faults, a.delivered),
+        (b.ops, b.tasks, b.crashes, b.faults, b.delivered)
+    );
+}
