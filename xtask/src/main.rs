@@ -7,6 +7,9 @@
 //!   target, run each alone in the release profile, print a summary and
 //!   write `<target dir>/perf/report.json`. See `docs/perf-budget-suite.md`.
 //!
+//! * `sim [--seeds N] [--first F] [--jobs J] | sim --seed S`: run the
+//!   outbox's seeded whole-system simulation over many seeds, or replay one.
+//!
 //! This crate stays lean (serde_json only) because it is compiled before
 //! every perf run.
 
@@ -16,11 +19,12 @@ use std::process::ExitCode;
 
 mod discover;
 mod report;
+mod sim;
 mod test_perf;
 #[cfg(test)]
 mod tidy;
 
-const USAGE: &str = "\
+const USAGE_HEAD: &str = "\
 usage: cargo xtask <command>
 
 commands:
@@ -32,14 +36,20 @@ commands:
         --list     print the perf tests found, run nothing
         FILTER     run only tests whose id contains one of the FILTERs
       PERF_BUDGET_MULTIPLIER is passed through to the tests (CI uses 2.0).
-  help
+";
+
+const USAGE_TAIL: &str = "  help
       Print this message.
 ";
+
+fn usage() -> String {
+    format!("{USAGE_HEAD}{}{USAGE_TAIL}", sim::USAGE)
+}
 
 fn main() -> ExitCode {
     let args: Vec<String> = env::args().skip(1).collect();
     let Some(command) = args.first() else {
-        eprint!("{USAGE}");
+        eprint!("{}", usage());
         return ExitCode::from(2);
     };
     match command.as_str() {
@@ -53,13 +63,23 @@ fn main() -> ExitCode {
             }
             test_perf::run(&args[1..])
         }
+        "sim" => {
+            if let Err(error) = env::set_current_dir(project_root()) {
+                eprintln!(
+                    "xtask: cannot change directory to the workspace root {}: {error}",
+                    project_root().display()
+                );
+                return ExitCode::FAILURE;
+            }
+            sim::run(&args[1..])
+        }
         "help" | "-h" | "--help" => {
-            print!("{USAGE}");
+            print!("{}", usage());
             ExitCode::SUCCESS
         }
         other => {
             eprintln!("xtask: unknown command `{other}`\n");
-            eprint!("{USAGE}");
+            eprint!("{}", usage());
             ExitCode::from(2)
         }
     }
