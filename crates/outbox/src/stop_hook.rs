@@ -147,8 +147,9 @@ pub enum StopOutcome {
     },
 }
 
-/// Why [`on_stop`] failed. In no case is a record lost; the caller should
-/// not block (print nothing) and report the error.
+/// Why [`on_stop`] failed. The caller should not block (print nothing more)
+/// and report the error. No record is lost, with one exception that says so
+/// itself: [`Error::MarksKept`] inside [`Outbox`](StopHookError::Outbox).
 #[derive(Debug, thiserror::Error)]
 pub enum StopHookError<E> {
     /// The consecutive-block counter could not be read or persisted: no
@@ -156,8 +157,10 @@ pub enum StopHookError<E> {
     #[error("stop-hook loop guard: {0}")]
     Guard(#[source] Error),
     /// Checking or draining the inbox failed. If the decision had already
-    /// been emitted, the records were not marked consumed: the next drain
-    /// delivers them again.
+    /// been emitted, the records were not marked consumed (a ledger that had
+    /// become visible was put back): the next drain delivers them again.
+    /// Except for [`Error::MarksKept`], whose message says what stays
+    /// marked and carries the records.
     #[error(transparent)]
     Outbox(Error),
     /// Emitting the decision failed: nothing was marked consumed. The
@@ -370,21 +373,22 @@ mod tests {
     }
 
     #[test]
-    fn a_drain_that_wins_the_race_resets_the_counter() {
+    fn a_re_emitted_consumed_turn_is_nothing_pending() {
         let root = tempfile::tempdir().unwrap();
         let ob = Outbox::open(root.path()).unwrap();
         ob.set_stop_blocks(PARENT, 2).unwrap();
         ob.commit(PARENT, Record::finished("c1", "done")).unwrap();
         let turn = ob.peek(PARENT).unwrap();
-        // Consume the turn, then put the same turn back: pending, yet
-        // nothing is left to deliver.
+        // Consume the turn, then put the same turn back: the inbox is not
+        // empty, yet no drain would deliver anything, so nothing is pending
+        // and the hook writes nothing.
         ob.drain(PARENT).unwrap();
         ob.commit(PARENT, turn[0].clone()).unwrap();
-        assert!(ob.has_pending(PARENT).unwrap());
+        assert!(!ob.has_pending(PARENT).unwrap());
         let mut out = Vec::new();
-        assert_eq!(stop(&ob, true, &mut out), StopOutcome::NoneLeft);
+        assert_eq!(stop(&ob, true, &mut out), StopOutcome::NothingPending);
         assert!(out.is_empty());
-        assert_eq!(ob.stop_blocks(PARENT).unwrap(), 0);
+        assert_eq!(ob.stop_blocks(PARENT).unwrap(), 2);
     }
 
     #[test]
