@@ -238,6 +238,9 @@ struct SweepArgs {
 /// the heartbeat drain. The counter (`runtime/stop-blocks/<id>.json`) is
 /// persisted before draining; if that fails the hook neither blocks nor
 /// drains. Records are marked consumed only after the decision was written.
+/// If the disk then fails both making the consumed ledger durable and
+/// putting the old one back, the block stands (exit 0, a warning on stderr):
+/// an error would make Claude Code ignore it while the records stay marked.
 ///
 /// Empty stdin reads as {}. Unknown fields are ignored. Every error
 /// (malformed JSON, an unusable root, a guard that cannot be persisted)
@@ -561,12 +564,19 @@ fn run_stop_hook(root: &Path, args: StopHookArgs) -> Result<u8, Failure> {
         )),
         StopHookError::Outbox(e) => Failure::error(drain_failure(&e)),
     })?;
-    if let StopOutcome::GuardTripped { blocks } = outcome {
-        let _ = writeln!(
-            io::stderr(),
-            "outbox stop-hook: {blocks} consecutive blocks; not blocking again, the records \
-             stay pending for the heartbeat drain"
-        );
+    match outcome {
+        StopOutcome::GuardTripped { blocks } => {
+            let _ = writeln!(
+                io::stderr(),
+                "outbox stop-hook: {blocks} consecutive blocks; not blocking again, the \
+                 records stay pending for the heartbeat drain"
+            );
+        }
+        StopOutcome::BlockedNotDurable { warning, .. } => {
+            let warning = warning.replace(['\n', '\r'], " ");
+            let _ = writeln!(io::stderr(), "outbox stop-hook: warning: {warning}");
+        }
+        _ => {}
     }
     Ok(EXIT_OK)
 }

@@ -145,11 +145,24 @@ pub enum StopOutcome {
         /// The consecutive-block counter after this block.
         blocks: u32,
     },
+    /// A block decision was emitted for `records`, and the disk then failed
+    /// both making the consumed ledger durable and putting the old one back
+    /// ([`Error::MarksKept`] with the marks visible): the records are marked
+    /// consumed, not durably. The decision stands (reporting an error would
+    /// make Claude Code ignore it, and no later drain would deliver the
+    /// records); a crash may deliver them again.
+    BlockedNotDurable {
+        /// The records the reason lists.
+        records: Vec<Record>,
+        /// The consecutive-block counter after this block.
+        blocks: u32,
+        /// What failed, for a warning.
+        warning: String,
+    },
 }
 
-/// Why [`on_stop`] failed. The caller should not block (print nothing more)
-/// and report the error. No record is lost, with one exception that says so
-/// itself: [`Error::MarksKept`] inside [`Outbox`](StopHookError::Outbox).
+/// Why [`on_stop`] failed. In no case is a record lost; the caller should
+/// not block (print nothing more) and report the error.
 #[derive(Debug, thiserror::Error)]
 pub enum StopHookError<E> {
     /// The consecutive-block counter could not be read or persisted: no
@@ -157,10 +170,10 @@ pub enum StopHookError<E> {
     #[error("stop-hook loop guard: {0}")]
     Guard(#[source] Error),
     /// Checking or draining the inbox failed. If the decision had already
-    /// been emitted, the records were not marked consumed (a ledger that had
-    /// become visible was put back): the next drain delivers them again.
-    /// Except for [`Error::MarksKept`], whose message says what stays
-    /// marked and carries the records.
+    /// been emitted, the records are not marked consumed (a ledger that had
+    /// become visible was put back, see [`Outbox::drain_with`]): the next
+    /// drain delivers them again. (When the old ledger could not be put
+    /// back, the outcome is [`StopOutcome::BlockedNotDurable`] instead.)
     #[error(transparent)]
     Outbox(Error),
     /// Emitting the decision failed: nothing was marked consumed. The
@@ -203,12 +216,28 @@ pub fn on_stop<I: Io, E>(
         .set_stop_blocks(parent, blocks)
         .map_err(StopHookError::Guard)?;
 
-    let drained = outbox
-        .drain_with(parent, |records| emit(&block_decision(records)))
-        .map_err(|e| match e {
-            DrainWithError::Outbox(e) => StopHookError::Outbox(e),
-            DrainWithError::Delivery(e) => StopHookError::Emit(e),
-        })?;
+    let drained = match outbox.drain_with(parent, |records| emit(&block_decision(records))) {
+        Ok(drained) => drained,
+        Err(DrainWithError::Outbox(Error::MarksKept {
+            error,
+            undo,
+            marks_visible: true,
+            records,
+        })) => {
+            let warning = format!(
+                "{error}; putting the old consumed ledger back failed too ({undo}): the block \
+                 stands and its records are marked consumed, not durably (a crash may deliver \
+                 them again)"
+            );
+            return Ok(StopOutcome::BlockedNotDurable {
+                records,
+                blocks,
+                warning,
+            });
+        }
+        Err(DrainWithError::Outbox(e)) => return Err(StopHookError::Outbox(e)),
+        Err(DrainWithError::Delivery(e)) => return Err(StopHookError::Emit(e)),
+    };
     if drained.records.is_empty() {
         outbox
             .set_stop_blocks(parent, 0)
@@ -369,6 +398,41 @@ mod tests {
         let outcome = stop(&ob, false, &mut out);
         assert!(matches!(outcome, StopOutcome::Blocked { blocks: 1, .. }));
         assert!(out[3].contains("turn 4"));
+        assert!(!ob.has_pending(PARENT).unwrap());
+    }
+
+    #[test]
+    fn a_block_whose_marks_cannot_be_undone_stands() {
+        use crate::sim::{CrashIo, Fault, FaultIo, FaultPlan, OpKind, OpKinds};
+        let fs = CrashIo::new();
+        fs.install_dir("/data");
+        let fio = FaultIo::new(fs);
+        let ob = Outbox::open_with("/data", fio.clone()).unwrap();
+        ob.set_stop_blocks(PARENT, 0).unwrap();
+        ob.commit(PARENT, Record::finished("c1", "done")).unwrap();
+        // Renames and directory fsyncs: the counter's (0, 1), the WAL's
+        // (2, 3), the ledger's (4, 5); from the ledger's fsync on, all fail.
+        fio.arm(
+            FaultPlan::from_on(5, Fault::EIO)
+                .counting(OpKinds::of([OpKind::Rename, OpKind::SyncDir])),
+        );
+        let mut out = Vec::new();
+        let outcome = on_stop(&ob, PARENT, false, emit_into(&mut out)).unwrap();
+        fio.disarm();
+        match outcome {
+            StopOutcome::BlockedNotDurable {
+                records,
+                blocks,
+                warning,
+            } => {
+                assert_eq!(records.len(), 1);
+                assert_eq!(blocks, 1);
+                assert!(warning.contains("not durably"), "{warning}");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(out.len(), 1, "the decision was emitted once");
+        // The records are marked: the block is the only delivery.
         assert!(!ob.has_pending(PARENT).unwrap());
     }
 
