@@ -310,7 +310,9 @@ pub fn block_reason(records: &[Record]) -> String {
 mod tests {
     use super::*;
     use crate::Outbox;
+    use parking_lot::Mutex;
     use std::convert::Infallible;
+    use std::path::Path;
 
     const PARENT: &str = "conductor";
 
@@ -434,6 +436,78 @@ mod tests {
         assert_eq!(out.len(), 1, "the decision was emitted once");
         // The records are marked: the block is the only delivery.
         assert!(!ob.has_pending(PARENT).unwrap());
+    }
+
+    /// The real file system, plus a rival: right after the stop-blocks
+    /// counter is renamed into place (between the hook's pending check and
+    /// its drain), another outbox on the same root drains the parent.
+    struct RivalIo {
+        inner: crate::io::StdIo,
+        rival: Mutex<Option<Outbox>>,
+    }
+
+    impl Io for RivalIo {
+        type File = <crate::io::StdIo as Io>::File;
+        type Reader = <crate::io::StdIo as Io>::Reader;
+        type Lock = <crate::io::StdIo as Io>::Lock;
+        fn create_new(&self, path: &Path) -> std::io::Result<Self::File> {
+            self.inner.create_new(path)
+        }
+        fn write_all(&self, file: &mut Self::File, data: &[u8]) -> std::io::Result<()> {
+            self.inner.write_all(file, data)
+        }
+        fn sync_file(&self, file: &mut Self::File) -> std::io::Result<()> {
+            self.inner.sync_file(file)
+        }
+        fn open_read(&self, path: &Path) -> std::io::Result<Option<Self::Reader>> {
+            self.inner.open_read(path)
+        }
+        fn rename(&self, from: &Path, to: &Path) -> std::io::Result<()> {
+            self.inner.rename(from, to)?;
+            if to.parent().is_some_and(|d| d.ends_with("stop-blocks"))
+                && let Some(rival) = self.rival.lock().take()
+            {
+                assert_eq!(rival.drain(PARENT).unwrap().records.len(), 1);
+            }
+            Ok(())
+        }
+        fn sync_dir(&self, dir: &Path) -> std::io::Result<()> {
+            self.inner.sync_dir(dir)
+        }
+        fn remove_file(&self, path: &Path) -> std::io::Result<bool> {
+            self.inner.remove_file(path)
+        }
+        fn file_len(&self, path: &Path) -> std::io::Result<Option<u64>> {
+            self.inner.file_len(path)
+        }
+        fn create_dir_all(&self, dir: &Path) -> std::io::Result<()> {
+            self.inner.create_dir_all(dir)
+        }
+        fn list_dir(&self, dir: &Path) -> std::io::Result<Vec<std::ffi::OsString>> {
+            self.inner.list_dir(dir)
+        }
+        fn lock(&self, path: &Path) -> std::io::Result<Self::Lock> {
+            self.inner.lock(path)
+        }
+    }
+
+    #[test]
+    fn a_drain_that_wins_the_race_resets_the_counter() {
+        let root = tempfile::tempdir().unwrap();
+        let ob = Outbox::open(root.path()).unwrap();
+        ob.set_stop_blocks(PARENT, 2).unwrap();
+        ob.commit(PARENT, Record::finished("c1", "done")).unwrap();
+        let io = RivalIo {
+            inner: crate::io::StdIo::new(),
+            rival: Mutex::new(Some(ob.clone())),
+        };
+        let hooked = Outbox::open_with(root.path(), io).unwrap();
+        let mut out = Vec::new();
+        let outcome = on_stop(&hooked, PARENT, true, emit_into(&mut out)).unwrap();
+        assert_eq!(outcome, StopOutcome::NoneLeft);
+        assert!(hooked.io().rival.lock().is_none(), "the rival drained");
+        assert!(out.is_empty());
+        assert_eq!(ob.stop_blocks(PARENT).unwrap(), 0);
     }
 
     #[test]
