@@ -126,6 +126,32 @@ fn plain_drain_whose_ledger_dir_fsync_fails_once_leaves_the_records_pending() {
     assert_eq!(children(&ob.drain(PARENT).unwrap().records), ["c1"]);
 }
 
+/// Plain `drain`: every directory fsync fails from the ledger's on, so the
+/// old ledger is put back but not durably. The records are pending now and
+/// the error says a crash may still mark them.
+#[test]
+fn plain_drain_whose_undo_is_not_durable_says_so_and_leaves_the_records_pending() {
+    let (fio, ob) = sim();
+    ob.commit(PARENT, finished("c1", "one")).unwrap();
+    fio.arm(FaultPlan::from_on(1, Fault::EIO).counting(OpKinds::of([OpKind::SyncDir])));
+    let err = ob.drain(PARENT).unwrap_err();
+    fio.disarm();
+    match &err {
+        Error::MarksKept {
+            marks_visible: false,
+            records,
+            ..
+        } => assert_eq!(children(records), ["c1"]),
+        other => panic!("expected MarksKept, not visible: {other:?}"),
+    }
+    let message = err.to_string();
+    assert!(
+        message.contains("not marked consumed now") && message.contains("crash"),
+        "{message}"
+    );
+    assert_eq!(children(&ob.drain(PARENT).unwrap().records), ["c1"]);
+}
+
 /// `drain_with`, the disk fails persistently after delivery: the marks
 /// cannot be undone; the error says the records are marked consumed.
 #[test]
