@@ -87,7 +87,10 @@ enum Command {
 /// (--finished --status, optionally --summary, capped at 32 KiB), or one
 /// record as a JSON object on stdin (--json, the on-disk field format, as
 /// printed by `drain --json`). A record replaces any pending record of the
-/// same child (last wins). Returns once the record is durable.
+/// same child (last wins). Returns once the record is durable. Warns on
+/// stderr when the turn was already consumed (no drain will deliver it; a
+/// new --output-hash marks a new turn) and when unreadable lines of the
+/// inbox were set aside in a quarantine file.
 #[derive(Debug, Args)]
 #[command(after_help = "\
 Examples:
@@ -161,7 +164,8 @@ struct CommitArgs {
 /// At least once: records are marked consumed only after the output was
 /// written and flushed. If writing fails, or the command exits 2 after
 /// printing, nothing printed was marked consumed: the next drain prints it
-/// again.
+/// again. (One exception, named in the error: the disk failed both making
+/// the consumed ledger durable and putting the old one back.)
 #[derive(Debug, Args)]
 #[command(after_help = "\
 Examples:
@@ -234,6 +238,9 @@ struct SweepArgs {
 /// the heartbeat drain. The counter (`runtime/stop-blocks/<id>.json`) is
 /// persisted before draining; if that fails the hook neither blocks nor
 /// drains. Records are marked consumed only after the decision was written.
+/// If the disk then fails both making the consumed ledger durable and
+/// putting the old one back, the block stands (exit 0, a warning on stderr):
+/// an error would make Claude Code ignore it while the records stay marked.
 ///
 /// Empty stdin reads as {}. Unknown fields are ignored. Every error
 /// (malformed JSON, an unusable root, a guard that cannot be persisted)
@@ -441,8 +448,34 @@ fn commit(root: &Path, args: CommitArgs) -> Result<u8, Failure> {
         ));
     }
     check_parent(root, &args.parent)?;
-    let stamped = Outbox::open(root)?.commit(&args.parent, record)?;
+    let committed = Outbox::open(root)?.commit(&args.parent, record)?;
+    for path in &committed.quarantined {
+        warn(&format!(
+            "unreadable lines of the inbox were set aside in {}",
+            path.display()
+        ));
+    }
+    let stamped = &committed.record;
+    if committed.already_consumed {
+        warn(&format!(
+            "child {:?}'s turn {} was already consumed by {:?}; no drain will deliver it \
+             (a new --output-hash, or last_output_hash, marks a new turn)",
+            stamped.child_session_id,
+            stamped.turn_key(),
+            args.parent
+        ));
+    }
     print(format!("{}\n", stamped.turn_fingerprint).as_bytes())
+}
+
+/// The message of a drain that failed in the outbox, saying what became of
+/// the records: pending, unless the error itself says otherwise.
+fn drain_failure(e: &outbox::Error) -> String {
+    match e {
+        // It says what is marked and which children.
+        outbox::Error::MarksKept { .. } => e.to_string(),
+        _ => format!("{e}; nothing was marked consumed, the records stay pending"),
+    }
 }
 
 fn drain(root: &Path, args: &DrainArgs) -> Result<u8, Failure> {
@@ -459,9 +492,7 @@ fn drain(root: &Path, args: &DrainArgs) -> Result<u8, Failure> {
             DrainWithError::Delivery(e) => Failure::error(format!(
                 "write stdout: {e}; nothing was marked consumed, the records stay pending"
             )),
-            DrainWithError::Outbox(e) => Failure::error(format!(
-                "{e}; nothing was marked consumed, the records stay pending"
-            )),
+            DrainWithError::Outbox(e) => Failure::error(drain_failure(&e)),
         })?;
     for path in &drained.quarantined {
         warn(&format!(
@@ -531,16 +562,21 @@ fn run_stop_hook(root: &Path, args: StopHookArgs) -> Result<u8, Failure> {
         StopHookError::Emit(e) => Failure::error(format!(
             "write stdout: {e}; nothing was marked consumed, the records stay pending"
         )),
-        StopHookError::Outbox(e) => Failure::error(format!(
-            "{e}; nothing was marked consumed, the records stay pending"
-        )),
+        StopHookError::Outbox(e) => Failure::error(drain_failure(&e)),
     })?;
-    if let StopOutcome::GuardTripped { blocks } = outcome {
-        let _ = writeln!(
-            io::stderr(),
-            "outbox stop-hook: {blocks} consecutive blocks; not blocking again, the records \
-             stay pending for the heartbeat drain"
-        );
+    match outcome {
+        StopOutcome::GuardTripped { blocks } => {
+            let _ = writeln!(
+                io::stderr(),
+                "outbox stop-hook: {blocks} consecutive blocks; not blocking again, the \
+                 records stay pending for the heartbeat drain"
+            );
+        }
+        StopOutcome::BlockedNotDurable { warning, .. } => {
+            let warning = warning.replace(['\n', '\r'], " ");
+            let _ = writeln!(io::stderr(), "outbox stop-hook: warning: {warning}");
+        }
+        _ => {}
     }
     Ok(EXIT_OK)
 }
@@ -586,6 +622,30 @@ mod tests {
         assert!(parse(&format!("{commit} --json --child c")).is_err());
         assert!(parse(&format!("{commit} --json")).is_ok());
         assert!(parse(&format!("{commit} --child c --from a --to b --summary s")).is_err());
+    }
+
+    #[test]
+    fn drain_failures_say_what_became_of_the_records() {
+        let io = |op| outbox::Error::Io {
+            op,
+            path: "/r/runtime/consumed-turns/p.json".into(),
+            to: None,
+            source: io::Error::from_raw_os_error(5),
+        };
+        let plain = drain_failure(&io("fsync directory"));
+        assert!(plain.ends_with("the records stay pending"), "{plain}");
+        let kept = outbox::Error::MarksKept {
+            error: Box::new(io("fsync directory")),
+            undo: Box::new(io("rename")),
+            marks_visible: true,
+            records: vec![Record::finished("w1", "ok")],
+        };
+        let message = drain_failure(&kept);
+        assert!(!message.contains("stay pending"), "{message}");
+        assert!(
+            message.contains("stay marked consumed") && message.contains("\"w1\""),
+            "{message}"
+        );
     }
 
     #[test]

@@ -102,7 +102,7 @@ fn inbox_template(n: usize) -> Vec<u8> {
     let r = record(0);
     let committed = outbox.commit(PARENT, r.clone()).expect("commit");
     assert_eq!(
-        committed,
+        committed.record,
         stamped(r, PARENT),
         "stamping drifted from commit"
     );

@@ -4,6 +4,8 @@ use std::fmt;
 use std::io;
 use std::path::{Path, PathBuf};
 
+use crate::Record;
+
 /// Everything that can go wrong in an outbox operation.
 ///
 /// Every file-system error names the operation and the path it failed on.
@@ -49,6 +51,99 @@ pub enum Error {
         #[source]
         source: serde_json::Error,
     },
+    /// A commit was given an id or key longer than
+    /// [`MAX_FIELD_BYTES`](crate::MAX_FIELD_BYTES).
+    #[error("record field {field} is {len} bytes long; the limit is {limit} bytes")]
+    FieldTooLong {
+        /// The field's name, e.g. `"child_session_id"`.
+        field: &'static str,
+        /// Its length in bytes.
+        len: usize,
+        /// The limit.
+        limit: usize,
+    },
+    /// The consumed ledger is larger than the outbox reads or writes. It is
+    /// never treated as empty: that would deliver consumed turns again.
+    #[error(
+        "consumed ledger {}: {len} bytes, over the {limit}-byte limit; not treated as empty \
+         (that would deliver consumed turns again): forget children (forget_child) or move \
+         the file aside to reset it",
+        path.display()
+    )]
+    LedgerTooLarge {
+        /// The ledger file.
+        path: PathBuf,
+        /// Its size (at least this many bytes).
+        len: u64,
+        /// The limit.
+        limit: u64,
+    },
+    /// A drain, `drain_with` or `forget_child` of a parent was called from
+    /// inside a `drain_with` callback of the same parent, on the same thread:
+    /// it would wait for itself forever.
+    #[error(
+        "lock {} is already held by this thread: a drain, drain_with or forget_child of a \
+         parent cannot be called from inside a drain_with callback of the same parent",
+        path.display()
+    )]
+    Reentrant {
+        /// The lock file already held.
+        path: PathBuf,
+    },
+    /// A drain could not make its consumed ledger durable after the new
+    /// ledger had become visible, and could not put the old one back
+    /// durably either. `records` were marked consumed, and the drain
+    /// returns this error instead of them: here they are.
+    #[error("{}", marks_kept_message(error, undo, *marks_visible, records))]
+    MarksKept {
+        /// Why the ledger write failed.
+        error: Box<Error>,
+        /// Why putting the old ledger back failed.
+        undo: Box<Error>,
+        /// `true`: the old ledger could not be put back, the marks are
+        /// visible and no later drain delivers `records`. `false`: the old
+        /// ledger is back but not durable: the records are pending, and a
+        /// crash before the next durable write may still mark them consumed.
+        marks_visible: bool,
+        /// The records the failed drain marked consumed. When
+        /// `marks_visible` is `false` they are pending again and the next
+        /// drain delivers them: act on them here only if acting twice is
+        /// safe.
+        records: Vec<Record>,
+    },
+}
+
+fn marks_kept_message(error: &Error, undo: &Error, visible: bool, records: &[Record]) -> String {
+    const SHOWN: usize = 10;
+    let mut children: Vec<String> = records
+        .iter()
+        .take(SHOWN)
+        .map(|r| {
+            let id = &r.child_session_id;
+            match id.char_indices().nth(64) {
+                Some((cut, _)) => format!("{:?}…", &id[..cut]),
+                None => format!("{id:?}"),
+            }
+        })
+        .collect();
+    if records.len() > SHOWN {
+        children.push(format!("and {} more", records.len() - SHOWN));
+    }
+    let n = records.len();
+    let children = children.join(", ");
+    if visible {
+        format!(
+            "{error}; putting the old consumed ledger back failed too ({undo}): {n} record(s) \
+             stay marked consumed although the drain failed, and no later drain delivers \
+             them: children {children}"
+        )
+    } else {
+        format!(
+            "{error}; the old consumed ledger was put back but not made durable ({undo}): \
+             {n} record(s) are not marked consumed now, but a crash may still mark them: \
+             children {children}"
+        )
+    }
 }
 
 struct Arrow<'a>(Option<&'a Path>);
@@ -85,7 +180,10 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 /// The error of [`Outbox::drain_with`](crate::Outbox::drain_with).
 #[derive(Debug, thiserror::Error)]
 pub enum DrainWithError<E> {
-    /// The outbox failed; what was staged stays staged for the next drain.
+    /// The outbox failed. Nothing is marked consumed: the records stay
+    /// pending (staged for the next drain), whether or not `deliver` ran.
+    /// The one exception says so itself: [`Error::MarksKept`], when the
+    /// ledger could not be made durable and the old one not put back.
     #[error(transparent)]
     Outbox(#[from] Error),
     /// The caller's delivery failed; nothing was marked consumed and the

@@ -3,6 +3,8 @@
 //! On disk: `runtime/consumed-turns/<id>.json`, a JSON object mapping a turn
 //! fingerprint to the Unix second it was consumed. Always replaced with the
 //! durable-write recipe, so it is never torn.
+//!
+//! Pruning reads the clock but does not trust it: see [`Ledger::prune`].
 
 use std::collections::BTreeMap;
 use std::io::Read;
@@ -10,11 +12,13 @@ use std::path::Path;
 use std::time::Duration;
 
 use crate::durable::{WriteFailed, write_durable};
-use crate::error::{IoContext, Result};
+use crate::error::{Error, IoContext, Result};
 use crate::io::Io;
 
 /// How long a consumed turn is remembered: entries older than this are
-/// pruned whenever the ledger is saved.
+/// pruned whenever a drain marks new turns. Clock steps never shorten it by
+/// more than the step, and a step larger than the TTL shortens it not at all
+/// (see the crate documentation, "Consumed ledger").
 pub const LEDGER_TTL: Duration = Duration::from_secs(14 * 24 * 3600);
 
 /// The largest ledger file read, in bytes (about a million entries).
@@ -42,9 +46,11 @@ impl Ledger {
             .read_to_end(&mut bytes)
             .at("read ledger", path)?;
         if bytes.len() as u64 > MAX_LEDGER_BYTES {
-            return Ok(Self {
-                entries: BTreeMap::new(),
-                was_corrupt: true,
+            // Never an empty ledger: that would forget every mark.
+            return Err(Error::LedgerTooLarge {
+                path: path.to_owned(),
+                len: bytes.len() as u64,
+                limit: MAX_LEDGER_BYTES,
             });
         }
         if bytes.iter().all(u8::is_ascii_whitespace) {
@@ -69,16 +75,53 @@ impl Ledger {
         self.entries.contains_key(turn)
     }
 
-    /// Drops entries consumed more than [`LEDGER_TTL`] before `now`.
+    /// Drops entries consumed more than [`LEDGER_TTL`] before `now`, robust
+    /// to clock steps. Call it before stamping new entries with `now`.
+    ///
+    /// - An entry stamped after `now` (the clock was ahead and has been set
+    ///   back) is restamped `now`: it is kept one TTL from now, not forever.
+    /// - When even the newest entry is older than the TTL, the clock has
+    ///   stepped forward (a machine that booted at 1970, then NTP) or the
+    ///   parent drained nothing for a whole TTL; the two look alike, and
+    ///   forgetting every turn at once is the harm, so the whole ledger is
+    ///   shifted forward until its newest entry is stamped `now` (the ages
+    ///   between entries are kept) and nothing is dropped.
+    /// - Otherwise entries older than the TTL are dropped. A forward step
+    ///   shorter than the TTL ages every entry by the step.
     pub fn prune(&mut self, now_unix: i64) {
-        let cutoff = now_unix.saturating_sub(LEDGER_TTL.as_secs() as i64);
+        let ttl = LEDGER_TTL.as_secs() as i64;
+        for consumed in self.entries.values_mut() {
+            *consumed = (*consumed).min(now_unix);
+        }
+        let Some(&newest) = self.entries.values().max() else {
+            return;
+        };
+        if newest < now_unix.saturating_sub(ttl) {
+            let shift = now_unix.saturating_sub(newest);
+            for consumed in self.entries.values_mut() {
+                *consumed = consumed.saturating_add(shift);
+            }
+            return;
+        }
+        let cutoff = now_unix.saturating_sub(ttl);
         self.entries.retain(|_, consumed| *consumed >= cutoff);
     }
 
-    /// Prunes, then replaces the file durably (1 file + 1 directory fsync).
-    pub fn save<I: Io>(&mut self, io: &I, path: &Path, now_unix: i64) -> Result<(), WriteFailed> {
-        self.prune(now_unix);
+    /// Replaces the file durably (1 file + 1 directory fsync). A ledger
+    /// that would not be read back (over the size limit) is refused before
+    /// anything is written.
+    pub fn save<I: Io>(&self, io: &I, path: &Path) -> Result<(), WriteFailed> {
         let bytes = self.encode();
+        if bytes.len() as u64 > MAX_LEDGER_BYTES {
+            return Err(WriteFailed {
+                renamed: false,
+                error: Error::LedgerTooLarge {
+                    path: path.to_owned(),
+                    len: bytes.len() as u64,
+                    limit: MAX_LEDGER_BYTES,
+                },
+            });
+        }
         write_durable(io, path, &bytes)
     }
 
@@ -108,10 +151,37 @@ mod tests {
         ledger
             .entries
             .insert("old".into(), now - LEDGER_TTL.as_secs() as i64 - 1);
-        ledger.save(&io, &path, now).unwrap();
+        ledger.prune(now);
+        ledger.save(&io, &path).unwrap();
         let back = Ledger::load(&io, &path).unwrap();
         assert!(back.contains("fresh") && back.contains("edge") && !back.contains("old"));
         assert!(!back.was_corrupt);
+    }
+
+    #[test]
+    fn pruning_survives_clock_steps_both_ways() {
+        let ttl = LEDGER_TTL.as_secs() as i64;
+        let day = 24 * 3600;
+        // Stamped at 1970 (no clock yet), then NTP: nothing is forgotten.
+        let mut ledger = Ledger::default();
+        ledger.entries.insert("a".into(), 1_000);
+        ledger.entries.insert("b".into(), 1_000 - day);
+        let now = 1_780_000_000;
+        ledger.prune(now);
+        assert_eq!(ledger.entries["a"], now);
+        assert_eq!(ledger.entries["b"], now - day);
+        // Stamped in the far future, then the clock was corrected: kept
+        // one TTL from now, then dropped.
+        let mut ledger = Ledger::default();
+        ledger.entries.insert("future".into(), 3_800_000_000);
+        ledger.entries.insert("recent".into(), now - day);
+        ledger.prune(now);
+        assert_eq!(ledger.entries["future"], now);
+        ledger.prune(now + ttl);
+        assert!(ledger.contains("future") && !ledger.contains("recent"));
+        ledger.entries.insert("later".into(), now + ttl);
+        ledger.prune(now + ttl + 1);
+        assert!(!ledger.contains("future") && ledger.contains("later"));
     }
 
     #[test]

@@ -24,8 +24,10 @@
 //! let children: Vec<_> = drained.records.iter().map(|r| r.child_session_id.as_str()).collect();
 //! assert_eq!(children, ["child-1", "child-2"]);
 //!
-//! // Re-committing the same turn does not deliver it again.
-//! outbox.commit("parent-A", Record::transition("child-2", "running", "waiting"))?;
+//! // Re-committing the same turn does not deliver it again, and commit says so.
+//! let again = outbox.commit("parent-A", Record::transition("child-2", "running", "waiting"))?;
+//! assert!(again.already_consumed);
+//! assert!(!outbox.has_pending("parent-A")?);
 //! assert!(outbox.drain("parent-A")?.records.is_empty());
 //!
 //! // At-least-once: the ledger is persisted only once delivery succeeded.
@@ -55,13 +57,58 @@
 //! # Guarantees
 //!
 //! - [`Outbox::commit`] returns `Ok` only when the record is durable; at most
-//!   one record per child is pending (last wins).
+//!   one record per child is pending (last wins, by commit order: the
+//!   timestamp plays no part). Its [`Committed`] result says whether the
+//!   turn was already consumed (then no drain delivers it) and which
+//!   quarantine files it wrote. Ids and keys are bounded
+//!   ([`MAX_FIELD_BYTES`]).
 //! - [`Outbox::drain`] never returns a turn twice; a crash after its ledger
 //!   write and before the caller acts loses the records *to the caller*
 //!   (the documented window).
 //! - [`Outbox::drain_with`] never loses a record; a crash after delivery and
 //!   before the ledger is durable delivers it again (the only duplicate
 //!   window).
+//! - A drain that returns an error leaves its records pending, marked by
+//!   nothing, even when the ledger's directory fsync failed after its
+//!   rename (the old ledger is put back). The one exception is
+//!   [`Error::MarksKept`]: putting it back failed too, and the error says
+//!   so and carries the records.
+//! - [`Outbox::has_pending`] and [`Outbox::peek`] agree with what a drain
+//!   would deliver: a pending record whose turn is consumed is not pending.
+//! - A drain, `drain_with` or `forget_child` called from inside a
+//!   `drain_with` callback of the same parent is an [`Error::Reentrant`],
+//!   not a deadlock.
+//!
+//! # Turn identity
+//!
+//! A turn is delivered at most once; its identity is [`Record::turn_key`],
+//! the key of the consumed ledger. agent-deck's [`turn_fingerprint`] stays
+//! what is stored in `turn_fingerprint` (wire compatibility), and lines of
+//! agent-deck's files keep it as their identity, so they deduplicate exactly
+//! as agent-deck does. But that fingerprint ignores `last_output_hash` for a
+//! completion, so a child that finished a second turn with the same status
+//! and summary looked like a re-emit of the first and was swallowed. A
+//! commit therefore also stamps [`turn_id`] into the record's `turn_id`
+//! field (not an agent-deck field; agent-deck ignores it) for a completion
+//! with a non-empty `last_output_hash`, and the identity includes the hash.
+//! A status flip with a hash is already keyed on it. A record without a
+//! hash carries nothing that tells a new turn from a re-emit of an old one:
+//! it stays deduplicated, and the commit's
+//! [`already_consumed`](Committed::already_consumed) tells the producer,
+//! who can give a new `last_output_hash` to mark a new turn.
+//!
+//! # Consumed ledger
+//!
+//! Entries are stamped with the clock, but pruning does not trust it: an
+//! entry stamped in the future is restamped now (so one stamped while the
+//! clock read 2090 expires one TTL after the clock was corrected, not
+//! never), and when even the newest entry is older than [`LEDGER_TTL`] (a
+//! machine that booted at 1970 and was then set by NTP, or a parent idle
+//! for a whole TTL) the ledger is shifted forward rather than emptied. A
+//! forward step shorter than the TTL ages entries by the step. Keys are
+//! bounded ([`MAX_TURN_KEY_BYTES`]), and a ledger over the 64 MiB read limit
+//! is an [`Error::LedgerTooLarge`], never read as empty (that would deliver
+//! consumed turns again); a drain refuses to write one.
 //! - Commits and drains of one parent exclude each other across threads
 //!   (in-process locks) and processes (lock files), so a producer never
 //!   loses a record to a concurrent drain.
@@ -94,10 +141,10 @@ mod timestamp;
 pub use error::{DrainWithError, Error, Result};
 pub use io::StdIo;
 pub use ledger::LEDGER_TTL;
-pub use outbox::{DEFAULT_STALE_AGE, Drained, Outbox};
+pub use outbox::{Committed, DEFAULT_STALE_AGE, Drained, Outbox};
 pub use paths::{ParentPaths, sanitize_id};
 pub use record::{
-    KIND_FINISHED, MAX_SUMMARY_BYTES, Record, TRUNCATION_MARKER, event_fingerprint,
-    turn_fingerprint,
+    KIND_FINISHED, MAX_FIELD_BYTES, MAX_SUMMARY_BYTES, MAX_TURN_KEY_BYTES, Record,
+    TRUNCATION_MARKER, event_fingerprint, turn_fingerprint, turn_id,
 };
 pub use timestamp::{Timestamp, TimestampError};

@@ -1,11 +1,12 @@
 //! [`Outbox`]: commit, the two-phase drain, and housekeeping.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::convert::Infallible;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::thread::ThreadId;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use parking_lot::{Mutex, RawMutex, lock_api::ArcMutexGuard};
@@ -16,7 +17,7 @@ use crate::format::{BadLine, MAX_LINE_BYTES, Scan, encode_line, for_each_record}
 use crate::io::{Io, StdIo};
 use crate::ledger::Ledger;
 use crate::paths::{INBOX_DIR, LEDGER_DIR, ParentPaths, STOP_BLOCKS_DIR, WAL_DIR};
-use crate::record::{Record, event_fingerprint, turn_fingerprint};
+use crate::record::{MAX_FIELD_BYTES, Record, event_fingerprint, turn_fingerprint, turn_id};
 use crate::timestamp::Timestamp;
 
 /// How old a pending record must be before [`Outbox::sweep_stale`] drops it
@@ -45,6 +46,9 @@ struct Inner<I> {
     /// One mutex per lock file, so threads of this process exclude each
     /// other before they contend for the (per-process) file lock.
     locks: Mutex<HashMap<PathBuf, Arc<Mutex<()>>>>,
+    /// The thread holding each lock of `locks`, so a thread that asks
+    /// again for a lock it holds gets an error instead of a deadlock.
+    holders: Mutex<HashMap<PathBuf, ThreadId>>,
 }
 
 impl<I: Io> Clone for Outbox<I> {
@@ -65,7 +69,7 @@ impl<I: Io> std::fmt::Debug for Outbox<I> {
 }
 
 /// What a drain returned.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Debug, Default)]
 pub struct Drained {
     /// The records handed to the caller: one per child, the latest, each
     /// turn at most once, in the order the children were first seen.
@@ -87,7 +91,23 @@ pub struct Drained {
     pub ledger_was_corrupt: bool,
     /// The WAL could not be removed once the ledger was durable. Harmless:
     /// the next drain skips its (consumed) records and removes it.
-    pub cleanup_error: Option<String>,
+    pub cleanup_error: Option<Error>,
+}
+
+/// What a commit did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Committed {
+    /// The record as written (stamped).
+    pub record: Record,
+    /// The record's turn was already consumed by the parent when it was
+    /// committed: no drain will deliver it (see [`Record::turn_key`]).
+    pub already_consumed: bool,
+    /// Lines of the inbox that could not be read; the commit copied them to
+    /// a quarantine file before it replaced the inbox.
+    pub bad_lines: Vec<BadLine>,
+    /// The quarantine files written by this commit.
+    pub quarantined: Vec<PathBuf>,
 }
 
 /// Records staged by phase 1 of a drain.
@@ -98,11 +118,28 @@ struct Staged {
     quarantined: Vec<PathBuf>,
 }
 
-/// Both locks of one lock file: the in-process mutex and the file lock.
-/// Field order is drop order: the file lock is released first.
-struct Held<I: Io> {
+/// What [`Outbox::rewrite_inbox_reporting`] did.
+struct Rewritten {
+    dropped: usize,
+    bad_lines: Vec<BadLine>,
+    quarantined: Option<PathBuf>,
+}
+
+/// Both locks of one lock file, the in-process mutex and the file lock, and
+/// this thread's entry in the holders map (cleared on drop, while the
+/// mutex is still held). Field order is drop order: the file lock is
+/// released first.
+struct ThreadAndFileLock<'a, I: Io> {
     _file: I::Lock,
     _thread: ArcMutexGuard<RawMutex, ()>,
+    holders: &'a Mutex<HashMap<PathBuf, ThreadId>>,
+    path: PathBuf,
+}
+
+impl<I: Io> Drop for ThreadAndFileLock<'_, I> {
+    fn drop(&mut self) {
+        self.holders.lock().remove(&self.path);
+    }
 }
 
 impl Outbox<StdIo> {
@@ -134,6 +171,7 @@ impl<I: Io> Outbox<I> {
                 root,
                 io,
                 locks: Mutex::new(HashMap::new()),
+                holders: Mutex::new(HashMap::new()),
             }),
             clock: Arc::new(SystemTime::now),
         })
@@ -173,13 +211,25 @@ impl<I: Io> Outbox<I> {
         }
     }
 
-    fn lock(&self, path: &Path) -> Result<Held<I>> {
+    /// Takes both locks of the lock file `path`; an error, not a deadlock,
+    /// when this thread already holds them (a call from inside a
+    /// `drain_with` callback).
+    fn lock(&self, path: &Path) -> Result<ThreadAndFileLock<'_, I>> {
+        let me = std::thread::current().id();
+        if self.inner.holders.lock().get(path) == Some(&me) {
+            return Err(Error::Reentrant {
+                path: path.to_owned(),
+            });
+        }
         let mutex = Arc::clone(self.inner.locks.lock().entry(path.to_owned()).or_default());
         let thread = mutex.lock_arc();
         let file = self.inner.io.lock(path).at("lock", path)?;
-        Ok(Held {
+        self.inner.holders.lock().insert(path.to_owned(), me);
+        Ok(ThreadAndFileLock {
             _file: file,
             _thread: thread,
+            holders: &self.inner.holders,
+            path: path.to_owned(),
         })
     }
 
@@ -194,15 +244,26 @@ impl<I: Io> Outbox<I> {
     // Commit (producer side)
     // ----------------------------------------------------------------------
 
-    /// Commits `record` to `parent`'s inbox and returns it as written.
+    /// Commits `record` to `parent`'s inbox and returns it as written,
+    /// whether its turn was already consumed, and any quarantine written.
     ///
-    /// The record is stamped first: `done_summary` capped at
+    /// Ids and keys longer than [`MAX_FIELD_BYTES`](crate::MAX_FIELD_BYTES) are
+    /// refused. The record is stamped first: `done_summary` capped at
     /// [`MAX_SUMMARY_BYTES`](crate::MAX_SUMMARY_BYTES), `turn_fingerprint`
-    /// derived when empty, `target_session_id` set to `parent` when empty,
-    /// `timestamp` set to now when zero, and `fp` (the event fingerprint)
-    /// computed. Then, under the inbox locks, every pending record of the
-    /// same child is dropped (last wins) and the new inbox installed
-    /// atomically and durably.
+    /// derived when empty (and then `turn_id`, see
+    /// [`turn_id`](crate::turn_id)), `target_session_id` set to `parent`
+    /// when empty, `timestamp` set to now when zero, and `fp` (the event
+    /// fingerprint) computed. Then, under the inbox locks, every pending
+    /// record of the same child is dropped (last wins) and the new inbox
+    /// installed atomically and durably.
+    ///
+    /// A record whose turn ([`Record::turn_key`]) the parent already
+    /// consumed is written like any other (it supersedes the child's pending
+    /// record) but no drain delivers it:
+    /// [`Committed::already_consumed`] says so. The ledger is read before
+    /// anything is written: if it cannot be read, the commit fails and
+    /// writes nothing. (A drain finishing concurrently may mark the same
+    /// turn just after the check: then that drain delivered it.)
     ///
     /// **Fsyncs: 1 file + 1 directory**, whatever the inbox holds. (If the
     /// inbox holds lines that cannot be read, they are first copied to a
@@ -211,11 +272,21 @@ impl<I: Io> Outbox<I> {
     /// `Ok` means the record is durable. An `Err` from the final directory
     /// fsync means the new inbox may or may not survive a crash; committing
     /// the same record again is safe (same turn, delivered at most once).
-    pub fn commit(&self, parent: &str, mut record: Record) -> Result<Record> {
+    pub fn commit(&self, parent: &str, mut record: Record) -> Result<Committed> {
         let paths = self.paths(parent)?;
+        if let Some((field, len)) = record.oversized_field() {
+            return Err(Error::FieldTooLong {
+                field,
+                len,
+                limit: MAX_FIELD_BYTES,
+            });
+        }
         record.cap_summary();
         if record.turn_fingerprint.is_empty() {
             record.turn_fingerprint = turn_fingerprint(&record);
+            if record.turn_id.is_empty() {
+                record.turn_id = turn_id(&record).unwrap_or_default();
+            }
         }
         if record.target_session_id.is_empty() {
             record.target_session_id = parent.to_owned();
@@ -224,10 +295,7 @@ impl<I: Io> Outbox<I> {
             record.timestamp = Timestamp::from_system_time(self.now()).unwrap_or_default();
         }
         record.fp = event_fingerprint(&record);
-        let line = encode_line(&record).map_err(|source| Error::Encode {
-            child: record.child_session_id.clone(),
-            source,
-        })?;
+        let line = encode(&record)?;
         if line.len() - 1 > MAX_LINE_BYTES {
             return Err(Error::LineTooLong {
                 child: record.child_session_id,
@@ -236,9 +304,19 @@ impl<I: Io> Outbox<I> {
             });
         }
         let _held = self.lock(&paths.inbox_lock)?;
+        // Read before anything is written, so a ledger that cannot be read
+        // fails the commit cleanly instead of leaving the answer unknown.
+        let already_consumed =
+            Ledger::load(&self.inner.io, &paths.ledger)?.contains(&record.turn_key());
         let child = record.child_session_id.as_str();
-        self.rewrite_inbox(&paths, |r| r.child_session_id != child, &line)?;
-        Ok(record)
+        let rewritten =
+            self.rewrite_inbox_reporting(&paths, |r| r.child_session_id != child, &line)?;
+        Ok(Committed {
+            record,
+            already_consumed,
+            bad_lines: rewritten.bad_lines,
+            quarantined: rewritten.quarantined.into_iter().collect(),
+        })
     }
 
     /// Rewrites the inbox keeping the records `keep` accepts, followed by
@@ -247,9 +325,20 @@ impl<I: Io> Outbox<I> {
     fn rewrite_inbox(
         &self,
         paths: &ParentPaths,
-        mut keep: impl FnMut(&Record) -> bool,
+        keep: impl FnMut(&Record) -> bool,
         append: &[u8],
     ) -> Result<usize> {
+        Ok(self.rewrite_inbox_reporting(paths, keep, append)?.dropped)
+    }
+
+    /// [`rewrite_inbox`](Self::rewrite_inbox), also returning the lines it
+    /// set aside and the quarantine file it wrote them to.
+    fn rewrite_inbox_reporting(
+        &self,
+        paths: &ParentPaths,
+        mut keep: impl FnMut(&Record) -> bool,
+        append: &[u8],
+    ) -> Result<Rewritten> {
         let io = &self.inner.io;
         let mut kept = Vec::new();
         let mut dropped = 0;
@@ -266,11 +355,17 @@ impl<I: Io> Outbox<I> {
             .at("read", &paths.inbox)?;
         }
         if dropped == 0 && bad.is_empty() && append.is_empty() {
-            return Ok(0);
+            return Ok(Rewritten {
+                dropped,
+                bad_lines: bad,
+                quarantined: None,
+            });
         }
-        if !bad.is_empty() {
-            self.quarantine(paths, &paths.inbox, &bad)?;
-        }
+        let quarantined = if bad.is_empty() {
+            None
+        } else {
+            Some(self.quarantine(paths, &paths.inbox, &bad)?)
+        };
         kept.extend_from_slice(append);
         if kept.is_empty() {
             if io.remove_file(&paths.inbox).at("remove", &paths.inbox)? {
@@ -280,7 +375,11 @@ impl<I: Io> Outbox<I> {
         } else {
             write_durable(io, &paths.inbox, &kept)?;
         }
-        Ok(dropped)
+        Ok(Rewritten {
+            dropped,
+            bad_lines: bad,
+            quarantined,
+        })
     }
 
     /// Copies the `bad` lines of `source` to a new quarantine file beside
@@ -353,14 +452,22 @@ impl<I: Io> Outbox<I> {
     ///   WAL (or still in the inbox): the next drain delivers them;
     /// - a crash after the ledger's rename was issued and before the caller
     ///   acted on the returned records loses them *to the caller*: they are
-    ///   marked consumed and will not be delivered again. The same holds
-    ///   when the ledger's directory fsync fails and the disk keeps failing:
-    ///   the drain returns the error and tries to put the old ledger back,
-    ///   which a persistently failing disk refuses. Callers that can act
-    ///   twice safely should use [`drain_with`](Self::drain_with), which
+    ///   marked consumed and will not be delivered again. Callers that can
+    ///   act twice safely should use [`drain_with`](Self::drain_with), which
     ///   closes this window.
     ///
-    /// No turn is ever returned twice by this variant.
+    /// **Errors.** An error return leaves no mark for a record the caller
+    /// did not get: a failure before the ledger's rename changes nothing,
+    /// and when only the ledger's directory fsync failed the drain puts the
+    /// old ledger back (a new durable write, not a retry of the failed
+    /// fsync) and returns the fsync's error; the records stay pending. If
+    /// putting it back fails too (a disk that keeps failing), the error is
+    /// [`Error::MarksKept`]: it says whether the marks are still visible and
+    /// carries the records themselves.
+    ///
+    /// No turn is ever returned twice by this variant. Calling it from
+    /// inside a [`drain_with`](Self::drain_with) callback of the same
+    /// parent is an [`Error::Reentrant`], not a deadlock.
     ///
     /// **Fsyncs: 2 file + 2 directory** when anything new is delivered (the
     /// WAL, then the ledger), 0 when nothing is pending. A drain that only
@@ -393,7 +500,11 @@ impl<I: Io> Outbox<I> {
     ///   duplicate);
     /// - after that, never again.
     ///
-    /// Nothing committed is ever lost. **Fsyncs: as [`drain`](Self::drain).**
+    /// An [`DrainWithError::Outbox`] error means the records stay pending
+    /// even if `deliver` ran (the ledger is put back exactly as for
+    /// [`drain`](Self::drain)), so the next drain delivers them again; the
+    /// one exception, [`Error::MarksKept`], says so. Nothing committed is
+    /// ever lost. **Fsyncs: as [`drain`](Self::drain).**
     pub fn drain_with<E>(
         &self,
         parent: &str,
@@ -405,14 +516,14 @@ impl<I: Io> Outbox<I> {
         self.finalize(&paths, staged, Some(deliver))
     }
 
-    /// Phase 1: stage everything pending into the WAL, then remove the
-    /// inbox. Runs under the drain lock and, inside this function, the inbox
-    /// locks.
+    /// Phase 1: stage everything pending into the WAL, collapsed to the
+    /// last record of each child in commit order, then remove the inbox.
+    /// Runs under the drain lock and, inside this function, the inbox locks.
     ///
-    /// Crash invariant: every record that was in the inbox or the WAL on
-    /// entry is, at every instant, durably in the WAL or in the inbox (or
-    /// both): the WAL is durable (fsync, rename, directory fsync) before the
-    /// inbox is unlinked. Bad lines reach a durable quarantine file before
+    /// Crash invariant: the last record of each child in the inbox and the
+    /// WAL on entry (the only one a drain delivers) is, at every instant,
+    /// durably in the WAL or in the inbox (or both): the WAL is durable
+    /// (fsync, rename, directory fsync) before the inbox is unlinked. Bad lines reach a durable quarantine file before
     /// their source is removed or replaced.
     fn stage_to_wal(&self, paths: &ParentPaths) -> Result<Staged> {
         let io = &self.inner.io;
@@ -430,30 +541,13 @@ impl<I: Io> Outbox<I> {
             quarantined.push(self.quarantine(paths, &paths.inbox, &inbox.bad_lines)?);
         }
 
+        // The WAL holds one record per child, the last in commit order (a
+        // failed delivery does not grow it). The WAL's records were
+        // committed before the inbox's; after a crash undid an earlier inbox
+        // unlink, the inbox repeats records the WAL has, which collapse too.
         let mut records = wal.records;
-        if records.is_empty() {
-            records = inbox.records;
-        } else {
-            // After a crash undid an earlier inbox unlink, the inbox can hold
-            // records the WAL already has: stage each once, so repeated
-            // crashes cannot grow the WAL. Only a child's first inbox record
-            // that equals its last WAL record is dropped: the two would be
-            // adjacent in the union, so collapsing gives the same result.
-            let last_staged: HashMap<&str, &Record> = records
-                .iter()
-                .map(|r| (r.child_session_id.as_str(), r))
-                .collect();
-            let mut seen = HashSet::new();
-            let fresh: Vec<Record> = inbox
-                .records
-                .into_iter()
-                .filter(|r| {
-                    let first = seen.insert(r.child_session_id.clone());
-                    !(first && last_staged.get(r.child_session_id.as_str()) == Some(&r))
-                })
-                .collect();
-            records.extend(fresh);
-        }
+        records.extend(inbox.records);
+        let records = collapse(records);
         if records.is_empty() {
             // Nothing to deliver: drop what is left (blank or quarantined).
             io.remove_file(&paths.wal).at("remove", &paths.wal)?;
@@ -462,10 +556,7 @@ impl<I: Io> Outbox<I> {
             if inbox_touched || !wal.bad_lines.is_empty() {
                 let mut bytes = Vec::new();
                 for r in &records {
-                    bytes.extend(encode_line(r).map_err(|source| Error::Encode {
-                        child: r.child_session_id.clone(),
-                        source,
-                    })?);
+                    bytes.extend(encode(r)?);
                 }
                 write_durable(io, &paths.wal, &bytes)?;
             }
@@ -514,25 +605,35 @@ impl<I: Io> Outbox<I> {
         drained.already_consumed = consumed.len();
 
         if !fresh.is_empty() {
-            let delivering = deliver.is_some();
             if let Some(deliver) = deliver {
                 deliver(&fresh).map_err(DrainWithError::Delivery)?;
             }
             let before = ledger.clone();
             let now = self.now_unix();
+            ledger.prune(now);
             for r in &fresh {
                 ledger.entries.insert(r.turn_key(), now);
             }
-            if let Err(failed) = ledger.save(io, &paths.ledger, now) {
-                if failed.renamed && !delivering {
-                    // The marks may be visible although the caller will get
-                    // an error instead of the records: put the old ledger
-                    // back so the next drain delivers them from the WAL.
-                    // (A new write, not a retry of the failed fsync; the
-                    // error is returned either way.)
-                    let _ = write_durable(io, &paths.ledger, &before.encode());
+            if let Err(failed) = ledger.save(io, &paths.ledger) {
+                if !failed.renamed {
+                    // The old ledger is still in place: nothing is marked.
+                    return Err(failed.error.into());
                 }
-                return Err(failed.error.into());
+                // The marks are visible, and the caller gets an error: put
+                // the old ledger back so the records stay pending (a drain
+                // from the WAL delivers them again, also after `deliver`
+                // ran: its caller is told the drain failed). A new write,
+                // not a retry of the failed fsync; an error either way.
+                return Err(match write_durable(io, &paths.ledger, &before.encode()) {
+                    Ok(()) => failed.error,
+                    Err(undo) => Error::MarksKept {
+                        error: Box::new(failed.error),
+                        marks_visible: !undo.renamed,
+                        undo: Box::new(undo.error),
+                        records: fresh,
+                    },
+                }
+                .into());
             }
         }
         // The ledger is durable: the WAL may go. A plain unlink: if a crash
@@ -541,7 +642,7 @@ impl<I: Io> Outbox<I> {
         // returning an error here would lose them to the caller. It is
         // reported beside the records instead.
         if let Err(e) = io.remove_file(&paths.wal).at("remove", &paths.wal) {
-            drained.cleanup_error = Some(e.to_string());
+            drained.cleanup_error = Some(e);
         }
         drained.records = fresh;
         Ok(drained)
@@ -551,14 +652,16 @@ impl<I: Io> Outbox<I> {
     // Read-only views
     // ----------------------------------------------------------------------
 
-    /// Whether `parent` has anything pending: its inbox or its WAL is
-    /// non-empty. One `stat` per file; takes no lock, consumes nothing.
+    /// Whether a drain of `parent` would deliver anything now: whether
+    /// [`peek`](Self::peek) is non-empty. One `stat` per file when the inbox
+    /// and the WAL are empty or absent; else it reads them and the consumed
+    /// ledger. Takes no lock, consumes nothing.
     pub fn has_pending(&self, parent: &str) -> Result<bool> {
         let paths = self.paths(parent)?;
         let io = &self.inner.io;
         for path in [&paths.inbox, &paths.wal] {
             if io.file_len(path).at("stat", path)?.unwrap_or(0) > 0 {
-                return Ok(true);
+                return Ok(!self.peek(parent)?.is_empty());
             }
         }
         Ok(false)
@@ -569,8 +672,11 @@ impl<I: Io> Outbox<I> {
     /// be rewriting the files meanwhile).
     pub fn peek(&self, parent: &str) -> Result<Vec<Record>> {
         let paths = self.paths(parent)?;
+        // The inbox first: a drain writes the WAL before it removes the
+        // inbox, so records moving from one to the other are seen once.
+        let inbox = self.read_scan(&paths.inbox)?.records;
         let mut records = self.read_scan(&paths.wal)?.records;
-        records.extend(self.read_scan(&paths.inbox)?.records);
+        records.extend(inbox);
         if records.is_empty() {
             return Ok(records);
         }
@@ -634,7 +740,8 @@ impl<I: Io> Outbox<I> {
     }
 
     /// Forgets the consumed turns of `child` (e.g. a removed child) in
-    /// `parent`'s ledger; returns how many entries were dropped.
+    /// `parent`'s ledger; returns how many entries were dropped. An
+    /// [`Error::Reentrant`] from inside a `drain_with` callback of `parent`.
     pub fn forget_child(&self, parent: &str, child: &str) -> Result<usize> {
         let paths = self.paths(parent)?;
         let _drain = self.lock(&paths.drain_lock)?;
@@ -645,7 +752,7 @@ impl<I: Io> Outbox<I> {
         ledger.entries.retain(|turn, _| !turn.starts_with(&prefix));
         let dropped = before - ledger.entries.len();
         if dropped > 0 {
-            ledger.save(io, &paths.ledger, self.now_unix())?;
+            ledger.save(io, &paths.ledger)?;
         }
         Ok(dropped)
     }
@@ -717,18 +824,24 @@ fn ensure_dir<I: Io>(io: &I, dir: &Path) -> Result<()> {
     io.sync_dir(parent).at("fsync directory", parent)
 }
 
-/// One record per child, the latest by timestamp (ties: the later one in
-/// file order), in the order the children were first seen.
+/// Encodes one record as a JSON line.
+fn encode(r: &Record) -> Result<Vec<u8>> {
+    encode_line(r).map_err(|source| Error::Encode {
+        child: r.child_session_id.clone(),
+        source,
+    })
+}
+
+/// One record per child, the last in `records` (which are in commit order:
+/// the WAL's, then the inbox's), in the order the children were first
+/// seen. Timestamps play no part: a clock step or a producer's stamp cannot
+/// make an older record win.
 pub(crate) fn collapse(records: Vec<Record>) -> Vec<Record> {
     let mut out: Vec<Record> = Vec::new();
     let mut index: HashMap<String, usize> = HashMap::new();
     for r in records {
         match index.get(&r.child_session_id) {
-            Some(&i) => {
-                if r.timestamp.instant_cmp(&out[i].timestamp).is_ge() {
-                    out[i] = r;
-                }
-            }
+            Some(&i) => out[i] = r,
             None => {
                 index.insert(r.child_session_id.clone(), out.len());
                 out.push(r);
@@ -752,18 +865,26 @@ mod tests {
     }
 
     #[test]
-    fn collapse_keeps_the_latest_per_child_in_first_seen_order() {
+    fn collapse_keeps_the_last_per_child_in_first_seen_order() {
         let out = collapse(vec![
             rec("b", "2026-01-01T00:00:02Z", "b1"),
             rec("a", "2026-01-01T00:00:05Z", "a1"),
-            rec("b", "2026-01-01T00:00:01Z", "b-older"),
-            rec("a", "2026-01-01T00:00:05Z", "a-tie-later"),
-            rec("b", "2026-01-01T02:00:03+02:00", "b-later-by-offset"),
+            rec("c", "2026-01-01T00:00:09Z", "c-stamped-later"),
+            rec("b", "2026-01-01T00:00:01Z", "b-stamped-earlier"),
+            rec("a", "2026-01-01T00:00:05Z", "a-tie"),
+            rec("c", "2026-01-01T00:00:01Z", "c-committed-last"),
         ]);
         let got: Vec<_> = out
             .iter()
             .map(|r| (r.child_session_id.as_str(), r.to_status.as_str()))
             .collect();
-        assert_eq!(got, [("b", "b-later-by-offset"), ("a", "a-tie-later")]);
+        assert_eq!(
+            got,
+            [
+                ("b", "b-stamped-earlier"),
+                ("a", "a-tie"),
+                ("c", "c-committed-last")
+            ]
+        );
     }
 }

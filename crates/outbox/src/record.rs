@@ -8,6 +8,15 @@ use crate::Timestamp;
 /// The `kind` of a completion record (a child finished a turn).
 pub const KIND_FINISHED: &str = "finished";
 
+/// The longest `child_session_id`, `target_session_id`, `last_output_hash`,
+/// `turn_fingerprint` or `turn_id` a commit accepts, in bytes.
+pub const MAX_FIELD_BYTES: usize = 1024;
+
+/// The longest turn key ([`Record::turn_key`]) kept as it is; a longer one
+/// (only a line written by another program can have one) is replaced by a
+/// fixed-length digest, so no record can make the consumed ledger huge.
+pub const MAX_TURN_KEY_BYTES: usize = MAX_FIELD_BYTES + 17;
+
 /// The largest `done_summary` a commit keeps, in bytes.
 pub const MAX_SUMMARY_BYTES: usize = 32 * 1024;
 
@@ -110,6 +119,14 @@ pub struct Record {
         deserialize_with = "nullable"
     )]
     pub fp: String,
+    /// This outbox's turn identity, when it differs from
+    /// `turn_fingerprint` (see [`Record::turn_key`]); stamped by commit,
+    /// omitted when empty. Not an agent-deck field: agent-deck ignores it.
+    #[serde(
+        skip_serializing_if = "String::is_empty",
+        deserialize_with = "nullable"
+    )]
+    pub turn_id: String,
 }
 
 fn is_zero(n: &i64) -> bool {
@@ -157,14 +174,43 @@ impl Record {
         self.kind == KIND_FINISHED
     }
 
-    /// The record's turn fingerprint: the stamped one, or derived from the
-    /// fields when absent (legacy lines).
+    /// The record's turn identity, the key of the consumed ledger: two
+    /// records with one key are one turn, delivered at most once.
+    ///
+    /// By precedence: the stamped [`turn_id`](Record::turn_id); else the
+    /// stamped [`turn_fingerprint`](Record::turn_fingerprint) (so lines of
+    /// agent-deck's files deduplicate exactly as agent-deck does); else
+    /// [`turn_fingerprint`] derived from the fields (legacy lines). A key
+    /// longer than [`MAX_TURN_KEY_BYTES`] is replaced by
+    /// `#` and the 64 hex chars of its SHA-256.
     pub fn turn_key(&self) -> String {
-        if self.turn_fingerprint.is_empty() {
-            turn_fingerprint(self)
-        } else {
+        let key = if !self.turn_id.is_empty() {
+            self.turn_id.clone()
+        } else if !self.turn_fingerprint.is_empty() {
             self.turn_fingerprint.clone()
+        } else {
+            turn_fingerprint(self)
+        };
+        if key.len() > MAX_TURN_KEY_BYTES {
+            format!("#{}", hex(&Sha256::digest(key.as_bytes())))
+        } else {
+            key
         }
+    }
+
+    /// The first id or key field longer than [`MAX_FIELD_BYTES`]: its name and
+    /// length.
+    pub(crate) fn oversized_field(&self) -> Option<(&'static str, usize)> {
+        [
+            ("child_session_id", &self.child_session_id),
+            ("target_session_id", &self.target_session_id),
+            ("last_output_hash", &self.last_output_hash),
+            ("turn_fingerprint", &self.turn_fingerprint),
+            ("turn_id", &self.turn_id),
+        ]
+        .into_iter()
+        .find(|(_, v)| v.len() > MAX_FIELD_BYTES)
+        .map(|(name, v)| (name, v.len()))
     }
 
     /// Cuts `done_summary` to at most [`MAX_SUMMARY_BYTES`], keeping a
@@ -248,6 +294,32 @@ pub fn turn_fingerprint(r: &Record) -> String {
     };
     let digest = hex(&Sha256::digest(format!("{child}@{signal}").as_bytes()));
     format!("{child}@{}", &digest[..16])
+}
+
+/// The turn identity a commit stamps into [`Record::turn_id`], or `None`
+/// when it is the agent-deck [`turn_fingerprint`] itself.
+///
+/// agent-deck's fingerprint of a completion ignores `last_output_hash`, so a
+/// child that finishes a second turn with the same status and summary would
+/// look like a re-emit of the first. For a completion with a non-empty hash
+/// the identity is therefore `child@` and the first 16 hex chars of SHA-256
+/// of `child@finished|lower(trim(done_status))|trim(done_summary)|trim(hash)`.
+/// Every other record keeps agent-deck's fingerprint: a status flip with a
+/// hash is already keyed on it, and a record without a hash carries nothing
+/// that tells a new turn from a re-emit of an old one.
+pub fn turn_id(r: &Record) -> Option<String> {
+    let hash = r.last_output_hash.trim();
+    if !r.is_finished() || hash.is_empty() {
+        return None;
+    }
+    let child = r.child_session_id.trim();
+    let signal = format!(
+        "finished|{}|{}|{hash}",
+        lower(r.done_status.trim()),
+        r.done_summary.trim()
+    );
+    let digest = hex(&Sha256::digest(format!("{child}@{signal}").as_bytes()));
+    Some(format!("{child}@{}", &digest[..16]))
 }
 
 #[cfg(test)]

@@ -145,10 +145,24 @@ pub enum StopOutcome {
         /// The consecutive-block counter after this block.
         blocks: u32,
     },
+    /// A block decision was emitted for `records`, and the disk then failed
+    /// both making the consumed ledger durable and putting the old one back
+    /// ([`Error::MarksKept`] with the marks visible): the records are marked
+    /// consumed, not durably. The decision stands (reporting an error would
+    /// make Claude Code ignore it, and no later drain would deliver the
+    /// records); a crash may deliver them again.
+    BlockedNotDurable {
+        /// The records the reason lists.
+        records: Vec<Record>,
+        /// The consecutive-block counter after this block.
+        blocks: u32,
+        /// What failed, for a warning.
+        warning: String,
+    },
 }
 
 /// Why [`on_stop`] failed. In no case is a record lost; the caller should
-/// not block (print nothing) and report the error.
+/// not block (print nothing more) and report the error.
 #[derive(Debug, thiserror::Error)]
 pub enum StopHookError<E> {
     /// The consecutive-block counter could not be read or persisted: no
@@ -156,8 +170,10 @@ pub enum StopHookError<E> {
     #[error("stop-hook loop guard: {0}")]
     Guard(#[source] Error),
     /// Checking or draining the inbox failed. If the decision had already
-    /// been emitted, the records were not marked consumed: the next drain
-    /// delivers them again.
+    /// been emitted, the records are not marked consumed (a ledger that had
+    /// become visible was put back, see [`Outbox::drain_with`]): the next
+    /// drain delivers them again. (When the old ledger could not be put
+    /// back, the outcome is [`StopOutcome::BlockedNotDurable`] instead.)
     #[error(transparent)]
     Outbox(Error),
     /// Emitting the decision failed: nothing was marked consumed. The
@@ -200,12 +216,28 @@ pub fn on_stop<I: Io, E>(
         .set_stop_blocks(parent, blocks)
         .map_err(StopHookError::Guard)?;
 
-    let drained = outbox
-        .drain_with(parent, |records| emit(&block_decision(records)))
-        .map_err(|e| match e {
-            DrainWithError::Outbox(e) => StopHookError::Outbox(e),
-            DrainWithError::Delivery(e) => StopHookError::Emit(e),
-        })?;
+    let drained = match outbox.drain_with(parent, |records| emit(&block_decision(records))) {
+        Ok(drained) => drained,
+        Err(DrainWithError::Outbox(Error::MarksKept {
+            error,
+            undo,
+            marks_visible: true,
+            records,
+        })) => {
+            let warning = format!(
+                "{error}; putting the old consumed ledger back failed too ({undo}): the block \
+                 stands and its records are marked consumed, not durably (a crash may deliver \
+                 them again)"
+            );
+            return Ok(StopOutcome::BlockedNotDurable {
+                records,
+                blocks,
+                warning,
+            });
+        }
+        Err(DrainWithError::Outbox(e)) => return Err(StopHookError::Outbox(e)),
+        Err(DrainWithError::Delivery(e)) => return Err(StopHookError::Emit(e)),
+    };
     if drained.records.is_empty() {
         outbox
             .set_stop_blocks(parent, 0)
@@ -278,7 +310,9 @@ pub fn block_reason(records: &[Record]) -> String {
 mod tests {
     use super::*;
     use crate::Outbox;
+    use parking_lot::Mutex;
     use std::convert::Infallible;
+    use std::path::Path;
 
     const PARENT: &str = "conductor";
 
@@ -369,22 +403,95 @@ mod tests {
         assert!(!ob.has_pending(PARENT).unwrap());
     }
 
+    /// The real file system, plus a rival: right after the stop-blocks
+    /// counter is renamed into place (between the hook's pending check and
+    /// its drain), another outbox on the same root drains the parent.
+    struct RivalIo {
+        inner: crate::io::StdIo,
+        rival: Mutex<Option<Outbox>>,
+    }
+
+    impl Io for RivalIo {
+        type File = <crate::io::StdIo as Io>::File;
+        type Reader = <crate::io::StdIo as Io>::Reader;
+        type Lock = <crate::io::StdIo as Io>::Lock;
+        fn create_new(&self, path: &Path) -> std::io::Result<Self::File> {
+            self.inner.create_new(path)
+        }
+        fn write_all(&self, file: &mut Self::File, data: &[u8]) -> std::io::Result<()> {
+            self.inner.write_all(file, data)
+        }
+        fn sync_file(&self, file: &mut Self::File) -> std::io::Result<()> {
+            self.inner.sync_file(file)
+        }
+        fn open_read(&self, path: &Path) -> std::io::Result<Option<Self::Reader>> {
+            self.inner.open_read(path)
+        }
+        fn rename(&self, from: &Path, to: &Path) -> std::io::Result<()> {
+            self.inner.rename(from, to)?;
+            if to.parent().is_some_and(|d| d.ends_with("stop-blocks"))
+                && let Some(rival) = self.rival.lock().take()
+            {
+                assert_eq!(rival.drain(PARENT).unwrap().records.len(), 1);
+            }
+            Ok(())
+        }
+        fn sync_dir(&self, dir: &Path) -> std::io::Result<()> {
+            self.inner.sync_dir(dir)
+        }
+        fn remove_file(&self, path: &Path) -> std::io::Result<bool> {
+            self.inner.remove_file(path)
+        }
+        fn file_len(&self, path: &Path) -> std::io::Result<Option<u64>> {
+            self.inner.file_len(path)
+        }
+        fn create_dir_all(&self, dir: &Path) -> std::io::Result<()> {
+            self.inner.create_dir_all(dir)
+        }
+        fn list_dir(&self, dir: &Path) -> std::io::Result<Vec<std::ffi::OsString>> {
+            self.inner.list_dir(dir)
+        }
+        fn lock(&self, path: &Path) -> std::io::Result<Self::Lock> {
+            self.inner.lock(path)
+        }
+    }
+
     #[test]
     fn a_drain_that_wins_the_race_resets_the_counter() {
         let root = tempfile::tempdir().unwrap();
         let ob = Outbox::open(root.path()).unwrap();
         ob.set_stop_blocks(PARENT, 2).unwrap();
         ob.commit(PARENT, Record::finished("c1", "done")).unwrap();
-        let turn = ob.peek(PARENT).unwrap();
-        // Consume the turn, then put the same turn back: pending, yet
-        // nothing is left to deliver.
-        ob.drain(PARENT).unwrap();
-        ob.commit(PARENT, turn[0].clone()).unwrap();
-        assert!(ob.has_pending(PARENT).unwrap());
+        let io = RivalIo {
+            inner: crate::io::StdIo::new(),
+            rival: Mutex::new(Some(ob.clone())),
+        };
+        let hooked = Outbox::open_with(root.path(), io).unwrap();
         let mut out = Vec::new();
-        assert_eq!(stop(&ob, true, &mut out), StopOutcome::NoneLeft);
+        let outcome = on_stop(&hooked, PARENT, true, emit_into(&mut out)).unwrap();
+        assert_eq!(outcome, StopOutcome::NoneLeft);
+        assert!(hooked.io().rival.lock().is_none(), "the rival drained");
         assert!(out.is_empty());
         assert_eq!(ob.stop_blocks(PARENT).unwrap(), 0);
+    }
+
+    #[test]
+    fn a_re_emitted_consumed_turn_is_nothing_pending() {
+        let root = tempfile::tempdir().unwrap();
+        let ob = Outbox::open(root.path()).unwrap();
+        ob.set_stop_blocks(PARENT, 2).unwrap();
+        ob.commit(PARENT, Record::finished("c1", "done")).unwrap();
+        let turn = ob.peek(PARENT).unwrap();
+        // Consume the turn, then put the same turn back: the inbox is not
+        // empty, yet no drain would deliver anything, so nothing is pending
+        // and the hook writes nothing.
+        ob.drain(PARENT).unwrap();
+        ob.commit(PARENT, turn[0].clone()).unwrap();
+        assert!(!ob.has_pending(PARENT).unwrap());
+        let mut out = Vec::new();
+        assert_eq!(stop(&ob, true, &mut out), StopOutcome::NothingPending);
+        assert!(out.is_empty());
+        assert_eq!(ob.stop_blocks(PARENT).unwrap(), 2);
     }
 
     #[test]

@@ -64,7 +64,7 @@ fn record() -> impl Strategy<Value = Record> {
     (
         (text(), text(), text(), text(), text(), timestamp()),
         (text(), text(), text(), text(), text(), text()),
-        (text(), text(), text(), any::<i64>(), text(), text()),
+        (text(), text(), text(), any::<i64>(), text(), text(), text()),
     )
         .prop_map(|(a, b, c)| Record {
             child_session_id: a.0,
@@ -85,6 +85,7 @@ fn record() -> impl Strategy<Value = Record> {
             attempts: c.3,
             dead_letter_reason: c.4,
             fp: c.5,
+            turn_id: c.6,
         })
 }
 
@@ -455,8 +456,9 @@ fn sim_outbox() -> (CrashIo, Outbox<CrashIo>, ParentPaths) {
     (io, ob, paths)
 }
 
-/// One record per child, the latest by timestamp (ties: the later one), in
-/// first-seen order: what a drain hands over from a fresh ledger.
+/// One record per child, the last in commit (file) order whatever its
+/// timestamp, in first-seen order: what a drain hands over from a fresh
+/// ledger.
 fn collapsed(records: Vec<Record>) -> Vec<Record> {
     let mut out: Vec<Record> = Vec::new();
     for r in records {
@@ -464,8 +466,7 @@ fn collapsed(records: Vec<Record>) -> Vec<Record> {
             .iter_mut()
             .find(|o| o.child_session_id == r.child_session_id)
         {
-            Some(o) if r.timestamp.instant_cmp(&o.timestamp).is_ge() => *o = r,
-            Some(_) => {}
+            Some(o) => *o = r,
             None => out.push(r),
         }
     }

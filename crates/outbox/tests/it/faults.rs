@@ -200,11 +200,11 @@ fn faulted_call<I: Io>(
                     audit.allow_loss_of_pending();
                 }
             }
-            // drain_with's window: delivered, ledger not durable.
+            // drain_with's window: delivered, then an error. An error means
+            // the records stay pending (a ledger that became visible is put
+            // back), so they come again.
             Action::DrainWith => {
-                if let Some(b) = &batch
-                    && !progress.durable
-                {
+                if let Some(b) = &batch {
                     audit.allow_duplicate_of(b);
                 }
             }

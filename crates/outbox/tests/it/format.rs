@@ -118,7 +118,7 @@ fn legacy_lines_without_fingerprints_are_deduplicated_by_the_derived_turn() {
     let mut again = Record::finished("c1", "success");
     again.done_summary = "all done".into();
     let stamped = ob.commit("p", again).unwrap();
-    assert_eq!(stamped.turn_fingerprint, "c1@75ebb101312b1870");
+    assert_eq!(stamped.record.turn_fingerprint, "c1@75ebb101312b1870");
     assert!(ob.drain("p").unwrap().records.is_empty());
 
     // The ledger is the JSON object agent-deck reads.
