@@ -499,7 +499,7 @@ fn peek(root: &Path, args: &PeekArgs) -> Result<u8, Failure> {
 
 fn sweep(root: &Path, args: &SweepArgs) -> Result<u8, Failure> {
     let dropped = match open_existing(root)? {
-        Some(outbox) => outbox.sweep_stale_all(args.older_than)?,
+        Some(outbox) => outbox.sweep_stale_all(args.older_than)?.dropped,
         None => 0,
     };
     print(format!("{dropped}\n").as_bytes())

@@ -57,10 +57,11 @@
 
 use std::fmt::Write as _;
 
-use serde::{Deserialize, Deserializer};
+use serde::Deserialize;
 
 use crate::error::{DrainWithError, Error};
 use crate::io::Io;
+use crate::record::nullable;
 use crate::{Outbox, Record};
 
 /// How many consecutive Stop-hook blocks are allowed before the hook stops
@@ -82,14 +83,6 @@ pub struct HookInput {
     /// agent is already handling an earlier block).
     #[serde(deserialize_with = "nullable")]
     pub stop_hook_active: bool,
-}
-
-fn nullable<'de, D, T>(deserializer: D) -> Result<T, D::Error>
-where
-    D: Deserializer<'de>,
-    T: Deserialize<'de> + Default,
-{
-    Ok(Option::<T>::deserialize(deserializer)?.unwrap_or_default())
 }
 
 /// Why a hook input was rejected.
