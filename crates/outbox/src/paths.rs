@@ -13,8 +13,9 @@
 //!   stays, and `..` is appended. `team/alpha` becomes `team%2Falpha..`.
 //!   The stem ends in `..`, which the sanitiser never leaves, so no id of the
 //!   first kind has it; and the escape is reversible, so no two ids of the
-//!   second kind share it. (agent-deck files such an id under its sanitised
-//!   form, `team_alpha`: pass that form as the id to reach those files.)
+//!   second kind share it. (agent-deck, and versions of this crate before
+//!   the escape, file such an id under its sanitised form, `team_alpha`:
+//!   pass that form as the id to reach those files.)
 //! - a blank id, an id with a NUL, and an id whose stem is longer than
 //!   [`MAX_ID_BYTES`] are refused with [`Error::InvalidParentId`] or
 //!   [`Error::ParentIdTooLong`].

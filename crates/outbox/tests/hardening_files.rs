@@ -530,17 +530,19 @@ fn read_only_operations_on_a_lazily_opened_root_create_nothing() {
 // Defect 14: a running agent-deck
 // ---------------------------------------------------------------------------
 
-/// An [`Io`] that plays a running agent-deck: the moment the outbox renames
-/// a new inbox into place, agent-deck appends a record to the old one, as it
-/// does, holding no lock the outbox knows of.
+/// A hook [`HookIo`] calls before delegating a rename or a lock.
+type Hook = Arc<dyn Fn(&Path, Option<&Path>) + Send + Sync>;
+
+/// The real file system, with hooks run before each rename (`(from,
+/// Some(to))`) and each lock (`(path, None)`): a second process or a
+/// paused writer, played inside one test.
 #[derive(Clone)]
-struct AgentDeckAppends {
+struct HookIo {
     inner: StdIo,
-    inbox: Arc<PathBuf>,
-    line: Arc<Vec<u8>>,
+    hook: Hook,
 }
 
-impl Io for AgentDeckAppends {
+impl Io for HookIo {
     type File = <StdIo as Io>::File;
     type Reader = <StdIo as Io>::Reader;
     type Lock = <StdIo as Io>::Lock;
@@ -558,14 +560,7 @@ impl Io for AgentDeckAppends {
         self.inner.open_read(path)
     }
     fn rename(&self, from: &Path, to: &Path) -> std::io::Result<()> {
-        if to == self.inbox.as_path() {
-            use std::io::Write;
-            let mut f = std::fs::OpenOptions::new()
-                .append(true)
-                .create(true)
-                .open(to)?;
-            f.write_all(&self.line)?;
-        }
+        (self.hook)(from, Some(to));
         self.inner.rename(from, to)
     }
     fn sync_dir(&self, dir: &Path) -> std::io::Result<()> {
@@ -584,8 +579,62 @@ impl Io for AgentDeckAppends {
         self.inner.list_dir(dir)
     }
     fn lock(&self, path: &Path) -> std::io::Result<Self::Lock> {
+        (self.hook)(path, None);
         self.inner.lock(path)
     }
+}
+
+/// A sweep never removes the temporary file of a live writer: a commit is
+/// paused between creating its temp file and renaming it while a sweep (of
+/// another outbox value, as another process would) lists the directory,
+/// sees the temp file, and waits for the inbox lock; the commit then
+/// completes, and the sweep finds nothing stale.
+#[test]
+fn a_sweep_never_removes_the_temp_file_of_a_live_writer() {
+    use std::sync::Mutex;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::mpsc::channel;
+
+    let dir = tempfile::tempdir().unwrap();
+    let paths = ParentPaths::new(dir.path(), P).unwrap();
+    let (paused_tx, paused_rx) = channel::<PathBuf>();
+    let (resume_tx, resume_rx) = channel::<()>();
+    let pause_next_rename = Arc::new(AtomicBool::new(false));
+    let resume_on_lock = Arc::new(AtomicBool::new(false));
+    let hook: Hook = {
+        let (pause, resume) = (Arc::clone(&pause_next_rename), Arc::clone(&resume_on_lock));
+        let (paused_tx, resume_tx) = (Mutex::new(paused_tx), Mutex::new(resume_tx));
+        let resume_rx = Mutex::new(resume_rx);
+        let (inbox, inbox_lock) = (paths.inbox.clone(), paths.inbox_lock.clone());
+        Arc::new(move |path, to| match to {
+            Some(to) if to == inbox && pause.swap(false, Ordering::SeqCst) => {
+                paused_tx.lock().unwrap().send(path.to_owned()).unwrap();
+                resume_rx.lock().unwrap().recv().unwrap();
+            }
+            None if path == inbox_lock && resume.swap(false, Ordering::SeqCst) => {
+                resume_tx.lock().unwrap().send(()).unwrap();
+            }
+            _ => {}
+        })
+    };
+    let io = HookIo {
+        inner: StdIo::new(),
+        hook,
+    };
+    let writer = Outbox::open_with(dir.path(), io.clone()).unwrap();
+    let sweeper = Outbox::open_with(dir.path(), io).unwrap();
+
+    pause_next_rename.store(true, Ordering::SeqCst);
+    let commit = std::thread::spawn(move || writer.commit(P, finished("c1", "live")));
+    let temp = paused_rx.recv().unwrap();
+    assert!(temp.exists(), "the writer's temp file is there");
+    // The writer holds the inbox lock: the next lock of it is the sweep's.
+    resume_on_lock.store(true, Ordering::SeqCst);
+    let report = sweeper.sweep_stale_all(DEFAULT_STALE_AGE).unwrap();
+    commit.join().unwrap().unwrap();
+    assert_eq!(report.temp_files_removed, 0, "{report:?}");
+    assert!(report.skipped.is_empty(), "{report:?}");
+    assert_eq!(children(&sweeper.drain(P).unwrap().records), ["c1"]);
 }
 
 /// The README says pointing the outbox at agent-deck's data directory is
@@ -596,10 +645,23 @@ fn an_agent_deck_append_between_read_and_rename_is_lost() {
     let dir = tempfile::tempdir().unwrap();
     let paths = ParentPaths::new(dir.path(), P).unwrap();
     let line = outbox::format::encode_line(&finished("from-agent-deck", "appended")).unwrap();
-    let io = AgentDeckAppends {
+    // A running agent-deck: the moment the outbox renames a new inbox
+    // into place, agent-deck appends a record to the old one, as it does,
+    // holding no lock the outbox knows of.
+    let inbox = paths.inbox.clone();
+    let io = HookIo {
         inner: StdIo::new(),
-        inbox: Arc::new(paths.inbox.clone()),
-        line: Arc::new(line),
+        hook: Arc::new(move |_, to| {
+            if to == Some(inbox.as_path()) {
+                use std::io::Write;
+                let mut f = std::fs::OpenOptions::new()
+                    .append(true)
+                    .create(true)
+                    .open(&inbox)
+                    .unwrap();
+                f.write_all(&line).unwrap();
+            }
+        }),
     };
     let ob = Outbox::open_with(dir.path(), io).unwrap();
     ob.commit(P, finished("ours", "committed")).unwrap();
