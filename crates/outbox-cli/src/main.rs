@@ -508,13 +508,27 @@ fn sweep(root: &Path, args: &SweepArgs) -> Result<u8, Failure> {
         Some(outbox) => outbox.sweep_stale_all(args.older_than)?,
         None => SweepReport::default(),
     };
+    // Debug quoting keeps an odd file name on one line.
+    let mut failed = 0;
     for (path, why) in &report.skipped {
-        // Debug quoting keeps an odd file name on one line.
-        warn(&format!(
-            "skipped {path:?}: {why}; the other inboxes were swept"
-        ));
+        if why.io_error().is_some() {
+            failed += 1;
+            warn(&format!(
+                "could not sweep {path:?}: {why}; the other inboxes were swept"
+            ));
+        } else {
+            warn(&format!(
+                "skipped {path:?}: {why}; the other inboxes were swept"
+            ));
+        }
     }
-    print(format!("{}\n", report.dropped).as_bytes())
+    let code = print(format!("{}\n", report.dropped).as_bytes())?;
+    if failed > 0 {
+        return Err(Failure::error(format!(
+            "{failed} of the parents could not be swept (named above)"
+        )));
+    }
+    Ok(code)
 }
 
 fn run_stop_hook(root: &Path, args: StopHookArgs) -> Result<u8, Failure> {

@@ -55,6 +55,31 @@ fn sweep_reports_a_file_it_cannot_own_and_sweeps_the_rest() {
 }
 
 #[test]
+fn sweep_fails_loudly_for_a_parent_it_cannot_sweep_and_sweeps_the_rest() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    commit_finished(root, "a", "w1", "success");
+    // An "inbox" that cannot be read: a directory.
+    std::fs::create_dir(root.join("inboxes/broken.jsonl")).unwrap();
+    let run = outbox(root, &["sweep", "--older-than", "0s"]);
+    assert_eq!(run.code, 2, "{run:?}");
+    assert_eq!(run.stdout, "1\n", "the other parent was swept");
+    let lines = run.stderr_lines();
+    assert_eq!(lines.len(), 2, "{run:?}");
+    assert!(
+        lines[0].starts_with("outbox: warning: could not sweep \"")
+            && lines[0].contains("broken.jsonl"),
+        "{}",
+        lines[0]
+    );
+    assert!(
+        lines[1].contains("1 of the parents could not be swept"),
+        "{}",
+        lines[1]
+    );
+}
+
+#[test]
 fn the_readme_says_when_an_agent_deck_directory_is_safe() {
     // The claim itself is tested in the library
     // (`hardening_files::an_agent_deck_append_between_read_and_rename_is_lost`
