@@ -1,35 +1,7 @@
 //! Parent ids and the files of a parent under the data root.
 //!
-//! # From a parent id to its file names
-//!
-//! Every file of a parent is named `<stem><suffix>`, where the stem is
-//! derived from the parent id by [`ParentPaths::new`]:
-//!
-//! - an id that [`sanitize_id`] (agent-deck's sanitiser) leaves unchanged is
-//!   its own stem, so agent-deck and this crate name its files alike;
-//! - any other id (one with a `/`, a `..`, a space, or surrounding
-//!   whitespace) is *escaped*: `%`, `/`, whitespace and control characters
-//!   become `%XX` (uppercase hex, one per UTF-8 byte), every other character
-//!   stays, and `..` is appended. `team/alpha` becomes `team%2Falpha..`.
-//!   The stem ends in `..`, which the sanitiser never leaves, so no id of the
-//!   first kind has it; and the escape is reversible, so no two ids of the
-//!   second kind share it. (agent-deck, and versions of this crate before
-//!   the escape, file such an id under its sanitised form, `team_alpha`:
-//!   pass that form as the id to reach those files.)
-//! - a blank id, an id with a NUL, and an id whose stem is longer than
-//!   [`MAX_ID_BYTES`] are refused with [`Error::InvalidParentId`] or
-//!   [`Error::ParentIdTooLong`].
-//!
-//! So distinct ids always name distinct files, and no stem contains `/` or
-//! is `..`: every file stays inside its directory.
-//!
-//! # The longest file name
-//!
-//! The longest name derived from a stem is that of a quarantine file's
-//! temporary file: `<stem>.jsonl.quarantine-<20 digits>-<16 hex>` followed by
-//! `.tmp-<16 hex>`, [`LONGEST_SUFFIX_BYTES`] bytes after the stem.
-//! [`MAX_ID_BYTES`] is [`MAX_FILE_NAME_BYTES`] minus that, so every name the
-//! outbox derives fits the file system's limit, the longest exactly.
+//! The mapping from a parent id to its file names is documented on
+//! [`ParentPaths`] (public), with the derivation of [`MAX_ID_BYTES`].
 
 use std::path::{Path, PathBuf};
 
@@ -62,7 +34,7 @@ const QUARANTINE_SUFFIX_BYTES: usize =
     ".jsonl".len() + QUARANTINE_MARK.len() + QUARANTINE_NANOS_DIGITS + 1 + NONCE_HEX_DIGITS;
 
 /// The most bytes any file name the outbox derives from a stem adds to it:
-/// a quarantine file's temporary file (see the module docs).
+/// a quarantine file's temporary file (see [`ParentPaths`]).
 pub const LONGEST_SUFFIX_BYTES: usize = QUARANTINE_SUFFIX_BYTES + TEMP_SUFFIX_BYTES;
 
 /// The longest file-name stem a parent id may map to, in bytes: derived so
@@ -116,7 +88,7 @@ pub fn sanitize_id(id: &str) -> String {
     out
 }
 
-/// The stem that ends every escaped id (see the module docs).
+/// The stem that ends every escaped id (see [`ParentPaths`]).
 const ESCAPED_END: &str = "..";
 
 /// Whether `c` is written as `%XX` in an escaped stem.
@@ -227,11 +199,54 @@ pub(crate) fn stem_of_target(dir: DirKind, target: &str) -> Option<&str> {
 }
 
 /// The files of one parent, under a data root.
+///
+/// # From a parent id to its file names
+///
+/// Every file of a parent is named `<stem><suffix>`, where the stem is
+/// derived from the parent id by [`ParentPaths::new`]:
+///
+/// - an id that [`sanitize_id`] (agent-deck's sanitiser) leaves unchanged is
+///   its own stem, so agent-deck and this crate name its files alike;
+/// - any other id (one with a `/`, a `..`, a space, or surrounding
+///   whitespace) is *escaped*: `%`, `/`, whitespace and control characters
+///   become `%XX` (uppercase hex, one per UTF-8 byte), every other character
+///   stays, and `..` is appended. `team/alpha` becomes `team%2Falpha..`.
+///   The stem ends in `..`, which the sanitiser never leaves, so no id of the
+///   first kind has it; and the escape is reversible, so no two ids of the
+///   second kind share it. (agent-deck, and versions of this crate before
+///   the escape, file such an id under its sanitised form, `team_alpha`:
+///   pass that form as the id to reach those files.)
+/// - a blank id, an id with a NUL, and an id whose stem is longer than
+///   [`MAX_ID_BYTES`] are refused with [`Error::InvalidParentId`] or
+///   [`Error::ParentIdTooLong`].
+///
+/// So distinct ids always name distinct files, and no stem contains `/` or
+/// is `..`: every file stays inside its directory.
+///
+/// ```
+/// use std::path::Path;
+/// use outbox::ParentPaths;
+///
+/// let root = Path::new("/data");
+/// assert_eq!(ParentPaths::new(root, "conductor")?.stem, "conductor");
+/// assert_eq!(ParentPaths::new(root, "team_alpha")?.stem, "team_alpha");
+/// assert_eq!(ParentPaths::new(root, "team/alpha")?.stem, "team%2Falpha..");
+/// assert_eq!(ParentPaths::new(root, "my session")?.stem, "my%20session..");
+/// # Ok::<(), outbox::Error>(())
+/// ```
+///
+/// # The longest file name
+///
+/// The longest name derived from a stem is that of a quarantine file's
+/// temporary file: `<stem>.jsonl.quarantine-<20 digits>-<16 hex>` followed by
+/// `.tmp-<16 hex>`, [`LONGEST_SUFFIX_BYTES`] bytes after the stem.
+/// [`MAX_ID_BYTES`] is [`MAX_FILE_NAME_BYTES`] minus that, so every name the
+/// outbox derives fits the file system's limit, the longest exactly.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ParentPaths {
     /// The parent id as given.
     pub id: String,
-    /// The file-name stem the id maps to (see the module docs): the id
+    /// The file-name stem the id maps to (see above): the id
     /// itself when agent-deck's sanitiser leaves it unchanged, else its
     /// escaped form.
     pub stem: String,
@@ -262,7 +277,7 @@ pub const STOP_BLOCKS_DIR: &str = "runtime/stop-blocks";
 impl ParentPaths {
     /// The files of parent `id` under `root`; an error for an id that is
     /// blank, contains NUL, or maps to a stem longer than [`MAX_ID_BYTES`].
-    /// Distinct ids get distinct files (see the module docs).
+    /// Distinct ids get distinct files (see [`ParentPaths`]).
     pub fn new(root: &Path, id: &str) -> Result<Self> {
         let invalid = |reason| Error::InvalidParentId {
             id: id.to_owned(),
