@@ -22,7 +22,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 use outbox::stop_hook::{self, HookInput, StopHookError, StopOutcome};
-use outbox::{DrainWithError, Outbox, ParentPaths, Record};
+use outbox::{DrainWithError, Outbox, ParentPaths, Record, SweepReport};
 use serde::Deserialize;
 
 /// Exit status of a "yes" answer and of success.
@@ -45,8 +45,10 @@ parent drains each turn once.
 
 Data root: --root DIR, else $OUTBOX_ROOT, else $XDG_DATA_HOME/outbox, else
 ~/.local/share/outbox. The layout is agent-deck's, so --root may point at an
-agent-deck data directory. Commands that only read or drain write nothing on a
-root that holds no inbox yet.
+agent-deck data directory, but only while agent-deck is stopped: agent-deck does
+not take the locks this tool takes, so a record it appends while this tool
+rewrites the same inbox is lost. `pending` and `peek` never write; `drain`,
+`sweep` and `stop-hook` write nothing on a root that holds no inbox yet.
 
 Exit status: 0 success; 1 a \"no\" answer (`pending` with nothing pending);
 2 a usage or I/O error, with one line on stderr naming the path. `stop-hook`
@@ -209,7 +211,9 @@ struct PeekArgs {
 }
 
 /// Drop pending records older than a duration, in every inbox under the
-/// root; prints how many were dropped.
+/// root (records without a timestamp are kept), and the temporary files of
+/// writers killed mid-write; prints how many records were dropped. A file
+/// that belongs to no parent is named on stderr and left alone.
 #[derive(Debug, Args)]
 #[command(after_help = "\
 Examples:
@@ -353,13 +357,15 @@ fn check_parent(root: &Path, parent: &str) -> Result<(), Failure> {
 
 /// Opens the outbox for a command that only reads or drains: `None` when
 /// the root has neither an inbox directory nor a WAL directory, so nothing
-/// can be pending; such a root is left as it is (not even created).
+/// can be pending; such a root is left as it is (not even created). The
+/// outbox is opened lazily: read-only commands create nothing, and a drain
+/// or sweep creates only the directories it writes to.
 fn open_existing(root: &Path) -> Result<Option<Outbox>, Failure> {
     // The directory names are fixed by the protocol's file layout.
     for dir in ["inboxes", "runtime/inbox-inflight"] {
         if !matches!(root.join(dir).try_exists(), Ok(false)) {
             // Present, or unknown: let the library open it and report.
-            return Ok(Some(Outbox::open(root)?));
+            return Ok(Some(Outbox::open_lazy(root)));
         }
     }
     Ok(None)
@@ -529,11 +535,31 @@ fn peek(root: &Path, args: &PeekArgs) -> Result<u8, Failure> {
 }
 
 fn sweep(root: &Path, args: &SweepArgs) -> Result<u8, Failure> {
-    let dropped = match open_existing(root)? {
+    let report = match open_existing(root)? {
         Some(outbox) => outbox.sweep_stale_all(args.older_than)?,
-        None => 0,
+        None => SweepReport::default(),
     };
-    print(format!("{dropped}\n").as_bytes())
+    // Debug quoting keeps an odd file name on one line.
+    let mut failed = 0;
+    for (path, why) in &report.skipped {
+        if matches!(why, outbox::Error::Io { .. }) {
+            failed += 1;
+            warn(&format!(
+                "could not sweep {path:?}: {why}; the other inboxes were swept"
+            ));
+        } else {
+            warn(&format!(
+                "skipped {path:?}: {why}; the other inboxes were swept"
+            ));
+        }
+    }
+    let code = print(format!("{}\n", report.dropped).as_bytes())?;
+    if failed > 0 {
+        return Err(Failure::error(format!(
+            "{failed} of the parents could not be swept (named above)"
+        )));
+    }
+    Ok(code)
 }
 
 fn run_stop_hook(root: &Path, args: StopHookArgs) -> Result<u8, Failure> {

@@ -2,9 +2,10 @@
 //!
 //! `write_durable` is the only way the outbox replaces a file:
 //!
-//! 1. create a temporary file beside the target, with a name unique to this
-//!    process and call (so two processes writing the same target never share
-//!    a temp file), and write the new content;
+//! 1. create a temporary file beside the target, named
+//!    `<target>.tmp-<16 hex digits>` from a random nonce (so two writers of
+//!    the same target never share a temp file, whatever their pids or pid
+//!    namespaces), and write the new content;
 //! 2. fsync the temporary file: its content is durable before any name
 //!    points at it;
 //! 3. rename it over the target: atomic, so readers see the old or the new
@@ -14,28 +15,53 @@
 //! Cost: exactly one file fsync and one directory fsync. A crash before step
 //! 4 completes leaves the old content or the new one at the target, and at
 //! worst a stray temporary file, which no reader looks at.
+//!
+//! **Stray temporary files.** Every writer of a target holds the target's
+//! lock from creating its temporary file until it renamed or removed it (the
+//! inbox lock for an inbox and the quarantine files beside it, the parent's
+//! drain lock for its WAL, ledger and Stop-hook guard). So a temporary file
+//! of a target found while holding that lock belongs to a writer that was
+//! killed: it is stale, whatever its age or pid, and the sweeps
+//! ([`Outbox::sweep_stale`](crate::Outbox::sweep_stale)) remove it under
+//! that lock.
 
+use std::collections::hash_map::RandomState;
+use std::hash::{BuildHasher, Hasher};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::error::{Error, IoContext, Result};
-use crate::io::Io;
+use crate::io::{Io, parent_dir};
+use crate::paths::TEMP_MARK;
 
-static TEMP_SEQ: AtomicU64 = AtomicU64::new(0);
+/// A random 64-bit nonce for a file name. `RandomState` keys its hasher
+/// with randomness from the operating system (fresh keys per value), so two
+/// processes draw unrelated nonces even when they share a pid (separate pid
+/// namespaces, a pid reused after a crash); the counter, pid and clock make
+/// the input of every call distinct on top of that.
+pub(crate) fn nonce() -> u64 {
+    static CALLS: AtomicU64 = AtomicU64::new(0);
+    let mut h = RandomState::new().build_hasher();
+    h.write_u64(CALLS.fetch_add(1, Ordering::Relaxed));
+    h.write_u32(std::process::id());
+    h.write_u128(
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
+    h.finish()
+}
 
-/// The suffix that marks a temporary file of a durable write.
-pub(crate) const TEMP_MARK: &str = ".tmp-";
-
-/// Creates a fresh temporary file beside `target`.
+/// Creates a fresh temporary file beside `target`:
+/// `<target>.tmp-<16 hex digits>`.
 pub(crate) fn create_temp<I: Io>(io: &I, target: &Path) -> Result<(PathBuf, I::File)> {
-    let pid = std::process::id();
     let mut last_err = None;
-    // A name can exist only if a crashed process with our pid left it; the
-    // next sequence number is then free.
+    // A name is taken only if another writer drew the same 64-bit nonce:
+    // draw again.
     for _ in 0..64 {
-        let seq = TEMP_SEQ.fetch_add(1, Ordering::Relaxed);
         let mut name = target.as_os_str().to_owned();
-        name.push(format!("{TEMP_MARK}{pid}-{seq}"));
+        name.push(format!("{TEMP_MARK}{:016x}", nonce()));
         let path = PathBuf::from(name);
         match io.create_new(&path) {
             Ok(file) => return Ok((path, file)),
@@ -74,7 +100,7 @@ fn not_renamed(error: Error) -> WriteFailed {
 /// Fsyncs a temp file, renames it over `target` and fsyncs the directory.
 /// On any error before the rename the temp file is removed (best effort);
 /// the error is returned, and a failed fsync is never retried.
-pub(crate) fn install<I: Io>(
+pub(crate) fn rename_into_place<I: Io>(
     io: &I,
     mut file: I::File,
     temp: &Path,
@@ -96,7 +122,7 @@ pub(crate) fn install<I: Io>(
         let _ = io.remove_file(temp);
         return Err(not_renamed(e));
     }
-    let dir = target.parent().unwrap_or(Path::new("."));
+    let dir = parent_dir(target);
     io.sync_dir(dir)
         .at("fsync directory", dir)
         .map_err(|error| WriteFailed {
@@ -114,5 +140,5 @@ pub(crate) fn write_durable<I: Io>(io: &I, target: &Path, data: &[u8]) -> Result
         let _ = io.remove_file(&temp);
         return Err(not_renamed(e));
     }
-    install(io, file, &temp, target)
+    rename_into_place(io, file, &temp, target)
 }

@@ -19,6 +19,20 @@ pub enum Error {
         /// What is wrong with it.
         reason: &'static str,
     },
+    /// The parent id maps to a file-name stem longer than
+    /// [`MAX_ID_BYTES`](crate::MAX_ID_BYTES), so some file of the parent
+    /// could not be named.
+    #[error(
+        "invalid parent id {id:?}: its file-name stem would be {len} bytes long; the limit is {limit} bytes"
+    )]
+    ParentIdTooLong {
+        /// The id as given.
+        id: String,
+        /// The length of the stem it maps to, in bytes.
+        len: usize,
+        /// The limit, [`MAX_ID_BYTES`](crate::MAX_ID_BYTES).
+        limit: usize,
+    },
     /// A file-system operation failed.
     #[error("{op} {}{}: {source}", path.display(), Arrow(to.as_deref()))]
     Io {

@@ -71,6 +71,28 @@ pub trait Io: Send + Sync + 'static {
     fn lock(&self, path: &Path) -> io::Result<Self::Lock>;
 }
 
+/// The directory holding `path`'s entry: the one whose
+/// [`sync_dir`](Io::sync_dir) makes a create, rename or removal of `path`
+/// durable. `.` for a relative path of one component; the root for the
+/// root.
+///
+/// ```
+/// use std::path::Path;
+/// use outbox::io::parent_dir;
+///
+/// assert_eq!(parent_dir(Path::new("/data/inboxes/p.jsonl")), Path::new("/data/inboxes"));
+/// assert_eq!(parent_dir(Path::new("data")), Path::new("."));
+/// assert_eq!(parent_dir(Path::new("/")), Path::new("/"));
+/// ```
+pub fn parent_dir(path: &Path) -> &Path {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        Some(_) => Path::new("."),
+        None if path.as_os_str().is_empty() => Path::new("."),
+        None => path,
+    }
+}
+
 /// The signature of an fsync function: what [`StdIo`] calls to make an open
 /// file or directory handle durable. The same shape as `testutil::FsyncFn`,
 /// so a `testutil::FsyncCounter` hook plugs in as it is.

@@ -54,6 +54,33 @@
 //! cannot be read are copied to `inboxes/<id>.{jsonl,wal}.quarantine-*`
 //! files before their source is removed.
 //!
+//! `<id>` is the parent id's file-name stem ([`ParentPaths`] has the
+//! mapping): an id that agent-deck's sanitiser ([`sanitize_id`]) leaves
+//! unchanged is its own stem, so agent-deck's files are this crate's files;
+//! any other id gets an escaped stem no other id can get (`team/alpha` →
+//! `team%2Falpha..`). Distinct ids never share a file. The longest stem is
+//! [`MAX_ID_BYTES`], derived from the longest name the outbox derives from
+//! a stem ([`LONGEST_SUFFIX_BYTES`]) and the file-name limit
+//! ([`MAX_FILE_NAME_BYTES`]).
+//!
+//! A file is replaced through a temporary file `<file>.tmp-<16 hex>` named
+//! from a random nonce (unique across processes and pid namespaces), created
+//! and renamed under the file's lock. A writer killed in between leaves it
+//! behind; [`Outbox::sweep_stale`] and [`Outbox::sweep_stale_all`] remove
+//! such files under the same lock, where no live writer can own one.
+//!
+//! [`Outbox::open`] creates the directories and makes every directory it
+//! creates durable, ancestors of the root included.
+//! [`Outbox::open_lazy`] touches nothing: its read-only operations
+//! ([`peek`](Outbox::peek), [`has_pending`](Outbox::has_pending),
+//! [`stop_blocks`](Outbox::stop_blocks)) create nothing on any root, and
+//! its first write creates the directories as `open` would.
+//!
+//! **agent-deck running.** agent-deck does not take this crate's locks: an
+//! append it makes between the outbox's read of an inbox and its rename of
+//! the new one is lost. Open agent-deck's data directory only while
+//! agent-deck is stopped.
+//!
 //! # Guarantees
 //!
 //! - [`Outbox::commit`] returns `Ok` only when the record is durable; at most
@@ -121,6 +148,11 @@
 //! | `drain` / `drain_with`, N > 0 new records | 2 | 2 |
 //! | `drain` / `drain_with`, nothing pending | 0 | 0 |
 //! | `has_pending`, `peek` | 0 | 0 |
+//! | `open` (eager) of a missing root | 0 | 1 per directory that gained an entry (3 when the root's parent exists) |
+//! | `open` of an existing root, `open_lazy` | 0 | 0 |
+//!
+//! The first write through an `open_lazy` outbox on a root without the
+//! directories pays `open`'s directory fsyncs once, on top of its own.
 //!
 //! All file-system access goes through the [`Io`](io::Io) seam held by the
 //! outbox value: [`StdIo`] is the real one, with an injectable fsync;
@@ -141,8 +173,10 @@ mod timestamp;
 pub use error::{DrainWithError, Error, Result};
 pub use io::StdIo;
 pub use ledger::LEDGER_TTL;
-pub use outbox::{Committed, DEFAULT_STALE_AGE, Drained, Outbox};
-pub use paths::{ParentPaths, sanitize_id};
+pub use outbox::{Committed, DEFAULT_STALE_AGE, Drained, Outbox, SweepReport};
+pub use paths::{
+    LONGEST_SUFFIX_BYTES, MAX_FILE_NAME_BYTES, MAX_ID_BYTES, ParentPaths, sanitize_id,
+};
 pub use record::{
     KIND_FINISHED, MAX_FIELD_BYTES, MAX_SUMMARY_BYTES, MAX_TURN_KEY_BYTES, Record,
     TRUNCATION_MARKER, event_fingerprint, turn_fingerprint, turn_id,

@@ -1,22 +1,25 @@
 //! [`Outbox`]: commit, the two-phase drain, and housekeeping.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::convert::Infallible;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::ThreadId;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use parking_lot::{Mutex, RawMutex, lock_api::ArcMutexGuard};
 
-use crate::durable::{TEMP_MARK, create_temp, install, write_durable};
+use crate::durable::{create_temp, nonce, rename_into_place, write_durable};
 use crate::error::{DrainWithError, Error, IoContext, Result};
 use crate::format::{BadLine, MAX_LINE_BYTES, Scan, encode_line, for_each_record};
-use crate::io::{Io, StdIo};
+use crate::io::{Io, StdIo, parent_dir};
 use crate::ledger::Ledger;
-use crate::paths::{INBOX_DIR, LEDGER_DIR, ParentPaths, STOP_BLOCKS_DIR, WAL_DIR};
+use crate::paths::{
+    DirKind, INBOX_DIR, LEDGER_DIR, ParentPaths, STOP_BLOCKS_DIR, WAL_DIR, id_of_stem,
+    quarantine_name, stem_of_target, temp_target,
+};
 use crate::record::{MAX_FIELD_BYTES, Record, event_fingerprint, turn_fingerprint, turn_id};
 use crate::timestamp::Timestamp;
 
@@ -49,6 +52,9 @@ struct Inner<I> {
     /// The thread holding each lock of `locks`, so a thread that asks
     /// again for a lock it holds gets an error instead of a deadlock.
     holders: Mutex<HashMap<PathBuf, ThreadId>>,
+    /// The directories every write needs exist, durably (set by the eager
+    /// open, or by the first write of a lazily opened outbox).
+    layout_ready: AtomicBool,
 }
 
 impl<I: Io> Clone for Outbox<I> {
@@ -142,39 +148,90 @@ impl<I: Io> Drop for ThreadAndFileLock<'_, I> {
     }
 }
 
+/// What [`Outbox::sweep_stale_all`] did.
+#[derive(Debug, Default)]
+pub struct SweepReport {
+    /// Pending records dropped as stale, over every parent.
+    pub dropped: usize,
+    /// Stale temporary files removed (left by writers killed between
+    /// creating and renaming them).
+    pub temp_files_removed: usize,
+    /// Files in the outbox's directories that name no parent this outbox
+    /// can open (an id too long, a name no id maps to, a name that is not
+    /// UTF-8), or whose parent's sweep failed: each file's path with why.
+    /// The sweep went on with the other parents; these files were left as
+    /// they were.
+    pub skipped: Vec<(PathBuf, Error)>,
+}
+
 impl Outbox<StdIo> {
     /// Opens the outbox at `root` on the real file system, creating the
-    /// directories it needs.
+    /// directories it needs (see [`open_with`](Self::open_with)).
     pub fn open(root: impl Into<PathBuf>) -> Result<Self> {
         Self::open_with(root, StdIo::new())
+    }
+
+    /// Opens the outbox at `root` on the real file system without touching
+    /// the disk (see [`open_lazy_with`](Self::open_lazy_with)).
+    pub fn open_lazy(root: impl Into<PathBuf>) -> Self {
+        Self::open_lazy_with(root, StdIo::new())
     }
 }
 
 impl<I: Io> Outbox<I> {
     /// Opens the outbox at `root` with the file-system seam `io`, creating
-    /// the directories it needs. A directory it creates is made durable with
-    /// an fsync of its parent; opening an existing root fsyncs nothing.
+    /// the directories it needs: `inboxes/`, `runtime/inbox-inflight/`,
+    /// `runtime/consumed-turns/` and every missing ancestor of them,
+    /// the root's included. Every directory it creates is durable before
+    /// this returns: each directory that gained an entry is fsynced once
+    /// (a root with an existing parent: 3 directory fsyncs; the CLI's
+    /// default root on a fresh home, 3 ancestors missing: 5). Opening an
+    /// existing root fsyncs nothing.
+    ///
+    /// A directory that exists when it is looked at is taken as durable: if
+    /// another process created it an instant earlier and the power fails
+    /// before that process's fsync of it, it can vanish.
     pub fn open_with(root: impl Into<PathBuf>, io: I) -> Result<Self> {
-        let root = root.into();
-        let dirs = [
-            root.clone(),
-            root.join(INBOX_DIR),
-            root.join("runtime"),
-            root.join(WAL_DIR),
-            root.join(LEDGER_DIR),
-        ];
-        for dir in &dirs {
-            ensure_dir(&io, dir)?;
-        }
-        Ok(Self {
+        let ob = Self::open_lazy_with(root, io);
+        ob.ensure_layout()?;
+        Ok(ob)
+    }
+
+    /// Opens the outbox at `root` with the file-system seam `io` without
+    /// touching the disk. The read-only operations ([`peek`](Self::peek),
+    /// [`has_pending`](Self::has_pending), [`stop_blocks`](Self::stop_blocks))
+    /// then create nothing, on any root; the first operation that writes
+    /// creates the directories [`open_with`](Self::open_with) would have
+    /// created, as durably and with the same fsyncs.
+    pub fn open_lazy_with(root: impl Into<PathBuf>, io: I) -> Self {
+        Self {
             inner: Arc::new(Inner {
-                root,
+                root: root.into(),
                 io,
                 locks: Mutex::new(HashMap::new()),
                 holders: Mutex::new(HashMap::new()),
+                layout_ready: AtomicBool::new(false),
             }),
             clock: Arc::new(SystemTime::now),
-        })
+        }
+    }
+
+    /// Creates the directories every write needs, once per outbox value.
+    fn ensure_layout(&self) -> Result<()> {
+        if self.inner.layout_ready.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        let root = &self.inner.root;
+        ensure_dirs(
+            &self.inner.io,
+            &[
+                root.join(INBOX_DIR),
+                root.join(WAL_DIR),
+                root.join(LEDGER_DIR),
+            ],
+        )?;
+        self.inner.layout_ready.store(true, Ordering::Release);
+        Ok(())
     }
 
     /// Uses `clock` instead of the system clock for "now" (consumed-ledger
@@ -281,6 +338,7 @@ impl<I: Io> Outbox<I> {
                 limit: MAX_FIELD_BYTES,
             });
         }
+        self.ensure_layout()?;
         record.cap_summary();
         if record.turn_fingerprint.is_empty() {
             record.turn_fingerprint = turn_fingerprint(&record);
@@ -388,19 +446,14 @@ impl<I: Io> Outbox<I> {
     fn quarantine(&self, paths: &ParentPaths, source: &Path, bad: &[BadLine]) -> Result<PathBuf> {
         let io = &self.inner.io;
         let kind = if source == paths.wal { "wal" } else { "jsonl" };
-        // Unique per process and call, so one quarantine never replaces
-        // another (the rename below would).
-        static SEQ: AtomicU64 = AtomicU64::new(0);
+        // A random nonce makes the name unique, so one quarantine never
+        // replaces another (the rename below would); the stamp sorts them.
         let nanos = self
             .now()
             .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos());
-        let target = parent_dir(&paths.inbox).join(format!(
-            "{}.{kind}.quarantine-{nanos}-{}-{}",
-            paths.stem,
-            std::process::id(),
-            SEQ.fetch_add(1, Ordering::Relaxed)
-        ));
+            .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
+        let target =
+            parent_dir(&paths.inbox).join(quarantine_name(&paths.stem, kind, nanos, nonce()));
         let (temp, mut file) = create_temp(io, &target)?;
         let copy = (|| -> Result<()> {
             let mut reader = io
@@ -435,7 +488,7 @@ impl<I: Io> Outbox<I> {
             let _ = io.remove_file(&temp);
             return Err(e);
         }
-        install(io, file, &temp, &target)?;
+        rename_into_place(io, file, &temp, &target)?;
         Ok(target)
     }
 
@@ -474,6 +527,7 @@ impl<I: Io> Outbox<I> {
     /// finishes an earlier drain's WAL skips the WAL write (1 + 1).
     pub fn drain(&self, parent: &str) -> Result<Drained> {
         let paths = self.paths(parent)?;
+        self.ensure_layout()?;
         let _drain = self.lock(&paths.drain_lock)?;
         let staged = self.stage_to_wal(&paths)?;
         let no_delivery = None::<fn(&[Record]) -> Result<(), Infallible>>;
@@ -511,6 +565,7 @@ impl<I: Io> Outbox<I> {
         deliver: impl FnOnce(&[Record]) -> Result<(), E>,
     ) -> Result<Drained, DrainWithError<E>> {
         let paths = self.paths(parent)?;
+        self.ensure_layout()?;
         let _drain = self.lock(&paths.drain_lock)?;
         let staged = self.stage_to_wal(&paths)?;
         self.finalize(&paths, staged, Some(deliver))
@@ -702,6 +757,7 @@ impl<I: Io> Outbox<I> {
         to: &str,
     ) -> Result<usize> {
         let paths = self.paths(parent)?;
+        self.ensure_layout()?;
         let _held = self.lock(&paths.inbox_lock)?;
         self.rewrite_inbox(
             &paths,
@@ -710,46 +766,159 @@ impl<I: Io> Outbox<I> {
         )
     }
 
-    /// Drops `parent`'s pending records older than `max_age` (by their
-    /// timestamp; [`DEFAULT_STALE_AGE`] is the usual value); returns how
-    /// many. Fsyncs only when something is dropped (1 file + 1 directory).
+    /// Drops `parent`'s pending records older than `max_age` by their
+    /// timestamp ([`DEFAULT_STALE_AGE`] is the usual value); returns how
+    /// many. A record without a timestamp (or with the zero time) has no
+    /// known age and is kept, as agent-deck keeps it.
+    ///
+    /// Also removes `parent`'s stale temporary files: those of writers
+    /// killed between creating and renaming them. Every writer of a file
+    /// holds that file's lock (the inbox lock, or the drain lock) from
+    /// creating its temporary file to renaming it, and this sweep holds both
+    /// locks, so every temporary file it finds is stale. (The removals are
+    /// plain unlinks: one a crash undoes is removed by the next sweep.)
+    /// Other processes' files are never touched: only names the outbox
+    /// derives from `parent`'s files, `<file>.tmp-<hex>`, are removed.
+    ///
+    /// Fsyncs only when a record is dropped (1 file + 1 directory). Holds
+    /// the drain lock: do not call it from a [`drain_with`](Self::drain_with)
+    /// callback of the same parent.
     pub fn sweep_stale(&self, parent: &str, max_age: Duration) -> Result<usize> {
         let paths = self.paths(parent)?;
-        let now = self.now();
-        let _held = self.lock(&paths.inbox_lock)?;
-        self.rewrite_inbox(&paths, |r| r.timestamp.age_at(now) <= max_age, &[])
+        self.ensure_layout()?;
+        let (found, _) = self.parent_files()?;
+        let temps = found.get(&paths.stem).map_or(&[][..], |f| &f.temps);
+        Ok(self.sweep_parent(&paths, temps, max_age)?.0)
     }
 
-    /// [`sweep_stale`](Self::sweep_stale) over every inbox under the root;
-    /// returns how many records were dropped in all.
-    pub fn sweep_stale_all(&self, max_age: Duration) -> Result<usize> {
-        let dir = self.inner.root.join(INBOX_DIR);
-        let mut total = 0;
-        for name in self.inner.io.list_dir(&dir).at("list", &dir)? {
-            let Some(name) = name.to_str() else { continue };
-            let Some(stem) = name.strip_suffix(".jsonl") else {
-                continue;
+    /// [`sweep_stale`](Self::sweep_stale) over every parent with an inbox or
+    /// a temporary file under the root. A file that names no parent this
+    /// outbox can open, or a parent whose sweep fails, is reported in
+    /// [`SweepReport::skipped`] and the sweep goes on with the others. An
+    /// error is returned only when a directory cannot be listed.
+    pub fn sweep_stale_all(&self, max_age: Duration) -> Result<SweepReport> {
+        self.ensure_layout()?;
+        let mut report = SweepReport::default();
+        let (found, odd) = self.parent_files()?;
+        report.skipped = odd;
+        for (stem, files) in found {
+            let result = match id_of_stem(&stem) {
+                Some(id) => self
+                    .paths(&id)
+                    .and_then(|paths| self.sweep_parent(&paths, &files.temps, max_age)),
+                None => Err(Error::InvalidParentId {
+                    id: stem,
+                    reason: "no parent id maps to this file name",
+                }),
             };
-            if stem.contains(TEMP_MARK) || stem.trim().is_empty() {
-                continue;
+            match result {
+                Ok((dropped, removed)) => {
+                    report.dropped += dropped;
+                    report.temp_files_removed += removed;
+                }
+                Err(e) => report.skipped.push((files.path, e)),
             }
-            // A stem is its own sanitised form, so it names the same inbox.
-            total += self.sweep_stale(stem, max_age)?;
         }
-        Ok(total)
+        Ok(report)
+    }
+
+    /// Removes the stale temporary files `temps` of one parent and drops
+    /// its records older than `max_age`, under both of its locks; returns
+    /// (records dropped, files removed).
+    fn sweep_parent(
+        &self,
+        paths: &ParentPaths,
+        temps: &[PathBuf],
+        max_age: Duration,
+    ) -> Result<(usize, usize)> {
+        let io = &self.inner.io;
+        let now = self.now();
+        let _drain = self.lock(&paths.drain_lock)?;
+        let _inbox = self.lock(&paths.inbox_lock)?;
+        let mut removed = 0;
+        for temp in temps {
+            if io.remove_file(temp).at("remove", temp)? {
+                removed += 1;
+            }
+        }
+        let dropped = self.rewrite_inbox(
+            paths,
+            |r| r.timestamp.is_zero() || r.timestamp.age_at(now) <= max_age,
+            &[],
+        )?;
+        Ok((dropped, removed))
+    }
+
+    /// The parents with files in the outbox's directories, by stem: an
+    /// inbox, or temporary files (listed); and the names that cannot be
+    /// read as a parent's file name (not UTF-8).
+    #[allow(clippy::type_complexity)]
+    fn parent_files(&self) -> Result<(BTreeMap<String, ParentFiles>, Vec<(PathBuf, Error)>)> {
+        let root = &self.inner.root;
+        let mut found: BTreeMap<String, ParentFiles> = BTreeMap::new();
+        let mut odd = Vec::new();
+        for (dir, kind) in [
+            (INBOX_DIR, DirKind::Inboxes),
+            (WAL_DIR, DirKind::Wal),
+            (LEDGER_DIR, DirKind::Json),
+            (STOP_BLOCKS_DIR, DirKind::Json),
+        ] {
+            let dir = root.join(dir);
+            for name in self.inner.io.list_dir(&dir).at("list", &dir)? {
+                let Some(text) = name.to_str() else {
+                    let lossy = name.to_string_lossy();
+                    if lossy.contains(crate::paths::TEMP_MARK)
+                        || (kind == DirKind::Inboxes && lossy.ends_with(".jsonl"))
+                    {
+                        odd.push((
+                            dir.join(&name),
+                            Error::InvalidParentId {
+                                id: lossy.into_owned(),
+                                reason: "the file name is not UTF-8",
+                            },
+                        ));
+                    }
+                    continue;
+                };
+                let (stem, temp) = match temp_target(text) {
+                    Some(target) => (stem_of_target(kind, target), true),
+                    None if kind == DirKind::Inboxes => (text.strip_suffix(".jsonl"), false),
+                    None => (None, false),
+                };
+                let Some(stem) = stem else { continue };
+                let path = dir.join(&name);
+                let files = found.entry(stem.to_owned()).or_insert_with(|| ParentFiles {
+                    path: path.clone(),
+                    temps: Vec::new(),
+                });
+                if temp {
+                    files.temps.push(path);
+                } else {
+                    files.path = path;
+                }
+            }
+        }
+        Ok((found, odd))
     }
 
     /// Forgets the consumed turns of `child` (e.g. a removed child) in
-    /// `parent`'s ledger; returns how many entries were dropped. An
-    /// [`Error::Reentrant`] from inside a `drain_with` callback of `parent`.
+    /// `parent`'s ledger; returns how many entries were dropped. A turn
+    /// fingerprint is `<child>@<hash>`: exactly the entries whose part
+    /// before the last `@` is `child` (trimmed) are dropped, so forgetting
+    /// `a` keeps the turns of `a@b`. An [`Error::Reentrant`] from inside a
+    /// `drain_with` callback of `parent`.
     pub fn forget_child(&self, parent: &str, child: &str) -> Result<usize> {
         let paths = self.paths(parent)?;
+        self.ensure_layout()?;
         let _drain = self.lock(&paths.drain_lock)?;
         let io = &self.inner.io;
         let mut ledger = Ledger::load(io, &paths.ledger)?;
-        let prefix = format!("{}@", child.trim());
+        let child = child.trim();
         let before = ledger.entries.len();
-        ledger.entries.retain(|turn, _| !turn.starts_with(&prefix));
+        ledger.entries.retain(|turn, _| {
+            turn.rsplit_once('@')
+                .is_none_or(|(owner, _)| owner != child)
+        });
         let dropped = before - ledger.entries.len();
         if dropped > 0 {
             ledger.save(io, &paths.ledger)?;
@@ -788,11 +957,17 @@ impl<I: Io> Outbox<I> {
 
     /// Sets the Stop-hook consecutive-block counter of `parent`, durably
     /// (1 file + 1 directory fsync; the first call also creates
-    /// `runtime/stop-blocks/`).
+    /// `runtime/stop-blocks/`, +1 directory fsync). Holds the parent's
+    /// drain lock while writing, like every writer of the parent's
+    /// `runtime/` files (so a sweep can tell its temporary files are
+    /// stale); do not call it from a [`drain_with`](Self::drain_with)
+    /// callback of the same parent.
     pub fn set_stop_blocks(&self, parent: &str, count: u32) -> Result<()> {
         let paths = self.paths(parent)?;
+        self.ensure_layout()?;
         let io = &self.inner.io;
-        ensure_dir(io, parent_dir(&paths.stop_blocks))?;
+        ensure_dirs(io, &[parent_dir(&paths.stop_blocks).to_owned()])?;
+        let _drain = self.lock(&paths.drain_lock)?;
         let bytes = format!("{{\"count\":{count}}}");
         write_durable(io, &paths.stop_blocks, bytes.as_bytes())?;
         Ok(())
@@ -804,24 +979,47 @@ impl<I: Io> Outbox<I> {
     }
 }
 
-fn parent_dir(path: &Path) -> &Path {
-    path.parent().unwrap_or(Path::new("."))
+/// The files of one parent found by a sweep.
+struct ParentFiles {
+    /// A file that led to the parent: its inbox when it has one.
+    path: PathBuf,
+    /// Its temporary files.
+    temps: Vec<PathBuf>,
 }
 
-/// Creates `dir` if missing and makes its entry durable with an fsync of its
-/// parent.
-fn ensure_dir<I: Io>(io: &I, dir: &Path) -> Result<()> {
-    if io.file_len(dir).at("stat", dir)?.is_some() {
-        return Ok(());
+/// Creates each of `dirs` with its missing ancestors, and makes every
+/// created entry durable: each directory that gained an entry is fsynced
+/// once, after all are created. A directory that exists is taken as
+/// durable.
+fn ensure_dirs<I: Io>(io: &I, dirs: &[PathBuf]) -> Result<()> {
+    let mut to_sync: Vec<PathBuf> = Vec::new();
+    for dir in dirs {
+        // The missing directories on the way to `dir`, deepest first.
+        let mut missing = Vec::new();
+        let mut at = dir.as_path();
+        while io.file_len(at).at("stat", at)?.is_none() {
+            missing.push(at);
+            let up = parent_dir(at);
+            if up == at {
+                break;
+            }
+            at = up;
+        }
+        if missing.is_empty() {
+            continue;
+        }
+        io.create_dir_all(dir).at("create directory", dir)?;
+        for created in missing.iter().rev() {
+            let up = parent_dir(created).to_owned();
+            if !to_sync.contains(&up) {
+                to_sync.push(up);
+            }
+        }
     }
-    io.create_dir_all(dir).at("create directory", dir)?;
-    let parent = parent_dir(dir);
-    let parent = if parent.as_os_str().is_empty() {
-        Path::new(".")
-    } else {
-        parent
-    };
-    io.sync_dir(parent).at("fsync directory", parent)
+    for dir in &to_sync {
+        io.sync_dir(dir).at("fsync directory", dir)?;
+    }
+    Ok(())
 }
 
 /// Encodes one record as a JSON line.

@@ -134,7 +134,7 @@ fn is_zero(n: &i64) -> bool {
 }
 
 /// Reads `null` as the type's default, like Go's `encoding/json`.
-fn nullable<'de, D, T>(deserializer: D) -> Result<T, D::Error>
+pub(crate) fn nullable<'de, D, T>(deserializer: D) -> Result<T, D::Error>
 where
     D: Deserializer<'de>,
     T: Deserialize<'de> + Default,

@@ -57,10 +57,11 @@
 
 use std::fmt::Write as _;
 
-use serde::{Deserialize, Deserializer};
+use serde::Deserialize;
 
 use crate::error::{DrainWithError, Error};
 use crate::io::Io;
+use crate::record::nullable;
 use crate::{Outbox, Record};
 
 /// How many consecutive Stop-hook blocks are allowed before the hook stops
@@ -82,14 +83,6 @@ pub struct HookInput {
     /// agent is already handling an earlier block).
     #[serde(deserialize_with = "nullable")]
     pub stop_hook_active: bool,
-}
-
-fn nullable<'de, D, T>(deserializer: D) -> Result<T, D::Error>
-where
-    D: Deserializer<'de>,
-    T: Deserialize<'de> + Default,
-{
-    Ok(Option::<T>::deserialize(deserializer)?.unwrap_or_default())
 }
 
 /// Why a hook input was rejected.
@@ -403,12 +396,15 @@ mod tests {
         assert!(!ob.has_pending(PARENT).unwrap());
     }
 
-    /// The real file system, plus a rival: right after the stop-blocks
-    /// counter is renamed into place (between the hook's pending check and
-    /// its drain), another outbox on the same root drains the parent.
+    /// The real file system, plus a rival: once the stop-blocks counter is
+    /// renamed into place (between the hook's pending check and its drain),
+    /// another outbox on the same root drains the parent just before the
+    /// hook takes the next lock (its drain's). The counter is written under
+    /// the drain lock, so the rival cannot run inside that rename.
     struct RivalIo {
         inner: crate::io::StdIo,
         rival: Mutex<Option<Outbox>>,
+        counter_renamed: std::sync::atomic::AtomicBool,
     }
 
     impl Io for RivalIo {
@@ -429,10 +425,9 @@ mod tests {
         }
         fn rename(&self, from: &Path, to: &Path) -> std::io::Result<()> {
             self.inner.rename(from, to)?;
-            if to.parent().is_some_and(|d| d.ends_with("stop-blocks"))
-                && let Some(rival) = self.rival.lock().take()
-            {
-                assert_eq!(rival.drain(PARENT).unwrap().records.len(), 1);
+            if to.parent().is_some_and(|d| d.ends_with("stop-blocks")) {
+                self.counter_renamed
+                    .store(true, std::sync::atomic::Ordering::SeqCst);
             }
             Ok(())
         }
@@ -452,6 +447,13 @@ mod tests {
             self.inner.list_dir(dir)
         }
         fn lock(&self, path: &Path) -> std::io::Result<Self::Lock> {
+            if self
+                .counter_renamed
+                .load(std::sync::atomic::Ordering::SeqCst)
+                && let Some(rival) = self.rival.lock().take()
+            {
+                assert_eq!(rival.drain(PARENT).unwrap().records.len(), 1);
+            }
             self.inner.lock(path)
         }
     }
@@ -465,6 +467,7 @@ mod tests {
         let io = RivalIo {
             inner: crate::io::StdIo::new(),
             rival: Mutex::new(Some(ob.clone())),
+            counter_renamed: std::sync::atomic::AtomicBool::new(false),
         };
         let hooked = Outbox::open_with(root.path(), io).unwrap();
         let mut out = Vec::new();

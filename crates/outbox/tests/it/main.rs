@@ -9,6 +9,7 @@ mod crash;
 mod decode_props;
 mod faults;
 mod format;
+mod hardening_files;
 mod hardening_semantics;
 mod perf_outbox;
 mod semantics;

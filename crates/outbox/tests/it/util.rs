@@ -171,7 +171,7 @@ pub struct LedgerProgress {
 impl LedgerProgress {
     /// Reads the progress of the ledger write to `ledger` off `ops`.
     pub fn of(ops: &[Op], ledger: &Path) -> Self {
-        let dir = ledger.parent().unwrap_or(Path::new("/"));
+        let dir = outbox::io::parent_dir(ledger);
         let renamed_at = ops
             .iter()
             .position(|o| o.ok && o.kind == OpKind::Rename && o.to.as_deref() == Some(ledger));
