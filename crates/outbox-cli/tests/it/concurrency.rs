@@ -1,15 +1,12 @@
 //! Processes racing on one data root: two `outbox commit` producers and two
 //! `outbox drain` consumers. Nothing lost, nothing doubled.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use common::*;
+use crate::util::*;
 use serde_json::Value;
 
-const P: &str = "conductor";
 const PER_PRODUCER: usize = 15;
 
 #[test]
@@ -26,7 +23,7 @@ fn two_drains_and_two_commits_racing_lose_nothing_and_double_nothing() {
                     (0..PER_PRODUCER)
                         .map(|i| {
                             let child = format!("{name}-{i:02}");
-                            let fp = commit_finished(root, P, &child, "success");
+                            let fp = commit_finished(root, PARENT, &child, "success");
                             (child, fp)
                         })
                         .collect::<Vec<_>>()
@@ -42,7 +39,7 @@ fn two_drains_and_two_commits_racing_lose_nothing_and_double_nothing() {
                     // they stopped, so the last commits are drained too.
                     loop {
                         let last = !producing.load(Ordering::SeqCst);
-                        got.extend(drain_json(root, P));
+                        got.extend(drain_json(root, PARENT));
                         if last {
                             return got;
                         }
@@ -74,5 +71,5 @@ fn two_drains_and_two_commits_racing_lose_nothing_and_double_nothing() {
     }
     let expected: BTreeMap<String, String> = committed.into_iter().collect();
     assert_eq!(seen, expected, "the drains' union is exactly the commits");
-    assert_eq!(outbox(root, &["pending", "--parent", P]).code, 1);
+    assert_eq!(outbox(root, &["pending", "--parent", PARENT]).code, 1);
 }
