@@ -41,7 +41,8 @@ fn commit_pending_peek_drain_pending() {
     assert_eq!((pending.code, pending.stdout.as_str()), (0, ""));
 
     let peek = ok(root, &["peek", "--parent", PARENT]);
-    assert_eq!(peek.stdout, "w1\tsuccess\t\nw2\twaiting\tlexer\n");
+    // No trailing tab: w1 has neither summary nor title.
+    assert_eq!(peek.stdout, "w1\tsuccess\nw2\twaiting\tlexer\n");
     // Peek consumes nothing.
     assert_eq!(ok(root, &["peek", "--parent", PARENT]).stdout, peek.stdout);
 
@@ -204,9 +205,20 @@ fn sweep_drops_only_old_records_in_every_inbox() {
         assert_eq!(left.len(), 1);
         assert_eq!(left[0]["child_session_id"], "new");
     }
-    let bad = outbox(root, &["sweep", "--older-than", "7 days"]);
-    assert_eq!(bad.code, 2);
-    assert!(bad.stderr.contains("invalid duration"), "{bad:?}");
+    // humantime's forms work too; the records are a few seconds old.
+    for older_than in ["1d 12h", "1w", "90min", "7 days"] {
+        assert_eq!(
+            ok(root, &["sweep", "--older-than", older_than]).stdout,
+            "0\n"
+        );
+    }
+    assert_eq!(peek_json(root, "p1").len(), 1);
+    for junk in ["7 fortnights", "-1d", "", "1d12"] {
+        let bad = outbox(root, &["sweep", &format!("--older-than={junk}")]);
+        assert_eq!(bad.code, 2, "{junk}: {bad:?}");
+        assert_eq!(bad.stderr_lines().len(), 1, "{junk}: {bad:?}");
+        assert!(bad.stderr.contains("invalid duration"), "{bad:?}");
+    }
 }
 
 #[test]
@@ -268,14 +280,37 @@ fn the_root_comes_from_the_flag_then_outbox_root_then_xdg_then_home() {
 fn read_only_commands_leave_a_fresh_root_untouched() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("never-created");
-    assert_eq!(outbox(&root, &["pending", "--parent", PARENT]).code, 1);
-    assert_eq!(ok(&root, &["peek", "--parent", PARENT]).stdout, "");
-    assert_eq!(
-        ok(&root, &["drain", "--parent", PARENT, "--json"]).stdout,
-        "[]\n"
-    );
-    assert_eq!(ok(&root, &["sweep"]).stdout, "0\n");
+    // Each answers as documented, and says on stderr (one line) that the
+    // root does not exist: most likely a mistyped --root.
+    let says_missing = |run: &Run| {
+        assert_eq!(run.stderr_lines().len(), 1, "{run:?}");
+        assert!(
+            run.stderr
+                .contains(&format!("data root {} does not exist", root.display())),
+            "{run:?}"
+        );
+    };
+    let run = outbox(&root, &["pending", "--parent", PARENT]);
+    assert_eq!(run.code, 1);
+    says_missing(&run);
+    let run = ok(&root, &["peek", "--parent", PARENT]);
+    assert_eq!(run.stdout, "");
+    says_missing(&run);
+    let run = ok(&root, &["drain", "--parent", PARENT, "--json"]);
+    assert_eq!(run.stdout, "[]\n");
+    says_missing(&run);
+    let run = ok(&root, &["drain", "--parent", PARENT, "--exec", "false"]);
+    says_missing(&run);
+    let run = ok(&root, &["sweep"]);
+    assert_eq!(run.stdout, "0\n");
+    says_missing(&run);
     assert!(!root.exists());
+
+    // A root that exists but holds nothing yet is not worth a word.
+    std::fs::create_dir(&root).unwrap();
+    let run = outbox(&root, &["pending", "--parent", PARENT]);
+    assert_eq!((run.code, run.stderr.as_str()), (1, ""));
+    assert_eq!(std::fs::read_dir(&root).unwrap().count(), 0);
 }
 
 #[test]
@@ -290,12 +325,17 @@ fn every_command_has_help_with_an_example() {
         &["sweep", "--help"],
         &["stop-hook", "--help"],
         &["help", "stop-hook"],
+        &["hooks", "--help"],
+        &["doctor", "--help"],
     ] {
         let run = ok(root.path(), args);
         assert!(run.stdout.contains("Example"), "{args:?}: {}", run.stdout);
     }
     let version = ok(root.path(), &["--version"]);
-    assert!(version.stdout.starts_with("outbox "), "{version:?}");
+    assert_eq!(
+        version.stdout,
+        format!("outbox {} (on-disk format 1)\n", env!("CARGO_PKG_VERSION"))
+    );
 }
 
 #[test]
