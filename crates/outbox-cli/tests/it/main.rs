@@ -7,7 +7,12 @@
 
 mod bad_input;
 mod concurrency;
+mod doctor;
 mod end_to_end;
+mod exec;
+mod generate;
+mod hooks;
+mod input;
 mod perf_cli;
 mod stop_hook;
 mod util;
