@@ -6,6 +6,10 @@
 //!   last path segment starts with `perf_`) in every workspace crate and
 //!   target, run each alone in the release profile, print a summary and
 //!   write `<target dir>/perf/report.json`. See `docs/perf-budget-suite.md`.
+//! * `man`: build the `outbox` binary and have it write its man pages
+//!   (`outbox man --dir`) into `<target dir>/man/`. The pages come from the
+//!   CLI's clap definitions, which only the binary links, so xtask runs it
+//!   rather than depending on clap.
 //!
 //! This crate stays lean (serde_json only) because it is compiled before
 //! every perf run.
@@ -30,6 +34,10 @@ commands:
         --list     print the perf tests found, run nothing
         FILTER     run only tests whose id contains one of the FILTERs
       PERF_BUDGET_MULTIPLIER is passed through to the tests (CI uses 2.0).
+  man
+      Build the outbox binary and write its man pages (outbox.1 and one per
+      command) into <target dir>/man/, from its clap definitions. Read them
+      with `man <target dir>/man/outbox.1`.
   help
       Print this message.
 ";
@@ -51,6 +59,16 @@ fn main() -> ExitCode {
             }
             test_perf::run(&args[1..])
         }
+        "man" => {
+            if let Err(error) = env::set_current_dir(project_root()) {
+                eprintln!(
+                    "xtask: cannot change directory to the workspace root {}: {error}",
+                    project_root().display()
+                );
+                return ExitCode::FAILURE;
+            }
+            man()
+        }
         "help" | "-h" | "--help" => {
             print!("{USAGE}");
             ExitCode::SUCCESS
@@ -69,4 +87,37 @@ fn project_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .map_or_else(|| PathBuf::from("."), Path::to_path_buf)
+}
+
+/// `cargo xtask man`: `cargo run -p outbox-cli -- man --dir <target>/man`.
+fn man() -> ExitCode {
+    let target =
+        env::var_os("CARGO_TARGET_DIR").map_or_else(|| PathBuf::from("target"), PathBuf::from);
+    let dir = target.join("man");
+    let cargo = env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let status = std::process::Command::new(cargo)
+        .args([
+            "run",
+            "--quiet",
+            "--package",
+            "outbox-cli",
+            "--bin",
+            "outbox",
+            "--",
+            "man",
+            "--dir",
+        ])
+        .arg(&dir)
+        .status();
+    match status {
+        Ok(status) if status.success() => ExitCode::SUCCESS,
+        Ok(status) => {
+            eprintln!("xtask: outbox man --dir {}: {status}", dir.display());
+            ExitCode::FAILURE
+        }
+        Err(error) => {
+            eprintln!("xtask: cannot run cargo: {error}");
+            ExitCode::FAILURE
+        }
+    }
 }
