@@ -226,7 +226,8 @@ struct CommitArgs {
 /// --json), its stdout and stderr are outbox's, and the records are marked
 /// consumed only when it read them all and exited 0. Otherwise outbox says
 /// how CMD ended, exits 2, and the records stay pending. CMD runs only when
-/// something is deliverable; other drains of the parent wait for it.
+/// something is deliverable; other drains of the parent wait for it (so CMD
+/// must not drain the same parent itself: that drain would wait forever).
 /// --exec must come last: every argument after it belongs to CMD.
 ///
 /// --max N delivers at most N records; the rest stay pending and come first
