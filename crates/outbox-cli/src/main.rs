@@ -3,12 +3,16 @@
 //!
 //! Thin glue over the [`outbox`] library: each subcommand parses its
 //! arguments, calls one library operation and prints the result. The
-//! Claude Code Stop-hook rule lives in [`outbox::stop_hook`].
+//! Claude Code Stop-hook rule lives in [`outbox::stop_hook`]. The newer
+//! commands live in their own modules: `exec` (`drain --exec`),
+//! `from_hook` (`commit --from-hook`), `hooks`, `doctor` and `generate`
+//! (`completions`, `man`).
 //!
 //! Exit status: 0 success; 1 a "no" answer (`pending` with nothing
-//! pending); 2 a usage or I/O error, with one line on stderr naming the
-//! path. `stop-hook` never exits 2 (Claude Code would read 2 as "block"):
-//! its errors exit 1. See `outbox --help` and `README.md`.
+//! pending, `doctor` with something to fix); 2 a usage or I/O error, with
+//! one line on stderr naming what and where. The hooks (`stop-hook`,
+//! `commit --from-hook`) never exit 2 (Claude Code would read 2 as
+//! "block"): their errors exit 1. See `outbox --help` and `README.md`.
 
 mod doctor;
 mod duration;
@@ -66,9 +70,11 @@ Data root: --root DIR, else $OUTBOX_ROOT, else $XDG_DATA_HOME/outbox, else
 agent-deck data directory. Commands that only read or drain write nothing on a
 root that holds no inbox yet.
 
-Exit status: 0 success; 1 a \"no\" answer (`pending` with nothing pending);
-2 a usage or I/O error, with one line on stderr naming the path. `stop-hook`
-never exits 2 (Claude Code reads 2 as \"block\"): its errors exit 1.";
+Exit status: 0 success; 1 a \"no\" answer (`pending` with nothing pending,
+`doctor` with something to fix); 2 a usage or I/O error (or a `drain --exec`
+command that did not confirm), with one line on stderr naming what and where.
+The hooks (`stop-hook`, `commit --from-hook`) never exit 2 (Claude Code reads
+2 as \"block\"): their errors exit 1.";
 
 const AFTER_HELP: &str = "\
 Example:
@@ -209,11 +215,11 @@ struct CommitArgs {
 /// consumed.
 ///
 /// One record per child (the latest), each turn once. Text output is one
-/// line per record, three tab-separated columns: child id, status
+/// line per record, up to three tab-separated columns: child id, status
 /// (done_status of a completion, else to_status), and the summary of a
-/// completion (else the child's title); tabs, newlines and backslashes
-/// inside a column are escaped (\t, \n, \\). --json prints a JSON array of
-/// records in the on-disk field format.
+/// completion (else the child's title); empty columns at the end are left
+/// out; tabs, newlines and backslashes inside a column are escaped (\t, \n,
+/// \\). --json prints a JSON array of records in the on-disk field format.
 ///
 /// Printing is not delivery: records are marked consumed once the output
 /// was written and flushed, but a pipe takes the whole output into its
