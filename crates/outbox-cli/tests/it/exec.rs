@@ -225,3 +225,31 @@ fn max_delivers_at_most_n_and_the_rest_comes_first_next_time() {
         assert!(run.stderr.contains("--max"), "{bad}: {run:?}");
     }
 }
+
+#[test]
+fn a_drain_killed_while_its_command_runs_loses_nothing() {
+    use std::os::unix::process::ExitStatusExt;
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    commit_all(root, &["w1", "w2"]);
+    // The command reads everything, then kills outbox (its parent) before
+    // exiting 0: outbox dies between delivery and marking.
+    let output = command()
+        .arg("--root")
+        .arg(root)
+        .args(["drain", "--parent", PARENT, "--exec", "sh", "-c"])
+        .arg("cat >/dev/null; kill -9 $PPID")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(output.status.signal(), Some(9), "{output:?}");
+    // Nothing was marked: the records are delivered again, once.
+    assert_eq!(ids(&peek_json(root, PARENT)), ["w1", "w2"]);
+    let doctor = outbox(root, &["doctor"]);
+    assert!(
+        doctor.stdout.contains("a WAL with 2 record(s)"),
+        "{doctor:?}"
+    );
+    assert_eq!(ids(&drain_json(root, PARENT)), ["w1", "w2"]);
+    assert!(drain_json(root, PARENT).is_empty());
+}

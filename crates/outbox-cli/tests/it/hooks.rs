@@ -258,6 +258,20 @@ fn stop_hook_refuses_another_hook_event() {
 }
 
 #[test]
+fn hooks_rejects_a_root_that_json_cannot_hold() {
+    use std::ffi::OsStr;
+    use std::os::unix::ffi::OsStrExt;
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join(OsStr::from_bytes(b"data\xff"));
+    let run = outbox(&root, &["hooks", "--parent", PARENT]);
+    assert_eq!(run.code, 2, "{run:?}");
+    assert_eq!(run.stdout, "");
+    assert_eq!(run.stderr_lines().len(), 1, "{run:?}");
+    assert!(run.stderr.contains("the data root"), "{run:?}");
+    assert!(run.stderr.contains("is not UTF-8"), "{run:?}");
+}
+
+#[test]
 fn hooks_rejects_a_bad_parent_in_one_line() {
     let dir = tempfile::tempdir().unwrap();
     let long = "p".repeat(300);
