@@ -916,6 +916,42 @@ mod tests {
     }
 
     #[test]
+    fn a_failed_rewrite_of_the_rest_loses_nothing_and_repeats_nothing() {
+        // Fsyncs of drain_with_max(2) over 3 records: the WAL (1 file,
+        // 2 dir), the ledger (3, 4), the rewritten WAL (5 file, 6 dir).
+        // Failing 5 leaves the old WAL; failing 6 leaves the new one
+        // renamed but not durable. Either way: delivered records marked,
+        // the rest pending, and the drain itself succeeded.
+        for failing in [5, 6] {
+            let calls = Arc::new(AtomicU64::new(0));
+            let seen = Arc::clone(&calls);
+            let io = StdIo::with_fsync(move |file: &std::fs::File| {
+                if seen.fetch_add(1, Ordering::SeqCst) + 1 == failing {
+                    return Err(std::io::Error::other("injected fsync failure"));
+                }
+                file.sync_all()
+            });
+            let root = tempfile::tempdir().unwrap();
+            let plain = Outbox::open(root.path()).unwrap();
+            for c in ["c1", "c2", "c3"] {
+                plain.commit("p", Record::finished(c, "success")).unwrap();
+            }
+            let outbox = Outbox::open_with(root.path(), io).unwrap();
+            calls.store(0, Ordering::SeqCst);
+            let drained = outbox
+                .drain_with_max("p", 2, |_| Ok::<_, Infallible>(()))
+                .unwrap();
+            assert_eq!(children(&drained.records), ["c1", "c2"], "{failing}");
+            let cleanup = drained.cleanup_error.expect("the rewrite failed");
+            assert!(cleanup.contains("injected"), "{failing}: {cleanup}");
+            assert_eq!(calls.load(Ordering::SeqCst), failing, "no retry");
+            assert_eq!(children(&plain.peek("p").unwrap()), ["c3"], "{failing}");
+            assert_eq!(drain_max(&plain, usize::MAX), ["c3"], "{failing}");
+            assert!(drain_max(&plain, usize::MAX).is_empty());
+        }
+    }
+
+    #[test]
     fn drain_with_max_fsyncs_once_more_only_when_records_are_left() {
         let counter = testutil::FsyncCounter::new();
         let root = tempfile::tempdir().unwrap();
