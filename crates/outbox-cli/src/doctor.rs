@@ -205,7 +205,9 @@ fn inboxes(report: &mut Report, dir: &Path) {
             match count(&path) {
                 Ok((0, 0)) => {}
                 Ok((records, bad)) => {
-                    report.info(format!("parent {stem}: {records} record(s) pending"));
+                    if records > 0 {
+                        report.info(format!("parent {stem}: {records} record(s) pending"));
+                    }
                     if bad > 0 {
                         report.problem(format!(
                             "{}: {bad} unreadable line(s); the next commit or drain moves \
@@ -230,12 +232,17 @@ fn wals(report: &mut Report, dir: &Path) {
         } else if let Some(stem) = name.strip_suffix(".jsonl") {
             match count(&path) {
                 Ok((0, 0)) => {}
-                Ok((records, bad)) => report.problem(format!(
-                    "parent {stem}: a WAL with {records} record(s) (and {bad} unreadable \
-                     line(s)) from a drain that did not finish, or left by drain --max; \
-                     the next drain delivers what is not yet consumed: run outbox drain \
-                     --parent {stem}"
-                )),
+                Ok((records, bad)) => {
+                    let unreadable = match bad {
+                        0 => String::new(),
+                        n => format!(" and {n} unreadable line(s)"),
+                    };
+                    report.problem(format!(
+                        "parent {stem}: a WAL with {records} record(s){unreadable} from a \
+                         drain that did not finish, or left by drain --max; the next drain \
+                         delivers what is not yet consumed: run outbox drain --parent {stem}"
+                    ));
+                }
                 Err(e) => report.problem(format!(
                     "cannot read {}: {e}; fix its permissions",
                     path.display()
