@@ -18,11 +18,13 @@ use serde_json::json;
 /// its last message becomes a completion record in P's inbox.
 ///
 /// The commands name this binary and the data root by absolute path, so
-/// they work whatever directory and PATH Claude Code runs them with. Merge
-/// the fragment into the session's settings: ~/.claude/settings.json (every
-/// project), .claude/settings.json (one project, shared) or
-/// .claude/settings.local.json (one project, yours); or pass it to
-/// `claude --settings`.
+/// they work whatever directory and PATH Claude Code runs them with. Claude
+/// Code runs the hooks of every settings source it reads, so give each
+/// side its own: start the session with `claude --settings "$(outbox hooks
+/// ...)"` (needed when parent and children share a project directory), or
+/// merge the fragment into .claude/settings.json or
+/// .claude/settings.local.json of a project only that side runs in. Not
+/// ~/.claude/settings.json, which every session reads.
 #[derive(Debug, Args)]
 #[command(after_help = "\
 Examples:
