@@ -13,11 +13,13 @@ use clap_complete::Shell;
 
 /// Print a completion script for SHELL.
 ///
-/// Install it where your shell looks for completions, e.g.
-/// `outbox completions bash > ~/.local/share/bash-completion/completions/outbox`,
-/// `outbox completions zsh > ~/.zfunc/_outbox` (with ~/.zfunc in fpath),
-/// `outbox completions fish > ~/.config/fish/completions/outbox.fish`.
+/// Install it where your shell looks for completions (see the examples).
 #[derive(Debug, Args)]
+#[command(after_help = "\
+Examples:
+  outbox completions bash > ~/.local/share/bash-completion/completions/outbox
+  outbox completions zsh > ~/.zfunc/_outbox      # with ~/.zfunc in fpath
+  outbox completions fish > ~/.config/fish/completions/outbox.fish")]
 pub struct CompletionsArgs {
     /// The shell to complete for.
     #[arg(value_enum)]

@@ -327,6 +327,7 @@ fn every_command_has_help_with_an_example() {
         &["help", "stop-hook"],
         &["hooks", "--help"],
         &["doctor", "--help"],
+        &["completions", "--help"],
     ] {
         let run = ok(root.path(), args);
         assert!(run.stdout.contains("Example"), "{args:?}: {}", run.stdout);
