@@ -781,15 +781,7 @@ fn drain(root: &Path, args: &DrainArgs) -> Result<u8, Failure> {
                 "{e}; nothing was marked consumed, the records stay pending"
             )),
         })?;
-    for path in &drained.quarantined {
-        warn(&format!(
-            "unreadable lines were set aside in {}",
-            path.display()
-        ));
-    }
-    if drained.ledger_was_corrupt {
-        warn("the consumed ledger was unreadable and was reset; turns may be delivered again");
-    }
+    warn_about(&drained);
     if drained.records.is_empty() {
         return print(empty);
     }
@@ -824,6 +816,12 @@ fn drain_exec(root: &Path, inbox: &InboxArgs, max: usize, cmd: &[OsString]) -> R
                 "{e}; nothing was marked consumed, the records stay pending"
             )),
         })?;
+    warn_about(&drained);
+    Ok(EXIT_OK)
+}
+
+/// The stderr warnings of a drain (plain or `--exec`) that succeeded.
+fn warn_about(drained: &outbox::Drained) {
     for path in &drained.quarantined {
         warn(&format!(
             "unreadable lines were set aside in {}",
@@ -833,7 +831,6 @@ fn drain_exec(root: &Path, inbox: &InboxArgs, max: usize, cmd: &[OsString]) -> R
     if drained.ledger_was_corrupt {
         warn("the consumed ledger was unreadable and was reset; turns may be delivered again");
     }
-    Ok(EXIT_OK)
 }
 
 fn pending(root: &Path, args: &PendingArgs) -> Result<u8, Failure> {
