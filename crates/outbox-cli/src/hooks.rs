@@ -7,7 +7,6 @@
 use std::path::Path;
 
 use clap::Args;
-use serde_json::json;
 
 /// Print the Claude Code settings.json fragment for a parent's Stop hook
 /// (or, with --child, for a child's).
@@ -62,16 +61,26 @@ pub fn fragment(binary: &Path, root: &Path, args: &HooksArgs) -> Result<String, 
         utf8("the data root", root)?,
         subcommand.replace("{}", &shell_quote(&args.parent))
     );
-    let fragment = json!({
-        "hooks": {
-            "Stop": [
-                { "hooks": [ { "type": "command", "command": command } ] }
-            ]
-        }
-    });
-    let mut text = serde_json::to_string_pretty(&fragment).map_err(|e| e.to_string())?;
-    text.push('\n');
-    Ok(text)
+    // Written by hand to keep the keys in Claude Code's documented order
+    // (`type` before `command`); the command is a JSON string literal.
+    let command = serde_json::to_string(&command).map_err(|e| e.to_string())?;
+    Ok(format!(
+        r#"{{
+  "hooks": {{
+    "Stop": [
+      {{
+        "hooks": [
+          {{
+            "type": "command",
+            "command": {command}
+          }}
+        ]
+      }}
+    ]
+  }}
+}}
+"#
+    ))
 }
 
 /// `word` as one POSIX shell word: unchanged when it holds only characters
