@@ -6,6 +6,10 @@
 //!   last path segment starts with `perf_`) in every workspace crate and
 //!   target, run each alone in the release profile, print a summary and
 //!   write `<target dir>/perf/report.json`. See `docs/perf-budget-suite.md`.
+//! * `man`: build the `outbox` binary and have it write its man pages
+//!   (`outbox man --dir`) into `<target dir>/man/`. The pages come from the
+//!   CLI's clap definitions, which only the binary links, so xtask runs it
+//!   rather than depending on clap.
 //!
 //! * `sim [--seeds N] [--first F] [--jobs J] | sim --seed S`: run the
 //!   outbox's seeded whole-system simulation over many seeds, or replay one.
@@ -36,6 +40,10 @@ commands:
         --list     print the perf tests found, run nothing
         FILTER     run only tests whose id contains one of the FILTERs
       PERF_BUDGET_MULTIPLIER is passed through to the tests (CI uses 2.0).
+  man
+      Build the outbox binary and write its man pages (outbox.1 and one per
+      command) into <target dir>/man/, from its clap definitions. Read them
+      with `man <target dir>/man/outbox.1`.
 ";
 
 const USAGE_TAIL: &str = "  help
@@ -53,26 +61,9 @@ fn main() -> ExitCode {
         return ExitCode::from(2);
     };
     match command.as_str() {
-        "test-perf" => {
-            if let Err(error) = env::set_current_dir(project_root()) {
-                eprintln!(
-                    "xtask: cannot change directory to the workspace root {}: {error}",
-                    project_root().display()
-                );
-                return ExitCode::FAILURE;
-            }
-            test_perf::run(&args[1..])
-        }
-        "sim" => {
-            if let Err(error) = env::set_current_dir(project_root()) {
-                eprintln!(
-                    "xtask: cannot change directory to the workspace root {}: {error}",
-                    project_root().display()
-                );
-                return ExitCode::FAILURE;
-            }
-            sim::run(&args[1..])
-        }
+        "test-perf" => in_workspace_root(|| test_perf::run(&args[1..])),
+        "sim" => in_workspace_root(|| sim::run(&args[1..])),
+        "man" => in_workspace_root(man),
         "help" | "-h" | "--help" => {
             print!("{}", usage());
             ExitCode::SUCCESS
@@ -85,10 +76,56 @@ fn main() -> ExitCode {
     }
 }
 
+/// Runs `command` from the workspace root, so every command works from
+/// any directory of the tree.
+fn in_workspace_root(command: impl FnOnce() -> ExitCode) -> ExitCode {
+    if let Err(error) = env::set_current_dir(project_root()) {
+        eprintln!(
+            "xtask: cannot change directory to the workspace root {}: {error}",
+            project_root().display()
+        );
+        return ExitCode::FAILURE;
+    }
+    command()
+}
+
 /// The workspace root: the parent of this crate's manifest directory, so
 /// the commands work from anywhere in the tree.
 fn project_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .map_or_else(|| PathBuf::from("."), Path::to_path_buf)
+}
+
+/// `cargo xtask man`: `cargo run -p outbox-cli -- man --dir <target>/man`.
+fn man() -> ExitCode {
+    let target =
+        env::var_os("CARGO_TARGET_DIR").map_or_else(|| PathBuf::from("target"), PathBuf::from);
+    let dir = target.join("man");
+    let cargo = env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let status = std::process::Command::new(cargo)
+        .args([
+            "run",
+            "--quiet",
+            "--package",
+            "outbox-cli",
+            "--bin",
+            "outbox",
+            "--",
+            "man",
+            "--dir",
+        ])
+        .arg(&dir)
+        .status();
+    match status {
+        Ok(status) if status.success() => ExitCode::SUCCESS,
+        Ok(status) => {
+            eprintln!("xtask: outbox man --dir {}: {status}", dir.display());
+            ExitCode::FAILURE
+        }
+        Err(error) => {
+            eprintln!("xtask: cannot run cargo: {error}");
+            ExitCode::FAILURE
+        }
+    }
 }

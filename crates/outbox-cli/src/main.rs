@@ -3,14 +3,23 @@
 //!
 //! Thin glue over the [`outbox`] library: each subcommand parses its
 //! arguments, calls one library operation and prints the result. The
-//! Claude Code Stop-hook rule lives in [`outbox::stop_hook`].
+//! Claude Code Stop-hook rule lives in [`outbox::stop_hook`]. The newer
+//! commands live in their own modules: `exec` (`drain --exec`),
+//! `from_hook` (`commit --from-hook`), `hooks`, `doctor` and `generate`
+//! (`completions`, `man`).
 //!
 //! Exit status: 0 success; 1 a "no" answer (`pending` with nothing
-//! pending); 2 a usage or I/O error, with one line on stderr naming the
-//! path. `stop-hook` never exits 2 (Claude Code would read 2 as "block"):
-//! its errors exit 1. See `outbox --help` and `README.md`.
+//! pending, `doctor` with something to fix); 2 a usage or I/O error, with
+//! one line on stderr naming what and where. The hooks (`stop-hook`,
+//! `commit --from-hook`) never exit 2 (Claude Code would read 2 as
+//! "block"): their errors exit 1. See `outbox --help` and `README.md`.
 
+mod doctor;
 mod duration;
+mod exec;
+mod from_hook;
+mod generate;
+mod hooks;
 mod render;
 mod root;
 
@@ -20,7 +29,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, Parser, Subcommand};
 use outbox::stop_hook::{self, HookInput, StopHookError, StopOutcome};
 use outbox::{DrainWithError, Outbox, ParentPaths, Record, SweepReport};
 use serde::Deserialize;
@@ -33,8 +42,21 @@ const EXIT_NO: u8 = 1;
 /// Exit status of a usage or I/O error.
 const EXIT_ERROR: u8 = 2;
 
-/// The most bytes read from stdin (`commit --json`, `stop-hook`).
+/// The most bytes read from stdin (`commit --json`, `--from-hook`,
+/// `--summary-file -`, `stop-hook`) or from a `--summary-file`.
 const MAX_STDIN_BYTES: u64 = 32 * 1024 * 1024;
+
+/// The version of the on-disk format this binary reads and writes: 1 is
+/// agent-deck's layout (`inboxes/<id>.jsonl`, the WAL, the consumed
+/// ledger, the Stop-hook guard) and record encoding, as specified in the
+/// protocol document and implemented by the `outbox` library. Raised when
+/// a change makes files unreadable to an older binary. `outbox --version`
+/// prints it.
+const FORMAT_VERSION: u32 = 1;
+
+/// `outbox --version`: the package version and [`FORMAT_VERSION`] (a unit
+/// test keeps the two in step; `concat!` takes only literals).
+const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (on-disk format 1)");
 
 const ABOUT: &str = "A durable per-parent outbox: child sessions commit completion records, \
                      the parent drains each turn once.";
@@ -50,9 +72,11 @@ not take the locks this tool takes, so a record it appends while this tool
 rewrites the same inbox is lost. `pending` and `peek` never write; `drain`,
 `sweep` and `stop-hook` write nothing on a root that holds no inbox yet.
 
-Exit status: 0 success; 1 a \"no\" answer (`pending` with nothing pending);
-2 a usage or I/O error, with one line on stderr naming the path. `stop-hook`
-never exits 2 (Claude Code reads 2 as \"block\"): its errors exit 1.";
+Exit status: 0 success; 1 a \"no\" answer (`pending` with nothing pending,
+`doctor` with something to fix); 2 a usage or I/O error (or a `drain --exec`
+command that did not confirm), with one line on stderr naming what and where.
+The hooks (`stop-hook`, `commit --from-hook`) never exit 2 (Claude Code reads
+2 as \"block\"): their errors exit 1.";
 
 const AFTER_HELP: &str = "\
 Example:
@@ -63,7 +87,7 @@ Example:
 
 /// The command line.
 #[derive(Debug, Parser)]
-#[command(name = "outbox", version, about = ABOUT, long_about = LONG_ABOUT, after_help = AFTER_HELP)]
+#[command(name = "outbox", version = VERSION, about = ABOUT, long_about = LONG_ABOUT, after_help = AFTER_HELP)]
 struct Cli {
     /// Data root directory [default: $OUTBOX_ROOT, else $XDG_DATA_HOME/outbox,
     /// else ~/.local/share/outbox].
@@ -81,31 +105,50 @@ enum Command {
     Peek(PeekArgs),
     Sweep(SweepArgs),
     StopHook(StopHookArgs),
+    Hooks(hooks::HooksArgs),
+    Doctor(doctor::DoctorArgs),
+    Completions(generate::CompletionsArgs),
+    #[command(hide = true)]
+    Man(generate::ManArgs),
 }
 
 /// Commit one record to a parent's inbox; prints its turn fingerprint.
 ///
-/// Three forms: a status transition (--from and --to), a completion
-/// (--finished --status, optionally --summary, capped at 32 KiB), or one
-/// record as a JSON object on stdin (--json, the on-disk field format, as
-/// printed by `drain --json`). A record replaces any pending record of the
-/// same child (last wins). Returns once the record is durable. Warns on
-/// stderr when the turn was already consumed (no drain will deliver it; a
-/// new --output-hash marks a new turn) and when unreadable lines of the
-/// inbox were set aside in a quarantine file.
+/// Four forms: a status transition (--from and --to), a completion
+/// (--finished --status, optionally --summary or --summary-file, capped at
+/// 32 KiB with a warning), one record as a JSON object on stdin (--json,
+/// the on-disk field format, as printed by `drain --json`), or a child's
+/// Claude Code Stop hook (--from-hook). A record replaces any pending
+/// record of the same child (last wins). Returns once the record is
+/// durable. Warns on stderr when the turn was already consumed (no drain
+/// will deliver it; a new --output-hash marks a new turn) and when
+/// unreadable lines of the inbox were set aside in a quarantine file.
+///
+/// --from-hook reads the Stop (or SubagentStop) hook's JSON on stdin and
+/// commits a completion: the child is session_id (agent_id for
+/// SubagentStop), the status `success`, the summary last_assistant_message
+/// (empty when absent). hook_event_name must be Stop or SubagentStop;
+/// unknown fields are ignored. Its errors print one line on stderr and exit
+/// 1, never 2 (Claude Code reads 2 as "block"), so a broken hook never
+/// traps the agent. `outbox hooks --child` prints the settings to install
+/// it.
 #[derive(Debug, Args)]
 #[command(after_help = "\
 Examples:
   outbox commit --parent conductor --child w1 --title parser --from running --to waiting
   outbox commit --parent conductor --child w1 --finished --status success --summary 'tests pass'
+  git log -1 | outbox commit --parent conductor --child w1 --finished --status success \\
+      --summary-file -
   echo '{\"child_session_id\":\"w1\",\"kind\":\"finished\",\"done_status\":\"failed\"}' \\
-      | outbox commit --parent conductor --json")]
+      | outbox commit --parent conductor --json
+  echo '{\"session_id\":\"w1\",\"hook_event_name\":\"Stop\",\"last_assistant_message\":\"done\"}' \\
+      | outbox commit --parent conductor --from-hook")]
 struct CommitArgs {
     /// The parent session whose inbox receives the record.
     #[arg(long, value_name = "ID")]
     parent: String,
     /// The child session the record is about.
-    #[arg(long, value_name = "ID", required_unless_present = "json")]
+    #[arg(long, value_name = "ID", required_unless_present_any = ["json", "from_hook"])]
     child: Option<String>,
     /// The child's display title.
     #[arg(long, value_name = "TEXT")]
@@ -118,7 +161,7 @@ struct CommitArgs {
         long,
         value_name = "STATUS",
         requires = "to",
-        required_unless_present_any = ["finished", "json"],
+        required_unless_present_any = ["finished", "json", "from_hook"],
         conflicts_with = "finished"
     )]
     from: Option<String>,
@@ -142,42 +185,106 @@ struct CommitArgs {
     /// The completion's summary (capped at 32 KiB).
     #[arg(long, value_name = "TEXT", requires = "finished")]
     summary: Option<String>,
+    /// Read the completion's summary from a file, or from stdin with `-`
+    /// (UTF-8, capped at 32 KiB; a trailing newline is dropped).
+    #[arg(
+        long = "summary-file",
+        value_name = "PATH",
+        requires = "finished",
+        conflicts_with = "summary"
+    )]
+    summary_file: Option<PathBuf>,
     /// Read one record, a JSON object in the on-disk field format, from stdin.
     #[arg(
         long,
         conflicts_with_all = [
             "child", "title", "profile", "from", "to", "output_hash", "finished", "status",
-            "summary",
+            "summary", "summary_file", "from_hook",
         ]
     )]
     json: bool,
+    /// Read a Claude Code Stop or SubagentStop hook input on stdin and
+    /// commit the child's completion (see above).
+    #[arg(
+        long = "from-hook",
+        conflicts_with_all = [
+            "child", "from", "to", "output_hash", "finished", "status", "summary",
+            "summary_file",
+        ]
+    )]
+    from_hook: bool,
 }
 
 /// Drain a parent's inbox: print each deliverable record and mark it
 /// consumed.
 ///
 /// One record per child (the latest), each turn once. Text output is one
-/// line per record, three tab-separated columns: child id, status
+/// line per record, up to three tab-separated columns: child id, status
 /// (done_status of a completion, else to_status), and the summary of a
-/// completion (else the child's title); tabs, newlines and backslashes
-/// inside a column are escaped (\t, \n, \\). --json prints a JSON array of
-/// records in the on-disk field format.
+/// completion (else the child's title); empty columns at the end are left
+/// out; tabs, newlines and backslashes inside a column are escaped (\t, \n,
+/// \\). --json prints a JSON array of records in the on-disk field format.
 ///
-/// At least once: records are marked consumed only after the output was
-/// written and flushed. If writing fails, or the command exits 2 after
-/// printing, nothing printed was marked consumed: the next drain prints it
-/// again. (One exception, named in the error: the disk failed both making
-/// the consumed ledger durable and putting the old one back.)
+/// Printing is not delivery: records are marked consumed once the output
+/// was written and flushed, but a pipe takes the whole output into its
+/// buffer, so `outbox drain | head -1` consumes every record although one
+/// was read. If writing fails, or the command exits 2 after printing,
+/// nothing printed was marked consumed: the next drain prints it again.
+/// (One exception, named in the error: the disk failed both making the
+/// consumed ledger durable and putting the old one back.)
+///
+/// --exec CMD [ARGS...] delivers for real: CMD runs with the records on its
+/// stdin (JSON lines in the on-disk field format, or one JSON array with
+/// --json), its stdout and stderr are outbox's, and the records are marked
+/// consumed only when it read them all and exited 0. Otherwise outbox says
+/// how CMD ended, exits 2, and the records stay pending. CMD runs only when
+/// something is deliverable; other drains of the parent wait for it (so CMD
+/// must not drain the same parent itself: that drain would wait forever).
+/// --exec must come last: every argument after it belongs to CMD.
+///
+/// --max N delivers at most N records; the rest stay pending and come first
+/// next time.
 #[derive(Debug, Args)]
 #[command(after_help = "\
 Examples:
   outbox drain --parent conductor
-  outbox drain --parent conductor --json > delivered.json")]
+  outbox drain --parent conductor --json > delivered.json
+  outbox drain --parent conductor --max 10 --exec ./notify.sh --channel ops
+  outbox drain --parent conductor --json --exec sh -c 'jq . > delivered.json'")]
 struct DrainArgs {
-    /// The parent session whose inbox is drained.
+    #[command(flatten)]
+    inbox: InboxArgs,
+    /// Deliver at most N records; the rest stay pending.
+    #[arg(long, value_name = "N", value_parser = parse_max)]
+    max: Option<usize>,
+    /// Run CMD with the records on its stdin; mark them consumed only if it
+    /// exits 0. Must come last: every argument after it is CMD's.
+    #[arg(
+        long,
+        value_name = "CMD",
+        num_args = 1..,
+        allow_hyphen_values = true
+    )]
+    exec: Option<Vec<OsString>>,
+}
+
+/// `--max N`: a whole number, at least 1.
+fn parse_max(text: &str) -> Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(0) => Err("must be at least 1".to_owned()),
+        Ok(n) => Ok(n),
+        Err(e) => Err(format!("expected a whole number: {e}")),
+    }
+}
+
+/// The flags of a command that reads one parent's inbox.
+#[derive(Debug, Args)]
+struct InboxArgs {
+    /// The parent session whose inbox is read.
     #[arg(long, value_name = "ID")]
     parent: String,
-    /// Print a JSON array of records instead of text lines.
+    /// A JSON array of records instead of text lines (for drain --exec:
+    /// instead of JSON lines).
     #[arg(long)]
     json: bool,
 }
@@ -202,12 +309,8 @@ Examples:
   outbox peek --parent conductor
   outbox peek --parent conductor --json")]
 struct PeekArgs {
-    /// The parent session whose inbox is shown.
-    #[arg(long, value_name = "ID")]
-    parent: String,
-    /// Print a JSON array of records instead of text lines.
-    #[arg(long)]
-    json: bool,
+    #[command(flatten)]
+    inbox: InboxArgs,
 }
 
 /// Drop pending records older than a duration, in every inbox under the
@@ -219,10 +322,12 @@ struct PeekArgs {
 Examples:
   outbox sweep                     # the default: older than 7 days
   outbox sweep --older-than 36h
-  outbox sweep --older-than 1d12h")]
+  outbox sweep --older-than '1d 12h'
+  outbox sweep --older-than 2w")]
 struct SweepArgs {
     /// How old a record must be to go: whole numbers with a unit d, h, m or
-    /// s (7d, 36h, 90m, 45s, 1d12h).
+    /// s, summed (7d, 36h, 90m, 45s, 1d12h), or any humantime duration
+    /// (1d 12h, 1w, 90min, 2days).
     #[arg(
         long = "older-than",
         value_name = "DURATION",
@@ -246,10 +351,13 @@ struct SweepArgs {
 /// putting the old one back, the block stands (exit 0, a warning on stderr):
 /// an error would make Claude Code ignore it while the records stay marked.
 ///
-/// Empty stdin reads as {}. Unknown fields are ignored. Every error
-/// (malformed JSON, an unusable root, a guard that cannot be persisted)
-/// prints one line on stderr, blocks nothing and exits 1 — never 2, which
-/// Claude Code would take as "block" and could trap the agent in a loop.
+/// Empty stdin reads as {}. Unknown fields are ignored. A hook_event_name
+/// other than Stop or SubagentStop (the hook is installed under the wrong
+/// event) is an error. Every error (malformed JSON, an unusable root, a
+/// guard that cannot be persisted) prints one line on stderr, blocks
+/// nothing and exits 1 — never 2, which Claude Code would take as "block"
+/// and could trap the agent in a loop. `outbox hooks` prints the settings
+/// to install it.
 #[derive(Debug, Args)]
 #[command(after_help = "\
 Example, in .claude/settings.json of the parent's session:
@@ -293,32 +401,71 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(e) => {
             // Help and version go to stdout with 0; usage errors to stderr
-            // with 2, except for the Stop hook (see `StopHookArgs`).
-            let _ = e.print();
+            // with 2, except for the hooks (see `StopHookArgs`), as one
+            // line.
             let code = match u8::try_from(e.exit_code()).unwrap_or(EXIT_ERROR) {
-                EXIT_OK => EXIT_OK,
-                _ if subcommand_of(&args) == Some(OsStr::new("stop-hook")) => EXIT_NO,
+                EXIT_OK => {
+                    let _ = e.print();
+                    return ExitCode::from(EXIT_OK);
+                }
+                _ if runs_as_hook(&args) => EXIT_NO,
                 code => code,
             };
+            if e.kind() == clap::error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
+                let _ = e.print(); // `outbox` alone: the help, on stderr.
+            } else {
+                let line = usage_error_line(&e.render().to_string());
+                let _ = writeln!(io::stderr(), "{line}");
+            }
             return ExitCode::from(code);
         }
     };
-    let is_stop_hook = matches!(cli.command, Command::StopHook(_));
+    let hook = match &cli.command {
+        Command::StopHook(_) => Some("outbox stop-hook"),
+        Command::Commit(args) if args.from_hook => Some("outbox commit --from-hook"),
+        _ => None,
+    };
     match run(cli) {
         Ok(code) => ExitCode::from(code),
         Err(failure) => {
-            let prefix = if is_stop_hook {
-                "outbox stop-hook"
-            } else {
-                "outbox"
-            };
             // One line, whatever the message holds; a closed stderr is
             // ignored, never a panic.
             let message = failure.message.replace(['\n', '\r'], " ");
-            let _ = writeln!(io::stderr(), "{prefix}: {message}");
-            let code = if is_stop_hook { EXIT_NO } else { failure.code };
+            let _ = writeln!(io::stderr(), "{}: {message}", hook.unwrap_or("outbox"));
+            // A hook's error must not read as "block" (see `StopHookArgs`).
+            let code = if hook.is_some() {
+                EXIT_NO
+            } else {
+                failure.code
+            };
             ExitCode::from(code)
         }
+    }
+}
+
+/// clap's usage error as one line: its first paragraph (the error, which
+/// names the argument and the value), lines joined, `error:` replaced by
+/// `outbox:`, and a pointer to `--help` instead of the usage block.
+fn usage_error_line(rendered: &str) -> String {
+    let first = rendered.split("\n\n").next().unwrap_or_default();
+    let words: Vec<&str> = first
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect();
+    let line = words.join(" ");
+    let line = line.strip_prefix("error: ").unwrap_or(&line);
+    format!("outbox: {line} (see --help)")
+}
+
+/// Whether an argument list (that clap rejected) runs a Claude Code hook:
+/// `stop-hook`, or `commit` with `--from-hook`. Its usage errors exit 1,
+/// not 2.
+fn runs_as_hook(args: &[OsString]) -> bool {
+    match subcommand_of(args) {
+        Some(sub) if sub == "stop-hook" => true,
+        Some(sub) if sub == "commit" => args.iter().any(|a| a == "--from-hook"),
+        _ => false,
     }
 }
 
@@ -337,7 +484,16 @@ fn subcommand_of(args: &[OsString]) -> Option<&OsStr> {
 }
 
 fn run(cli: Cli) -> Result<u8, Failure> {
-    let root = root::resolve(cli.root, |name| std::env::var_os(name)).map_err(Failure::error)?;
+    // Commands that need no data root.
+    match &cli.command {
+        Command::Completions(args) => {
+            return print(&generate::completions(args.shell, Cli::command()));
+        }
+        Command::Man(args) => return man(args),
+        _ => {}
+    }
+    let (root, source) =
+        root::resolve(cli.root, |name| std::env::var_os(name)).map_err(Failure::error)?;
     match cli.command {
         Command::Commit(args) => commit(&root, args),
         Command::Drain(args) => drain(&root, &args),
@@ -345,7 +501,61 @@ fn run(cli: Cli) -> Result<u8, Failure> {
         Command::Peek(args) => peek(&root, &args),
         Command::Sweep(args) => sweep(&root, &args),
         Command::StopHook(args) => run_stop_hook(&root, args),
+        Command::Hooks(args) => print_hooks(&root, &args),
+        Command::Doctor(_) => {
+            let mut report = doctor::examine(&root, source);
+            report.lines.insert(
+                0,
+                (
+                    "info",
+                    format!(
+                        "outbox {}, on-disk format {FORMAT_VERSION}",
+                        env!("CARGO_PKG_VERSION")
+                    ),
+                ),
+            );
+            print(report.render().as_bytes())?;
+            Ok(if report.has_problems() {
+                EXIT_NO
+            } else {
+                EXIT_OK
+            })
+        }
+        Command::Completions(_) | Command::Man(_) => unreachable!("handled above"),
     }
+}
+
+/// `outbox man`: outbox(1) on stdout, or every page into `--dir`.
+fn man(args: &generate::ManArgs) -> Result<u8, Failure> {
+    match &args.dir {
+        None => {
+            let page = generate::man_page(Cli::command())
+                .map_err(|e| Failure::error(format!("render the man page: {e}")))?;
+            print(&page)
+        }
+        Some(dir) => {
+            let written = generate::man_pages_into(Cli::command(), dir).map_err(|e| {
+                Failure::error(format!("write man pages to {}: {e}", dir.display()))
+            })?;
+            let list: String = written
+                .iter()
+                .map(|p| format!("{}\n", p.display()))
+                .collect();
+            print(list.as_bytes())
+        }
+    }
+}
+
+/// `outbox hooks`: the settings.json fragment, with this binary's and the
+/// root's absolute paths.
+fn print_hooks(root: &Path, args: &hooks::HooksArgs) -> Result<u8, Failure> {
+    check_parent(root, &args.parent)?;
+    let binary = std::env::current_exe()
+        .map_err(|e| Failure::error(format!("cannot find this binary's path: {e}")))?;
+    let root = std::path::absolute(root)
+        .map_err(|e| Failure::error(format!("{}: cannot make it absolute: {e}", root.display())))?;
+    let text = hooks::fragment(&binary, &root, args).map_err(Failure::error)?;
+    print(text.as_bytes())
 }
 
 /// Checks a parent id before anything touches the disk.
@@ -361,6 +571,16 @@ fn check_parent(root: &Path, parent: &str) -> Result<(), Failure> {
 /// outbox is opened lazily: read-only commands create nothing, and a drain
 /// or sweep creates only the directories it writes to.
 fn open_existing(root: &Path) -> Result<Option<Outbox>, Failure> {
+    if matches!(root.try_exists(), Ok(false)) {
+        // Most likely a mistyped --root or OUTBOX_ROOT: say so, but answer
+        // as documented (nothing is pending there).
+        warn(&format!(
+            "data root {} does not exist; nothing is pending there (check --root and \
+             $OUTBOX_ROOT; `outbox doctor` shows which root is used)",
+            root.display()
+        ));
+        return Ok(None);
+    }
     // The directory names are fixed by the protocol's file layout.
     for dir in ["inboxes", "runtime/inbox-inflight"] {
         if !matches!(root.join(dir).try_exists(), Ok(false)) {
@@ -395,26 +615,63 @@ fn warn(message: &str) {
 
 /// Reads all of stdin, refusing more than [`MAX_STDIN_BYTES`].
 fn read_stdin() -> Result<Vec<u8>, Failure> {
+    read_limited(io::stdin().lock(), "stdin")
+}
+
+/// Reads all of `reader` (named `what` in errors), refusing more than
+/// [`MAX_STDIN_BYTES`].
+fn read_limited(reader: impl Read, what: &str) -> Result<Vec<u8>, Failure> {
     let mut bytes = Vec::new();
-    io::stdin()
-        .lock()
+    reader
         .take(MAX_STDIN_BYTES + 1)
         .read_to_end(&mut bytes)
-        .map_err(|e| Failure::error(format!("read stdin: {e}")))?;
+        .map_err(|e| Failure::error(format!("read {what}: {e}")))?;
     if bytes.len() as u64 > MAX_STDIN_BYTES {
         return Err(Failure::error(format!(
-            "stdin: more than {} MiB of input",
+            "{what}: more than {} MiB of input",
             MAX_STDIN_BYTES >> 20
         )));
     }
     Ok(bytes)
 }
 
+/// `bytes` as text, or an error that says precisely what is wrong: a UTF-8
+/// byte-order mark, or the first invalid byte by offset, line and column.
+fn utf8<'a>(bytes: &'a [u8], what: &str) -> Result<&'a str, Failure> {
+    if bytes.starts_with(b"\xEF\xBB\xBF") {
+        return Err(Failure::error(format!(
+            "{what}: starts with a UTF-8 byte-order mark (bytes EF BB BF), which JSON and \
+             summaries must not have; remove it (e.g. sed '1s/^\\xEF\\xBB\\xBF//')"
+        )));
+    }
+    std::str::from_utf8(bytes).map_err(|e| {
+        let at = e.valid_up_to();
+        let before = &bytes[..at];
+        let line = before.iter().filter(|&&b| b == b'\n').count() + 1;
+        let line_start = before
+            .iter()
+            .rposition(|&b| b == b'\n')
+            .map_or(0, |i| i + 1);
+        // The column in characters: what precedes is valid UTF-8.
+        let column = String::from_utf8_lossy(&before[line_start..])
+            .chars()
+            .count()
+            + 1;
+        Failure::error(format!(
+            "{what}: invalid UTF-8 at byte {at} (line {line}, column {column}: byte {:#04x}); \
+             the input must be UTF-8",
+            bytes[at]
+        ))
+    })
+}
+
 /// Parses one record: a single JSON object, nothing after it but
-/// whitespace.
+/// whitespace, whose `kind` is empty (a transition) or `finished` with a
+/// `done_status` (a completion).
 fn parse_record(bytes: &[u8]) -> Result<Record, Failure> {
     let bad = |why: String| Failure::error(format!("stdin: not a record: {why}"));
-    let value: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| bad(e.to_string()))?;
+    let text = utf8(bytes, "stdin")?;
+    let value: serde_json::Value = serde_json::from_str(text).map_err(|e| bad(e.to_string()))?;
     if !value.is_object() {
         let hint = if value.is_array() {
             " (commit the elements of a `drain --json` array one at a time)"
@@ -423,18 +680,65 @@ fn parse_record(bytes: &[u8]) -> Result<Record, Failure> {
         };
         return Err(bad(format!("expected one JSON object{hint}")));
     }
-    Record::deserialize(value).map_err(|e| bad(e.to_string()))
+    let record = Record::deserialize(value).map_err(|e| bad(e.to_string()))?;
+    if !record.kind.is_empty() && !record.is_finished() {
+        return Err(bad(format!(
+            "unknown kind {:?} (expected \"{}\" for a completion, or no kind for a status \
+             transition)",
+            record.kind,
+            outbox::KIND_FINISHED
+        )));
+    }
+    if record.is_finished() && record.done_status.trim().is_empty() {
+        return Err(bad(
+            "a finished record needs a done_status (e.g. \"success\")".to_owned(),
+        ));
+    }
+    Ok(record)
+}
+
+/// The summary named by `--summary-file`: the file's text, or stdin's for
+/// `-`, without one trailing newline.
+fn read_summary_file(path: &Path) -> Result<String, Failure> {
+    let (bytes, what) = if path == Path::new("-") {
+        (read_stdin()?, "stdin".to_owned())
+    } else {
+        let what = path.display().to_string();
+        let file = std::fs::File::open(path)
+            .map_err(|e| Failure::error(format!("--summary-file {what}: {e}")))?;
+        (read_limited(file, &what)?, what)
+    };
+    let mut text = utf8(&bytes, &format!("--summary-file {what}"))?.to_owned();
+    if text.ends_with('\n') {
+        text.pop();
+        if text.ends_with('\r') {
+            text.pop();
+        }
+    }
+    Ok(text)
 }
 
 fn commit(root: &Path, args: CommitArgs) -> Result<u8, Failure> {
-    let record = if args.json {
+    let mut record = if args.json {
         parse_record(&read_stdin()?)?
+    } else if args.from_hook {
+        let bytes = read_stdin()?;
+        let mut record = from_hook::record(&bytes)
+            .map_err(|e| Failure::error(format!("{e}; nothing committed, not blocking")))?;
+        if let Some(title) = args.title {
+            record.child_title = title;
+        }
+        record.profile = args.profile.unwrap_or_default();
+        record
     } else {
         let child = args.child.unwrap_or_default();
         let mut record = match args.status {
             Some(status) => {
                 let mut r = Record::finished(child, status);
-                r.done_summary = args.summary.unwrap_or_default();
+                r.done_summary = match (args.summary, args.summary_file) {
+                    (_, Some(path)) => read_summary_file(&path)?,
+                    (summary, None) => summary.unwrap_or_default(),
+                };
                 r
             }
             None => Record::transition(
@@ -454,6 +758,15 @@ fn commit(root: &Path, args: CommitArgs) -> Result<u8, Failure> {
         ));
     }
     check_parent(root, &args.parent)?;
+    let len = record.done_summary.len();
+    if record.cap_summary() {
+        warn(&format!(
+            "the summary of {} is {len} bytes; it was cut to {} bytes, ending in {:?}",
+            record.child_session_id,
+            outbox::MAX_SUMMARY_BYTES,
+            outbox::TRUNCATION_MARKER
+        ));
+    }
     let committed = Outbox::open(root)?.commit(&args.parent, record)?;
     for path in &committed.quarantined {
         warn(&format!(
@@ -485,14 +798,19 @@ fn drain_failure(e: &outbox::Error) -> String {
 }
 
 fn drain(root: &Path, args: &DrainArgs) -> Result<u8, Failure> {
-    check_parent(root, &args.parent)?;
-    let empty = if args.json { &b"[]\n"[..] } else { b"" };
+    let inbox = &args.inbox;
+    check_parent(root, &inbox.parent)?;
+    let max = args.max.unwrap_or(usize::MAX);
+    if let Some(cmd) = &args.exec {
+        return drain_exec(root, inbox, max, cmd);
+    }
+    let empty = if inbox.json { &b"[]\n"[..] } else { b"" };
     let Some(outbox) = open_existing(root)? else {
         return print(empty);
     };
     let drained = outbox
-        .drain_with(&args.parent, |records| {
-            write_stdout(&render::records(records, args.json)?)
+        .drain_with_max(&inbox.parent, max, |records| {
+            write_stdout(&render::records(records, inbox.json)?)
         })
         .map_err(|e| match e {
             DrainWithError::Delivery(e) => Failure::error(format!(
@@ -500,6 +818,47 @@ fn drain(root: &Path, args: &DrainArgs) -> Result<u8, Failure> {
             )),
             DrainWithError::Outbox(e) => Failure::error(drain_failure(&e)),
         })?;
+    warn_about(&drained);
+    if drained.records.is_empty() {
+        return print(empty);
+    }
+    Ok(EXIT_OK)
+}
+
+/// `drain --exec CMD`: the records go to CMD's stdin, and are marked
+/// consumed only when it read them all and exited 0.
+fn drain_exec(root: &Path, inbox: &InboxArgs, max: usize, cmd: &[OsString]) -> Result<u8, Failure> {
+    let Some(outbox) = open_existing(root)? else {
+        return Ok(EXIT_OK);
+    };
+    let mut count = 0;
+    let drained = outbox
+        .drain_with_max(&inbox.parent, max, |records| {
+            count = records.len();
+            let input = if inbox.json {
+                render::records(records, true)
+            } else {
+                render::json_lines(records)
+            }
+            .map_err(|e| format!("encode the records: {e}"))?;
+            exec::deliver(cmd, &input).map_err(|e| e.to_string())
+        })
+        .map_err(|e| match e {
+            DrainWithError::Delivery(e) => Failure::error(format!(
+                "drain --exec {}: {e}; nothing was marked consumed, the {count} record(s) stay \
+                 pending",
+                exec::display(cmd)
+            )),
+            DrainWithError::Outbox(e) => Failure::error(format!(
+                "{e}; nothing was marked consumed, the records stay pending"
+            )),
+        })?;
+    warn_about(&drained);
+    Ok(EXIT_OK)
+}
+
+/// The stderr warnings of a drain (plain or `--exec`) that succeeded.
+fn warn_about(drained: &outbox::Drained) {
     for path in &drained.quarantined {
         warn(&format!(
             "unreadable lines were set aside in {}",
@@ -509,10 +868,6 @@ fn drain(root: &Path, args: &DrainArgs) -> Result<u8, Failure> {
     if drained.ledger_was_corrupt {
         warn("the consumed ledger was unreadable and was reset; turns may be delivered again");
     }
-    if drained.records.is_empty() {
-        return print(empty);
-    }
-    Ok(EXIT_OK)
 }
 
 fn pending(root: &Path, args: &PendingArgs) -> Result<u8, Failure> {
@@ -525,12 +880,13 @@ fn pending(root: &Path, args: &PendingArgs) -> Result<u8, Failure> {
 }
 
 fn peek(root: &Path, args: &PeekArgs) -> Result<u8, Failure> {
-    check_parent(root, &args.parent)?;
+    let inbox = &args.inbox;
+    check_parent(root, &inbox.parent)?;
     let records = match open_existing(root)? {
-        Some(outbox) => outbox.peek(&args.parent)?,
+        Some(outbox) => outbox.peek(&inbox.parent)?,
         None => Vec::new(),
     };
-    let bytes = render::records(&records, args.json).map_err(Failure::error)?;
+    let bytes = render::records(&records, inbox.json).map_err(Failure::error)?;
     print(&bytes)
 }
 
@@ -565,6 +921,14 @@ fn sweep(root: &Path, args: &SweepArgs) -> Result<u8, Failure> {
 fn run_stop_hook(root: &Path, args: StopHookArgs) -> Result<u8, Failure> {
     let input = HookInput::parse(&read_stdin()?)
         .map_err(|e| Failure::error(format!("stdin: {e}; not blocking")))?;
+    if !input.is_stop_event() {
+        return Err(Failure::error(format!(
+            "stdin: hook_event_name is {:?}, expected {}: install this command under \
+             hooks.Stop; not blocking",
+            input.hook_event_name,
+            stop_hook::STOP_EVENTS.join(" or ")
+        )));
+    }
     let parent = match args.parent {
         Some(parent) => parent,
         None if !input.session_id.trim().is_empty() => input.session_id,
@@ -610,11 +974,39 @@ fn run_stop_hook(root: &Path, args: StopHookArgs) -> Result<u8, Failure> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use clap::CommandFactory;
+
+    #[test]
+    fn the_version_names_the_format_version() {
+        assert!(
+            VERSION.ends_with(&format!("(on-disk format {FORMAT_VERSION})")),
+            "{VERSION}"
+        );
+        assert!(VERSION.starts_with(env!("CARGO_PKG_VERSION")));
+    }
 
     #[test]
     fn the_command_line_is_well_formed() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn usage_errors_are_one_line() {
+        for args in [
+            "outbox",
+            "outbox drain",
+            "outbox drain --parent p --max 0",
+            "outbox sweep --older-than 7x",
+            "outbox commit --parent p --child c --bogus",
+        ] {
+            let err = Cli::try_parse_from(args.split_whitespace()).unwrap_err();
+            let line = usage_error_line(&err.render().to_string());
+            assert!(!line.contains('\n'), "{args}: {line}");
+            assert!(line.starts_with("outbox: "), "{args}: {line}");
+            assert!(line.ends_with(" (see --help)"), "{args}: {line}");
+        }
+        let err = Cli::try_parse_from(["outbox", "drain"]).unwrap_err();
+        let line = usage_error_line(&err.render().to_string());
+        assert!(line.contains("--parent <ID>"), "{line}");
     }
 
     #[test]

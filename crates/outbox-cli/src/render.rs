@@ -7,10 +7,12 @@ use outbox::Record;
 ///
 /// The status is `done_status` for a completion and `to_status` otherwise;
 /// the last column is the summary of a completion that has one, else the
-/// child's title (possibly empty). Backslashes and control characters
-/// (tabs, newlines, ...) inside a field are escaped as in Rust string
-/// literals (`\\`, `\t`, `\n`, `\u{1b}`), so a line is always one record
-/// and three columns.
+/// child's title. Empty columns at the end of a line are left out with
+/// their tab, so a line never ends in a tab (`cut -f3` still reads an empty
+/// third column). Backslashes and control characters (tabs, newlines, ...)
+/// inside a field are escaped as in Rust string literals (`\\`, `\t`,
+/// `\n`, `\u{1b}`), so a line is always one record and at most three
+/// columns.
 pub fn text_line(r: &Record) -> String {
     let (status, detail) = if r.is_finished() {
         let detail = if r.done_summary.is_empty() {
@@ -22,11 +24,12 @@ pub fn text_line(r: &Record) -> String {
     } else {
         (&r.to_status, &r.child_title)
     };
+    let mut fields = vec![&r.child_session_id, status, detail];
+    while fields.len() > 1 && fields.last().is_some_and(|f| f.is_empty()) {
+        fields.pop();
+    }
     let mut line = String::new();
-    for (i, field) in [&r.child_session_id, status, detail]
-        .into_iter()
-        .enumerate()
-    {
+    for (i, field) in fields.into_iter().enumerate() {
         if i > 0 {
             line.push('\t');
         }
@@ -44,6 +47,17 @@ fn escape_into(out: &mut String, field: &str) {
             out.push(c);
         }
     }
+}
+
+/// `records` as JSON lines: one record per line in the on-disk field
+/// format (what `drain --exec` gives its command without `--json`).
+pub fn json_lines(records: &[Record]) -> Result<Vec<u8>, serde_json::Error> {
+    let mut out = Vec::new();
+    for r in records {
+        serde_json::to_writer(&mut out, r)?;
+        out.push(b'\n');
+    }
+    Ok(out)
 }
 
 /// `records` as text lines ([`text_line`]) or, with `json`, as a JSON array
@@ -79,9 +93,14 @@ mod tests {
         assert_eq!(text_line(&done), "c1\tsuccess\tall\\tgood\\nnow \\\\o/\n");
         let mut moved = Record::transition("c2", "running", "waiting");
         moved.done_summary = "not shown".into();
-        assert_eq!(text_line(&moved), "c2\twaiting\t\n");
+        assert_eq!(text_line(&moved), "c2\twaiting\n");
+        moved.to_status.clear();
+        assert_eq!(text_line(&moved), "c2\n");
         moved.child_title = "é\u{1b}".into();
+        moved.to_status = "waiting".into();
         assert_eq!(text_line(&moved), "c2\twaiting\té\\u{1b}\n");
+        moved.to_status.clear();
+        assert_eq!(text_line(&moved), "c2\t\té\\u{1b}\n");
     }
 
     #[test]
@@ -95,5 +114,13 @@ mod tests {
         let back: Vec<Record> = serde_json::from_slice(&out).unwrap();
         assert_eq!(back, rs);
         assert_eq!(out.iter().filter(|&&b| b == b'\n').count(), 4);
+        let lines = json_lines(&rs).unwrap();
+        let back: Vec<Record> = lines
+            .split(|&b| b == b'\n')
+            .filter(|l| !l.is_empty())
+            .map(|l| serde_json::from_slice(l).unwrap())
+            .collect();
+        assert_eq!(back, rs);
+        assert!(json_lines(&[]).unwrap().is_empty());
     }
 }

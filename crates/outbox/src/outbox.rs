@@ -531,7 +531,7 @@ impl<I: Io> Outbox<I> {
         let _drain = self.lock(&paths.drain_lock)?;
         let staged = self.stage_to_wal(&paths)?;
         let no_delivery = None::<fn(&[Record]) -> Result<(), Infallible>>;
-        self.finalize(&paths, staged, no_delivery)
+        self.finalize(&paths, staged, usize::MAX, no_delivery)
             .map_err(|e| match e {
                 DrainWithError::Outbox(e) => e,
                 DrainWithError::Delivery(never) => match never {},
@@ -568,7 +568,37 @@ impl<I: Io> Outbox<I> {
         self.ensure_layout()?;
         let _drain = self.lock(&paths.drain_lock)?;
         let staged = self.stage_to_wal(&paths)?;
-        self.finalize(&paths, staged, Some(deliver))
+        self.finalize(&paths, staged, usize::MAX, Some(deliver))
+    }
+
+    /// [`drain_with`](Self::drain_with), delivering at most `max` records:
+    /// the first `max` deliverable records (in the order
+    /// [`Drained::records`] documents) go to `deliver` and are marked
+    /// consumed once it returned `Ok`; the rest stay pending, in the WAL,
+    /// and the next drain delivers them first. `max == 0` delivers nothing
+    /// and leaves everything pending.
+    ///
+    /// Every guarantee of `drain_with` holds, for the delivered records and
+    /// for the rest: the WAL that holds the rest is rewritten only after the
+    /// ledger that marks the delivered ones is durable, and atomically, so a
+    /// crash at any point leaves each record delivered-and-marked or
+    /// pending. A failed rewrite is reported in
+    /// [`Drained::cleanup_error`]: the old WAL then still holds the rest
+    /// (and the delivered records, which the ledger skips).
+    ///
+    /// **Fsyncs: as [`drain`](Self::drain)** when nothing is left over; 3
+    /// file + 3 directory when some records stay pending (the WAL, the
+    /// ledger, the rewritten WAL).
+    pub fn drain_with_max<E>(
+        &self,
+        parent: &str,
+        max: usize,
+        deliver: impl FnOnce(&[Record]) -> Result<(), E>,
+    ) -> Result<Drained, DrainWithError<E>> {
+        let paths = self.paths(parent)?;
+        let _drain = self.lock(&paths.drain_lock)?;
+        let staged = self.stage_to_wal(&paths)?;
+        self.finalize(&paths, staged, max, Some(deliver))
     }
 
     /// Phase 1: stage everything pending into the WAL, collapsed to the
@@ -631,15 +661,19 @@ impl<I: Io> Outbox<I> {
     }
 
     /// Phase 2: collapse, skip consumed turns, (deliver,) persist the
-    /// ledger, remove the WAL. Runs under the drain lock.
+    /// ledger, remove the WAL. Runs under the drain lock. Only the first
+    /// `max` deliverable records are delivered and marked; the WAL is then
+    /// rewritten to hold the rest instead of being removed.
     ///
-    /// Crash invariant: the WAL is removed only after the ledger that marks
-    /// its records is durable, so a crash anywhere here re-reads the WAL and
-    /// the ledger decides what is delivered again.
+    /// Crash invariant: the WAL is removed or rewritten only after the
+    /// ledger that marks its delivered records is durable, so a crash
+    /// anywhere here re-reads the WAL and the ledger decides what is
+    /// delivered again.
     fn finalize<E>(
         &self,
         paths: &ParentPaths,
         staged: Staged,
+        max: usize,
         deliver: Option<impl FnOnce(&[Record]) -> Result<(), E>>,
     ) -> Result<Drained, DrainWithError<E>> {
         let io = &self.inner.io;
@@ -654,10 +688,15 @@ impl<I: Io> Outbox<I> {
         }
         let mut ledger = Ledger::load(io, &paths.ledger)?;
         drained.ledger_was_corrupt = ledger.was_corrupt;
-        let (fresh, consumed): (Vec<_>, Vec<_>) = collapse(staged.records)
+        let (mut fresh, consumed): (Vec<_>, Vec<_>) = collapse(staged.records)
             .into_iter()
             .partition(|r| !ledger.contains(&r.turn_key()));
         drained.already_consumed = consumed.len();
+        let rest = fresh.split_off(fresh.len().min(max));
+        if fresh.is_empty() && !rest.is_empty() {
+            // `max == 0`: nothing delivered, the WAL holds everything.
+            return Ok(drained);
+        }
 
         if !fresh.is_empty() {
             if let Some(deliver) = deliver {
@@ -696,7 +735,18 @@ impl<I: Io> Outbox<I> {
         // a failed unlink is not a failed drain: the records are marked, so
         // returning an error here would lose them to the caller. It is
         // reported beside the records instead.
-        if let Err(e) = io.remove_file(&paths.wal).at("remove", &paths.wal) {
+        let cleanup = if rest.is_empty() {
+            io.remove_file(&paths.wal)
+                .at("remove", &paths.wal)
+                .map(drop)
+        } else {
+            // A limited drain: the WAL keeps exactly the records left over.
+            rest.iter()
+                .map(encode)
+                .collect::<Result<Vec<_>>>()
+                .and_then(|lines| Ok(write_durable(io, &paths.wal, &lines.concat())?))
+        };
+        if let Err(e) = cleanup {
             drained.cleanup_error = Some(e);
         }
         drained.records = fresh;
@@ -1084,5 +1134,159 @@ mod tests {
                 ("c", "c-committed-last")
             ]
         );
+    }
+
+    fn children(records: &[Record]) -> Vec<&str> {
+        records
+            .iter()
+            .map(|r| r.child_session_id.as_str())
+            .collect()
+    }
+
+    /// Drains at most `max` records; returns the children delivered.
+    fn drain_max(outbox: &Outbox, max: usize) -> Vec<String> {
+        let mut got = Vec::new();
+        let drained = outbox
+            .drain_with_max("p", max, |records| {
+                got.extend(children(records).into_iter().map(String::from));
+                Ok::<_, Infallible>(())
+            })
+            .unwrap();
+        assert_eq!(children(&drained.records), got);
+        assert!(
+            drained.cleanup_error.is_none(),
+            "{:?}",
+            drained.cleanup_error
+        );
+        got
+    }
+
+    #[test]
+    fn drain_with_max_leaves_the_rest_pending_and_delivers_it_first() {
+        let root = tempfile::tempdir().unwrap();
+        let outbox = Outbox::open(root.path()).unwrap();
+        for c in ["c1", "c2", "c3", "c4", "c5"] {
+            outbox.commit("p", Record::finished(c, "success")).unwrap();
+        }
+        assert_eq!(drain_max(&outbox, 2), ["c1", "c2"]);
+        assert!(outbox.has_pending("p").unwrap());
+        assert_eq!(children(&outbox.peek("p").unwrap()), ["c3", "c4", "c5"]);
+
+        // A new child arrives, and a pending one is superseded: the rest
+        // comes first, each child once, in its latest version.
+        outbox
+            .commit("p", Record::finished("c6", "success"))
+            .unwrap();
+        outbox
+            .commit("p", Record::finished("c3", "failed"))
+            .unwrap();
+        let mut got = Vec::new();
+        outbox
+            .drain_with_max("p", 2, |records| {
+                got.extend(
+                    records
+                        .iter()
+                        .map(|r| (r.child_session_id.clone(), r.done_status.clone())),
+                );
+                Ok::<_, Infallible>(())
+            })
+            .unwrap();
+        assert_eq!(
+            got,
+            [
+                ("c3".to_owned(), "failed".to_owned()),
+                ("c4".to_owned(), "success".to_owned())
+            ]
+        );
+        assert_eq!(drain_max(&outbox, usize::MAX), ["c5", "c6"]);
+        assert!(!outbox.has_pending("p").unwrap());
+        assert!(outbox.drain("p").unwrap().records.is_empty());
+    }
+
+    #[test]
+    fn drain_with_max_delivers_nothing_twice_and_loses_nothing_on_failure() {
+        let root = tempfile::tempdir().unwrap();
+        let outbox = Outbox::open(root.path()).unwrap();
+        for c in ["c1", "c2", "c3"] {
+            outbox.commit("p", Record::finished(c, "success")).unwrap();
+        }
+        // A failed delivery marks nothing.
+        let err = outbox.drain_with_max("p", 2, |records| {
+            assert_eq!(children(records), ["c1", "c2"]);
+            Err("no")
+        });
+        assert!(matches!(err, Err(DrainWithError::Delivery("no"))));
+        assert_eq!(children(&outbox.peek("p").unwrap()), ["c1", "c2", "c3"]);
+        // max 0 delivers nothing and calls nobody.
+        let drained = outbox
+            .drain_with_max("p", 0, |_| -> Result<(), Infallible> { panic!("called") })
+            .unwrap();
+        assert!(drained.records.is_empty());
+        assert_eq!(children(&outbox.peek("p").unwrap()), ["c1", "c2", "c3"]);
+        // One at a time, then nothing.
+        let mut all = Vec::new();
+        for _ in 0..3 {
+            all.extend(drain_max(&outbox, 1));
+        }
+        assert_eq!(all, ["c1", "c2", "c3"]);
+        assert!(drain_max(&outbox, 1).is_empty());
+        assert!(!outbox.has_pending("p").unwrap());
+    }
+
+    #[test]
+    fn a_failed_rewrite_of_the_rest_loses_nothing_and_repeats_nothing() {
+        // Fsyncs of drain_with_max(2) over 3 records: the WAL (1 file,
+        // 2 dir), the ledger (3, 4), the rewritten WAL (5 file, 6 dir).
+        // Failing 5 leaves the old WAL; failing 6 leaves the new one
+        // renamed but not durable. Either way: delivered records marked,
+        // the rest pending, and the drain itself succeeded.
+        for failing in [5, 6] {
+            let calls = Arc::new(std::sync::atomic::AtomicU64::new(0));
+            let seen = Arc::clone(&calls);
+            let io = StdIo::with_fsync(move |file: &std::fs::File| {
+                if seen.fetch_add(1, Ordering::SeqCst) + 1 == failing {
+                    return Err(std::io::Error::other("injected fsync failure"));
+                }
+                file.sync_all()
+            });
+            let root = tempfile::tempdir().unwrap();
+            let plain = Outbox::open(root.path()).unwrap();
+            for c in ["c1", "c2", "c3"] {
+                plain.commit("p", Record::finished(c, "success")).unwrap();
+            }
+            let outbox = Outbox::open_with(root.path(), io).unwrap();
+            calls.store(0, Ordering::SeqCst);
+            let drained = outbox
+                .drain_with_max("p", 2, |_| Ok::<_, Infallible>(()))
+                .unwrap();
+            assert_eq!(children(&drained.records), ["c1", "c2"], "{failing}");
+            let cleanup = drained.cleanup_error.expect("the rewrite failed");
+            assert!(
+                cleanup.to_string().contains("injected"),
+                "{failing}: {cleanup}"
+            );
+            assert_eq!(calls.load(Ordering::SeqCst), failing, "no retry");
+            assert_eq!(children(&plain.peek("p").unwrap()), ["c3"], "{failing}");
+            assert_eq!(drain_max(&plain, usize::MAX), ["c3"], "{failing}");
+            assert!(drain_max(&plain, usize::MAX).is_empty());
+        }
+    }
+
+    #[test]
+    fn drain_with_max_fsyncs_once_more_only_when_records_are_left() {
+        let counter = testutil::FsyncCounter::new();
+        let root = tempfile::tempdir().unwrap();
+        let outbox = Outbox::open_with(root.path(), StdIo::with_fsync(counter.hook())).unwrap();
+        for c in ["c1", "c2", "c3"] {
+            outbox.commit("p", Record::finished(c, "success")).unwrap();
+        }
+        let before = counter.counts();
+        drain_max(&outbox, 2);
+        let after = counter.counts();
+        assert_eq!((after.file - before.file, after.dir - before.dir), (3, 3));
+        drain_max(&outbox, 2);
+        let last = counter.counts();
+        // Only the WAL's own records: no WAL write, the ledger, no rewrite.
+        assert_eq!((last.file - after.file, last.dir - after.dir), (1, 1));
     }
 }

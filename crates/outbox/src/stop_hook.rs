@@ -68,17 +68,26 @@ use crate::{Outbox, Record};
 /// blocking and leaves the records for the heartbeat drain.
 pub const MAX_CONSECUTIVE_BLOCKS: u32 = 3;
 
+/// The hook events whose input is a Stop-hook input and whose
+/// `{"decision":"block"}` keeps the agent (or subagent) working: `Stop` and
+/// `SubagentStop`, as Claude Code spells them in `hook_event_name`.
+pub const STOP_EVENTS: [&str; 2] = ["Stop", "SubagentStop"];
+
 /// The fields of a Claude Code Stop-hook input this adapter uses.
 ///
-/// Unknown fields (`transcript_path`, `hook_event_name`, `cwd`, ...) are
-/// ignored; a missing or `null` field takes its default (`stop_hook_active`
-/// false, `session_id` empty).
+/// Unknown fields (`transcript_path`, `cwd`, ...) are ignored; a missing or
+/// `null` field takes its default (`stop_hook_active` false, `session_id`
+/// and `hook_event_name` empty).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
 #[serde(default)]
 pub struct HookInput {
     /// The session the hook runs in.
     #[serde(deserialize_with = "nullable")]
     pub session_id: String,
+    /// The hook event that ran the hook, e.g. `Stop`; empty when absent (a
+    /// hand-written input). See [`is_stop_event`](Self::is_stop_event).
+    #[serde(deserialize_with = "nullable")]
+    pub hook_event_name: String,
     /// Whether this stop follows a continuation caused by a Stop hook (the
     /// agent is already handling an earlier block).
     #[serde(deserialize_with = "nullable")]
@@ -97,6 +106,22 @@ pub enum InputError {
 }
 
 impl HookInput {
+    /// Whether the input comes from a Stop-hook event: `hook_event_name` is
+    /// one of [`STOP_EVENTS`], or absent (a hand-written input such as
+    /// `{"stop_hook_active":false}`). Anything else (`PreToolUse`, a typo)
+    /// means the hook was installed under the wrong event, where a block
+    /// decision would mean something else.
+    ///
+    /// ```
+    /// use outbox::stop_hook::HookInput;
+    /// assert!(HookInput::parse(br#"{"hook_event_name":"Stop"}"#).unwrap().is_stop_event());
+    /// assert!(HookInput::parse(b"{}").unwrap().is_stop_event());
+    /// assert!(!HookInput::parse(br#"{"hook_event_name":"PreToolUse"}"#).unwrap().is_stop_event());
+    /// ```
+    pub fn is_stop_event(&self) -> bool {
+        self.hook_event_name.is_empty() || STOP_EVENTS.contains(&self.hook_event_name.as_str())
+    }
+
     /// Parses a hook input: one JSON object, surrounded by optional
     /// whitespace. Empty (or all-whitespace) input is read as `{}`, so the
     /// hook can be run by hand with no input.

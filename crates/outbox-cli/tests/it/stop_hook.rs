@@ -1,15 +1,11 @@
 //! `outbox stop-hook`: the Stop-hook contract, run as Claude Code runs it (a
 //! process with the hook's JSON on stdin).
 
-mod common;
-
-use common::*;
+use crate::util::*;
 use serde_json::Value;
 
-const P: &str = "conductor";
-
 fn hook(root: &std::path::Path, input: &str) -> Run {
-    outbox_in(root, &["stop-hook", "--parent", P], input.as_bytes())
+    outbox_in(root, &["stop-hook", "--parent", PARENT], input.as_bytes())
 }
 
 /// The decision printed by a blocking run.
@@ -27,20 +23,19 @@ const INACTIVE: &str = r#"{"session_id":"s1","transcript_path":"/t.jsonl","hook_
 
 #[test]
 fn nothing_pending_prints_nothing_and_writes_nothing() {
-    // A root that was never used: not even created.
+    // A root that does not exist: not created; stderr says so (Claude Code
+    // shows a successful hook's stderr only in verbose mode).
     let dir = tempfile::tempdir().unwrap();
     let fresh = dir.path().join("fresh");
     let run = hook(&fresh, INACTIVE);
-    assert_eq!(
-        (run.code, run.stdout.as_str(), run.stderr.as_str()),
-        (0, "", "")
-    );
+    assert_eq!((run.code, run.stdout.as_str()), (0, ""));
+    assert!(run.stderr.contains("does not exist"), "{run:?}");
     assert!(!fresh.exists());
 
     // A root in use whose inbox was drained: no file changes at all.
     let root = dir.path().join("used");
-    commit_finished(&root, P, "w1", "success");
-    drain_json(&root, P);
+    commit_finished(&root, PARENT, "w1", "success");
+    drain_json(&root, PARENT);
     let before = snapshot(&root);
     for input in [INACTIVE, ACTIVE, "", "{}"] {
         let run = hook(&root, input);
@@ -59,7 +54,7 @@ fn pending_records_block_with_a_reason_listing_each_child() {
     let root = dir.path();
     commit_finished_with(
         root,
-        P,
+        PARENT,
         "w1",
         "success",
         &["--title", "parser", "--summary", "all tests pass"],
@@ -67,10 +62,10 @@ fn pending_records_block_with_a_reason_listing_each_child() {
     ok(
         root,
         &[
-            "commit", "--parent", P, "--child", "w2", "--from", "running", "--to", "error",
+            "commit", "--parent", PARENT, "--child", "w2", "--from", "running", "--to", "error",
         ],
     );
-    commit_finished(root, P, "w3", "failed");
+    commit_finished(root, PARENT, "w3", "failed");
     // Unknown fields are ignored; a missing stop_hook_active means false.
     let run = hook(
         root,
@@ -85,7 +80,7 @@ fn pending_records_block_with_a_reason_listing_each_child() {
          - w3 (w3): failed"
     );
     // Delivered: consumed, and the next stop is inert.
-    assert_eq!(outbox(root, &["pending", "--parent", P]).code, 1);
+    assert_eq!(outbox(root, &["pending", "--parent", PARENT]).code, 1);
     let run = hook(root, ACTIVE);
     assert_eq!((run.code, run.stdout.as_str()), (0, ""));
 }
@@ -94,9 +89,11 @@ fn pending_records_block_with_a_reason_listing_each_child() {
 fn three_consecutive_blocks_then_no_block_and_the_records_wait() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path();
-    let guard = root.join("runtime/stop-blocks").join(format!("{P}.json"));
+    let guard = root
+        .join("runtime/stop-blocks")
+        .join(format!("{PARENT}.json"));
     for turn in 1..=3 {
-        commit_finished(root, P, "w1", &format!("turn-{turn}"));
+        commit_finished(root, PARENT, "w1", &format!("turn-{turn}"));
         let input = if turn == 1 { INACTIVE } else { ACTIVE };
         let json = decision(&hook(root, input));
         assert!(
@@ -108,42 +105,42 @@ fn three_consecutive_blocks_then_no_block_and_the_records_wait() {
         let count: Value = serde_json::from_slice(&std::fs::read(&guard).unwrap()).unwrap();
         assert_eq!(count["count"], turn);
     }
-    commit_finished(root, P, "w1", "turn-4");
+    commit_finished(root, PARENT, "w1", "turn-4");
     let run = hook(root, ACTIVE);
     assert_eq!((run.code, run.stdout.as_str()), (0, ""), "{run:?}");
     assert!(run.stderr.contains("3 consecutive blocks"), "{run:?}");
-    let waiting = peek_json(root, P);
+    let waiting = peek_json(root, PARENT);
     assert_eq!(waiting.len(), 1);
     assert_eq!(waiting[0]["done_status"], "turn-4");
     // Still not blocking while the agent keeps stopping because of us.
     assert_eq!(hook(root, ACTIVE).stdout, "");
-    assert_eq!(peek_json(root, P).len(), 1);
+    assert_eq!(peek_json(root, PARENT).len(), 1);
 
     // A stop the hook did not cause resets the counter: it blocks again.
     let json = decision(&hook(root, INACTIVE));
     assert!(json["reason"].as_str().unwrap().contains("turn-4"));
     let count: Value = serde_json::from_slice(&std::fs::read(&guard).unwrap()).unwrap();
     assert_eq!(count["count"], 1);
-    assert!(peek_json(root, P).is_empty());
+    assert!(peek_json(root, PARENT).is_empty());
 }
 
 #[test]
 fn an_unwritable_guard_directory_means_no_block_and_records_intact() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path();
-    commit_finished(root, P, "w1", "success");
+    commit_finished(root, PARENT, "w1", "success");
     // A regular file where the guard directory must go: it cannot be
     // created, whoever runs the test (root included).
     std::fs::write(root.join("runtime/stop-blocks"), b"in the way").unwrap();
-    let before = peek_json(root, P);
+    let before = peek_json(root, PARENT);
     let run = hook(root, INACTIVE);
     assert_eq!(run.code, 1, "an error, never 2 (\"block\"): {run:?}");
     assert_eq!(run.stdout, "");
     assert_eq!(run.stderr_lines().len(), 1, "{run:?}");
     assert!(run.stderr.contains("runtime/stop-blocks"), "{run:?}");
     assert!(run.stderr.contains("not blocking"), "{run:?}");
-    assert_eq!(peek_json(root, P), before);
-    assert_eq!(outbox(root, &["pending", "--parent", P]).code, 0);
+    assert_eq!(peek_json(root, PARENT), before);
+    assert_eq!(outbox(root, &["pending", "--parent", PARENT]).code, 0);
 }
 
 #[test]
@@ -155,7 +152,11 @@ fn the_parent_defaults_to_the_hook_session_id() {
     assert!(decision(&run)["reason"].as_str().unwrap().contains("(w1)"));
     // --parent wins over session_id.
     commit_finished(root, "s1", "w2", "success");
-    let run = outbox_in(root, &["stop-hook", "--parent", P], INACTIVE.as_bytes());
+    let run = outbox_in(
+        root,
+        &["stop-hook", "--parent", PARENT],
+        INACTIVE.as_bytes(),
+    );
     assert_eq!((run.code, run.stdout.as_str()), (0, ""));
     // Neither: an error that blocks nothing.
     let run = outbox_in(root, &["stop-hook"], br#"{"stop_hook_active":false}"#);
@@ -167,7 +168,7 @@ fn the_parent_defaults_to_the_hook_session_id() {
 fn malformed_input_never_blocks_and_never_exits_2() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path();
-    commit_finished(root, P, "w1", "success");
+    commit_finished(root, PARENT, "w1", "success");
     for input in [
         &b"{"[..],
         b"not json",
@@ -179,7 +180,7 @@ fn malformed_input_never_blocks_and_never_exits_2() {
         br#"{"session_id":5}"#,
         b"\xff\xfe\x00garbage",
     ] {
-        let run = outbox_in(root, &["stop-hook", "--parent", P], input);
+        let run = outbox_in(root, &["stop-hook", "--parent", PARENT], input);
         assert_eq!(run.code, 1, "{input:?}: {run:?}");
         assert_eq!(run.stdout, "", "{input:?}");
         assert_eq!(run.stderr_lines().len(), 1, "{input:?}: {run:?}");
@@ -194,5 +195,5 @@ fn malformed_input_never_blocks_and_never_exits_2() {
     assert_eq!((run.code, run.stdout.as_str()), (1, ""), "{run:?}");
     assert_eq!(ok(root, &["stop-hook", "--help"]).code, 0);
     // Nothing was consumed by any of it.
-    assert_eq!(peek_json(root, P).len(), 1);
+    assert_eq!(peek_json(root, PARENT).len(), 1);
 }

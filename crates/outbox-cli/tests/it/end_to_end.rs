@@ -1,20 +1,16 @@
 //! End to end: the built binary on a real data root, as a shell or a
 //! script uses it.
 
-mod common;
-
-use common::*;
+use crate::util::*;
 use serde_json::Value;
-
-const P: &str = "conductor";
 
 #[test]
 fn commit_pending_peek_drain_pending() {
     let root = tempfile::tempdir().unwrap();
     let root = root.path();
-    assert_eq!(outbox(root, &["pending", "--parent", P]).code, 1);
+    assert_eq!(outbox(root, &["pending", "--parent", PARENT]).code, 1);
 
-    let fp = commit_finished(root, P, "w1", "success");
+    let fp = commit_finished(root, PARENT, "w1", "success");
     assert!(
         fp.starts_with("w1@") && fp.len() == "w1@".len() + 16,
         "{fp}"
@@ -24,7 +20,7 @@ fn commit_pending_peek_drain_pending() {
         &[
             "commit",
             "--parent",
-            P,
+            PARENT,
             "--child",
             "w2",
             "--title",
@@ -41,33 +37,46 @@ fn commit_pending_peek_drain_pending() {
     );
     assert!(run.stdout.starts_with("w2@") && run.stdout.ends_with('\n'));
 
-    let pending = outbox(root, &["pending", "--parent", P]);
+    let pending = outbox(root, &["pending", "--parent", PARENT]);
     assert_eq!((pending.code, pending.stdout.as_str()), (0, ""));
 
-    let peek = ok(root, &["peek", "--parent", P]);
-    assert_eq!(peek.stdout, "w1\tsuccess\t\nw2\twaiting\tlexer\n");
+    let peek = ok(root, &["peek", "--parent", PARENT]);
+    // No trailing tab: w1 has neither summary nor title.
+    assert_eq!(peek.stdout, "w1\tsuccess\nw2\twaiting\tlexer\n");
     // Peek consumes nothing.
-    assert_eq!(ok(root, &["peek", "--parent", P]).stdout, peek.stdout);
+    assert_eq!(ok(root, &["peek", "--parent", PARENT]).stdout, peek.stdout);
 
-    let drain = ok(root, &["drain", "--parent", P]);
+    let drain = ok(root, &["drain", "--parent", PARENT]);
     assert_eq!(drain.stdout, peek.stdout);
-    assert_eq!(outbox(root, &["pending", "--parent", P]).code, 1);
-    assert_eq!(ok(root, &["drain", "--parent", P]).stdout, "");
-    assert_eq!(ok(root, &["drain", "--parent", P, "--json"]).stdout, "[]\n");
-    assert_eq!(ok(root, &["peek", "--parent", P, "--json"]).stdout, "[]\n");
+    assert_eq!(outbox(root, &["pending", "--parent", PARENT]).code, 1);
+    assert_eq!(ok(root, &["drain", "--parent", PARENT]).stdout, "");
+    assert_eq!(
+        ok(root, &["drain", "--parent", PARENT, "--json"]).stdout,
+        "[]\n"
+    );
+    assert_eq!(
+        ok(root, &["peek", "--parent", PARENT, "--json"]).stdout,
+        "[]\n"
+    );
 
     // The same turn again is not delivered twice.
-    assert_eq!(commit_finished(root, P, "w1", "success"), fp);
-    assert!(drain_json(root, P).is_empty());
+    assert_eq!(commit_finished(root, PARENT, "w1", "success"), fp);
+    assert!(drain_json(root, PARENT).is_empty());
 }
 
 #[test]
 fn text_output_escapes_tabs_and_newlines() {
     let root = tempfile::tempdir().unwrap();
     let root = root.path();
-    commit_finished_with(root, P, "w1", "failed", &["--summary", "line 1\nline\t2"]);
+    commit_finished_with(
+        root,
+        PARENT,
+        "w1",
+        "failed",
+        &["--summary", "line 1\nline\t2"],
+    );
     assert_eq!(
-        ok(root, &["drain", "--parent", P]).stdout,
+        ok(root, &["drain", "--parent", PARENT]).stdout,
         "w1\tfailed\tline 1\\nline\\t2\n"
     );
 }
@@ -77,7 +86,7 @@ fn a_summary_over_32_kib_is_capped() {
     let root = tempfile::tempdir().unwrap();
     let root = root.path();
     let long = "x".repeat(40 * 1024);
-    commit_finished_with(root, P, "w1", "success", &["--summary", &long]);
+    commit_finished_with(root, PARENT, "w1", "success", &["--summary", &long]);
     // Through --json as well.
     let record = serde_json::json!({
         "child_session_id": "w2", "kind": "finished", "done_status": "success",
@@ -85,12 +94,12 @@ fn a_summary_over_32_kib_is_capped() {
     });
     let run = outbox_in(
         root,
-        &["commit", "--parent", P, "--json"],
+        &["commit", "--parent", PARENT, "--json"],
         record.to_string().as_bytes(),
     );
     assert_eq!(run.code, 0, "{run:?}");
 
-    let drained = drain_json(root, P);
+    let drained = drain_json(root, PARENT);
     assert_eq!(drained.len(), 2);
     for r in &drained {
         let summary = r["done_summary"].as_str().unwrap();
@@ -109,7 +118,7 @@ fn drain_json_round_trips_through_commit_json() {
         &[
             "commit",
             "--parent",
-            P,
+            PARENT,
             "--child",
             "w1",
             "--title",
@@ -128,23 +137,23 @@ fn drain_json_round_trips_through_commit_json() {
     ok(
         a.path(),
         &[
-            "commit", "--parent", P, "--child", "w2", "--from", "running", "--to", "waiting",
+            "commit", "--parent", PARENT, "--child", "w2", "--from", "running", "--to", "waiting",
         ],
     );
-    let first = drain_json(a.path(), P);
+    let first = drain_json(a.path(), PARENT);
     assert_eq!(first.len(), 2);
     assert_eq!(first[0]["kind"], "finished");
-    assert_eq!(first[0]["target_session_id"], P);
+    assert_eq!(first[0]["target_session_id"], PARENT);
     for record in &first {
         let run = outbox_in(
             b.path(),
-            &["commit", "--parent", P, "--json"],
+            &["commit", "--parent", PARENT, "--json"],
             record.to_string().as_bytes(),
         );
         assert_eq!(run.code, 0, "{run:?}");
         assert_eq!(run.stdout.trim(), record["turn_fingerprint"]);
     }
-    let raw = ok(b.path(), &["drain", "--parent", P, "--json"]).stdout;
+    let raw = ok(b.path(), &["drain", "--parent", PARENT, "--json"]).stdout;
     let second: Vec<Value> = serde_json::from_str(&raw).unwrap();
     assert_eq!(second, first);
 
@@ -196,9 +205,20 @@ fn sweep_drops_only_old_records_in_every_inbox() {
         assert_eq!(left.len(), 1);
         assert_eq!(left[0]["child_session_id"], "new");
     }
-    let bad = outbox(root, &["sweep", "--older-than", "7 days"]);
-    assert_eq!(bad.code, 2);
-    assert!(bad.stderr.contains("invalid duration"), "{bad:?}");
+    // humantime's forms work too; the records are a few seconds old.
+    for older_than in ["1d 12h", "1w", "90min", "7 days"] {
+        assert_eq!(
+            ok(root, &["sweep", "--older-than", older_than]).stdout,
+            "0\n"
+        );
+    }
+    assert_eq!(peek_json(root, "p1").len(), 1);
+    for junk in ["7 fortnights", "-1d", "", "1d12"] {
+        let bad = outbox(root, &["sweep", &format!("--older-than={junk}")]);
+        assert_eq!(bad.code, 2, "{junk}: {bad:?}");
+        assert_eq!(bad.stderr_lines().len(), 1, "{junk}: {bad:?}");
+        assert!(bad.stderr.contains("invalid duration"), "{bad:?}");
+    }
 }
 
 #[test]
@@ -213,7 +233,7 @@ fn the_root_comes_from_the_flag_then_outbox_root_then_xdg_then_home() {
         cmd.args(args).args([
             "commit",
             "--parent",
-            P,
+            PARENT,
             "--child",
             "w1",
             "--finished",
@@ -243,14 +263,14 @@ fn the_root_comes_from_the_flag_then_outbox_root_then_xdg_then_home() {
         home.join(".local/share/outbox"),
     ] {
         assert_eq!(
-            outbox(&root, &["pending", "--parent", P]).code,
+            outbox(&root, &["pending", "--parent", PARENT]).code,
             0,
             "{root:?}"
         );
     }
     // Nowhere to go: a usage error naming the way out.
     let mut cmd = command();
-    cmd.args(["pending", "--parent", P]);
+    cmd.args(["pending", "--parent", PARENT]);
     let run = run_command(cmd, b"");
     assert_eq!(run.code, 2);
     assert!(run.stderr.contains("--root"), "{run:?}");
@@ -260,14 +280,37 @@ fn the_root_comes_from_the_flag_then_outbox_root_then_xdg_then_home() {
 fn read_only_commands_leave_a_fresh_root_untouched() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("never-created");
-    assert_eq!(outbox(&root, &["pending", "--parent", P]).code, 1);
-    assert_eq!(ok(&root, &["peek", "--parent", P]).stdout, "");
-    assert_eq!(
-        ok(&root, &["drain", "--parent", P, "--json"]).stdout,
-        "[]\n"
-    );
-    assert_eq!(ok(&root, &["sweep"]).stdout, "0\n");
+    // Each answers as documented, and says on stderr (one line) that the
+    // root does not exist: most likely a mistyped --root.
+    let says_missing = |run: &Run| {
+        assert_eq!(run.stderr_lines().len(), 1, "{run:?}");
+        assert!(
+            run.stderr
+                .contains(&format!("data root {} does not exist", root.display())),
+            "{run:?}"
+        );
+    };
+    let run = outbox(&root, &["pending", "--parent", PARENT]);
+    assert_eq!(run.code, 1);
+    says_missing(&run);
+    let run = ok(&root, &["peek", "--parent", PARENT]);
+    assert_eq!(run.stdout, "");
+    says_missing(&run);
+    let run = ok(&root, &["drain", "--parent", PARENT, "--json"]);
+    assert_eq!(run.stdout, "[]\n");
+    says_missing(&run);
+    let run = ok(&root, &["drain", "--parent", PARENT, "--exec", "false"]);
+    says_missing(&run);
+    let run = ok(&root, &["sweep"]);
+    assert_eq!(run.stdout, "0\n");
+    says_missing(&run);
     assert!(!root.exists());
+
+    // A root that exists but holds nothing yet is not worth a word.
+    std::fs::create_dir(&root).unwrap();
+    let run = outbox(&root, &["pending", "--parent", PARENT]);
+    assert_eq!((run.code, run.stderr.as_str()), (1, ""));
+    assert_eq!(std::fs::read_dir(&root).unwrap().count(), 0);
 }
 
 #[test]
@@ -282,12 +325,18 @@ fn every_command_has_help_with_an_example() {
         &["sweep", "--help"],
         &["stop-hook", "--help"],
         &["help", "stop-hook"],
+        &["hooks", "--help"],
+        &["doctor", "--help"],
+        &["completions", "--help"],
     ] {
         let run = ok(root.path(), args);
         assert!(run.stdout.contains("Example"), "{args:?}: {}", run.stdout);
     }
     let version = ok(root.path(), &["--version"]);
-    assert!(version.stdout.starts_with("outbox "), "{version:?}");
+    assert_eq!(
+        version.stdout,
+        format!("outbox {} (on-disk format 1)\n", env!("CARGO_PKG_VERSION"))
+    );
 }
 
 #[test]
@@ -299,9 +348,9 @@ fn exit_codes_and_one_line_errors() {
         &[][..],
         &["frobnicate"],
         &["pending"],
-        &["pending", "--parent", P, "--bogus"],
-        &["commit", "--parent", P, "--child", "c"],
-        &["commit", "--parent", P, "--child", "c", "--finished"],
+        &["pending", "--parent", PARENT, "--bogus"],
+        &["commit", "--parent", PARENT, "--child", "c"],
+        &["commit", "--parent", PARENT, "--child", "c", "--finished"],
         &["sweep", "--older-than", "soon"],
     ] {
         let run = outbox(root, args);
@@ -319,7 +368,7 @@ fn exit_codes_and_one_line_errors() {
     let run = outbox(
         root,
         &[
-            "commit", "--parent", P, "--child", " ", "--from", "a", "--to", "b",
+            "commit", "--parent", PARENT, "--child", " ", "--from", "a", "--to", "b",
         ],
     );
     assert_eq!(run.code, 2, "{run:?}");
@@ -329,14 +378,14 @@ fn exit_codes_and_one_line_errors() {
     let file = root.join("a-file");
     std::fs::write(&file, b"not a directory").unwrap();
     for args in [
-        &["pending", "--parent", P][..],
-        &["peek", "--parent", P],
-        &["drain", "--parent", P],
+        &["pending", "--parent", PARENT][..],
+        &["peek", "--parent", PARENT],
+        &["drain", "--parent", PARENT],
         &["sweep"],
         &[
             "commit",
             "--parent",
-            P,
+            PARENT,
             "--child",
             "c",
             "--finished",

@@ -2,9 +2,7 @@
 //! 12), `sweep` reports an odd file and goes on (defect 10), and the
 //! coexistence rule for an agent-deck data directory (defect 14).
 
-mod common;
-
-use common::{commit_finished, ok, outbox, snapshot};
+use crate::util::{commit_finished, ok, outbox, snapshot};
 
 #[test]
 fn peek_and_pending_on_a_root_with_only_inboxes_create_nothing() {
@@ -85,7 +83,7 @@ fn the_readme_says_when_an_agent_deck_directory_is_safe() {
     // (`hardening_files::an_agent_deck_append_between_read_and_rename_is_lost`
     // and `files_a_stopped_agent_deck_left_drain_correctly`); this keeps the
     // README and `--help` saying it.
-    let readme = include_str!("../README.md");
+    let readme = include_str!("../../README.md");
     assert!(
         readme.contains("only while agent-deck is stopped"),
         "the README must state the coexistence rule"

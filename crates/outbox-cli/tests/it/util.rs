@@ -1,12 +1,13 @@
 //! Runs the built `outbox` binary as its callers do: a process with
 //! arguments, an environment and stdin.
 
-#![allow(dead_code)] // Each test file uses a different part.
-
 use std::ffi::OsStr;
 use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Stdio};
+
+/// The parent id most tests commit to and drain.
+pub const PARENT: &str = "conductor";
 
 /// The path of the binary under test.
 pub const BIN: &str = env!("CARGO_BIN_EXE_outbox");

@@ -1,13 +1,9 @@
 //! Bad input never panics: malformed JSON, oversized stdin, arguments that
 //! are not UTF-8, and a stdout whose reader has gone.
 
-mod common;
-
 use std::process::Stdio;
 
-use common::*;
-
-const P: &str = "conductor";
+use crate::util::*;
 
 #[test]
 fn malformed_commit_json_is_a_one_line_error() {
@@ -25,14 +21,14 @@ fn malformed_commit_json_is_a_one_line_error() {
         b"{\"child_session_id\":\"\"}",
         b"\xff\xfe",
     ] {
-        let run = outbox_in(root, &["commit", "--parent", P, "--json"], input);
+        let run = outbox_in(root, &["commit", "--parent", PARENT, "--json"], input);
         assert_eq!(run.code, 2, "{input:?}: {run:?}");
         assert_eq!(run.stdout, "", "{input:?}");
         assert_eq!(run.stderr_lines().len(), 1, "{input:?}: {run:?}");
     }
-    let run = outbox_in(root, &["commit", "--parent", P, "--json"], b"[]");
+    let run = outbox_in(root, &["commit", "--parent", PARENT, "--json"], b"[]");
     assert!(run.stderr.contains("one at a time"), "{run:?}");
-    assert_eq!(outbox(root, &["pending", "--parent", P]).code, 1);
+    assert_eq!(outbox(root, &["pending", "--parent", PARENT]).code, 1);
 }
 
 #[test]
@@ -42,10 +38,10 @@ fn stdin_over_32_mib_is_refused() {
     let mut big = b"{\"child_session_id\":\"w1\",\"done_summary\":\"".to_vec();
     big.resize(33 << 20, b'x');
     big.extend_from_slice(b"\"}");
-    let run = outbox_in(root, &["commit", "--parent", P, "--json"], &big);
+    let run = outbox_in(root, &["commit", "--parent", PARENT, "--json"], &big);
     assert_eq!(run.code, 2, "{}", run.stderr);
     assert!(run.stderr.contains("32 MiB"), "{}", run.stderr);
-    let run = outbox_in(root, &["stop-hook", "--parent", P], &big);
+    let run = outbox_in(root, &["stop-hook", "--parent", PARENT], &big);
     assert_eq!((run.code, run.stdout.as_str()), (1, ""), "{}", run.stderr);
 }
 
@@ -91,12 +87,12 @@ fn with_closed_stdout(root: &std::path::Path, args: &[&str]) -> Run {
 fn a_closed_stdout_never_panics_and_never_loses_a_record() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path();
-    commit_finished(root, P, "w1", "success");
+    commit_finished(root, PARENT, "w1", "success");
 
     // Output that consumes nothing: the reader left early, not an error.
     for args in [
-        &["peek", "--parent", P][..],
-        &["peek", "--parent", P, "--json"],
+        &["peek", "--parent", PARENT][..],
+        &["peek", "--parent", PARENT, "--json"],
         &["sweep"],
         &["--help"],
     ] {
@@ -105,26 +101,26 @@ fn a_closed_stdout_never_panics_and_never_loses_a_record() {
     }
     // A drain that cannot deliver consumes nothing and says so.
     for args in [
-        &["drain", "--parent", P][..],
-        &["drain", "--parent", P, "--json"],
+        &["drain", "--parent", PARENT][..],
+        &["drain", "--parent", PARENT, "--json"],
     ] {
         let run = with_closed_stdout(root, args);
         assert_eq!(run.code, 2, "{args:?}: {run:?}");
         assert_eq!(run.stderr_lines().len(), 1, "{run:?}");
         assert!(run.stderr.contains("stay pending"), "{run:?}");
     }
-    assert_eq!(peek_json(root, P).len(), 1);
+    assert_eq!(peek_json(root, PARENT).len(), 1);
     // Likewise the Stop hook: no block reached anyone, nothing consumed.
-    let run = with_closed_stdout(root, &["stop-hook", "--parent", P]);
+    let run = with_closed_stdout(root, &["stop-hook", "--parent", PARENT]);
     assert_eq!(run.code, 1, "{run:?}");
-    assert_eq!(peek_json(root, P).len(), 1);
+    assert_eq!(peek_json(root, PARENT).len(), 1);
     // A commit whose fingerprint cannot be printed still commits.
     let run = with_closed_stdout(
         root,
         &[
             "commit",
             "--parent",
-            P,
+            PARENT,
             "--child",
             "w2",
             "--finished",
@@ -133,5 +129,5 @@ fn a_closed_stdout_never_panics_and_never_loses_a_record() {
         ],
     );
     assert_eq!(run.code, 0, "{run:?}");
-    assert_eq!(drain_json(root, P).len(), 2);
+    assert_eq!(drain_json(root, PARENT).len(), 2);
 }

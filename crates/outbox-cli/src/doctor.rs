@@ -1,0 +1,305 @@
+//! `outbox doctor`: what is under the data root, and what needs a person.
+//!
+//! Reads the root's directories directly (no lock, no drain, nothing
+//! consumed) and prints one line per finding, each starting with `ok`,
+//! `info` or `problem`. A problem says what to do.
+
+use std::fs;
+use std::io::{self, ErrorKind};
+use std::path::{Path, PathBuf};
+
+use clap::Args;
+use outbox::format::{MAX_LINE_BYTES, scan};
+
+use crate::root::Source;
+
+/// Check the data root: which setting chose it, permissions, pending
+/// records, unfinished drains, quarantined lines, stray temporary files
+/// and the consumed ledgers' sizes.
+///
+/// Prints one line per finding: `ok`, `info` or `problem` (with what to
+/// do). Exit status 0 when nothing needs attention, 1 when something does.
+/// Consumes nothing and takes no lock; to check that it may create files it
+/// creates and removes one probe file (`.outbox-doctor-probe-<pid>`) in
+/// each directory of the root that exists.
+#[derive(Debug, Args)]
+#[command(after_help = "\
+Examples:
+  outbox doctor
+  outbox --root /srv/agents doctor || echo 'see the problem lines above'")]
+pub struct DoctorArgs {}
+
+/// The directories of the layout, relative to the root (agent-deck's names,
+/// as in `outbox::ParentPaths`).
+const INBOX_DIR: &str = "inboxes";
+const WAL_DIR: &str = "runtime/inbox-inflight";
+const LEDGER_DIR: &str = "runtime/consumed-turns";
+const STOP_BLOCKS_DIR: &str = "runtime/stop-blocks";
+
+/// What marks the temporary file of a durable write (`<target>.tmp-<pid>-<n>`).
+const TEMP_MARK: &str = ".tmp-";
+/// What marks a quarantine file (`<id>.{jsonl,wal}.quarantine-<...>`).
+const QUARANTINE_MARK: &str = ".quarantine-";
+
+/// The findings, in the order they were made.
+#[derive(Debug, Default)]
+pub struct Report {
+    /// `(level, text)`: level `ok`, `info` or `problem`.
+    pub lines: Vec<(&'static str, String)>,
+}
+
+impl Report {
+    fn ok(&mut self, text: String) {
+        self.lines.push(("ok", text));
+    }
+    fn info(&mut self, text: String) {
+        self.lines.push(("info", text));
+    }
+    fn problem(&mut self, text: String) {
+        self.lines.push(("problem", text));
+    }
+
+    /// Whether anything needs attention.
+    pub fn has_problems(&self) -> bool {
+        self.lines.iter().any(|(level, _)| *level == "problem")
+    }
+
+    /// The report as text, one finding a line.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        for (level, text) in &self.lines {
+            out.push_str(level);
+            out.push_str(": ");
+            out.push_str(&text.replace('\n', " "));
+            out.push('\n');
+        }
+        out
+    }
+}
+
+/// Examines `root`, chosen by `source`.
+pub fn examine(root: &Path, source: Source) -> Report {
+    let mut report = Report::default();
+    report.info(format!(
+        "data root {} (from {})",
+        root.display(),
+        source.describe()
+    ));
+    match fs::metadata(root) {
+        Err(e) if e.kind() == ErrorKind::NotFound => {
+            report.problem(format!(
+                "{} does not exist: nothing was ever committed there, or the root is \
+                 mistyped (check --root and $OUTBOX_ROOT); the first commit creates it",
+                root.display()
+            ));
+            return report;
+        }
+        Err(e) => {
+            report.problem(format!("cannot stat {}: {e}", root.display()));
+            return report;
+        }
+        Ok(meta) if !meta.is_dir() => {
+            report.problem(format!(
+                "{} is not a directory: point --root or $OUTBOX_ROOT at a directory",
+                root.display()
+            ));
+            return report;
+        }
+        Ok(_) => {}
+    }
+    for dir in [
+        root.to_path_buf(),
+        root.join(INBOX_DIR),
+        root.join(WAL_DIR),
+        root.join(LEDGER_DIR),
+        root.join(STOP_BLOCKS_DIR),
+    ] {
+        check_dir(&mut report, &dir);
+    }
+    inboxes(&mut report, &root.join(INBOX_DIR));
+    wals(&mut report, &root.join(WAL_DIR));
+    ledgers(&mut report, &root.join(LEDGER_DIR));
+    for (name, path) in names(&mut report, &root.join(STOP_BLOCKS_DIR)) {
+        if name.contains(TEMP_MARK) {
+            stray_temp(&mut report, &path);
+        }
+    }
+    if !report.has_problems() {
+        report.ok("nothing needs attention".to_owned());
+    }
+    report
+}
+
+/// Whether `dir` can be listed and written to (a probe file is created and
+/// removed); a missing directory is fine (created when first needed).
+fn check_dir(report: &mut Report, dir: &Path) {
+    match fs::read_dir(dir) {
+        Err(e) if e.kind() == ErrorKind::NotFound => return,
+        Err(e) => {
+            report.problem(format!(
+                "cannot list {}: {e}; fix its permissions (chmod u+rwx)",
+                dir.display()
+            ));
+            return;
+        }
+        Ok(_) => {}
+    }
+    let probe = dir.join(format!(".outbox-doctor-probe-{}", std::process::id()));
+    match fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&probe)
+    {
+        Ok(file) => {
+            drop(file);
+            let _ = fs::remove_file(&probe);
+            report.ok(format!("{} is readable and writable", dir.display()));
+        }
+        Err(e) => report.problem(format!(
+            "cannot create files in {}: {e}; commits and drains will fail until its \
+             permissions allow it (chmod u+rwx, or chown to the agents' user)",
+            dir.display()
+        )),
+    }
+}
+
+/// The file names in `dir`, sorted; empty when it does not exist.
+fn names(report: &mut Report, dir: &Path) -> Vec<(String, PathBuf)> {
+    let entries = match fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(_) => return Vec::new(), // Reported by check_dir.
+    };
+    let mut out: Vec<(String, PathBuf)> = entries
+        .filter_map(|entry| match entry {
+            Ok(entry) => Some((
+                entry.file_name().to_string_lossy().into_owned(),
+                entry.path(),
+            )),
+            Err(e) => {
+                report.problem(format!("cannot list {}: {e}", dir.display()));
+                None
+            }
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+/// Records and unreadable lines in a JSON-lines file.
+fn count(path: &Path) -> io::Result<(usize, usize)> {
+    let scan = scan(fs::File::open(path)?, MAX_LINE_BYTES)?;
+    Ok((scan.records.len(), scan.bad_lines.len()))
+}
+
+fn inboxes(report: &mut Report, dir: &Path) {
+    for (name, path) in names(report, dir) {
+        if name.contains(QUARANTINE_MARK) {
+            report.problem(format!(
+                "{}: lines a drain or commit could not read were set aside here; inspect \
+                 them, recommit what matters (outbox commit --json), then delete the file",
+                path.display()
+            ));
+        } else if name.contains(TEMP_MARK) {
+            stray_temp(report, &path);
+        } else if let Some(stem) = name.strip_suffix(".jsonl") {
+            match count(&path) {
+                Ok((0, 0)) => {}
+                Ok((records, bad)) => {
+                    if records > 0 {
+                        report.info(format!("parent {stem}: {records} record(s) pending"));
+                    }
+                    if bad > 0 {
+                        report.problem(format!(
+                            "{}: {bad} unreadable line(s); the next commit or drain moves \
+                             them to a quarantine file (run outbox drain --parent {stem})",
+                            path.display()
+                        ));
+                    }
+                }
+                Err(e) => report.problem(format!(
+                    "cannot read {}: {e}; fix its permissions",
+                    path.display()
+                )),
+            }
+        }
+    }
+}
+
+fn wals(report: &mut Report, dir: &Path) {
+    for (name, path) in names(report, dir) {
+        if name.contains(TEMP_MARK) {
+            stray_temp(report, &path);
+        } else if let Some(stem) = name.strip_suffix(".jsonl") {
+            match count(&path) {
+                Ok((0, 0)) => {}
+                Ok((records, bad)) => {
+                    let unreadable = match bad {
+                        0 => String::new(),
+                        n => format!(" and {n} unreadable line(s)"),
+                    };
+                    report.problem(format!(
+                        "parent {stem}: a WAL with {records} record(s){unreadable} from a \
+                         drain that did not finish, or left by drain --max; the next drain \
+                         delivers what is not yet consumed: run outbox drain --parent {stem}"
+                    ));
+                }
+                Err(e) => report.problem(format!(
+                    "cannot read {}: {e}; fix its permissions",
+                    path.display()
+                )),
+            }
+        }
+    }
+}
+
+fn ledgers(report: &mut Report, dir: &Path) {
+    for (name, path) in names(report, dir) {
+        if name.contains(TEMP_MARK) {
+            stray_temp(report, &path);
+        } else if let Some(stem) = name.strip_suffix(".json") {
+            match fs::metadata(&path) {
+                Ok(meta) => report.info(format!(
+                    "parent {stem}: consumed ledger of {} bytes",
+                    meta.len()
+                )),
+                Err(e) => report.problem(format!("cannot stat {}: {e}", path.display())),
+            }
+        }
+    }
+}
+
+fn stray_temp(report: &mut Report, path: &Path) {
+    report.problem(format!(
+        "{}: a temporary file left by a write that crashed (or one in progress right \
+         now); once no outbox process runs, delete it",
+        path.display()
+    ));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn levels(report: &Report) -> Vec<&str> {
+        report.lines.iter().map(|(l, _)| *l).collect()
+    }
+
+    #[test]
+    fn a_missing_root_is_a_problem_that_names_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("typo");
+        let report = examine(&root, Source::Flag);
+        assert_eq!(levels(&report), ["info", "problem"]);
+        assert!(report.render().contains("typo does not exist"));
+        assert!(!root.exists(), "doctor created nothing");
+    }
+
+    #[test]
+    fn an_empty_root_is_fine_and_left_as_it_was() {
+        let dir = tempfile::tempdir().unwrap();
+        let report = examine(dir.path(), Source::OutboxRoot);
+        assert!(!report.has_problems(), "{}", report.render());
+        assert!(report.render().contains("(from $OUTBOX_ROOT)"));
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 0);
+    }
+}

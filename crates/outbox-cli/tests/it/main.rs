@@ -1,0 +1,20 @@
+//! The end-to-end tests of the `outbox` binary: one test binary (as
+//! ripgrep's `tests/`), one module per concern, and [`util`], the shared
+//! helpers that run the built binary as its callers do.
+//!
+//! `cargo xtask test-perf` finds the walltime gates by the `perf_` prefix
+//! of the test function's name (`perf_cli::perf_cli_cold_start`).
+
+mod bad_input;
+mod concurrency;
+mod doctor;
+mod end_to_end;
+mod exec;
+mod generate;
+mod hardening_files;
+mod hardening_semantics;
+mod hooks;
+mod input;
+mod perf_cli;
+mod stop_hook;
+mod util;
