@@ -2,10 +2,11 @@
 //!
 //! Commands:
 //!
-//! * `test-perf [--list] [FILTER...]`: find every perf gate (a test whose
-//!   last path segment starts with `perf_`) in every workspace crate and
-//!   target, run each alone in the release profile, print a summary and
-//!   write `<target dir>/perf/report.json`. See `docs/perf-budget-suite.md`.
+//! * `test-perf [--list] [--timeout SECS] [--no-skip] [FILTER...]`: find
+//!   every perf gate (a test whose last path segment starts with `perf_`)
+//!   in every workspace crate and target, run each alone in the release
+//!   profile with a per-test timeout, print a summary and write
+//!   `<target dir>/perf/report.json`. See `docs/perf-budget-suite.md`.
 //!
 //! This crate stays lean (serde_json only) because it is compiled before
 //! every perf run.
@@ -15,6 +16,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 mod discover;
+mod model;
 mod report;
 mod test_perf;
 
@@ -22,14 +24,11 @@ const USAGE: &str = "\
 usage: cargo xtask <command>
 
 commands:
-  test-perf [--list] [FILTER...]
+  test-perf [--list] [--timeout SECS] [--no-skip] [FILTER...]
       Build the workspace's tests in release, find every test whose last path
       segment starts with `perf_`, run each one alone (ignored ones included)
-      and write <target dir>/perf/report.json. Exits non-zero if a gate fails,
-      a perf test crashes or emits no gate record, or no perf test is found.
-        --list     print the perf tests found, run nothing
-        FILTER     run only tests whose id contains one of the FILTERs
-      PERF_BUDGET_MULTIPLIER is passed through to the tests (CI uses 2.0).
+      and write <target dir>/perf/report.json. `cargo xtask test-perf --help`
+      explains every option.
   help
       Print this message.
 ";
