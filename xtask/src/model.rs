@@ -55,13 +55,29 @@ pub struct Count {
     pub observed: u64,
 }
 
+/// The numbers of an instruction-count gate's record
+/// (`perfbudget::InstructionRecord`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Instructions {
+    /// Instructions counted.
+    pub observed: u64,
+    /// The cited base.
+    pub base: u64,
+    /// The smallest count that passes.
+    pub low: u64,
+    /// The largest count that passes.
+    pub high: u64,
+}
+
 /// What a gate measured: a time, counts, or nothing it could measure.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Detail {
     /// A walltime gate.
     Walltime(Walltime),
-    /// A count gate (also an instruction-count gate).
+    /// A count gate.
     Counts(Vec<Count>),
+    /// An instruction-count gate.
+    Instructions(Instructions),
     /// A gate that could not measure here (its tool is missing); the text
     /// says why. It fails the run unless skips are allowed.
     Skipped(String),
@@ -132,6 +148,13 @@ impl GateRecord {
                 return Err("`counts` is empty".into());
             }
             Detail::Counts(counts)
+        } else if let Some(i) = value.get("instructions") {
+            Detail::Instructions(Instructions {
+                observed: u64_at(i, "observed")?,
+                base: u64_at(i, "base")?,
+                low: u64_at(i, "low")?,
+                high: u64_at(i, "high")?,
+            })
         } else if let Some(reason) = value.get("skipped") {
             Detail::Skipped(
                 reason
@@ -143,7 +166,9 @@ impl GateRecord {
             // A count gate with no expectation fails and records no counts.
             Detail::Counts(Vec::new())
         } else {
-            return Err("neither `walltime`, `counts` nor `skipped` is present".into());
+            return Err(
+                "none of `walltime`, `counts`, `instructions` or `skipped` is present".into(),
+            );
         };
         Ok(GateRecord {
             gate,

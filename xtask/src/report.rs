@@ -54,6 +54,18 @@ fn cells(record: &GateRecord) -> (String, String, String) {
             };
             ("-".into(), format!("{} counts", counts.len()), headroom)
         }
+        Detail::Instructions(i) => {
+            let change = if i.base > 0 {
+                format!("{:+.2}%", (i.observed as f64 / i.base as f64 - 1.0) * 100.0)
+            } else {
+                "n/a".into()
+            };
+            (
+                format!("{} instr", i.observed),
+                format!("{}..={}", i.low, i.high),
+                change,
+            )
+        }
         Detail::Skipped(_) => ("-".into(), "-".into(), "skipped".into()),
     }
 }
@@ -104,7 +116,7 @@ pub fn table(outcomes: &[Outcome]) -> String {
     let header = Row {
         test: "test".into(),
         class: "class".into(),
-        mean: "trimmed mean".into(),
+        mean: "measured".into(),
         budget: "budget".into(),
         headroom: "headroom".into(),
         result: "result".into(),
@@ -192,6 +204,10 @@ pub fn failure_line(outcome: &Outcome) -> String {
                     .collect();
                 format!("{} gate `{}`: {}", r.class, r.gate, differ.join("; "))
             }
+            Detail::Instructions(i) => format!(
+                "instruction gate `{}`: {} instructions outside {}..={} (base {})",
+                r.gate, i.observed, i.low, i.high, i.base
+            ),
             Detail::Skipped(why) => format!("gate `{}` skipped: {why}", r.gate),
         })
         .collect();
@@ -342,10 +358,18 @@ mod tests {
             .evaluate()
             .record()
             .to_json_line();
-        let text = format!("{wall}\n{count}\n");
+        let instructions = perfbudget::InstructionGate::new("perf_instr", 1_000)
+            .evaluate(1_010)
+            .record()
+            .to_json_line();
+        let skipped = perfbudget::InstructionGate::new("perf_skip", 1_000)
+            .skipped("valgrind not found")
+            .record()
+            .to_json_line();
+        let text = format!("{wall}\n{count}\n{instructions}\n{skipped}\n");
         let (records, malformed) = parse_records(&text);
         assert!(malformed.is_empty(), "{malformed:?}");
-        assert_eq!(records.len(), 2);
+        assert_eq!(records.len(), 4);
         let Detail::Walltime(w) = &records[0].detail else {
             panic!("not a walltime record: {:?}", records[0]);
         };
@@ -387,6 +411,22 @@ mod tests {
                     "1 differ",
                     "FAILED"
                 ],
+                vec![
+                    "p::tests::perf_a [perf_instr]",
+                    "instructions",
+                    "1010 instr",
+                    "980..=1020",
+                    "+1.00%",
+                    "ok"
+                ],
+                vec![
+                    "p::tests::perf_a [perf_skip]",
+                    "instructions",
+                    "-",
+                    "-",
+                    "skipped",
+                    "SKIPPED"
+                ],
             ],
             "{table}"
         );
@@ -397,7 +437,8 @@ mod tests {
         ));
         assert_eq!(
             line,
-            "p::tests::perf_a: count gate `perf_counts`: dir fsyncs expected 2 observed 3"
+            "p::tests::perf_a: count gate `perf_counts`: dir fsyncs expected 2 observed 3, \
+             gate `perf_skip` skipped: valgrind not found"
         );
     }
 

@@ -92,6 +92,8 @@ impl Gate {
                 samples_ns: measurement.samples().iter().copied().map(nanos).collect(),
             }),
             counts: Vec::new(),
+            instructions: None,
+            skipped: None,
         };
         let message = if passed {
             format!(
@@ -266,6 +268,8 @@ impl CountGate {
                 passed,
                 walltime: None,
                 counts: self.counts.clone(),
+                instructions: None,
+                skipped: None,
             },
             message,
         }
@@ -286,6 +290,10 @@ pub struct Verdict {
 }
 
 impl Verdict {
+    pub(crate) fn new(record: Record, message: String) -> Verdict {
+        Verdict { record, message }
+    }
+
     /// Whether the gate passed.
     #[must_use]
     pub fn passed(&self) -> bool {

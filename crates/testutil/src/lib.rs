@@ -7,6 +7,9 @@
 //! number of file and directory fsyncs the code should issue (usually with
 //! `perfbudget::CountGate`). [`noop_fsync`] is the stub a WARM walltime gate
 //! installs instead, so the disk's latency stays out of the timed window.
+//! [`OpCounter`] counts every operation of a seam (create, write, rename,
+//! remove, stat, ...), not only fsyncs, so a count gate can pin an
+//! operation's whole file-system shape.
 //!
 //! # Example
 //!
@@ -39,5 +42,7 @@
 //! ```
 
 mod fsync;
+mod ops;
 
 pub use fsync::{FsyncCounter, FsyncCounts, FsyncFn, noop_fsync};
+pub use ops::{OpCounter, OpCounts, OpKind, Target};
