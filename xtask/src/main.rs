@@ -15,6 +15,7 @@ use std::env;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+mod audit;
 mod discover;
 mod model;
 mod report;
@@ -29,6 +30,11 @@ commands:
       segment starts with `perf_`, run each one alone (ignored ones included)
       and write <target dir>/perf/report.json. `cargo xtask test-perf --help`
       explains every option.
+  perf-audit [--against REV]
+      Fail when a gate's base was raised by more than 25%, its class or its
+      count expectations changed, or it disappeared, since REV (default: the
+      merge base with main, else HEAD~1), without a new entry in
+      docs/rfc/PERF_BUDGETS.md.
   help
       Print this message.
 ";
@@ -49,6 +55,16 @@ fn main() -> ExitCode {
                 return ExitCode::FAILURE;
             }
             test_perf::run(&args[1..])
+        }
+        "perf-audit" => {
+            if let Err(error) = env::set_current_dir(project_root()) {
+                eprintln!(
+                    "xtask: cannot change directory to the workspace root {}: {error}",
+                    project_root().display()
+                );
+                return ExitCode::FAILURE;
+            }
+            audit::run(&args[1..])
         }
         "help" | "-h" | "--help" => {
             print!("{USAGE}");
