@@ -89,6 +89,9 @@ pub struct SourceGate {
     pub function: String,
     /// Its kind and numbers.
     pub kind: GateKind,
+    /// The 1-based line that holds the base (the `const` declaration, or
+    /// the constructor call for a literal); `None` for a count gate.
+    pub base_line: Option<usize>,
 }
 
 /// A rule broken without a log entry.
@@ -346,9 +349,15 @@ fn value_of(expr: &str) -> Option<u64> {
 
 /// Resolves `expr` (a literal or a const's name) to a number, looking for
 /// the const in `scopes` in order (the function's body, then the file).
-fn resolve(expr: &str, code: &[char], bare: &[char], scopes: &[(usize, usize)]) -> Option<u64> {
+/// Returns the value and, for a const, the position of its declaration.
+fn resolve(
+    expr: &str,
+    code: &[char],
+    bare: &[char],
+    scopes: &[(usize, usize)],
+) -> Option<(u64, Option<usize>)> {
     if let Some(v) = value_of(expr) {
-        return Some(v);
+        return Some((v, None));
     }
     if !expr.chars().all(is_ident_char) {
         return None;
@@ -369,7 +378,7 @@ fn resolve(expr: &str, code: &[char], bare: &[char], scopes: &[(usize, usize)]) 
             let end = (start..to).find(|i| bare[*i] == ';')?;
             let decl: String = code[start..end].iter().collect();
             let value = decl.split_once('=')?.1;
-            return value_of(value);
+            return value_of(value).map(|v| (v, Some(at)));
         }
     }
     None
@@ -445,6 +454,12 @@ pub fn gates_in(file: &str, text: &str) -> Result<Vec<SourceGate>, String> {
                          (use a literal or a `const` in the function or its file)"
                     )
                 };
+                let mut site = None;
+                let mut base_of = |arg: Option<&String>| {
+                    let (value, at) = resolve(arg?, &code, &bare, &[body, whole])?;
+                    site = Some(at.unwrap_or(pos));
+                    Some(value)
+                };
                 let kind = match kind {
                     "walltime" => {
                         let class = match args.get(1).map(|a| a.replace(' ', "")) {
@@ -452,30 +467,27 @@ pub fn gates_in(file: &str, text: &str) -> Result<Vec<SourceGate>, String> {
                             Some(a) if a.ends_with("Class::Cold") => "cold",
                             _ => return Err(unreadable("class")),
                         };
-                        let base = args
-                            .get(2)
-                            .and_then(|a| resolve(a, &code, &bare, &[body, whole]))
-                            .ok_or_else(|| unreadable("base"))?;
+                        let base = base_of(args.get(2)).ok_or_else(|| unreadable("base"))?;
                         GateKind::Walltime {
                             class: class.into(),
                             base_ns: base,
                         }
                     }
                     "instructions" => GateKind::Instructions {
-                        base: args
-                            .get(1)
-                            .and_then(|a| resolve(a, &code, &bare, &[body, whole]))
-                            .ok_or_else(|| unreadable("base"))?,
+                        base: base_of(args.get(1)).ok_or_else(|| unreadable("base"))?,
                     },
                     _ => GateKind::Count {
                         literals: literals(&bare[open..close]),
                     },
                 };
+                let base_line =
+                    site.map(|at: usize| code[..at].iter().filter(|c| **c == '\n').count() + 1);
                 gates.push(SourceGate {
                     name,
                     file: file.to_owned(),
                     function: function.clone(),
                     kind,
+                    base_line,
                 });
             }
         }
@@ -695,7 +707,7 @@ pub fn choose_base(against: Option<&str>) -> Result<Option<(String, String)>, St
 }
 
 /// The `.rs` files of the working tree (tracked and untracked, not ignored).
-fn working_files() -> Result<Vec<(String, String)>, String> {
+pub fn working_files() -> Result<Vec<(String, String)>, String> {
     let list = git(&[
         "ls-files",
         "--cached",
@@ -890,6 +902,14 @@ fn helper() { Gate::new("not_a_gate", Class::Warm, Duration::from_millis(1)); }
             }
         );
         assert_eq!(g["perf_drain"].function, "perf_drain");
+        let line = |n: &str| SOURCE.lines().nth(g[n].base_line.expect("a base line") - 1);
+        assert_eq!(
+            line("perf_drain"),
+            Some("const DRAIN_BASE: Duration = Duration::from_micros(600);")
+        );
+        assert!(line("perf_sort").is_some_and(|l| l.contains("from_millis(4)")));
+        assert!(line("perf_instr").is_some_and(|l| l.contains("700_079")));
+        assert_eq!(g["perf_counts"].base_line, None);
     }
 
     #[test]

@@ -16,6 +16,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 mod audit;
+mod calibrate;
 mod discover;
 mod model;
 mod report;
@@ -35,6 +36,9 @@ commands:
       count expectations changed, or it disappeared, since REV (default: the
       merge base with main, else HEAD~1), without a new entry in
       docs/rfc/PERF_BUDGETS.md.
+  perf-calibrate [--runs R] [FILTER...]
+      Run each gate R times (default 5) and print, as a diff against the
+      source, the base each walltime and instruction gate should cite.
   help
       Print this message.
 ";
@@ -45,37 +49,28 @@ fn main() -> ExitCode {
         eprint!("{USAGE}");
         return ExitCode::from(2);
     };
-    match command.as_str() {
-        "test-perf" => {
-            if let Err(error) = env::set_current_dir(project_root()) {
-                eprintln!(
-                    "xtask: cannot change directory to the workspace root {}: {error}",
-                    project_root().display()
-                );
-                return ExitCode::FAILURE;
-            }
-            test_perf::run(&args[1..])
-        }
-        "perf-audit" => {
-            if let Err(error) = env::set_current_dir(project_root()) {
-                eprintln!(
-                    "xtask: cannot change directory to the workspace root {}: {error}",
-                    project_root().display()
-                );
-                return ExitCode::FAILURE;
-            }
-            audit::run(&args[1..])
-        }
+    let run: fn(&[String]) -> ExitCode = match command.as_str() {
+        "test-perf" => test_perf::run,
+        "perf-audit" => audit::run,
+        "perf-calibrate" => calibrate::run,
         "help" | "-h" | "--help" => {
             print!("{USAGE}");
-            ExitCode::SUCCESS
+            return ExitCode::SUCCESS;
         }
         other => {
             eprintln!("xtask: unknown command `{other}`\n");
             eprint!("{USAGE}");
-            ExitCode::from(2)
+            return ExitCode::from(2);
         }
+    };
+    if let Err(error) = env::set_current_dir(project_root()) {
+        eprintln!(
+            "xtask: cannot change directory to the workspace root {}: {error}",
+            project_root().display()
+        );
+        return ExitCode::FAILURE;
     }
+    run(&args[1..])
 }
 
 /// The workspace root: the parent of this crate's manifest directory, so
