@@ -85,8 +85,8 @@ pub use budget::{Budget, Class, FLOOR, MULTIPLIER_ENV, multiplier, parse_multipl
 pub use gate::{CountGate, Gate, Verdict};
 pub use instructions::{CALLGRIND_CHILD_ENV, DEFAULT_TOLERANCE, InstructionGate, VALGRIND_ENV};
 pub use measure::{
-    KEPT_RUNS, Measurement, TIMED_RUNS, TRIMMED_EACH_SIDE, WARMUP_RUNS, trimmed_mean,
-    trimmed_mean_with_setup,
+    KEPT_RUNS, Measurement, TIMED_RUNS, TRIMMED_EACH_SIDE, ThreadUsage, WARMUP_RUNS, thread_times,
+    trimmed_mean, trimmed_mean_with_setup,
 };
 pub use record::{
     CountRecord, InstructionRecord, RECORD_PREFIX, RECORD_SCHEMA, RECORDS_ENV, Record,

@@ -92,6 +92,19 @@ pub struct WalltimeRecord {
     pub std_dev_ns: u64,
     /// All 11 samples in run order.
     pub samples_ns: Vec<u64>,
+    /// Median on-CPU time of the measuring thread per sample, where the
+    /// platform tells (`/proc/thread-self/schedstat`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cpu_median_ns: Option<u64>,
+    /// Median time per sample the measuring thread waited in the run queue
+    /// for a CPU, where the platform tells.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub runq_wait_median_ns: Option<u64>,
+    /// Set when the gate was over budget on a first measurement and
+    /// measured again: that first trimmed mean. The verdict is the second
+    /// measurement's.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub first_trimmed_mean_ns: Option<u64>,
 }
 
 /// One expected-versus-observed count of a count gate.

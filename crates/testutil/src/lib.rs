@@ -9,7 +9,9 @@
 //! installs instead, so the disk's latency stays out of the timed window.
 //! [`OpCounter`] counts every operation of a seam (create, write, rename,
 //! remove, stat, ...), not only fsyncs, so a count gate can pin an
-//! operation's whole file-system shape.
+//! operation's whole file-system shape. [`ram_tempdir`] gives WARM gates a
+//! scratch directory on tmpfs, so other processes' disk writes stay out of
+//! their timed window.
 //!
 //! # Example
 //!
@@ -43,6 +45,8 @@
 
 mod fsync;
 mod ops;
+mod scratch;
 
 pub use fsync::{FsyncCounter, FsyncCounts, FsyncFn, noop_fsync};
 pub use ops::{OpCounter, OpCounts, OpKind, Target};
+pub use scratch::{RAM_DIR_ENV, ScratchDir, fs_type_of, ram_tempdir};
