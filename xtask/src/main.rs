@@ -21,6 +21,7 @@ mod discover;
 mod model;
 mod report;
 mod test_perf;
+mod trust;
 
 const USAGE: &str = "\
 usage: cargo xtask <command>
@@ -39,6 +40,9 @@ commands:
   perf-calibrate [--runs R] [FILTER...]
       Run each gate R times (default 5) and print, as a diff against the
       source, the base each walltime and instruction gate should cite.
+  perf-trust [--runs R] [--load CMD] [--no-detect] [FILTER...]
+      Measure each gate's false-alarm rate quiet and under loads, and
+      detection power against synthetic regressions; table + JSON.
   help
       Print this message.
 ";
@@ -53,6 +57,7 @@ fn main() -> ExitCode {
         "test-perf" => test_perf::run,
         "perf-audit" => audit::run,
         "perf-calibrate" => calibrate::run,
+        "perf-trust" => trust::run,
         "help" | "-h" | "--help" => {
             print!("{USAGE}");
             return ExitCode::SUCCESS;

@@ -137,9 +137,11 @@ pub fn run(args: &[String]) -> ExitCode {
 }
 
 /// Builds the tests and finds the perf tests matching `filters`: the
-/// matching tests, how many were found before filtering, and how many test
-/// executables were searched.
-pub fn find_tests(filters: &[String]) -> Result<(Vec<PerfTest>, usize, usize), String> {
+/// matching tests, how many were found before filtering, and the test
+/// executables searched.
+pub fn find_tests(
+    filters: &[String],
+) -> Result<(Vec<PerfTest>, usize, Vec<discover::TestBinary>), String> {
     let ws = discover::workspace()?;
     eprintln!("test-perf: building the workspace's tests (release)...");
     let binaries = discover::build_test_binaries(&ws)?;
@@ -154,7 +156,7 @@ pub fn find_tests(filters: &[String]) -> Result<(Vec<PerfTest>, usize, usize), S
             filters.iter().any(|f| id.contains(f.as_str()))
         });
     }
-    Ok((tests, found, binaries.len()))
+    Ok((tests, found, binaries))
 }
 
 /// The directory perf output goes to: `<target dir>/perf`.
@@ -180,6 +182,7 @@ fn try_run(args: &[String]) -> Result<ExitCode, String> {
     let perf_dir = perf_dir()?;
     let report_path = perf_dir.join("report.json");
     let (tests, found, binaries) = find_tests(&args.filters)?;
+    let binaries = binaries.len();
 
     if args.list {
         for test in &tests {

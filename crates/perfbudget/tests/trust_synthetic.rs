@@ -1,0 +1,54 @@
+//! The synthetic gate `cargo xtask perf-trust` uses to measure detection
+//! power: a walltime gate shaped like a real one (same class, same base)
+//! whose timed work is a calibrated CPU loop costing `factor × base`, run
+//! through the real measurement (`Gate::measure_and_check`) and gate code.
+//!
+//! It is not a `perf_` test (test-perf must not run it) and it is ignored:
+//! it reads its shape from the environment, which only perf-trust sets.
+
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+use perfbudget::{Class, Gate};
+
+/// The work unit: a dependent multiply-add the optimizer cannot remove.
+fn spin(iterations: u64) -> u64 {
+    let mut x = 0u64;
+    for i in 0..iterations {
+        x = black_box(x.wrapping_mul(31).wrapping_add(i));
+    }
+    x
+}
+
+/// Nanoseconds per iteration of [`spin`]: the fastest of 7 timed runs of
+/// 200 000 iterations (the fastest is the least disturbed by load).
+fn nanos_per_iteration() -> f64 {
+    const N: u64 = 200_000;
+    spin(N);
+    (0..7)
+        .map(|_| {
+            let start = Instant::now();
+            black_box(spin(N));
+            start.elapsed().as_secs_f64() * 1e9 / N as f64
+        })
+        .fold(f64::INFINITY, f64::min)
+}
+
+fn env(name: &str) -> String {
+    std::env::var(name)
+        .unwrap_or_else(|_| panic!("{name} is not set: run via cargo xtask perf-trust"))
+}
+
+#[test]
+#[ignore = "synthetic gate: run by cargo xtask perf-trust"]
+fn trust_synthetic_gate() {
+    let base = Duration::from_nanos(env("PERF_TRUST_BASE_NS").parse().expect("a number of ns"));
+    let factor: f64 = env("PERF_TRUST_FACTOR").parse().expect("a factor");
+    let class = match env("PERF_TRUST_CLASS").as_str() {
+        "cold" => Class::Cold,
+        "warm" => Class::Warm,
+        other => panic!("PERF_TRUST_CLASS={other:?}: expected cold or warm"),
+    };
+    let iterations = (base.as_secs_f64() * 1e9 * factor / nanos_per_iteration()).round() as u64;
+    Gate::new(env("PERF_TRUST_GATE"), class, base).measure_and_check(|| (), |()| spin(iterations));
+}
