@@ -317,6 +317,33 @@ fn kill_group(child: &mut Child) {
     let _ = child.wait();
 }
 
+/// Runs the synthetic gate in calibration mode: nanoseconds per iteration
+/// of its loop, measured as a gate of this shape measures.
+fn calibrate_synthetic(test: &PerfTest, class: &str, base: u64) -> Result<f64, String> {
+    let output = Command::new(&test.binary.executable)
+        .args(["--exact", &test.name, "--include-ignored", "--nocapture"])
+        .current_dir(&test.binary.manifest_dir)
+        .env("PERF_TRUST_CALIBRATE", "1")
+        .env("PERF_TRUST_GATE", "calibration")
+        .env("PERF_TRUST_CLASS", class)
+        .env("PERF_TRUST_BASE_NS", base.to_string())
+        .env("PERF_TRUST_FACTOR", "1")
+        .output()
+        .map_err(|e| format!("cannot run {}: {e}", test.binary.executable.display()))?;
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .find_map(|l| l.strip_prefix("perf-trust-calibration: "))
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .filter(|v| v.is_finite() && *v > 0.0)
+        .ok_or_else(|| {
+            format!(
+                "the synthetic gate printed no calibration ({}): {}",
+                output.status,
+                String::from_utf8_lossy(&output.stderr).trim()
+            )
+        })
+}
+
 /// Starts one condition's load.
 type LoadStarter = Box<dyn Fn() -> Result<Load, String>>;
 
@@ -341,6 +368,13 @@ fn failures(
     let mut failed = 0;
     for run in 0..runs {
         let file = dir.join(format!("{}-{run}.jsonl", test.name.replace("::", "-")));
+        // Gates append: a file left by an earlier condition or factor must
+        // not lend its records to this run.
+        match std::fs::remove_file(&file) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(format!("cannot remove {}: {e}", file.display())),
+        }
         let outcome =
             test_perf::run_one(test.clone(), &file, test_perf::DEFAULT_TIMEOUT, env, false)?;
         if outcome.status == Status::Skipped {
@@ -390,18 +424,31 @@ fn try_run(args: &[String]) -> Result<(), String> {
 
     let started = Instant::now();
     let mut false_alarms = Vec::new();
+    let mut condition_notes = Vec::new();
     for (name, start) in &conditions {
         eprintln!(
             "perf-trust: false alarms, {name}, {} run(s) per gate",
             args.runs
         );
         let load = start()?;
+        let began = Instant::now();
         for test in &tests {
             eprint!("  {} ... ", test.id());
             let rate = failures(test, args.runs, &dir, &env)?;
             eprintln!("{}", rate.show());
             false_alarms.push((test.id(), name.to_string(), rate));
         }
+        let loadavg = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+        eprintln!(
+            "perf-trust: {name} took {:.0} s; load average at its end: {}",
+            began.elapsed().as_secs_f64(),
+            loadavg.trim()
+        );
+        condition_notes.push(json!({
+            "condition": name,
+            "elapsed_s": began.elapsed().as_secs_f64(),
+            "loadavg_at_end": loadavg.trim(),
+        }));
         load.stop();
     }
 
@@ -429,9 +476,17 @@ fn try_run(args: &[String]) -> Result<(), String> {
                 }
             })
             .collect();
+        // Calibrate each shape's loop before any load: under a load it then
+        // slows as a real gate's work does.
+        let mut per_iteration = Vec::new();
+        for (gate, class, base) in &shapes {
+            let ns = calibrate_synthetic(&synthetic, class, *base)?;
+            eprintln!("perf-trust: synthetic {gate}: {ns:.3} ns per loop iteration (quiet)");
+            per_iteration.push(ns);
+        }
         for (name, start) in conditions.iter().take(2) {
             let load = start()?;
-            for (gate, class, base) in &shapes {
+            for ((gate, class, base), ns) in shapes.iter().zip(&per_iteration) {
                 for factor in std::iter::once(CONTROL).chain(FACTORS) {
                     eprint!(
                         "perf-trust: detection, {name}, {gate} ({class}, base {:.3} ms) x{factor} ... ",
@@ -442,6 +497,7 @@ fn try_run(args: &[String]) -> Result<(), String> {
                     env.push(("PERF_TRUST_CLASS", class.clone()));
                     env.push(("PERF_TRUST_BASE_NS", base.to_string()));
                     env.push(("PERF_TRUST_FACTOR", factor.to_string()));
+                    env.push(("PERF_TRUST_NS_PER_ITERATION", ns.to_string()));
                     let rate = failures(&synthetic, args.runs, &dir, &env)?;
                     eprintln!("{}", rate.show());
                     detection.push((gate.clone(), name.to_string(), factor, rate));
@@ -459,6 +515,7 @@ fn try_run(args: &[String]) -> Result<(), String> {
         "multiplier": 1.0,
         "machine": crate::calibrate::machine(),
         "elapsed_s": started.elapsed().as_secs_f64(),
+        "conditions": condition_notes,
         "false_alarms": false_alarms.iter().map(|(t, c, r)| json!({"test": t, "condition": c, "failed": r.json()})).collect::<Vec<_>>(),
         "detection": detection.iter().map(|(g, c, f, r)| json!({"gate": g, "condition": c, "factor": f, "detected": r.json()})).collect::<Vec<_>>(),
     });
