@@ -23,6 +23,9 @@ use outbox::{Outbox, Record, StdIo};
 use perfbudget::{CountGate, InstructionGate};
 use testutil::{OpCounter, OpCounts, OpKind, Target, noop_fsync};
 
+use OpKind::{Create, Lock, OpenRead, Remove, Rename, SyncDir, SyncFile, Write};
+use Target::{Dir, File as F, Unknown};
+
 /// The representative fan-out: 25 children finishing into one parent (the
 /// size `perf_outbox_drain_25` times).
 const FAN_OUT: usize = 25;
@@ -163,9 +166,6 @@ fn expect_ops(
     let total = expected.iter().map(|(_, _, n)| n).sum();
     gate.expect(format!("all operations, {label}"), total, observed.total())
 }
-
-use OpKind::{Create, Lock, OpenRead, Remove, Rename, SyncDir, SyncFile, Write};
-use Target::{Dir, File as F, Unknown};
 
 /// Tier 2: every operation of one drain of N = 1 and N = 25 new records,
 /// first with no ledger yet, then at steady state (a ledger exists), then a
