@@ -15,7 +15,9 @@
 //!   timed work is a calibrated CPU loop costing `f × base`, for
 //!   f ∈ {1.25, 1.5, 2, 3, 5} (and f = 1 as a control), runs `R` times
 //!   through the real measurement and gate code, quiet and under the `cpu`
-//!   load.
+//!   load; and for each instruction-count gate, a synthetic
+//!   `InstructionGate` whose measured loop is f times longer than the one
+//!   its base was counted on (through the real callgrind measurement).
 //!
 //! Each rate comes with a 95% Wilson score interval. The table is printed
 //! and written, with every count, to `<target>/perf/trust.json`.
@@ -33,7 +35,7 @@ use statrs::distribution::{ContinuousCDF, Normal};
 
 use crate::audit::{self, GateKind};
 use crate::discover::{self, PerfTest};
-use crate::model::{MULTIPLIER_ENV, Status};
+use crate::model::{Detail, MULTIPLIER_ENV, Status};
 use crate::test_perf;
 
 /// The regression factors detection power is measured at.
@@ -344,6 +346,22 @@ fn calibrate_synthetic(test: &PerfTest, class: &str, base: u64) -> Result<f64, S
         })
 }
 
+/// The synthetic test `name` of perfbudget's test executables.
+fn find_synthetic(binaries: &[discover::TestBinary], name: &str) -> Result<PerfTest, String> {
+    for binary in binaries.iter().filter(|b| b.package == "perfbudget") {
+        let found = match name {
+            "trust_synthetic_gate" => discover::tests_in(binary, |n| n == "trust_synthetic_gate")?,
+            _ => discover::tests_in(binary, |n| n == "trust_synthetic_instructions")?,
+        };
+        if let Some(test) = found.into_iter().next() {
+            return Ok(test);
+        }
+    }
+    Err(format!(
+        "the synthetic gate `{name}` (crates/perfbudget/tests/trust_synthetic.rs) was not found"
+    ))
+}
+
 /// Starts one condition's load.
 type LoadStarter = Box<dyn Fn() -> Result<Load, String>>;
 
@@ -455,15 +473,7 @@ fn try_run(args: &[String]) -> Result<(), String> {
     let mut detection = Vec::new();
     if !args.no_detect {
         let sources = audit::gates_of(&audit::working_files()?)?;
-        let synthetic = binaries
-            .iter()
-            .filter(|b| b.package == "perfbudget")
-            .map(|b| discover::tests_in(b, |n| n == "trust_synthetic_gate"))
-            .collect::<Result<Vec<_>, _>>()?
-            .into_iter()
-            .flatten()
-            .next()
-            .ok_or("the synthetic gate `trust_synthetic_gate` (perfbudget/tests/trust_synthetic.rs) was not found")?;
+        let synthetic = find_synthetic(&binaries, "trust_synthetic_gate")?;
         let shapes: Vec<(String, String, u64)> = tests
             .iter()
             .filter_map(|t| {
@@ -484,8 +494,61 @@ fn try_run(args: &[String]) -> Result<(), String> {
             eprintln!("perf-trust: synthetic {gate}: {ns:.3} ns per loop iteration (quiet)");
             per_iteration.push(ns);
         }
+        let instruction_shapes: Vec<(String, u64)> = tests
+            .iter()
+            .filter_map(|t| {
+                let gate = t.name.rsplit("::").next()?;
+                match &sources.get(gate)?.kind {
+                    GateKind::Instructions { base } => Some((gate.to_owned(), *base)),
+                    _ => None,
+                }
+            })
+            .collect();
+        let synthetic_instructions = find_synthetic(&binaries, "trust_synthetic_instructions")?;
         for (name, start) in conditions.iter().take(2) {
             let load = start()?;
+            for (gate, base) in &instruction_shapes {
+                // The loop costs about 9 instructions an iteration; its own
+                // count at factor 1 is the synthetic gate's base.
+                let iterations = (*base / 9).max(1);
+                let mut env = env.to_vec();
+                env.push(("PERF_TRUST_GATE", format!("{gate}_synthetic")));
+                env.push(("PERF_TRUST_ITERATIONS", iterations.to_string()));
+                let probe_file = dir.join("instructions-probe.jsonl");
+                let _ = std::fs::remove_file(&probe_file);
+                let mut probe_env = env.clone();
+                probe_env.push(("PERF_TRUST_FACTOR", "1".into()));
+                probe_env.push(("PERF_TRUST_BASE_INSTRUCTIONS", "1".into()));
+                let probe = test_perf::run_one(
+                    synthetic_instructions.clone(),
+                    &probe_file,
+                    test_perf::DEFAULT_TIMEOUT,
+                    &probe_env,
+                    false,
+                )?;
+                let own_base = probe
+                    .records
+                    .iter()
+                    .find_map(|r| match &r.detail {
+                        Detail::Instructions(i) => Some(i.observed),
+                        _ => None,
+                    })
+                    .ok_or(
+                        "the synthetic instruction gate measured nothing (is valgrind installed?)",
+                    )?;
+                env.push(("PERF_TRUST_BASE_INSTRUCTIONS", own_base.to_string()));
+                for factor in std::iter::once(CONTROL).chain(FACTORS) {
+                    eprint!(
+                        "perf-trust: detection, {name}, {gate} (instructions, {own_base} \
+                         counted) x{factor} ... "
+                    );
+                    let mut env = env.clone();
+                    env.push(("PERF_TRUST_FACTOR", factor.to_string()));
+                    let rate = failures(&synthetic_instructions, args.runs, &dir, &env)?;
+                    eprintln!("{}", rate.show());
+                    detection.push((gate.clone(), name.to_string(), factor, rate));
+                }
+            }
             for ((gate, class, base), ns) in shapes.iter().zip(&per_iteration) {
                 for factor in std::iter::once(CONTROL).chain(FACTORS) {
                     eprint!(

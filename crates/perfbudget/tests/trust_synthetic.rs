@@ -71,3 +71,20 @@ fn trust_synthetic_gate() {
     let iterations = (base.as_secs_f64() * 1e9 * factor / per_iteration).round() as u64;
     Gate::new(env("PERF_TRUST_GATE"), class, base).measure_and_check(|| (), |()| spin(iterations));
 }
+
+/// The instruction-count twin: an `InstructionGate` whose measured call is
+/// [`spin`] of `PERF_TRUST_ITERATIONS × factor` iterations, pinned at
+/// `PERF_TRUST_BASE_INSTRUCTIONS` (perf-trust measures it at factor 1
+/// first). Through the real callgrind measurement and gate code.
+#[test]
+#[ignore = "synthetic gate: run by cargo xtask perf-trust"]
+fn trust_synthetic_instructions() {
+    let iterations: f64 = env("PERF_TRUST_ITERATIONS").parse().expect("a number");
+    let factor: f64 = env("PERF_TRUST_FACTOR").parse().expect("a factor");
+    let base: u64 = env("PERF_TRUST_BASE_INSTRUCTIONS")
+        .parse()
+        .expect("a count");
+    let n = (iterations * factor).round() as u64;
+    perfbudget::InstructionGate::new(env("PERF_TRUST_GATE"), base)
+        .check_with_setup(|| n, |n| spin(black_box(n)));
+}
