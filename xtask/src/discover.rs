@@ -163,6 +163,12 @@ fn parse_artifact(line: &str, packages: &HashMap<PathBuf, String>) -> Option<Tes
 
 /// The perf tests of one executable, ignored ones included.
 pub fn perf_tests_in(binary: &TestBinary) -> Result<Vec<PerfTest>, String> {
+    tests_in(binary, is_perf_test)
+}
+
+/// The tests of one executable whose path `keep` accepts, ignored ones
+/// included.
+pub fn tests_in(binary: &TestBinary, keep: fn(&str) -> bool) -> Result<Vec<PerfTest>, String> {
     let output = Command::new(&binary.executable)
         .args(["--list", "--format", "terse", "--include-ignored"])
         .current_dir(&binary.manifest_dir)
@@ -178,7 +184,7 @@ pub fn perf_tests_in(binary: &TestBinary) -> Result<Vec<PerfTest>, String> {
     }
     Ok(parse_list(&String::from_utf8_lossy(&output.stdout))
         .into_iter()
-        .filter(|name| is_perf_test(name))
+        .filter(|name| keep(name))
         .map(|name| PerfTest {
             binary: binary.clone(),
             name,

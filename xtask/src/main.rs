@@ -2,10 +2,11 @@
 //!
 //! Commands:
 //!
-//! * `test-perf [--list] [FILTER...]`: find every perf gate (a test whose
-//!   last path segment starts with `perf_`) in every workspace crate and
-//!   target, run each alone in the release profile, print a summary and
-//!   write `<target dir>/perf/report.json`. See `docs/perf-budget-suite.md`.
+//! * `test-perf [--list] [--timeout SECS] [--no-skip] [FILTER...]`: find
+//!   every perf gate (a test whose last path segment starts with `perf_`)
+//!   in every workspace crate and target, run each alone in the release
+//!   profile with a per-test timeout, print a summary and write
+//!   `<target dir>/perf/report.json`. See `docs/perf-budget-suite.md`.
 //! * `man`: build the `outbox` binary and have it write its man pages
 //!   (`outbox man --dir`) into `<target dir>/man/`. The pages come from the
 //!   CLI's clap definitions, which only the binary links, so xtask runs it
@@ -21,25 +22,37 @@ use std::env;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+mod audit;
+mod calibrate;
 mod discover;
+mod model;
 mod report;
 mod sim;
 mod test_perf;
 #[cfg(test)]
 mod tidy;
+mod trust;
 
 const USAGE_HEAD: &str = "\
 usage: cargo xtask <command>
 
 commands:
-  test-perf [--list] [FILTER...]
+  test-perf [--list] [--timeout SECS] [--no-skip] [FILTER...]
       Build the workspace's tests in release, find every test whose last path
       segment starts with `perf_`, run each one alone (ignored ones included)
-      and write <target dir>/perf/report.json. Exits non-zero if a gate fails,
-      a perf test crashes or emits no gate record, or no perf test is found.
-        --list     print the perf tests found, run nothing
-        FILTER     run only tests whose id contains one of the FILTERs
-      PERF_BUDGET_MULTIPLIER is passed through to the tests (CI uses 2.0).
+      and write <target dir>/perf/report.json. `cargo xtask test-perf --help`
+      explains every option.
+  perf-audit [--against REV]
+      Fail when a gate's base was raised by more than 25%, its class or its
+      count expectations changed, or it disappeared, since REV (default: the
+      merge base with main, else HEAD~1), without a new entry in
+      docs/rfc/PERF_BUDGETS.md.
+  perf-calibrate [--runs R] [FILTER...]
+      Run each gate R times (default 5) and print, as a diff against the
+      source, the base each walltime and instruction gate should cite.
+  perf-trust [--runs R] [--load CMD] [--no-detect] [FILTER...]
+      Measure each gate's false-alarm rate quiet and under loads, and
+      detection power against synthetic regressions; table + JSON.
   man
       Build the outbox binary and write its man pages (outbox.1 and one per
       command) into <target dir>/man/, from its clap definitions. Read them
@@ -60,25 +73,23 @@ fn main() -> ExitCode {
         eprint!("{}", usage());
         return ExitCode::from(2);
     };
-    match command.as_str() {
-        "test-perf" => in_workspace_root(|| test_perf::run(&args[1..])),
-        "sim" => in_workspace_root(|| sim::run(&args[1..])),
-        "man" => in_workspace_root(man),
+    let run: fn(&[String]) -> ExitCode = match command.as_str() {
+        "test-perf" => test_perf::run,
+        "perf-audit" => audit::run,
+        "perf-calibrate" => calibrate::run,
+        "perf-trust" => trust::run,
+        "sim" => sim::run,
+        "man" => |_: &[String]| man(),
         "help" | "-h" | "--help" => {
             print!("{}", usage());
-            ExitCode::SUCCESS
+            return ExitCode::SUCCESS;
         }
         other => {
             eprintln!("xtask: unknown command `{other}`\n");
             eprint!("{}", usage());
-            ExitCode::from(2)
+            return ExitCode::from(2);
         }
-    }
-}
-
-/// Runs `command` from the workspace root, so every command works from
-/// any directory of the tree.
-fn in_workspace_root(command: impl FnOnce() -> ExitCode) -> ExitCode {
+    };
     if let Err(error) = env::set_current_dir(project_root()) {
         eprintln!(
             "xtask: cannot change directory to the workspace root {}: {error}",
@@ -86,7 +97,7 @@ fn in_workspace_root(command: impl FnOnce() -> ExitCode) -> ExitCode {
         );
         return ExitCode::FAILURE;
     }
-    command()
+    run(&args[1..])
 }
 
 /// The workspace root: the parent of this crate's manifest directory, so

@@ -6,7 +6,7 @@ use std::path::Path;
 
 use serde_json::{Value, json};
 
-use crate::test_perf::{MULTIPLIER_ENV, Outcome};
+use crate::model::{Count, Detail, GateRecord, MULTIPLIER_ENV, Outcome};
 
 /// Version of the report layout.
 const REPORT_SCHEMA: u32 = 1;
@@ -21,10 +21,53 @@ struct Row {
     result: String,
 }
 
-fn ms(nanos: &Value) -> String {
-    nanos
-        .as_u64()
-        .map_or_else(|| "?".to_owned(), |n| format!("{:.3} ms", n as f64 / 1e6))
+fn ms(nanos: u64) -> String {
+    format!("{:.3} ms", nanos as f64 / 1e6)
+}
+
+fn differing(counts: &[Count]) -> impl Iterator<Item = &Count> {
+    counts.iter().filter(|c| c.expected != c.observed)
+}
+
+/// The table's cells for one record: class, measured, budget, headroom.
+fn cells(record: &GateRecord) -> (String, String, String) {
+    match &record.detail {
+        Detail::Walltime(wall) => {
+            let headroom = if wall.budget_ns > 0 {
+                format!(
+                    "{:.1}%",
+                    (1.0 - wall.trimmed_mean_ns as f64 / wall.budget_ns as f64) * 100.0
+                )
+            } else {
+                "n/a".into()
+            };
+            (ms(wall.trimmed_mean_ns), ms(wall.budget_ns), headroom)
+        }
+        Detail::Counts(counts) => {
+            let differ = differing(counts).count();
+            let headroom = if counts.is_empty() {
+                "none".into()
+            } else if differ == 0 {
+                "exact".into()
+            } else {
+                format!("{differ} differ")
+            };
+            ("-".into(), format!("{} counts", counts.len()), headroom)
+        }
+        Detail::Instructions(i) => {
+            let change = if i.base > 0 {
+                format!("{:+.2}%", (i.observed as f64 / i.base as f64 - 1.0) * 100.0)
+            } else {
+                "n/a".into()
+            };
+            (
+                format!("{} instr", i.observed),
+                format!("{}..={}", i.low, i.high),
+                change,
+            )
+        }
+        Detail::Skipped(_) => ("-".into(), "-".into(), "skipped".into()),
+    }
 }
 
 fn rows(outcomes: &[Outcome]) -> Vec<Row> {
@@ -44,51 +87,25 @@ fn rows(outcomes: &[Outcome]) -> Vec<Row> {
         }
         let last_segment = outcome.test.name.rsplit("::").next().unwrap_or_default();
         for record in &outcome.records {
-            let gate = record["gate"].as_str().unwrap_or("?");
-            let test = if gate == last_segment {
+            let test = if record.gate == last_segment {
                 id.clone()
             } else {
-                format!("{id} [{gate}]")
+                format!("{id} [{}]", record.gate)
             };
-            let passed = record["passed"] == true;
-            let result = if passed { "ok" } else { "FAILED" }.to_owned();
-            let class = record["class"].as_str().unwrap_or("?").to_owned();
-            let row = if let Some(wall) = record.get("walltime") {
-                let headroom = match (wall["trimmed_mean_ns"].as_u64(), wall["budget_ns"].as_u64())
-                {
-                    (Some(mean), Some(budget)) if budget > 0 => {
-                        format!("{:.1}%", (1.0 - mean as f64 / budget as f64) * 100.0)
-                    }
-                    _ => "?".into(),
-                };
-                Row {
-                    test,
-                    class,
-                    mean: ms(&wall["trimmed_mean_ns"]),
-                    budget: ms(&wall["budget_ns"]),
-                    headroom,
-                    result,
-                }
-            } else {
-                let counts = record["counts"].as_array().map_or(&[][..], Vec::as_slice);
-                let differ = counts
-                    .iter()
-                    .filter(|c| c["expected"] != c["observed"])
-                    .count();
-                Row {
-                    test,
-                    class,
-                    mean: "-".into(),
-                    budget: format!("{} counts", counts.len()),
-                    headroom: if differ == 0 {
-                        "exact".into()
-                    } else {
-                        format!("{differ} differ")
-                    },
-                    result,
-                }
+            let result = match (&record.detail, record.passed) {
+                (Detail::Skipped(_), true) => "SKIPPED",
+                (_, true) => "ok",
+                (_, false) => "FAILED",
             };
-            rows.push(row);
+            let (mean, budget, headroom) = cells(record);
+            rows.push(Row {
+                test,
+                class: record.class.clone(),
+                mean,
+                budget,
+                headroom,
+                result: result.to_owned(),
+            });
         }
     }
     rows
@@ -99,7 +116,7 @@ pub fn table(outcomes: &[Outcome]) -> String {
     let header = Row {
         test: "test".into(),
         class: "class".into(),
-        mean: "trimmed mean".into(),
+        mean: "measured".into(),
         budget: "budget".into(),
         headroom: "headroom".into(),
         result: "result".into(),
@@ -142,12 +159,26 @@ pub fn multiplier_warnings(outcomes: &[Outcome]) -> Vec<String> {
     let mut warnings: Vec<String> = outcomes
         .iter()
         .flat_map(|o| &o.records)
-        .filter_map(|r| r["walltime"]["multiplier_warning"].as_str())
-        .map(str::to_owned)
+        .filter_map(|r| match &r.detail {
+            Detail::Walltime(wall) => wall.multiplier_warning.clone(),
+            _ => None,
+        })
         .collect();
     warnings.sort();
     warnings.dedup();
     warnings
+}
+
+/// One line per skipped gate, saying why: a skip is never silent.
+pub fn skip_lines(outcomes: &[Outcome]) -> Vec<String> {
+    outcomes
+        .iter()
+        .flat_map(|o| o.records.iter().map(move |r| (o, r)))
+        .filter_map(|(o, r)| match &r.detail {
+            Detail::Skipped(why) => Some(format!("SKIPPED {} [{}]: {why}", o.test.id(), r.gate)),
+            _ => None,
+        })
+        .collect()
 }
 
 /// One line naming a failed test and why.
@@ -156,32 +187,28 @@ pub fn failure_line(outcome: &Outcome) -> String {
     let failed: Vec<String> = outcome
         .records
         .iter()
-        .filter(|r| r["passed"] != true)
-        .map(|r| {
-            let gate = r["gate"].as_str().unwrap_or("?");
-            if let Some(wall) = r.get("walltime") {
-                format!(
-                    "gate `{gate}`: trimmed mean {} > budget {}",
-                    ms(&wall["trimmed_mean_ns"]),
-                    ms(&wall["budget_ns"])
-                )
-            } else {
-                let differ: Vec<String> = r["counts"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .filter(|c| c["expected"] != c["observed"])
-                    .map(|c| {
-                        format!(
-                            "{} expected {} observed {}",
-                            c["what"].as_str().unwrap_or("?"),
-                            c["expected"],
-                            c["observed"]
-                        )
-                    })
-                    .collect();
-                format!("count gate `{gate}`: {}", differ.join("; "))
+        .filter(|r| !r.passed || matches!(r.detail, Detail::Skipped(_)))
+        .map(|r| match &r.detail {
+            Detail::Walltime(wall) => format!(
+                "gate `{}`: trimmed mean {} > budget {}",
+                r.gate,
+                ms(wall.trimmed_mean_ns),
+                ms(wall.budget_ns)
+            ),
+            Detail::Counts(counts) if counts.is_empty() => {
+                format!("{} gate `{}`: no expectation", r.class, r.gate)
             }
+            Detail::Counts(counts) => {
+                let differ: Vec<String> = differing(counts)
+                    .map(|c| format!("{} expected {} observed {}", c.what, c.expected, c.observed))
+                    .collect();
+                format!("{} gate `{}`: {}", r.class, r.gate, differ.join("; "))
+            }
+            Detail::Instructions(i) => format!(
+                "instruction gate `{}`: {} instructions outside {}..={} (base {})",
+                r.gate, i.observed, i.low, i.high, i.base
+            ),
+            Detail::Skipped(why) => format!("gate `{}` skipped: {why}", r.gate),
         })
         .collect();
     if failed.is_empty() {
@@ -205,7 +232,7 @@ pub fn write_json(path: &Path, outcomes: &[Outcome], passed: bool) -> Result<(),
                 "status": o.status.label(),
                 "exit": o.exit,
                 "elapsed_ms": o.elapsed.as_secs_f64() * 1e3,
-                "records": o.records,
+                "records": o.records.iter().map(|r| &r.raw).collect::<Vec<&Value>>(),
             })
         })
         .collect();
@@ -227,7 +254,7 @@ pub fn write_json(path: &Path, outcomes: &[Outcome], passed: bool) -> Result<(),
 mod tests {
     use super::*;
     use crate::discover::{PerfTest, TestBinary};
-    use crate::test_perf::Status;
+    use crate::model::{Status, parse_records};
     use std::time::Duration;
 
     fn outcome(status: Status, records: Vec<Value>) -> Outcome {
@@ -245,13 +272,17 @@ mod tests {
             status,
             exit: "exit status: 101".into(),
             elapsed: Duration::from_millis(5),
-            records,
+            records: records
+                .into_iter()
+                .map(|r| GateRecord::from_json(r).expect("a gate record"))
+                .collect(),
         }
     }
 
     fn walltime(passed: bool, mean: u64, budget: u64) -> Value {
         json!({"gate": "perf_a", "class": "warm", "passed": passed,
-               "walltime": {"trimmed_mean_ns": mean, "budget_ns": budget}})
+               "walltime": {"trimmed_mean_ns": mean, "budget_ns": budget, "base_ns": 1,
+                            "median_ns": mean, "multiplier": 1.0}})
     }
 
     #[test]
@@ -290,6 +321,145 @@ mod tests {
         );
         let line = failure_line(&outcome(Status::Crashed, vec![]));
         assert_eq!(line, "p::tests::perf_a: CRASHED (exit status: 101)");
+    }
+
+    #[test]
+    fn a_skipped_gate_is_shown_and_explained() {
+        let skip = json!({"gate": "perf_a", "class": "instructions", "passed": true,
+                          "skipped": "valgrind was not found on PATH"});
+        let outcomes = [outcome(Status::Skipped, vec![skip])];
+        let text = table(&outcomes);
+        assert!(
+            text.lines().nth(1).is_some_and(|l| l.ends_with("SKIPPED")),
+            "{text}"
+        );
+        assert_eq!(
+            skip_lines(&outcomes),
+            ["SKIPPED p::tests::perf_a [perf_a]: valgrind was not found on PATH"]
+        );
+    }
+
+    /// Issue 9 item 5: real records from `perfbudget`, one of each kind,
+    /// through the same parser and table the runner uses; every column of
+    /// every row must be filled with a value, never `?` or a placeholder.
+    /// Renaming a field of `perfbudget::Record` fails here.
+    #[test]
+    fn real_perfbudget_records_fill_every_column() {
+        use perfbudget::{Class, CountGate, Gate, Measurement};
+        let ms = Duration::from_millis(1);
+        let wall = Gate::new("perf_a", Class::Warm, 2 * ms)
+            .with_multiplier(1.0)
+            .evaluate(&Measurement::from_samples([3 * ms; 11]))
+            .record()
+            .to_json_line();
+        let count = CountGate::new("perf_counts")
+            .expect("file fsyncs", 2, 2)
+            .expect("dir fsyncs", 2, 3)
+            .evaluate()
+            .record()
+            .to_json_line();
+        let instructions = perfbudget::InstructionGate::new("perf_instr", 1_000)
+            .evaluate(1_010)
+            .record()
+            .to_json_line();
+        let skipped = perfbudget::InstructionGate::new("perf_skip", 1_000)
+            .skipped("valgrind not found")
+            .record()
+            .to_json_line();
+        let text = format!("{wall}\n{count}\n{instructions}\n{skipped}\n");
+        let (records, malformed) = parse_records(&text);
+        assert!(malformed.is_empty(), "{malformed:?}");
+        assert_eq!(records.len(), 4);
+        let Detail::Walltime(w) = &records[0].detail else {
+            panic!("not a walltime record: {:?}", records[0]);
+        };
+        assert_eq!(
+            (w.trimmed_mean_ns, w.budget_ns, w.base_ns, w.median_ns),
+            (3_000_000, 6_000_000, 2_000_000, 3_000_000)
+        );
+        assert_eq!(w.multiplier, 1.0);
+        let table = table(&[outcome(
+            Status::GateFailed,
+            records.iter().map(|r| r.raw.clone()).collect(),
+        )]);
+        let rows: Vec<Vec<&str>> = table
+            .lines()
+            .skip(1)
+            .map(|l| {
+                l.split("  ")
+                    .map(str::trim)
+                    .filter(|c| !c.is_empty())
+                    .collect()
+            })
+            .collect();
+        assert_eq!(
+            rows,
+            [
+                vec![
+                    "p::tests::perf_a",
+                    "warm",
+                    "3.000 ms",
+                    "6.000 ms",
+                    "50.0%",
+                    "ok"
+                ],
+                vec![
+                    "p::tests::perf_a [perf_counts]",
+                    "count",
+                    "-",
+                    "2 counts",
+                    "1 differ",
+                    "FAILED"
+                ],
+                vec![
+                    "p::tests::perf_a [perf_instr]",
+                    "instructions",
+                    "1010 instr",
+                    "980..=1020",
+                    "+1.00%",
+                    "ok"
+                ],
+                vec![
+                    "p::tests::perf_a [perf_skip]",
+                    "instructions",
+                    "-",
+                    "-",
+                    "skipped",
+                    "SKIPPED"
+                ],
+            ],
+            "{table}"
+        );
+        assert!(!table.contains('?'), "{table}");
+        let line = failure_line(&outcome(
+            Status::GateFailed,
+            records.iter().map(|r| r.raw.clone()).collect(),
+        ));
+        assert_eq!(
+            line,
+            "p::tests::perf_a: count gate `perf_counts`: dir fsyncs expected 2 observed 3, \
+             gate `perf_skip` skipped: valgrind not found"
+        );
+    }
+
+    #[test]
+    fn a_record_missing_a_key_is_malformed_and_says_which() {
+        let mut value = walltime(true, 1, 2);
+        value["walltime"]
+            .as_object_mut()
+            .expect("object")
+            .remove("budget_ns");
+        let (records, malformed) = parse_records(&value.to_string());
+        assert!(records.is_empty());
+        assert_eq!(malformed.len(), 1);
+        assert!(malformed[0].contains("`budget_ns`"), "{malformed:?}");
+        let (_, malformed) = parse_records("noise\n\n{}\n");
+        assert_eq!(malformed.len(), 2, "{malformed:?}");
+        assert!(
+            malformed[0].starts_with("line 1: not JSON"),
+            "{malformed:?}"
+        );
+        assert!(malformed[1].starts_with("line 3: `gate`"), "{malformed:?}");
     }
 
     #[test]

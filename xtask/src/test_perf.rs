@@ -10,118 +10,119 @@
 //! not pass.
 
 use std::fs;
+use std::io::Read;
 use std::path::Path;
-use std::process::{Command, ExitCode};
+use std::process::{Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
-
 use crate::discover::{self, PerfTest};
+use crate::model::{
+    Detail, GateRecord, MULTIPLIER_ENV, Outcome, RECORDS_ENV, Status, parse_records,
+};
 use crate::report;
 
-/// Mirrors `perfbudget::RECORDS_ENV` (xtask does not depend on perfbudget;
-/// a unit test keeps the two equal).
-pub const RECORDS_ENV: &str = "PERF_BUDGET_RECORDS";
-
-/// Mirrors `perfbudget::MULTIPLIER_ENV`.
-pub const MULTIPLIER_ENV: &str = "PERF_BUDGET_MULTIPLIER";
-
-/// How one perf test ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Status {
-    /// Exited successfully and every record it emitted passed.
-    Passed,
-    /// At least one of its gates recorded a failure.
-    GateFailed,
-    /// Exited unsuccessfully without a failed gate record: a panic outside
-    /// a gate, an abort, a signal.
-    Crashed,
-    /// Exited successfully but emitted no gate record.
-    NoRecord,
-    /// Wrote something that is not a gate record.
-    BadRecord,
-}
-
-impl Status {
-    /// Short label for the summary and the report.
-    pub fn label(self) -> &'static str {
-        match self {
-            Status::Passed => "ok",
-            Status::GateFailed => "FAILED",
-            Status::Crashed => "CRASHED",
-            Status::NoRecord => "NO RECORD",
-            Status::BadRecord => "BAD RECORD",
-        }
-    }
-
-    /// Whether this status fails the run.
-    pub fn is_failure(self) -> bool {
-        self != Status::Passed
-    }
-}
-
-/// One perf test's run.
-pub struct Outcome {
-    /// The test.
-    pub test: PerfTest,
-    /// How it ended.
-    pub status: Status,
-    /// The process's exit status, as text.
-    pub exit: String,
-    /// Wall time of the whole test process.
-    pub elapsed: Duration,
-    /// The gate records it emitted, in order.
-    pub records: Vec<Value>,
-}
-
 /// Decides a test's [`Status`] from its exit and what it recorded.
-pub fn classify(exited_ok: bool, records: &[Value], malformed: usize) -> Status {
-    let any_failed = records.iter().any(|r| r["passed"] != true);
+pub fn classify(exited_ok: bool, records: &[GateRecord], malformed: usize) -> Status {
+    let any_failed = records.iter().any(|r| !r.passed);
+    let all_skipped = !records.is_empty()
+        && records
+            .iter()
+            .all(|r| matches!(r.detail, Detail::Skipped(_)));
     match (exited_ok, any_failed) {
         (_, true) => Status::GateFailed,
         (false, false) => Status::Crashed,
         (true, false) if malformed > 0 => Status::BadRecord,
         (true, false) if records.is_empty() => Status::NoRecord,
+        (true, false) if all_skipped => Status::Skipped,
         (true, false) => Status::Passed,
     }
 }
 
-/// Parses a JSON Lines records file: the records, and how many lines were
-/// not gate records.
-pub fn parse_records(text: &str) -> (Vec<Value>, usize) {
-    let mut records = Vec::new();
-    let mut malformed = 0;
-    for line in text.lines().filter(|l| !l.trim().is_empty()) {
-        match serde_json::from_str::<Value>(line) {
-            Ok(value) if value["gate"].is_string() && value["passed"].is_boolean() => {
-                records.push(value);
-            }
-            _ => malformed += 1,
-        }
-    }
-    (records, malformed)
+/// The per-test timeout when `--timeout` is not given. The slowest gate
+/// today takes a few seconds; ten minutes is far beyond any healthy one and
+/// short enough that a hung gate does not stall CI for its whole budget.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// The usage text of `cargo xtask test-perf`.
+pub const USAGE: &str = "\
+usage: cargo xtask test-perf [--list] [--timeout SECS] [--no-skip] [FILTER...]
+
+Build the workspace's tests in release, find every test whose last path
+segment starts with `perf_`, run each one alone (ignored ones included), print
+a table and write <target dir>/perf/report.json.
+
+Exits non-zero if a gate fails, a perf test crashes, hangs past the timeout,
+emits no gate record or a malformed one, or no perf test is found.
+
+options:
+  --list          print the perf tests found, run nothing
+  --timeout SECS  kill a perf test that runs longer than SECS seconds and fail
+                  it by name (default 600)
+  --no-skip       fail a gate that was skipped because its tool is missing
+                  (instruction-count gates need valgrind); by default a skip
+                  is printed but does not fail the run
+  FILTER          run only tests whose id contains one of the FILTERs
+  -h, --help      print this message
+
+environment:
+  PERF_BUDGET_MULTIPLIER  scales every walltime budget (unset = 1.0; CI: 2.0;
+                          a busy machine: 2.0 or more)
+";
+
+/// Parsed `test-perf` arguments.
+#[derive(Debug)]
+pub struct Args {
+    /// `--list`.
+    pub list: bool,
+    /// `--timeout SECS`.
+    pub timeout: Duration,
+    /// `--no-skip`.
+    pub no_skip: bool,
+    /// `-h`/`--help`.
+    pub help: bool,
+    /// The filters.
+    pub filters: Vec<String>,
 }
 
-struct Args {
-    list: bool,
-    filters: Vec<String>,
-}
-
-fn parse_args(args: &[String]) -> Result<Args, String> {
+/// Parses `test-perf`'s arguments.
+pub fn parse_args(args: &[String]) -> Result<Args, String> {
     let mut parsed = Args {
         list: false,
+        timeout: DEFAULT_TIMEOUT,
+        no_skip: false,
+        help: false,
         filters: Vec::new(),
     };
-    for arg in args {
+    let mut args = args.iter();
+    while let Some(arg) = args.next() {
         match arg.as_str() {
             "--list" => parsed.list = true,
+            "--no-skip" => parsed.no_skip = true,
+            "-h" | "--help" => parsed.help = true,
+            "--timeout" => {
+                let value = args
+                    .next()
+                    .ok_or("`--timeout` needs a number of seconds, e.g. `--timeout 300`")?;
+                parsed.timeout = parse_seconds(value).ok_or_else(|| {
+                    format!("`--timeout {value}`: expected a whole number of seconds > 0")
+                })?;
+            }
             flag if flag.starts_with('-') => {
-                return Err(format!("unknown option `{flag}` (try `cargo xtask help`)"));
+                return Err(format!(
+                    "unknown option `{flag}` (try `cargo xtask test-perf --help`)"
+                ));
             }
             filter => parsed.filters.push(filter.to_owned()),
         }
     }
     Ok(parsed)
+}
+
+fn parse_seconds(text: &str) -> Option<Duration> {
+    match text.parse::<u64>() {
+        Ok(0) | Err(_) => None,
+        Ok(secs) => Some(Duration::from_secs(secs)),
+    }
 }
 
 /// Entry point; the working directory is already the workspace root.
@@ -135,12 +136,13 @@ pub fn run(args: &[String]) -> ExitCode {
     }
 }
 
-fn try_run(args: &[String]) -> Result<ExitCode, String> {
-    let args = parse_args(args)?;
+/// Builds the tests and finds the perf tests matching `filters`: the
+/// matching tests, how many were found before filtering, and the test
+/// executables searched.
+pub fn find_tests(
+    filters: &[String],
+) -> Result<(Vec<PerfTest>, usize, Vec<discover::TestBinary>), String> {
     let ws = discover::workspace()?;
-    let perf_dir = ws.target_dir.join("perf");
-    let report_path = perf_dir.join("report.json");
-
     eprintln!("test-perf: building the workspace's tests (release)...");
     let binaries = discover::build_test_binaries(&ws)?;
     let mut tests = Vec::new();
@@ -148,21 +150,47 @@ fn try_run(args: &[String]) -> Result<ExitCode, String> {
         tests.extend(discover::perf_tests_in(binary)?);
     }
     let found = tests.len();
-    if !args.filters.is_empty() {
+    if !filters.is_empty() {
         tests.retain(|t| {
             let id = t.id();
-            args.filters.iter().any(|f| id.contains(f.as_str()))
+            filters.iter().any(|f| id.contains(f.as_str()))
         });
     }
+    Ok((tests, found, binaries))
+}
+
+/// The directory perf output goes to: `<target dir>/perf`.
+pub fn perf_dir() -> Result<std::path::PathBuf, String> {
+    Ok(discover::workspace()?.target_dir.join("perf"))
+}
+
+/// Empties (or creates) a directory of records files, so a stale file is
+/// never mistaken for this run's.
+pub fn fresh_dir(dir: &Path) -> Result<(), String> {
+    if dir.exists() {
+        fs::remove_dir_all(dir).map_err(|e| format!("cannot clear {}: {e}", dir.display()))?;
+    }
+    fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))
+}
+
+fn try_run(args: &[String]) -> Result<ExitCode, String> {
+    let args = parse_args(args)?;
+    if args.help {
+        print!("{USAGE}");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let perf_dir = perf_dir()?;
+    let report_path = perf_dir.join("report.json");
+    let (tests, found, binaries) = find_tests(&args.filters)?;
+    let binaries = binaries.len();
 
     if args.list {
         for test in &tests {
             println!("{}", test.id());
         }
         eprintln!(
-            "test-perf: {} perf test(s) in {} test executable(s){}",
+            "test-perf: {} perf test(s) in {binaries} test executable(s){}",
             tests.len(),
-            binaries.len(),
             filter_note(&args.filters, found)
         );
         return Ok(if tests.is_empty() {
@@ -175,10 +203,9 @@ fn try_run(args: &[String]) -> Result<ExitCode, String> {
     if tests.is_empty() {
         let why = if found == 0 {
             format!(
-                "no perf test found in {} test executable(s): a gate is a test whose last path \
-                 segment starts with `perf_` (see docs/perf-budget-suite.md). A gate suite \
-                 that ran nothing does not pass.",
-                binaries.len()
+                "no perf test found in {binaries} test executable(s): a gate is a test whose last \
+                 path segment starts with `perf_` (see docs/perf-budget-suite.md). A gate suite \
+                 that ran nothing does not pass."
             )
         } else {
             format!(
@@ -192,23 +219,25 @@ fn try_run(args: &[String]) -> Result<ExitCode, String> {
 
     let multiplier = std::env::var(MULTIPLIER_ENV).ok();
     eprintln!(
-        "test-perf: running {} perf test(s) one at a time, {MULTIPLIER_ENV}={}",
+        "test-perf: running {} perf test(s) one at a time, {MULTIPLIER_ENV}={}, timeout {} s each",
         tests.len(),
-        multiplier.as_deref().unwrap_or("(unset)")
+        multiplier.as_deref().unwrap_or("(unset)"),
+        args.timeout.as_secs()
     );
     let records_dir = perf_dir.join("records");
-    // A stale records file must never be mistaken for this run's.
-    if records_dir.exists() {
-        fs::remove_dir_all(&records_dir)
-            .map_err(|e| format!("cannot clear {}: {e}", records_dir.display()))?;
-    }
-    fs::create_dir_all(&records_dir)
-        .map_err(|e| format!("cannot create {}: {e}", records_dir.display()))?;
+    fresh_dir(&records_dir)?;
 
     let mut outcomes = Vec::new();
     for (index, test) in tests.into_iter().enumerate() {
         let records_file = records_dir.join(format!("{index:03}.jsonl"));
-        outcomes.push(run_one(test, &records_file)?);
+        outcomes.push(run_one(test, &records_file, args.timeout, &[], true)?);
+    }
+    if args.no_skip {
+        for outcome in &mut outcomes {
+            if outcome.status == Status::Skipped {
+                outcome.status = Status::GateFailed;
+            }
+        }
     }
 
     let passed = outcomes.iter().all(|o| !o.status.is_failure());
@@ -217,12 +246,27 @@ fn try_run(args: &[String]) -> Result<ExitCode, String> {
     for warning in report::multiplier_warnings(&outcomes) {
         println!("{warning}");
     }
+    for line in report::skip_lines(&outcomes) {
+        println!("{line}");
+    }
     report::write_json(&report_path, &outcomes, passed)?;
     println!("report: {}", report_path.display());
 
     let failures: Vec<&Outcome> = outcomes.iter().filter(|o| o.status.is_failure()).collect();
     if failures.is_empty() {
-        println!("test-perf: all {} perf test(s) passed", outcomes.len());
+        let skipped = outcomes
+            .iter()
+            .filter(|o| o.status == Status::Skipped)
+            .count();
+        if skipped == 0 {
+            println!("test-perf: all {} perf test(s) passed", outcomes.len());
+        } else {
+            println!(
+                "test-perf: {} perf test(s) passed, {skipped} SKIPPED (checked nothing; see \
+                 above; `--no-skip` fails them)",
+                outcomes.len() - skipped
+            );
+        }
         Ok(ExitCode::SUCCESS)
     } else {
         eprintln!(
@@ -245,13 +289,96 @@ fn filter_note(filters: &[String], found: usize) -> String {
     }
 }
 
-/// Runs one perf test as cargo would (cwd = its package), in its own
-/// process, and collects its records.
-fn run_one(test: PerfTest, records_file: &Path) -> Result<Outcome, String> {
-    let id = test.id();
-    eprint!("test-perf: {id} ... ");
+/// What a finished (or killed) test process left.
+struct Finished {
+    success: bool,
+    exit: String,
+    timed_out: bool,
+    stdout: Vec<u8>,
+    stderr: Vec<u8>,
+}
+
+/// Runs `command` to completion, or kills it once `timeout` has passed.
+/// Output is read on two threads, so a chatty test cannot block on a full
+/// pipe while we wait.
+fn run_with_timeout(mut command: Command, timeout: Duration) -> std::io::Result<Finished> {
+    #[cfg(unix)]
+    {
+        // Its own process group, so a timeout kills whatever it spawned too
+        // (a grandchild holding our pipes open would block the readers).
+        use std::os::unix::process::CommandExt;
+        command.process_group(0);
+    }
+    let mut child = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    let drain = |pipe: Option<Box<dyn Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut bytes = Vec::new();
+            if let Some(mut pipe) = pipe {
+                let _ = pipe.read_to_end(&mut bytes);
+            }
+            bytes
+        })
+    };
+    let out = drain(
+        child
+            .stdout
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+    );
+    let err = drain(
+        child
+            .stderr
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+    );
     let start = Instant::now();
-    let output = Command::new(&test.binary.executable)
+    let mut timed_out = false;
+    let status = loop {
+        if let Some(status) = child.try_wait()? {
+            break status;
+        }
+        if start.elapsed() >= timeout {
+            timed_out = true;
+            // Already exited between the two calls is fine: wait reaps it.
+            #[cfg(unix)]
+            let _ = Command::new("kill")
+                .args(["-KILL", "--", &format!("-{}", child.id())])
+                .stderr(Stdio::null())
+                .status();
+            let _ = child.kill();
+            break child.wait()?;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    Ok(Finished {
+        success: status.success() && !timed_out,
+        exit: status.to_string(),
+        timed_out,
+        stdout: out.join().unwrap_or_default(),
+        stderr: err.join().unwrap_or_default(),
+    })
+}
+
+/// Runs one perf test as cargo would (cwd = its package), in its own
+/// process, killed after `timeout`, and collects its records. `env` adds
+/// variables; `verbose` prints progress and, on failure, the test's output.
+pub fn run_one(
+    test: PerfTest,
+    records_file: &Path,
+    timeout: Duration,
+    env: &[(&str, String)],
+    verbose: bool,
+) -> Result<Outcome, String> {
+    let id = test.id();
+    if verbose {
+        eprint!("test-perf: {id} ... ");
+    }
+    let mut command = Command::new(&test.binary.executable);
+    command
         .args([
             "--exact",
             test.name.as_str(),
@@ -261,14 +388,17 @@ fn run_one(test: PerfTest, records_file: &Path) -> Result<Outcome, String> {
         ])
         .current_dir(&test.binary.manifest_dir)
         .env("CARGO_MANIFEST_DIR", &test.binary.manifest_dir)
-        .env(RECORDS_ENV, records_file)
-        .output()
-        .map_err(|e| {
-            format!(
-                "cannot run {} for {id}: {e}",
-                test.binary.executable.display()
-            )
-        })?;
+        .env(RECORDS_ENV, records_file);
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    let start = Instant::now();
+    let output = run_with_timeout(command, timeout).map_err(|e| {
+        format!(
+            "cannot run {} for {id}: {e}",
+            test.binary.executable.display()
+        )
+    })?;
     let elapsed = start.elapsed();
     let text = match fs::read_to_string(records_file) {
         Ok(text) => text,
@@ -276,9 +406,20 @@ fn run_one(test: PerfTest, records_file: &Path) -> Result<Outcome, String> {
         Err(e) => return Err(format!("cannot read {}: {e}", records_file.display())),
     };
     let (records, malformed) = parse_records(&text);
-    let status = classify(output.status.success(), &records, malformed);
-    eprintln!("{} ({:.2} s)", status.label(), elapsed.as_secs_f64());
-    if status.is_failure() {
+    let status = if output.timed_out {
+        Status::TimedOut
+    } else {
+        classify(output.success, &records, malformed.len())
+    };
+    let exit = if output.timed_out {
+        format!("killed after the {timeout:?} timeout")
+    } else {
+        output.exit
+    };
+    if verbose {
+        eprintln!("{} ({:.2} s)", status.label(), elapsed.as_secs_f64());
+    }
+    if verbose && status.is_failure() {
         // Show what the test said: the gate's report is in the panic text.
         for (stream, bytes) in [("stdout", &output.stdout), ("stderr", &output.stderr)] {
             let text = String::from_utf8_lossy(bytes);
@@ -287,17 +428,26 @@ fn run_one(test: PerfTest, records_file: &Path) -> Result<Outcome, String> {
                 eprintln!("{}", text.trim_end());
             }
         }
-        if status == Status::NoRecord {
-            eprintln!(
+        for why in &malformed {
+            eprintln!("---- {id}: not a gate record: {why}");
+        }
+        match status {
+            Status::NoRecord => eprintln!(
                 "---- {id}: the test passed but ran no gate; call perfbudget's Gate::check or \
                  CountGate::check (docs/perf-budget-suite.md)"
-            );
+            ),
+            Status::TimedOut => eprintln!(
+                "---- {id}: still running after {} s: killed (a hung gate; raise the limit with \
+                 `--timeout SECS` only if the gate is legitimately that slow)",
+                timeout.as_secs()
+            ),
+            _ => {}
         }
     }
     Ok(Outcome {
         test,
         status,
-        exit: output.status.to_string(),
+        exit,
         elapsed,
         records,
     })
@@ -306,7 +456,12 @@ fn run_one(test: PerfTest, records_file: &Path) -> Result<Outcome, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::discover::TestBinary;
     use serde_json::json;
+
+    fn rec(value: serde_json::Value) -> GateRecord {
+        GateRecord::from_json(value).expect("a gate record")
+    }
 
     #[test]
     fn env_names_match_perfbudget() {
@@ -316,8 +471,11 @@ mod tests {
 
     #[test]
     fn status_follows_exit_and_records() {
-        let ok = json!({"gate": "g", "passed": true});
-        let bad = json!({"gate": "g", "passed": false});
+        let counts = json!([{"what": "x", "expected": 1, "observed": 1}]);
+        let ok = rec(json!({"gate": "g", "class": "count", "passed": true, "counts": counts}));
+        let bad = rec(json!({"gate": "g", "class": "count", "passed": false, "counts": counts}));
+        let skip = rec(json!({"gate": "g", "class": "instructions", "passed": true,
+                              "skipped": "valgrind not found"}));
         let one = std::slice::from_ref;
         assert_eq!(classify(true, one(&ok), 0), Status::Passed);
         assert_eq!(classify(false, one(&bad), 0), Status::GateFailed);
@@ -325,36 +483,99 @@ mod tests {
         assert_eq!(classify(false, one(&ok), 0), Status::Crashed);
         assert_eq!(classify(false, &[], 0), Status::Crashed);
         assert_eq!(classify(true, &[], 0), Status::NoRecord);
-        assert_eq!(classify(true, &[ok], 1), Status::BadRecord);
-    }
-
-    #[test]
-    fn records_file_is_json_lines_of_gate_records() {
-        let text =
-            "{\"gate\":\"a\",\"passed\":true}\n\n{\"gate\":\"b\",\"passed\":false}\nnoise\n{}\n";
-        let (records, malformed) = parse_records(text);
-        assert_eq!(records.len(), 2);
-        assert_eq!(records[1]["gate"], "b");
-        assert_eq!(malformed, 2);
-    }
-
-    #[test]
-    fn a_gate_record_from_perfbudget_parses() {
-        let line = perfbudget::CountGate::new("perf_x")
-            .expect("file fsyncs", 1, 1)
-            .evaluate()
-            .record()
-            .to_json_line();
-        let (records, malformed) = parse_records(&line);
-        assert_eq!((records.len(), malformed), (1, 0));
-        assert_eq!(classify(true, &records, malformed), Status::Passed);
+        assert_eq!(classify(true, one(&ok), 1), Status::BadRecord);
+        assert_eq!(classify(true, one(&skip), 0), Status::Skipped);
+        assert_eq!(classify(true, &[skip, ok], 0), Status::Passed);
+        assert!(!Status::Skipped.is_failure());
+        assert!(Status::TimedOut.is_failure());
     }
 
     #[test]
     fn arguments() {
         let args = parse_args(&["--list".into(), "sort".into(), "drain".into()]).expect("valid");
-        assert!(args.list);
+        assert!(args.list && !args.help && !args.no_skip);
         assert_eq!(args.filters, ["sort", "drain"]);
-        assert!(parse_args(&["--bogus".into()]).is_err());
+        assert_eq!(args.timeout, DEFAULT_TIMEOUT);
+        let args = parse_args(&["--timeout".into(), "30".into(), "--no-skip".into()]).expect("ok");
+        assert_eq!(args.timeout, Duration::from_secs(30));
+        assert!(args.no_skip);
+        assert!(parse_args(&["--help".into()]).expect("ok").help);
+        assert!(parse_args(&["-h".into()]).expect("ok").help);
+        let e = parse_args(&["--bogus".into()]).expect_err("unknown");
+        assert!(
+            e.contains("`--bogus`") && e.contains("test-perf --help"),
+            "{e}"
+        );
+        for bad in [
+            &["--timeout"][..],
+            &["--timeout", "0"],
+            &["--timeout", "ten"],
+        ] {
+            let bad: Vec<String> = bad.iter().map(|s| s.to_string()).collect();
+            let e = parse_args(&bad).expect_err("bad timeout");
+            assert!(e.contains("--timeout"), "{e}");
+        }
+    }
+
+    #[test]
+    fn usage_documents_every_option() {
+        for needle in [
+            "--list",
+            "--timeout SECS",
+            "--no-skip",
+            "FILTER",
+            "--help",
+            "PERF_BUDGET_MULTIPLIER",
+        ] {
+            assert!(USAGE.contains(needle), "{needle}");
+        }
+    }
+
+    /// A "test executable" that hangs: a shell script ignoring its
+    /// arguments. The runner must kill it and fail it by name.
+    #[cfg(unix)]
+    #[test]
+    fn a_hung_test_is_killed_and_fails_with_its_name() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile_dir("hung");
+        let script = dir.join("hang.sh");
+        fs::write(&script, "#!/bin/sh\necho started\nsleep 600\necho never\n").expect("write");
+        fs::set_permissions(&script, fs::Permissions::from_mode(0o755)).expect("chmod");
+        let test = PerfTest {
+            binary: TestBinary {
+                package: "p".into(),
+                target: "t".into(),
+                kind: "test".into(),
+                executable: script,
+                manifest_dir: dir.clone(),
+            },
+            name: "perf_hangs".into(),
+        };
+        let start = Instant::now();
+        let outcome = run_one(
+            test,
+            &dir.join("r.jsonl"),
+            Duration::from_millis(300),
+            &[],
+            false,
+        )
+        .expect("ran");
+        assert!(start.elapsed() < Duration::from_secs(60), "not killed");
+        assert_eq!(outcome.status, Status::TimedOut);
+        assert!(outcome.status.is_failure());
+        let line = report::failure_line(&outcome);
+        assert!(line.contains("p/t::perf_hangs"), "{line}");
+        assert!(
+            line.contains("TIMED OUT") && line.contains("timeout"),
+            "{line}"
+        );
+        fs::remove_dir_all(dir).expect("cleanup");
+    }
+
+    fn tempfile_dir(tag: &str) -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!("xtask-{tag}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).expect("mkdir");
+        dir
     }
 }

@@ -23,8 +23,8 @@ const LEAF: &str = "perfbudget";
 const TEST_SUPPORT: &str = "testutil";
 
 /// xtask's normal (non-dev) dependencies: it is compiled before every perf
-/// run, so it stays lean.
-const XTASK_NORMAL_DEPS: [&str; 1] = ["serde_json"];
+/// run, so it stays lean (statrs: the confidence intervals of perf-trust).
+const XTASK_NORMAL_DEPS: [&str; 2] = ["serde_json", "statrs"];
 
 /// Crates the library `outbox` may use only in its tests and benches.
 const OUTBOX_DEV_ONLY: [&str; 3] = ["outbox-sim", "perfbudget", "testutil"];

@@ -168,13 +168,6 @@ impl Budget {
         }
     }
 
-    /// Computes the budget with the multiplier from the environment
-    /// ([`multiplier`]).
-    #[must_use]
-    pub fn from_env(class: Class, base: Duration) -> Budget {
-        Budget::new(class, base, multiplier())
-    }
-
     /// The class the budget was computed for.
     #[must_use]
     pub fn class(&self) -> Class {

@@ -64,6 +64,12 @@
 //! println!("{}", verdict.message());
 //! ```
 //!
+//! # Instruction counts
+//!
+//! An [`InstructionGate`] pins the number of instructions one call executes
+//! (counted under valgrind's callgrind) within a tight tolerance: it is
+//! deaf to the machine's load and sees a 1.1× regression. See its module.
+//!
 //! # Records
 //!
 //! Every gate that runs, pass or fail, emits one JSON [`Record`]; see
@@ -71,13 +77,18 @@
 
 mod budget;
 mod gate;
+mod instructions;
 mod measure;
 mod record;
 
 pub use budget::{Budget, Class, FLOOR, MULTIPLIER_ENV, multiplier, parse_multiplier};
 pub use gate::{CountGate, Gate, Verdict};
+pub use instructions::{CALLGRIND_CHILD_ENV, DEFAULT_TOLERANCE, InstructionGate, VALGRIND_ENV};
 pub use measure::{
-    KEPT_RUNS, Measurement, TIMED_RUNS, TRIMMED_EACH_SIDE, WARMUP_RUNS, trimmed_mean,
-    trimmed_mean_with_setup,
+    KEPT_RUNS, Measurement, TIMED_RUNS, TRIMMED_EACH_SIDE, ThreadUsage, WARMUP_RUNS, thread_times,
+    trimmed_mean, trimmed_mean_with_setup,
 };
-pub use record::{CountRecord, RECORD_PREFIX, RECORD_SCHEMA, RECORDS_ENV, Record, WalltimeRecord};
+pub use record::{
+    CountRecord, InstructionRecord, RECORD_PREFIX, RECORD_SCHEMA, RECORDS_ENV, Record,
+    WalltimeRecord,
+};

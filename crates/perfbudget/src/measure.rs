@@ -27,6 +27,59 @@ pub struct Measurement {
     sorted: [Duration; TIMED_RUNS],
     trimmed_mean: Duration,
     std_dev: Duration,
+    thread: Option<ThreadUsage>,
+}
+
+/// Where the measuring thread's time went during each timed sample, from
+/// `/proc/thread-self/schedstat` (Linux): on a CPU, or runnable but
+/// waiting in the run queue for one. Wall time minus both is time the
+/// thread was blocked (I/O, locks, page faults from disk).
+///
+/// Read just outside each timed window, so each value also holds the few
+/// microseconds of the read itself.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ThreadUsage {
+    /// On-CPU time per sample, in run order.
+    pub cpu: [Duration; TIMED_RUNS],
+    /// Run-queue wait per sample, in run order.
+    pub wait: [Duration; TIMED_RUNS],
+}
+
+/// The middle of 11 values.
+fn median_of(values: &[Duration; TIMED_RUNS]) -> Duration {
+    let mut sorted = *values;
+    sorted.sort_unstable();
+    sorted[TIMED_RUNS / 2]
+}
+
+impl ThreadUsage {
+    /// The median on-CPU time of a sample.
+    #[must_use]
+    pub fn cpu_median(&self) -> Duration {
+        median_of(&self.cpu)
+    }
+
+    /// The median run-queue wait of a sample.
+    #[must_use]
+    pub fn wait_median(&self) -> Duration {
+        median_of(&self.wait)
+    }
+}
+
+/// The measuring thread's on-CPU time and run-queue wait so far, from
+/// `/proc/thread-self/schedstat`; `None` where it cannot be read.
+#[must_use]
+pub fn thread_times() -> Option<(Duration, Duration)> {
+    let text = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
+    parse_schedstat(&text)
+}
+
+/// `cpu_ns wait_ns timeslices` → (cpu, wait).
+pub(crate) fn parse_schedstat(text: &str) -> Option<(Duration, Duration)> {
+    let mut fields = text.split_whitespace().map(str::parse::<u64>);
+    let cpu = fields.next()?.ok()?;
+    let wait = fields.next()?.ok()?;
+    Some((Duration::from_nanos(cpu), Duration::from_nanos(wait)))
 }
 
 impl Measurement {
@@ -60,7 +113,24 @@ impl Measurement {
             sorted,
             trimmed_mean,
             std_dev,
+            thread: None,
         }
+    }
+
+    /// The same measurement with the measuring thread's usage per sample.
+    #[must_use]
+    pub fn with_thread_usage(self, usage: ThreadUsage) -> Measurement {
+        Measurement {
+            thread: Some(usage),
+            ..self
+        }
+    }
+
+    /// Where the measuring thread's time went per sample, when the
+    /// platform tells (Linux).
+    #[must_use]
+    pub fn thread_usage(&self) -> Option<&ThreadUsage> {
+        self.thread.as_ref()
     }
 
     /// The 11 timed samples in the order they were taken.
@@ -160,6 +230,11 @@ pub fn trimmed_mean_with_setup<S, R>(
 pub(crate) trait Clock {
     /// Time since an arbitrary fixed origin.
     fn now(&self) -> Duration;
+
+    /// The current thread's (on-CPU, run-queue wait) totals, if known.
+    fn thread(&self) -> Option<(Duration, Duration)> {
+        None
+    }
 }
 
 /// The real clock: [`Instant`], relative to a process-wide origin.
@@ -169,6 +244,10 @@ impl Clock for MonotonicClock {
     fn now(&self) -> Duration {
         static ORIGIN: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
         ORIGIN.get_or_init(Instant::now).elapsed()
+    }
+
+    fn thread(&self) -> Option<(Duration, Duration)> {
+        thread_times()
     }
 }
 
@@ -183,17 +262,34 @@ pub(crate) fn measure_with<S, R>(
         drop(black_box(op(black_box(fixture))));
     }
     let mut samples = [Duration::ZERO; TIMED_RUNS];
-    for sample in &mut samples {
+    let mut cpu = [Duration::ZERO; TIMED_RUNS];
+    let mut wait = [Duration::ZERO; TIMED_RUNS];
+    let mut usage_known = true;
+    for (i, sample) in samples.iter_mut().enumerate() {
         let fixture = black_box(setup());
+        let before = clock.thread();
         let start = clock.now();
         let result = black_box(op(fixture));
         let end = clock.now();
+        let after = clock.thread();
         *sample = end.saturating_sub(start);
+        match (before, after) {
+            (Some((c0, w0)), Some((c1, w1))) => {
+                cpu[i] = c1.saturating_sub(c0);
+                wait[i] = w1.saturating_sub(w0);
+            }
+            _ => usage_known = false,
+        }
         // The result is dropped outside the window: an op that wants its
         // deallocation timed drops it itself and returns ().
         drop(result);
     }
-    Measurement::from_samples(samples)
+    let m = Measurement::from_samples(samples);
+    if usage_known {
+        m.with_thread_usage(ThreadUsage { cpu, wait })
+    } else {
+        m
+    }
 }
 
 #[cfg(test)]
@@ -326,6 +422,26 @@ mod tests {
         samples[9] = Duration::from_secs(3600);
         samples[10] = Duration::from_secs(3600);
         assert_eq!(Measurement::from_samples(samples).trimmed_mean(), 5 * MS);
+    }
+
+    #[test]
+    fn schedstat_is_parsed_and_thread_usage_recorded() {
+        assert_eq!(
+            parse_schedstat("1500 2500 7\n"),
+            Some((Duration::from_nanos(1500), Duration::from_nanos(2500)))
+        );
+        assert_eq!(parse_schedstat("x 1 2"), None);
+        assert_eq!(parse_schedstat(""), None);
+        // A fake clock without thread times gives no usage.
+        let clock = FakeClock::default();
+        let m = measure_with(&clock, || (), |()| clock.advance(MS));
+        assert!(m.thread_usage().is_none());
+        // The real clock on Linux: cpu and wait are recorded per sample.
+        if cfg!(target_os = "linux") {
+            let m = trimmed_mean(|| (0..20_000u64).map(black_box).sum::<u64>());
+            let usage = m.thread_usage().expect("schedstat on Linux");
+            assert!(usage.cpu.iter().any(|c| !c.is_zero()), "{usage:?}");
+        }
     }
 
     #[test]

@@ -28,7 +28,7 @@ pub struct Record {
     pub schema: u32,
     /// The gate's name (by convention the test function's name).
     pub gate: String,
-    /// `"cold"`, `"warm"` or `"count"`.
+    /// `"cold"`, `"warm"`, `"count"` or `"instructions"`.
     pub class: String,
     /// Whether the gate passed.
     pub passed: bool,
@@ -38,6 +38,29 @@ pub struct Record {
     /// Expected and observed counts; non-empty for count gates only.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub counts: Vec<CountRecord>,
+    /// The count and its allowed range; present for instruction-count
+    /// gates that measured.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub instructions: Option<InstructionRecord>,
+    /// Why the gate could not measure here (its tool is missing); such a
+    /// gate checked nothing, and says so.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub skipped: Option<String>,
+}
+
+/// The numbers behind an instruction-count verdict.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct InstructionRecord {
+    /// Instructions the measured call executed (callgrind's `Ir`).
+    pub observed: u64,
+    /// The cited base.
+    pub base: u64,
+    /// The tolerance, a fraction of `base` either way.
+    pub tolerance: f64,
+    /// The smallest count that passes.
+    pub low: u64,
+    /// The largest count that passes.
+    pub high: u64,
 }
 
 /// The numbers behind a walltime verdict. Durations are whole nanoseconds,
@@ -69,6 +92,19 @@ pub struct WalltimeRecord {
     pub std_dev_ns: u64,
     /// All 11 samples in run order.
     pub samples_ns: Vec<u64>,
+    /// Median on-CPU time of the measuring thread per sample, where the
+    /// platform tells (`/proc/thread-self/schedstat`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cpu_median_ns: Option<u64>,
+    /// Median time per sample the measuring thread waited in the run queue
+    /// for a CPU, where the platform tells.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub runq_wait_median_ns: Option<u64>,
+    /// Set when the gate was over budget on a first measurement and
+    /// measured again: that first trimmed mean. The verdict is the second
+    /// measurement's.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub first_trimmed_mean_ns: Option<u64>,
 }
 
 /// One expected-versus-observed count of a count gate.

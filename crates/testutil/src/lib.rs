@@ -7,6 +7,11 @@
 //! number of file and directory fsyncs the code should issue (usually with
 //! `perfbudget::CountGate`). [`noop_fsync`] is the stub a WARM walltime gate
 //! installs instead, so the disk's latency stays out of the timed window.
+//! [`OpCounter`] counts every operation of a seam (create, write, rename,
+//! remove, stat, ...), not only fsyncs, so a count gate can pin an
+//! operation's whole file-system shape. [`ram_tempdir`] gives WARM gates a
+//! scratch directory on tmpfs, so other processes' disk writes stay out of
+//! their timed window.
 //!
 //! # Example
 //!
@@ -39,5 +44,9 @@
 //! ```
 
 mod fsync;
+mod ops;
+mod scratch;
 
 pub use fsync::{FsyncCounter, FsyncCounts, FsyncFn, noop_fsync};
+pub use ops::{OpCounter, OpCounts, OpKind, Target};
+pub use scratch::{RAM_DIR_ENV, ScratchDir, fs_type_of, ram_tempdir};

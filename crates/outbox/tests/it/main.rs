@@ -11,6 +11,7 @@ mod faults;
 mod format;
 mod hardening_files;
 mod hardening_semantics;
+mod perf_op_counts;
 mod perf_outbox;
 mod semantics;
 mod sim;

@@ -29,6 +29,14 @@ pub fn worker_turn(child: usize, turn: u64) -> Record {
     r
 }
 
+/// Commits one fresh turn (`turn`) of each of `n` children
+/// ([`worker_turn`]) to [`PARENT`] through the public `commit`.
+pub fn commit_fan_out<I: outbox::io::Io>(ob: &outbox::Outbox<I>, n: usize, turn: u64) {
+    for child in 0..n {
+        ob.commit(PARENT, worker_turn(child, turn)).unwrap();
+    }
+}
+
 /// An op log, one indented line per operation, for failure messages.
 pub fn log(ops: &[Op]) -> String {
     ops.iter().map(|o| format!("  {o}\n")).collect()
