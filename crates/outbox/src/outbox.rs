@@ -135,7 +135,7 @@ struct Rewritten {
 /// this thread's entry in the holders map (cleared on drop, while the
 /// mutex is still held). Field order is drop order: the file lock is
 /// released first.
-struct ThreadAndFileLock<'a, I: Io> {
+pub(crate) struct ThreadAndFileLock<'a, I: Io> {
     _file: I::Lock,
     _thread: ArcMutexGuard<RawMutex, ()>,
     holders: &'a Mutex<HashMap<PathBuf, ThreadId>>,
@@ -217,7 +217,7 @@ impl<I: Io> Outbox<I> {
     }
 
     /// Creates the directories every write needs, once per outbox value.
-    fn ensure_layout(&self) -> Result<()> {
+    pub(crate) fn ensure_layout(&self) -> Result<()> {
         if self.inner.layout_ready.load(Ordering::Acquire) {
             return Ok(());
         }
@@ -271,7 +271,7 @@ impl<I: Io> Outbox<I> {
     /// Takes both locks of the lock file `path`; an error, not a deadlock,
     /// when this thread already holds them (a call from inside a
     /// `drain_with` callback).
-    fn lock(&self, path: &Path) -> Result<ThreadAndFileLock<'_, I>> {
+    pub(crate) fn lock(&self, path: &Path) -> Result<ThreadAndFileLock<'_, I>> {
         let me = std::thread::current().id();
         if self.inner.holders.lock().get(path) == Some(&me) {
             return Err(Error::Reentrant {
@@ -975,58 +975,6 @@ impl<I: Io> Outbox<I> {
         }
         Ok(dropped)
     }
-
-    // ----------------------------------------------------------------------
-    // Stop-hook loop guard
-    // ----------------------------------------------------------------------
-
-    /// The Stop-hook consecutive-block counter of `parent`
-    /// (`runtime/stop-blocks/<id>.json`, `{"count": n}`); 0 when absent or
-    /// unreadable.
-    pub fn stop_blocks(&self, parent: &str) -> Result<u32> {
-        let paths = self.paths(parent)?;
-        let Some(reader) = self
-            .inner
-            .io
-            .open_read(&paths.stop_blocks)
-            .at("open", &paths.stop_blocks)?
-        else {
-            return Ok(0);
-        };
-        let mut bytes = Vec::new();
-        reader
-            .take(64 * 1024)
-            .read_to_end(&mut bytes)
-            .at("read", &paths.stop_blocks)?;
-        #[derive(serde::Deserialize)]
-        struct Guard {
-            count: u32,
-        }
-        Ok(serde_json::from_slice::<Guard>(&bytes).map_or(0, |g| g.count))
-    }
-
-    /// Sets the Stop-hook consecutive-block counter of `parent`, durably
-    /// (1 file + 1 directory fsync; the first call also creates
-    /// `runtime/stop-blocks/`, +1 directory fsync). Holds the parent's
-    /// drain lock while writing, like every writer of the parent's
-    /// `runtime/` files (so a sweep can tell its temporary files are
-    /// stale); do not call it from a [`drain_with`](Self::drain_with)
-    /// callback of the same parent.
-    pub fn set_stop_blocks(&self, parent: &str, count: u32) -> Result<()> {
-        let paths = self.paths(parent)?;
-        self.ensure_layout()?;
-        let io = &self.inner.io;
-        ensure_dirs(io, &[parent_dir(&paths.stop_blocks).to_owned()])?;
-        let _drain = self.lock(&paths.drain_lock)?;
-        let bytes = format!("{{\"count\":{count}}}");
-        write_durable(io, &paths.stop_blocks, bytes.as_bytes())?;
-        Ok(())
-    }
-
-    /// The directory of the Stop-hook loop guards, relative to the root.
-    pub fn stop_blocks_dir(&self) -> PathBuf {
-        self.inner.root.join(STOP_BLOCKS_DIR)
-    }
 }
 
 /// The files of one parent found by a sweep.
@@ -1041,7 +989,7 @@ struct ParentFiles {
 /// created entry durable: each directory that gained an entry is fsynced
 /// once, after all are created. A directory that exists is taken as
 /// durable.
-fn ensure_dirs<I: Io>(io: &I, dirs: &[PathBuf]) -> Result<()> {
+pub(crate) fn ensure_dirs<I: Io>(io: &I, dirs: &[PathBuf]) -> Result<()> {
     let mut to_sync: Vec<PathBuf> = Vec::new();
     for dir in dirs {
         // The missing directories on the way to `dir`, deepest first.

@@ -59,8 +59,14 @@ use std::fmt::Write as _;
 
 use serde::Deserialize;
 
-use crate::error::{DrainWithError, Error};
-use crate::io::Io;
+use std::io::Read;
+use std::path::PathBuf;
+
+use crate::durable::write_durable;
+use crate::error::{DrainWithError, Error, IoContext, Result as OutboxResult};
+use crate::io::{Io, parent_dir};
+use crate::outbox::ensure_dirs;
+use crate::paths::STOP_BLOCKS_DIR;
 use crate::record::nullable;
 use crate::{Outbox, Record};
 
@@ -322,6 +328,58 @@ pub fn block_reason(records: &[Record]) -> String {
         }
     }
     reason
+}
+
+/// The Stop-hook loop guard: how many times in a row the hook blocked a
+/// stop of `parent`. It lives here, beside the rule that reads and writes
+/// it ([`on_stop`]).
+impl<I: Io> Outbox<I> {
+    /// The Stop-hook consecutive-block counter of `parent`
+    /// (`runtime/stop-blocks/<id>.json`, `{"count": n}`); 0 when absent or
+    /// unreadable.
+    pub fn stop_blocks(&self, parent: &str) -> OutboxResult<u32> {
+        let paths = self.paths(parent)?;
+        let Some(reader) = self
+            .io()
+            .open_read(&paths.stop_blocks)
+            .at("open", &paths.stop_blocks)?
+        else {
+            return Ok(0);
+        };
+        let mut bytes = Vec::new();
+        reader
+            .take(64 * 1024)
+            .read_to_end(&mut bytes)
+            .at("read", &paths.stop_blocks)?;
+        #[derive(serde::Deserialize)]
+        struct Guard {
+            count: u32,
+        }
+        Ok(serde_json::from_slice::<Guard>(&bytes).map_or(0, |g| g.count))
+    }
+
+    /// Sets the Stop-hook consecutive-block counter of `parent`, durably
+    /// (1 file + 1 directory fsync; the first call also creates
+    /// `runtime/stop-blocks/`, +1 directory fsync). Holds the parent's
+    /// drain lock while writing, like every writer of the parent's
+    /// `runtime/` files (so a sweep can tell its temporary files are
+    /// stale); do not call it from a [`drain_with`](Self::drain_with)
+    /// callback of the same parent.
+    pub fn set_stop_blocks(&self, parent: &str, count: u32) -> OutboxResult<()> {
+        let paths = self.paths(parent)?;
+        self.ensure_layout()?;
+        let io = self.io();
+        ensure_dirs(io, &[parent_dir(&paths.stop_blocks).to_owned()])?;
+        let _drain = self.lock(&paths.drain_lock)?;
+        let bytes = format!("{{\"count\":{count}}}");
+        write_durable(io, &paths.stop_blocks, bytes.as_bytes())?;
+        Ok(())
+    }
+
+    /// The directory of the Stop-hook loop guards, relative to the root.
+    pub fn stop_blocks_dir(&self) -> PathBuf {
+        self.root().join(STOP_BLOCKS_DIR)
+    }
 }
 
 #[cfg(test)]
