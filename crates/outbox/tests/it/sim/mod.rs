@@ -109,13 +109,37 @@ enum Role {
 #[derive(Debug)]
 enum Outcome {
     Commit(Result<(), String>),
-    Drain(Result<Drained, String>),
+    Drain(Result<Drained, Failure>),
     DrainWith {
         /// The callback's verdict, when it ran.
         delivered: Option<bool>,
-        result: Result<Drained, (String, bool)>,
+        result: Result<Drained, Failure>,
     },
     Read,
+}
+
+/// A failed drain: its message, and for [`outbox::Error::MarksKept`]
+/// whether the marks stayed visible and the records it carries.
+#[derive(Debug)]
+struct Failure {
+    message: String,
+    marks_kept: Option<(bool, Vec<Record>)>,
+}
+
+impl Failure {
+    fn of(e: &outbox::Error) -> Failure {
+        Failure {
+            message: e.to_string(),
+            marks_kept: match e {
+                outbox::Error::MarksKept {
+                    marks_visible,
+                    records,
+                    ..
+                } => Some((*marks_visible, records.clone())),
+                _ => None,
+            },
+        }
+    }
 }
 
 /// A task in flight.
@@ -224,6 +248,8 @@ struct World {
     stats: Stats,
     /// Per producer: how many turns it committed.
     turns: BTreeMap<usize, u64>,
+    /// Print every event on stderr (`OUTBOX_SIM_TRACE=1`, with a replay).
+    trace: bool,
 }
 
 const CHILDREN_PER_PRODUCER: usize = 2;
@@ -281,6 +307,7 @@ impl World {
                 ..Stats::default()
             },
             turns: BTreeMap::new(),
+            trace: std::env::var_os("OUTBOX_SIM_TRACE").is_some(),
         };
         world.actors = roles
             .into_iter()
@@ -314,6 +341,12 @@ impl World {
              (or OUTBOX_SIM_SEED={} cargo test -p outbox --test it sim:: -- --nocapture)",
             self.seed, self.seed, self.seed
         )
+    }
+
+    fn note(&self, what: impl FnOnce() -> String) {
+        if self.trace {
+            eprintln!("[sim {}] {}", self.seed, what());
+        }
     }
 
     fn busy(&self, actor: usize) -> bool {
@@ -359,7 +392,9 @@ impl World {
                 let id = names[parent].clone();
                 (
                     TaskKind::Drain { parent },
-                    Box::new(move || Outcome::Drain(outbox.drain(&id).map_err(|e| e.to_string()))),
+                    Box::new(move || {
+                        Outcome::Drain(outbox.drain(&id).map_err(|e| Failure::of(&e)))
+                    }),
                 )
             }
             Role::DrainerWith { parent } => {
@@ -380,9 +415,12 @@ impl World {
                                 Ok(())
                             }
                         });
-                        let result = result.map_err(|e| {
-                            let delivery = matches!(e, DrainWithError::Delivery(_));
-                            (e.to_string(), delivery)
+                        let result = result.map_err(|e| match &e {
+                            DrainWithError::Outbox(inner) => Failure::of(inner),
+                            DrainWithError::Delivery(_) => Failure {
+                                message: e.to_string(),
+                                marks_kept: None,
+                            },
                         });
                         Outcome::DrainWith { delivered, result }
                     }),
@@ -408,6 +446,7 @@ impl World {
             out
         });
         self.stats.tasks += 1;
+        self.note(|| format!("start {kind:?} on actor {actor} (commit {commit:?})"));
         self.in_flight.push(InFlight {
             actor,
             kind,
@@ -498,6 +537,21 @@ impl World {
             .map_err(|_| self.fail(&format!("PANIC in {:?}", task.kind)))?;
         let now = self.clock.now();
         let crashed = self.disk.crashed();
+        self.note(|| {
+            let shown = match &outcome {
+                Outcome::Drain(Ok(d)) => format!("delivered {:?}", summaries(&d.records)),
+                Outcome::DrainWith { delivered, result } => format!(
+                    "callback {delivered:?}, handed {:?}, result {:?}",
+                    task.handed.lock().as_deref().map(summaries),
+                    result.as_ref().map(|d| summaries(&d.records))
+                ),
+                other => format!("{other:?}"),
+            };
+            format!(
+                "end {:?} of actor {} (crashed: {crashed}): {shown}",
+                task.kind, task.actor
+            )
+        });
         match (task.kind, outcome) {
             (TaskKind::Commit { .. }, Outcome::Commit(r)) => {
                 let status = match r {
@@ -526,8 +580,18 @@ impl World {
                         self.model.open_loss_window(parent);
                     }
                 }
-                Err(msg) => {
-                    if message_admits_loss(&msg) {
+                Err(Failure {
+                    marks_kept: Some((visible, records)),
+                    ..
+                }) => {
+                    // The caller gets the records inside the error.
+                    self.model
+                        .delivered(parent, &task.snapshot, &records, false, now)
+                        .map_err(|e| self.fail(&e))?;
+                    self.model.consumed(parent, &records, visible, now);
+                }
+                Err(f) => {
+                    if message_admits_loss(&f.message) {
                         self.model.open_loss_window(parent);
                     }
                 }
@@ -543,9 +607,13 @@ impl World {
                         .map_err(|e| self.fail(&e))?;
                     match &result {
                         Ok(_) if !crashed => self.model.consumed(parent, &handed, true, now),
-                        Err((msg, _)) if !crashed && message_claims_pending(msg) => {
+                        Err(Failure {
+                            marks_kept: Some((true, _)),
+                            ..
+                        }) if !crashed => self.model.consumed(parent, &handed, true, now),
+                        Err(f) if !crashed && message_claims_pending(&f.message) => {
                             self.model.consumed(parent, &handed, false, now);
-                            self.model.promise_pending(parent, &handed, msg);
+                            self.model.promise_pending(parent, &handed, &f.message);
                         }
                         _ => self.model.consumed(parent, &handed, false, now),
                     }
@@ -581,6 +649,7 @@ impl World {
 
     fn crash(&mut self) -> Result<(), String> {
         self.stats.crashes += 1;
+        self.note(|| "CRASH".into());
         self.disk.crash_after(self.disk.op_count());
         self.run_all_to_completion()?;
         let images = self.disk.crash_images(6);
@@ -606,6 +675,7 @@ impl World {
         } else {
             FaultPlan::once(at, fault)
         };
+        self.note(|| format!("arm {plan:?}"));
         self.faults.arm(plan);
         self.fault_armed = true;
         self.stats.faults += 1;
@@ -613,6 +683,7 @@ impl World {
 
     fn step_clock(&mut self) {
         self.stats.clock_steps += 1;
+        self.note(|| "clock step".into());
         let hours = Duration::from_secs(3_600);
         match self.rng.below(4) {
             0 => self
@@ -680,8 +751,8 @@ impl World {
         Ok(())
     }
 
-    /// With nothing in flight: forget one child, and check that exactly its
-    /// records went.
+    /// With nothing in flight: forget one child's consumed turns, and check
+    /// that nothing pending went and only that child's turns came back.
     fn forget(&mut self, parent: usize) -> Result<(), String> {
         let ob = self.direct();
         let id = self.parents[parent].clone();
@@ -694,17 +765,18 @@ impl World {
         let after = ob
             .peek(&id)
             .map_err(|e| self.fail(&format!("peek failed: {e}")))?;
-        let expected: Vec<_> = before
+        let lost: Vec<_> = before.iter().filter(|r| !after.contains(r)).collect();
+        let other: Vec<_> = after
             .iter()
-            .filter(|r| r.child_session_id != child)
-            .cloned()
+            .filter(|r| !before.contains(r) && r.child_session_id != child)
             .collect();
-        if after != expected {
+        if !lost.is_empty() || !other.is_empty() {
             return Err(self.fail(&format!(
-                "FORGET: forget_child({child:?}) left {after:?}, expected {expected:?}"
+                "FORGET: forget_child({child:?}) removed pending {lost:?} or revived \
+                 other children's {other:?}"
             )));
         }
-        self.model.remove_child(parent, &child);
+        self.model.forget_consumed(parent, &child);
         Ok(())
     }
 
@@ -797,6 +869,19 @@ impl World {
         self.stats.delivered = delivered as u64;
         Ok(self.stats)
     }
+}
+
+/// `child:summary/hash` of each record, for traces.
+fn summaries(records: &[Record]) -> Vec<String> {
+    records
+        .iter()
+        .map(|r| {
+            format!(
+                "{}:{}/{}",
+                r.child_session_id, r.done_summary, r.last_output_hash
+            )
+        })
+        .collect()
 }
 
 /// Whether an error message says the records it concerns stay pending.

@@ -172,6 +172,20 @@ impl Model {
             .is_some_and(|&upto| no <= upto)
     }
 
+    /// `forget_child`: the consumed marks of `parent`'s `child` are gone, so
+    /// its turns may be delivered again.
+    pub fn forget_consumed(&mut self, parent: usize, child: &str) {
+        let ids: Vec<Identity> = self
+            .commits
+            .iter()
+            .filter(|c| c.parent == parent && c.child == child)
+            .map(|c| c.identity.clone())
+            .collect();
+        for id in ids {
+            self.consumed.remove(&(parent, id));
+        }
+    }
+
     /// Marks every commit of `parent`'s `child` so far as removed on
     /// purpose.
     pub fn remove_child(&mut self, parent: usize, child: &str) {
