@@ -816,10 +816,13 @@ impl<I: Io> Outbox<I> {
         )
     }
 
-    /// Drops `parent`'s pending records older than `max_age` by their
+    /// Drops the records in `parent`'s inbox older than `max_age` by their
     /// timestamp ([`DEFAULT_STALE_AGE`] is the usual value); returns how
     /// many. A record without a timestamp (or with the zero time) has no
-    /// known age and is kept, as agent-deck keeps it.
+    /// known age and is kept, as agent-deck keeps it. Records a drain
+    /// already staged in its WAL (one that failed or crashed before
+    /// finishing) are being delivered and are kept too: the next drain
+    /// delivers them, however old.
     ///
     /// Also removes `parent`'s stale temporary files: those of writers
     /// killed between creating and renaming them. Every writer of a file

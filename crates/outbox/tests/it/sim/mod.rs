@@ -795,8 +795,27 @@ impl World {
             .peek(&id)
             .map_err(|e| self.fail(&format!("peek failed: {e}")))?;
         let now = self.clock.now();
+        // Records staged in the WAL are being delivered: never swept.
+        let wal: Vec<Record> = ParentPaths::new(Path::new(ROOT), &id)
+            .ok()
+            .and_then(|paths| {
+                self.disk
+                    .current_image()
+                    .file(&paths.wal)
+                    .map(<[u8]>::to_vec)
+            })
+            .map(|bytes| {
+                bytes
+                    .split(|&b| b == b'\n')
+                    .filter_map(|line| outbox::format::decode_line(line).ok())
+                    .collect()
+            })
+            .unwrap_or_default();
         for r in &before {
-            let old = r.timestamp.age_at(now) > age;
+            let staged = wal.iter().any(|w| {
+                w.child_session_id == r.child_session_id && model::identity(w) == model::identity(r)
+            });
+            let old = r.timestamp.age_at(now) > age && !staged;
             let kept = after.contains(r);
             let should_drop = old && !r.timestamp.is_zero();
             if should_drop == kept {
