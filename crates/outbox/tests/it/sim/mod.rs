@@ -374,6 +374,12 @@ impl World {
                 let child = child_name(parent, first_child + self.rng.below(CHILDREN_PER_PRODUCER));
                 let record = self.next_record(parent, &child);
                 commit = Some(self.model.begin_commit(parent, &record));
+                self.note(|| {
+                    format!(
+                        "commit {commit:?} is {:?}",
+                        summaries(std::slice::from_ref(&record))
+                    )
+                });
                 let id = names[parent].clone();
                 (
                     TaskKind::Commit { parent },
@@ -519,7 +525,23 @@ impl World {
             park
         } else {
             self.stats.ops += 1;
-            self.gate.step(self.in_flight[i].actor)
+            let actor = self.in_flight[i].actor;
+            let park = self.gate.step(actor);
+            self.note(|| {
+                let ops = self.actors[actor].io.ops();
+                let op = ops.last().expect("an op ran");
+                format!(
+                    "  actor {actor}: {} {} {} {}",
+                    op.kind,
+                    op.path.display(),
+                    op.to
+                        .as_deref()
+                        .map(|p| p.display().to_string())
+                        .unwrap_or_default(),
+                    if op.ok { "ok" } else { "FAILED" }
+                )
+            });
+            park
         };
         if park == Park::Done {
             let task = self.in_flight.swap_remove(i);
@@ -577,7 +599,7 @@ impl World {
                 }
                 Err(_) if crashed => {
                     if self.ledger_renamed(task.actor, task.ops_before, parent) {
-                        self.model.open_loss_window(parent);
+                        self.model.open_loss_window(parent, now);
                     }
                 }
                 Err(Failure {
@@ -592,7 +614,7 @@ impl World {
                 }
                 Err(f) => {
                     if message_admits_loss(&f.message) {
-                        self.model.open_loss_window(parent);
+                        self.model.open_loss_window(parent, now);
                     }
                 }
             },
@@ -650,7 +672,7 @@ impl World {
     fn crash(&mut self) -> Result<(), String> {
         self.stats.crashes += 1;
         self.note(|| "CRASH".into());
-        self.disk.crash_after(self.disk.op_count());
+        self.disk.crash_after(0);
         self.run_all_to_completion()?;
         let images = self.disk.crash_images(6);
         let image = &images[self.rng.below(images.len())];
@@ -727,6 +749,13 @@ impl World {
         let drained = ob
             .drain(&id)
             .map_err(|e| self.fail(&format!("drain failed: {e}")))?;
+        self.note(|| {
+            format!(
+                "check {id:?}: peek {:?}, pending {pending}, drain {:?}",
+                summaries(&peeked),
+                summaries(&drained.records)
+            )
+        });
         let now = self.clock.now();
         self.model
             .delivered(

@@ -196,9 +196,14 @@ impl Model {
 
     /// A plain drain of `parent` crashed after its ledger rename: what it
     /// staged may be lost to the caller (the documented window).
-    pub fn open_loss_window(&mut self, parent: usize) {
+    /// Their marks may have survived too, so a later re-emit of one of
+    /// those turns may rightly be skipped as consumed.
+    pub fn open_loss_window(&mut self, parent: usize, now: SystemTime) {
         for c in self.commits.iter_mut().filter(|c| c.parent == parent) {
             c.loss_allowed = true;
+            self.consumed
+                .entry((parent, c.identity.clone()))
+                .or_insert((Consumed::Uncertain, now));
         }
     }
 

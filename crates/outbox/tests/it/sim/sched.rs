@@ -105,6 +105,8 @@ impl Gate {
 pub struct ActorOp {
     /// What it was.
     pub kind: OpKind,
+    /// Its path, for traces.
+    pub path: PathBuf,
     /// The destination, for a rename.
     pub to: Option<PathBuf>,
     /// Whether it returned `Ok`.
@@ -165,6 +167,7 @@ impl SchedIo {
     fn run<T>(
         &self,
         kind: OpKind,
+        path: &Path,
         to: Option<&Path>,
         f: impl FnOnce(&FaultIo<CrashIo>) -> io::Result<T>,
     ) -> io::Result<T> {
@@ -172,6 +175,7 @@ impl SchedIo {
         let r = f(&self.inner);
         self.ops.lock().push(ActorOp {
             kind,
+            path: path.to_path_buf(),
             to: to.map(Path::to_path_buf),
             ok: r.is_ok(),
         });
@@ -185,43 +189,45 @@ impl Io for SchedIo {
     type Lock = <FaultIo<CrashIo> as Io>::Lock;
 
     fn create_new(&self, path: &Path) -> io::Result<Self::File> {
-        self.run(OpKind::CreateNew, None, |io| io.create_new(path))
+        self.run(OpKind::CreateNew, path, None, |io| io.create_new(path))
     }
 
     fn write_all(&self, file: &mut Self::File, data: &[u8]) -> io::Result<()> {
-        self.run(OpKind::WriteAll, None, |io| io.write_all(file, data))
+        let path = file.path().to_path_buf();
+        self.run(OpKind::WriteAll, &path, None, |io| io.write_all(file, data))
     }
 
     fn sync_file(&self, file: &mut Self::File) -> io::Result<()> {
-        self.run(OpKind::SyncFile, None, |io| io.sync_file(file))
+        let path = file.path().to_path_buf();
+        self.run(OpKind::SyncFile, &path, None, |io| io.sync_file(file))
     }
 
     fn open_read(&self, path: &Path) -> io::Result<Option<Self::Reader>> {
-        self.run(OpKind::OpenRead, None, |io| io.open_read(path))
+        self.run(OpKind::OpenRead, path, None, |io| io.open_read(path))
     }
 
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
-        self.run(OpKind::Rename, Some(to), |io| io.rename(from, to))
+        self.run(OpKind::Rename, from, Some(to), |io| io.rename(from, to))
     }
 
     fn sync_dir(&self, dir: &Path) -> io::Result<()> {
-        self.run(OpKind::SyncDir, None, |io| io.sync_dir(dir))
+        self.run(OpKind::SyncDir, dir, None, |io| io.sync_dir(dir))
     }
 
     fn remove_file(&self, path: &Path) -> io::Result<bool> {
-        self.run(OpKind::RemoveFile, None, |io| io.remove_file(path))
+        self.run(OpKind::RemoveFile, path, None, |io| io.remove_file(path))
     }
 
     fn file_len(&self, path: &Path) -> io::Result<Option<u64>> {
-        self.run(OpKind::FileLen, None, |io| io.file_len(path))
+        self.run(OpKind::FileLen, path, None, |io| io.file_len(path))
     }
 
     fn create_dir_all(&self, dir: &Path) -> io::Result<()> {
-        self.run(OpKind::CreateDirAll, None, |io| io.create_dir_all(dir))
+        self.run(OpKind::CreateDirAll, dir, None, |io| io.create_dir_all(dir))
     }
 
     fn list_dir(&self, dir: &Path) -> io::Result<Vec<OsString>> {
-        self.run(OpKind::ListDir, None, |io| io.list_dir(dir))
+        self.run(OpKind::ListDir, dir, None, |io| io.list_dir(dir))
     }
 
     fn lock(&self, path: &Path) -> io::Result<Self::Lock> {
@@ -234,6 +240,7 @@ impl Io for SchedIo {
         let r = self.inner.lock(path);
         self.ops.lock().push(ActorOp {
             kind: OpKind::Lock,
+            path: path.to_path_buf(),
             to: None,
             ok: r.is_ok(),
         });
