@@ -115,7 +115,10 @@ pub enum Error {
         /// Why putting the old ledger back failed.
         undo: Box<Error>,
         /// `true`: the old ledger could not be put back, the marks are
-        /// visible and no later drain delivers `records`. `false`: the old
+        /// visible and no later drain delivers `records` (unless a crash
+        /// undoes the marks, which are not durable: then a drain delivers
+        /// them again; act on them only if acting twice is safe, or
+        /// accept that window). `false`: the old
         /// ledger is back but not durable: the records are pending, and a
         /// crash before the next durable write may still mark them consumed.
         marks_visible: bool,
@@ -149,7 +152,8 @@ fn marks_kept_message(error: &Error, undo: &Error, visible: bool, records: &[Rec
         format!(
             "{error}; putting the old consumed ledger back failed too ({undo}): {n} record(s) \
              stay marked consumed although the drain failed, and no later drain delivers \
-             them: children {children}"
+             them (unless a crash undoes the marks, which are not durable: then the next \
+             drain delivers them again): children {children}"
         )
     } else {
         format!(

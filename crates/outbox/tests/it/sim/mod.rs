@@ -248,6 +248,8 @@ struct World {
     stats: Stats,
     /// Per producer: how many turns it committed.
     turns: BTreeMap<usize, u64>,
+    /// The power is being cut: tasks still in flight are finishing.
+    crashing: bool,
     /// Print every event on stderr (`OUTBOX_SIM_TRACE=1`, with a replay).
     trace: bool,
 }
@@ -307,6 +309,7 @@ impl World {
                 ..Stats::default()
             },
             turns: BTreeMap::new(),
+            crashing: false,
             trace: std::env::var_os("OUTBOX_SIM_TRACE").is_some(),
         };
         world.actors = roles
@@ -558,7 +561,10 @@ impl World {
             .join()
             .map_err(|_| self.fail(&format!("PANIC in {:?}", task.kind)))?;
         let now = self.clock.now();
-        let crashed = self.disk.crashed();
+        // A task that ends while the world winds down a power cut never
+        // reaches its caller, whatever it returned (a fault of the layer
+        // above the disk may have answered first).
+        let crashed = self.disk.crashed() || self.crashing;
         self.note(|| {
             let shown = match &outcome {
                 Outcome::Drain(Ok(d)) => format!("delivered {:?}", summaries(&d.records)),
@@ -606,11 +612,13 @@ impl World {
                     marks_kept: Some((visible, records)),
                     ..
                 }) => {
-                    // The caller gets the records inside the error.
+                    // The caller gets the records inside the error. The marks
+                    // are not durable either way: a crash may undo them.
+                    let _ = visible;
                     self.model
                         .delivered(parent, &task.snapshot, &records, false, now)
                         .map_err(|e| self.fail(&e))?;
-                    self.model.consumed(parent, &records, visible, now);
+                    self.model.consumed(parent, &records, false, now);
                 }
                 Err(f) => {
                     if message_admits_loss(&f.message) {
@@ -629,10 +637,6 @@ impl World {
                         .map_err(|e| self.fail(&e))?;
                     match &result {
                         Ok(_) if !crashed => self.model.consumed(parent, &handed, true, now),
-                        Err(Failure {
-                            marks_kept: Some((true, _)),
-                            ..
-                        }) if !crashed => self.model.consumed(parent, &handed, true, now),
                         Err(f) if !crashed && message_claims_pending(&f.message) => {
                             self.model.consumed(parent, &handed, false, now);
                             self.model.promise_pending(parent, &handed, &f.message);
@@ -673,7 +677,9 @@ impl World {
         self.stats.crashes += 1;
         self.note(|| "CRASH".into());
         self.disk.crash_after(0);
+        self.crashing = true;
         self.run_all_to_completion()?;
+        self.crashing = false;
         let images = self.disk.crash_images(6);
         let image = &images[self.rng.below(images.len())];
         self.disk = CrashIo::from_image(image);
