@@ -733,12 +733,45 @@ impl World {
         }
     }
 
+    /// The records in `id`'s WAL on the disk now.
+    fn wal_records(&self, id: &str) -> Vec<Record> {
+        ParentPaths::new(Path::new(ROOT), id)
+            .ok()
+            .and_then(|paths| {
+                self.disk
+                    .current_image()
+                    .file(&paths.wal)
+                    .map(<[u8]>::to_vec)
+            })
+            .map(|bytes| {
+                bytes
+                    .split(|&b| b == b'\n')
+                    .filter_map(|line| outbox::format::decode_line(line).ok())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     /// With nothing in flight and no fault armed: `peek` and `has_pending`
     /// create nothing and agree with what a drain then delivers.
     fn check_quiescent(&mut self, parent: usize) -> Result<(), String> {
         self.stats.checks += 1;
         let ob = self.direct();
         let id = self.parents[parent].clone();
+        // The WAL holds at most one record per child, however many
+        // deliveries failed.
+        let wal = self.wal_records(&id);
+        let mut children: Vec<&str> = wal.iter().map(|r| r.child_session_id.as_str()).collect();
+        children.sort_unstable();
+        let total = children.len();
+        children.dedup();
+        if children.len() != total {
+            return Err(self.fail(&format!(
+                "WAL GROWTH: {id:?}'s WAL holds {total} records for {} children: {:?}",
+                children.len(),
+                summaries(&wal)
+            )));
+        }
         let before = self.disk.current_image();
         let peeked = ob
             .peek(&id)
@@ -831,21 +864,7 @@ impl World {
             .map_err(|e| self.fail(&format!("peek failed: {e}")))?;
         let now = self.clock.now();
         // Records staged in the WAL are being delivered: never swept.
-        let wal: Vec<Record> = ParentPaths::new(Path::new(ROOT), &id)
-            .ok()
-            .and_then(|paths| {
-                self.disk
-                    .current_image()
-                    .file(&paths.wal)
-                    .map(<[u8]>::to_vec)
-            })
-            .map(|bytes| {
-                bytes
-                    .split(|&b| b == b'\n')
-                    .filter_map(|line| outbox::format::decode_line(line).ok())
-                    .collect()
-            })
-            .unwrap_or_default();
+        let wal = self.wal_records(&id);
         for r in &before {
             let staged = wal.iter().any(|w| {
                 w.child_session_id == r.child_session_id && model::identity(w) == model::identity(r)
