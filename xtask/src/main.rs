@@ -15,7 +15,7 @@
 //! * `sim [--seeds N] [--first F] [--jobs J] | sim --seed S`: run the
 //!   outbox's seeded whole-system simulation over many seeds, or replay one.
 //!
-//! This crate stays lean (serde_json only) because it is compiled before
+//! This crate stays lean (serde_json, and statrs for perf-trust) because it is compiled before
 //! every perf run.
 
 use std::env;
