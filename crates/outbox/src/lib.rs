@@ -147,6 +147,7 @@
 //! | `commit` | 1 | 1 |
 //! | `drain` / `drain_with`, N > 0 new records | 2 | 2 |
 //! | `drain` / `drain_with`, nothing pending | 0 | 0 |
+//! | `drain_with_max`, records left over | 3 | 3 |
 //! | `has_pending`, `peek` | 0 | 0 |
 //! | `open` (eager) of a missing root | 0 | 1 per directory that gained an entry (3 when the root's parent exists) |
 //! | `open` of an existing root, `open_lazy` | 0 | 0 |
