@@ -11,7 +11,7 @@
 //!   (`--load CMD`, run with `sh -c` and restarted whenever it exits, e.g.
 //!   a concurrent `cargo build`);
 //! - **detection power**: for each walltime gate, a synthetic gate of the
-//!   same class and base (`perfbudget/tests/trust_synthetic.rs`) whose
+//!   same class and base (`perfbudget/tests/it/trust_synthetic.rs`) whose
 //!   timed work is a calibrated CPU loop costing `f × base`, for
 //!   f ∈ {1.25, 1.5, 2, 3, 5} (and f = 1 as a control), runs `R` times
 //!   through the real measurement and gate code, quiet and under the `cpu`
@@ -350,15 +350,19 @@ fn calibrate_synthetic(test: &PerfTest, class: &str, base: u64) -> Result<f64, S
 fn find_synthetic(binaries: &[discover::TestBinary], name: &str) -> Result<PerfTest, String> {
     for binary in binaries.iter().filter(|b| b.package == "perfbudget") {
         let found = match name {
-            "trust_synthetic_gate" => discover::tests_in(binary, |n| n == "trust_synthetic_gate")?,
-            _ => discover::tests_in(binary, |n| n == "trust_synthetic_instructions")?,
+            "trust_synthetic_gate" => discover::tests_in(binary, |n| {
+                n.rsplit("::").next() == Some("trust_synthetic_gate")
+            })?,
+            _ => discover::tests_in(binary, |n| {
+                n.rsplit("::").next() == Some("trust_synthetic_instructions")
+            })?,
         };
         if let Some(test) = found.into_iter().next() {
             return Ok(test);
         }
     }
     Err(format!(
-        "the synthetic gate `{name}` (crates/perfbudget/tests/trust_synthetic.rs) was not found"
+        "the synthetic gate `{name}` (crates/perfbudget/tests/it/trust_synthetic.rs) was not found"
     ))
 }
 
