@@ -20,12 +20,14 @@ const FAN_OUT: usize = 25;
 
 use crate::util::{PARENT, commit_fan_out, worker_turn};
 
-/// Observed median of `perf_outbox_drain_25` under `cargo xtask test-perf`
-/// at multiplier 1.0: 0.61 ms, the median of 14 runs' medians (run medians
-/// 0.54–0.71 ms, trimmed means 0.49–0.71 ms); release profile, the project's
-/// 2-core shared Linux VM, tempdir on ext4, 2026-11-28.
-/// Budget: WARM, max(0.6 ms × 3, 1 ms) × multiplier = 1.8 ms (3.6 ms in CI).
-const DRAIN_25_BASE: Duration = Duration::from_micros(600);
+/// Observed median of `perf_outbox_drain_25` at multiplier 1.0: 0.281 ms,
+/// the median of 7 runs' medians (run medians 0.198–0.309 ms, trimmed means
+/// 0.215–0.350 ms); release profile, `cargo xtask perf-calibrate --runs 7
+/// drain_25`, the project's 2-core shared Linux VM (one other process busy),
+/// scratch dir on tmpfs (`testutil::ram_tempdir`), 2026-11-29. Was 0.6 ms on
+/// ext4: two thirds of that was the disk's metadata, not the drain.
+/// Budget: WARM, max(0.281 ms × 3, 1 ms) × multiplier = 1 ms (2 ms in CI).
+const DRAIN_25_BASE: Duration = Duration::from_micros(281);
 
 /// Tier 1, WARM: the drain's own CPU cost for a 25-child inbox.
 ///
