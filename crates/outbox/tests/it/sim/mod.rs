@@ -869,10 +869,13 @@ impl World {
             let staged = wal.iter().any(|w| {
                 w.child_session_id == r.child_session_id && model::identity(w) == model::identity(r)
             });
-            let old = r.timestamp.age_at(now) > age && !staged;
+            let old = r.timestamp.age_at(now) > age;
             let kept = after.contains(r);
             let should_drop = old && !r.timestamp.is_zero();
-            if should_drop == kept {
+            // A staged record is kept in the WAL; an old copy of it that a
+            // crash left in the inbox too may go or stay (seeds 27636,
+            // 63798): only records the WAL does not hold are judged.
+            if !staged && should_drop == kept {
                 return Err(self.fail(&format!(
                     "SWEEP: sweep_stale(age {age:?}) {} {r:?} (now {now:?})",
                     if kept {
@@ -882,7 +885,7 @@ impl World {
                     }
                 )));
             }
-            if !kept {
+            if !kept && !staged {
                 self.model.remove_child(parent, &r.child_session_id);
             }
         }
