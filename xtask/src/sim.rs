@@ -82,12 +82,13 @@ fn chunks(first: u64, seeds: u64, jobs: u64) -> Vec<(u64, u64)> {
 /// Sums the figures of `sim: seeds a..b ok: 12 seeds, 3400 ops, ...` lines.
 fn add_figures(stdout: &str, totals: &mut BTreeMap<String, u64>, order: &mut Vec<String>) {
     for line in stdout.lines() {
-        let Some((_, figures)) = line.split_once(" ok: ") else {
+        // libtest may print the test's name on the same line first.
+        let Some(at) = line.find("sim: seeds ") else {
             continue;
         };
-        if !line.starts_with("sim: ") {
+        let Some((_, figures)) = line[at..].split_once(" ok: ") else {
             continue;
-        }
+        };
         for part in figures.split(", ") {
             let Some((n, label)) = part.trim().split_once(' ') else {
                 continue;
