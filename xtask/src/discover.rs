@@ -27,8 +27,14 @@ pub struct Workspace {
 
 /// Reads the workspace's metadata (no dependencies, no network).
 pub fn workspace() -> Result<Workspace, String> {
+    workspace_at(Path::new("."))
+}
+
+/// Reads the metadata of the workspace containing `dir`.
+pub fn workspace_at(dir: &Path) -> Result<Workspace, String> {
     let output = Command::new(cargo())
         .args(["metadata", "--format-version", "1", "--no-deps"])
+        .current_dir(dir)
         .stderr(Stdio::inherit())
         .output()
         .map_err(|e| format!("cannot run `cargo metadata`: {e}"))?;
@@ -102,17 +108,47 @@ impl PerfTest {
 ///
 /// Compiler diagnostics go to the terminal; the JSON on stdout is parsed.
 pub fn build_test_binaries(ws: &Workspace) -> Result<Vec<TestBinary>, String> {
-    let mut child = Command::new(cargo())
-        .args([
-            "test",
-            "--workspace",
-            "--release",
-            "--lib",
-            "--bins",
-            "--tests",
-            "--no-run",
-            "--message-format=json-render-diagnostics",
-        ])
+    build_test_binaries_in(ws, &Build::default())
+}
+
+/// Where and what [`build_test_binaries_in`] builds; the default is the
+/// whole workspace of the working directory, into its own target dir.
+#[derive(Debug, Default)]
+pub struct Build<'a> {
+    /// The workspace's directory (default: the working directory).
+    pub dir: Option<&'a Path>,
+    /// `CARGO_TARGET_DIR` for the build (default: cargo's choice).
+    pub target_dir: Option<&'a Path>,
+    /// Only these packages (default: `--workspace`).
+    pub packages: &'a [&'a str],
+}
+
+/// [`build_test_binaries`] with the workspace, target dir and packages of
+/// `build`.
+pub fn build_test_binaries_in(ws: &Workspace, build: &Build) -> Result<Vec<TestBinary>, String> {
+    let mut command = Command::new(cargo());
+    command.arg("test");
+    if build.packages.is_empty() {
+        command.arg("--workspace");
+    }
+    for p in build.packages {
+        command.args(["-p", p]);
+    }
+    command.args([
+        "--release",
+        "--lib",
+        "--bins",
+        "--tests",
+        "--no-run",
+        "--message-format=json-render-diagnostics",
+    ]);
+    if let Some(dir) = build.dir {
+        command.current_dir(dir);
+    }
+    if let Some(target) = build.target_dir {
+        command.env("CARGO_TARGET_DIR", target);
+    }
+    let mut child = command
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()

@@ -26,6 +26,7 @@ mod audit;
 mod calibrate;
 mod discover;
 mod model;
+mod mutants;
 mod report;
 mod sim;
 mod test_perf;

@@ -22,6 +22,7 @@
 //! Each rate comes with a 95% Wilson score interval. The table is printed
 //! and written, with every count, to `<target>/perf/trust.json`.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitCode, Stdio};
@@ -36,6 +37,7 @@ use statrs::distribution::{ContinuousCDF, Normal};
 use crate::audit::{self, GateKind};
 use crate::discover::{self, PerfTest};
 use crate::model::{Detail, MULTIPLIER_ENV, Status};
+use crate::mutants;
 use crate::test_perf;
 
 /// The regression factors detection power is measured at.
@@ -47,20 +49,28 @@ pub const CONTROL: f64 = 1.0;
 
 /// The usage text.
 pub const USAGE: &str = "\
-usage: cargo xtask perf-trust [--runs R] [--load CMD] [--no-detect] [FILTER...]
+usage: cargo xtask perf-trust [--runs R] [--load CMD] [--no-false-alarms]
+                              [--no-detect] [--no-mutants] [FILTER...]
 
 Measure every perf gate's false-alarm rate over R runs (default 20) at
 multiplier 1.0, quiet and under loads it starts and stops itself (cpu: a
 busy thread per core; disk: a writer of 64 MiB files with fsync; cmd: CMD
 run with `sh -c`, restarted when it exits), and each walltime gate's
 detection power against synthetic regressions of factor 1.25, 1.5, 2, 3
-and 5 (quiet and under the cpu load). Prints a table with 95% Wilson
-intervals and writes <target dir>/perf/trust.json.
+and 5 (quiet and under the cpu load). Then it injects real regressions
+into a scratch copy of the outbox (xtask/src/mutants.rs: a 2x drain as
+CPU work and as a wait, one extra file-system operation per drained
+record or per commit), builds it, and runs every outbox gate R times
+quiet and loaded (cpu and disk loads at once): how often the suite
+catches each. Prints tables with 95% Wilson intervals and writes
+<target dir>/perf/trust.json.
 
-  --runs R      runs per gate and condition (default 20)
-  --load CMD    also measure under CMD, e.g. --load 'cargo build --release'
-  --no-detect   skip the detection-power runs
-  FILTER        only gates whose test id contains a FILTER
+  --runs R            runs per gate and condition (default 20)
+  --load CMD          also measure under CMD, e.g. --load 'cargo build --release'
+  --no-false-alarms   skip the false-alarm runs
+  --no-detect         skip the synthetic detection-power runs
+  --no-mutants        skip the real (mutant) regressions
+  FILTER              only gates whose test id contains a FILTER
 ";
 
 /// Parsed arguments.
@@ -70,8 +80,12 @@ pub struct Args {
     pub runs: usize,
     /// `--load CMD`.
     pub load: Option<String>,
+    /// `--no-false-alarms`.
+    pub no_false_alarms: bool,
     /// `--no-detect`.
     pub no_detect: bool,
+    /// `--no-mutants`.
+    pub no_mutants: bool,
     /// Filters.
     pub filters: Vec<String>,
     /// `--help`.
@@ -83,7 +97,9 @@ pub fn parse_args(args: &[String]) -> Result<Args, String> {
     let mut parsed = Args {
         runs: 20,
         load: None,
+        no_false_alarms: false,
         no_detect: false,
+        no_mutants: false,
         filters: Vec::new(),
         help: false,
     };
@@ -104,7 +120,9 @@ pub fn parse_args(args: &[String]) -> Result<Args, String> {
                 }
                 parsed.load = Some(cmd.clone());
             }
+            "--no-false-alarms" => parsed.no_false_alarms = true,
             "--no-detect" => parsed.no_detect = true,
+            "--no-mutants" => parsed.no_mutants = true,
             "-h" | "--help" => parsed.help = true,
             flag if flag.starts_with('-') => {
                 return Err(format!(
@@ -447,7 +465,12 @@ fn try_run(args: &[String]) -> Result<(), String> {
     let started = Instant::now();
     let mut false_alarms = Vec::new();
     let mut condition_notes = Vec::new();
-    for (name, start) in &conditions {
+    let alarm_conditions = if args.no_false_alarms {
+        &conditions[..0]
+    } else {
+        &conditions[..]
+    };
+    for (name, start) in alarm_conditions {
         eprintln!(
             "perf-trust: false alarms, {name}, {} run(s) per gate",
             args.runs
@@ -574,7 +597,15 @@ fn try_run(args: &[String]) -> Result<(), String> {
         }
     }
 
-    let table = render(&false_alarms, &detection, args.runs);
+    let mut mutant_rows = Vec::new();
+    if !args.no_mutants {
+        let sources = audit::gates_of(&audit::working_files()?)?;
+        let synthetic = find_synthetic(&binaries, "trust_synthetic_gate")?;
+        mutant_rows = run_mutants(args.runs, &perf_dir, &dir, &env, &sources, &synthetic)?;
+    }
+
+    let mut table = render(&false_alarms, &detection, args.runs);
+    table.push_str(&render_mutants(&mutant_rows, args.runs));
     print!("{table}");
     let report = json!({
         "runs": args.runs,
@@ -585,6 +616,7 @@ fn try_run(args: &[String]) -> Result<(), String> {
         "conditions": condition_notes,
         "false_alarms": false_alarms.iter().map(|(t, c, r)| json!({"test": t, "condition": c, "failed": r.json()})).collect::<Vec<_>>(),
         "detection": detection.iter().map(|(g, c, f, r)| json!({"gate": g, "condition": c, "factor": f, "detected": r.json()})).collect::<Vec<_>>(),
+        "mutants": mutant_rows.iter().map(MutantRow::json).collect::<Vec<_>>(),
     });
     let path = perf_dir.join("trust.json");
     let text =
@@ -593,6 +625,240 @@ fn try_run(args: &[String]) -> Result<(), String> {
         .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
     println!("report: {}", path.display());
     Ok(())
+}
+
+/// The outbox's gate named `gate`, walltime, from the sources.
+fn walltime_base(sources: &BTreeMap<String, audit::SourceGate>, gate: &str) -> Result<u64, String> {
+    match sources.get(gate).map(|g| &g.kind) {
+        Some(GateKind::Walltime { base_ns, .. }) => Ok(*base_ns),
+        _ => Err(format!(
+            "the walltime gate `{gate}` the mutants are sized by was not found in the sources"
+        )),
+    }
+}
+
+/// One mutant under one condition: how often the suite caught it, and
+/// each gate's failures and readings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MutantRow {
+    /// The mutant's name.
+    pub mutant: String,
+    /// What it does.
+    pub what: String,
+    /// `quiet` or `loaded`.
+    pub condition: String,
+    /// Runs in which at least one gate failed.
+    pub caught: Rate,
+    /// Per gate: its test id, its failures, and what it read (a summary).
+    pub gates: Vec<(String, Rate, String)>,
+}
+
+impl MutantRow {
+    fn json(&self) -> Value {
+        json!({
+            "mutant": self.mutant,
+            "what": self.what,
+            "condition": self.condition,
+            "caught": self.caught.json(),
+            "gates": self.gates.iter().map(|(g, r, seen)| json!({"test": g, "failed": r.json(), "read": seen})).collect::<Vec<_>>(),
+        })
+    }
+}
+
+/// What a gate read over the runs, in a few words: the median trimmed mean
+/// of a walltime gate, the median instruction count against its base, the
+/// counts that differed from the expectation.
+#[derive(Default)]
+struct Readings {
+    walltime_ns: Vec<u64>,
+    instructions: Vec<(u64, u64)>,
+    counts: BTreeSet<String>,
+}
+
+impl Readings {
+    fn add(&mut self, records: &[crate::model::GateRecord]) {
+        for r in records {
+            match &r.detail {
+                Detail::Walltime(w) => self.walltime_ns.push(w.trimmed_mean_ns),
+                Detail::Instructions(i) => self.instructions.push((i.observed, i.base)),
+                Detail::Counts(counts) => {
+                    for c in counts.iter().filter(|c| c.observed != c.expected) {
+                        self.counts
+                            .insert(format!("{} {} → {}", c.what, c.expected, c.observed));
+                    }
+                }
+                Detail::Skipped(_) => {}
+            }
+        }
+    }
+
+    fn summary(mut self) -> String {
+        let mut parts = Vec::new();
+        if !self.walltime_ns.is_empty() {
+            self.walltime_ns.sort_unstable();
+            let m = self.walltime_ns[self.walltime_ns.len() / 2];
+            parts.push(format!("median {:.3} ms", m as f64 / 1e6));
+        }
+        if !self.instructions.is_empty() {
+            self.instructions.sort_unstable();
+            let (observed, base) = self.instructions[self.instructions.len() / 2];
+            let delta = (observed as f64 / base as f64 - 1.0) * 100.0;
+            parts.push(format!("median {observed} instr ({delta:+.1}% of base)"));
+        }
+        if self.counts.is_empty() {
+            if parts.is_empty() {
+                parts.push("counts as expected".into());
+            }
+        } else {
+            parts.push(self.counts.into_iter().collect::<Vec<_>>().join(", "));
+        }
+        parts.join("; ")
+    }
+}
+
+/// The mutant part: every mutant of `mutants.rs`, applied to a scratch
+/// copy of the workspace, built, and every outbox perf gate run `runs`
+/// times quiet and loaded (the cpu and disk loads at once).
+fn run_mutants(
+    runs: usize,
+    perf_dir: &Path,
+    records: &Path,
+    env: &[(&str, String)],
+    sources: &BTreeMap<String, audit::SourceGate>,
+    synthetic: &PerfTest,
+) -> Result<Vec<MutantRow>, String> {
+    let drain_base = walltime_base(sources, "perf_outbox_drain_25")?;
+    let ns = calibrate_synthetic(synthetic, "warm", drain_base)?;
+    let params = mutants::Params {
+        spin_iterations: (drain_base as f64 / ns).round().max(1.0) as u64,
+        wait_ns: drain_base,
+    };
+    eprintln!(
+        "perf-trust: mutants sized by the drain's base {:.3} ms: {} loop iterations, \
+         a {:.3} ms wait",
+        drain_base as f64 / 1e6,
+        params.spin_iterations,
+        params.wait_ns as f64 / 1e6
+    );
+    let root =
+        std::env::current_dir().map_err(|e| format!("cannot read the working directory: {e}"))?;
+    let mut scratch = mutants::Scratch::new(&root, &perf_dir.join("mutants").join("src"))?;
+    let target = perf_dir.join("mutants").join("target");
+    let load_dir = perf_dir.join("trust-load");
+    let mut rows = Vec::new();
+    for mutant in &mutants::MUTANTS {
+        scratch.apply(mutant, &params)?;
+        eprintln!(
+            "perf-trust: mutant `{}`: building the outbox's tests",
+            mutant.name
+        );
+        let ws = discover::workspace_at(&scratch.root)?;
+        let build = discover::Build {
+            dir: Some(&scratch.root),
+            target_dir: Some(&target),
+            packages: &["outbox"],
+        };
+        let mut tests = Vec::new();
+        for binary in discover::build_test_binaries_in(&ws, &build)? {
+            tests.extend(discover::perf_tests_in(&binary)?);
+        }
+        if tests.is_empty() {
+            return Err(format!(
+                "mutant `{}`: the copy has no outbox perf gate",
+                mutant.name
+            ));
+        }
+        for condition in ["quiet", "loaded"] {
+            let loads = match condition {
+                "quiet" => vec![Load::none()],
+                _ => vec![Load::cpu(), Load::disk(&load_dir)?],
+            };
+            let mut caught = 0;
+            let mut failed = vec![0; tests.len()];
+            let mut readings: Vec<Readings> = tests.iter().map(|_| Readings::default()).collect();
+            for run in 0..runs {
+                let mut any = false;
+                for (i, test) in tests.iter().enumerate() {
+                    let file = records.join(format!("mutant-{}-{i}-{run}.jsonl", mutant.name));
+                    let _ = std::fs::remove_file(&file);
+                    let outcome = test_perf::run_one(
+                        test.clone(),
+                        &file,
+                        test_perf::DEFAULT_TIMEOUT,
+                        env,
+                        false,
+                    )?;
+                    if outcome.status == Status::Skipped {
+                        return Err(format!(
+                            "{} is skipped here (its tool is missing)",
+                            test.id()
+                        ));
+                    }
+                    if outcome.status.is_failure() {
+                        failed[i] += 1;
+                        any = true;
+                    }
+                    readings[i].add(&outcome.records);
+                }
+                caught += usize::from(any);
+            }
+            for load in loads {
+                load.stop();
+            }
+            let row = MutantRow {
+                mutant: mutant.name.to_owned(),
+                what: mutant.what.to_owned(),
+                condition: condition.to_owned(),
+                caught: wilson(caught, runs),
+                gates: tests
+                    .iter()
+                    .zip(failed)
+                    .zip(readings)
+                    .map(|((t, f), r)| (t.id(), wilson(f, runs), r.summary()))
+                    .collect(),
+            };
+            eprintln!(
+                "perf-trust: mutant `{}`, {condition}: caught {}",
+                mutant.name,
+                row.caught.show()
+            );
+            rows.push(row);
+        }
+    }
+    Ok(rows)
+}
+
+/// The mutant tables, in Markdown: one summary row per mutant and
+/// condition, then every gate's failures and readings.
+pub fn render_mutants(rows: &[MutantRow], runs: usize) -> String {
+    if rows.is_empty() {
+        return String::new();
+    }
+    let mut out = format!(
+        "\n### Real regressions injected into the outbox ({runs} runs per cell)\n\n\
+         | regression | condition | runs in which a gate failed |\n|---|---|---|\n"
+    );
+    for r in rows {
+        out.push_str(&format!(
+            "| `{}`: {} | {} | {} |\n",
+            r.mutant,
+            r.what,
+            r.condition,
+            r.caught.show()
+        ));
+    }
+    out.push_str("\n| regression | condition | gate | failed | read |\n|---|---|---|---|---|\n");
+    for r in rows {
+        for (gate, rate, read) in &r.gates {
+            out.push_str(&format!(
+                "| `{}` | {} | `{gate}` | {} | {read} |\n",
+                r.mutant,
+                r.condition,
+                rate.show()
+            ));
+        }
+    }
+    out
 }
 
 /// The two tables, in Markdown.
