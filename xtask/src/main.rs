@@ -51,9 +51,11 @@ commands:
   perf-calibrate [--runs R] [FILTER...]
       Run each gate R times (default 5) and print, as a diff against the
       source, the base each walltime and instruction gate should cite.
-  perf-trust [--runs R] [--load CMD] [--no-detect] [FILTER...]
-      Measure each gate's false-alarm rate quiet and under loads, and
-      detection power against synthetic regressions; table + JSON.
+  perf-trust [--runs R] [--load CMD] [--no-false-alarms] [--no-detect]
+             [--no-mutants] [FILTER...]
+      Measure each gate's false-alarm rate quiet and under loads, detection
+      power against synthetic regressions, and how often the outbox's gates
+      catch real regressions injected into a scratch copy; table + JSON.
   man
       Build the outbox binary and write its man pages (outbox.1 and one per
       command) into <target dir>/man/, from its clap definitions. Read them
