@@ -181,8 +181,7 @@ mod sql {
     pub const HAS_PENDING: &str = "\
         SELECT EXISTS (SELECT 1 FROM {s}.pending p WHERE p.parent = $1 AND NOT EXISTS
             (SELECT 1 FROM {s}.consumed c WHERE c.parent = p.parent AND c.turn_key = p.turn_key))";
-    pub const FINISH: &str =
-        "SELECT {s}.finish_drain($1, $2, $3, $4, $5, $6, $7, $8, $9)";
+    pub const FINISH: &str = "SELECT {s}.finish_drain($1, $2, $3, $4, $5, $6, $7, $8, $9)";
     pub const SWEEP_TRANSITION: &str = "\
         DELETE FROM {s}.pending
         WHERE parent = $1 AND child = $2 AND from_status = $3 AND to_status = $4";
@@ -223,7 +222,10 @@ pub(crate) fn lock_key(kind: &str, name: &str) -> i64 {
 /// The store error for `source`, classified.
 fn classify(e: &postgres::Error) -> StoreErrorKind {
     match e.code() {
-        Some(c) if *c == SqlState::T_R_SERIALIZATION_FAILURE || *c == SqlState::T_R_DEADLOCK_DETECTED => {
+        Some(c)
+            if *c == SqlState::T_R_SERIALIZATION_FAILURE
+                || *c == SqlState::T_R_DEADLOCK_DETECTED =>
+        {
             StoreErrorKind::Serialization
         }
         Some(c) if *c == SqlState::QUERY_CANCELED || *c == SqlState::LOCK_NOT_AVAILABLE => {
@@ -393,7 +395,13 @@ impl PgOutbox {
             // dead too.
             lock(&self.inner.idle).clear();
         }
-        store_error(op, self.inner.describe.clone(), kind, outcome, e.to_string())
+        store_error(
+            op,
+            self.inner.describe.clone(),
+            kind,
+            outcome,
+            e.to_string(),
+        )
     }
 
     fn error_msg(&self, op: &'static str, kind: StoreErrorKind, message: String) -> Error {
@@ -408,9 +416,11 @@ impl PgOutbox {
 
     /// An idle connection, or a new one.
     fn take(&self, op: &'static str) -> Result<Conn> {
-        if let Some(mut conn) = lock(&self.inner.idle).pop() {
-            conn.reused = true;
-            return Ok(conn);
+        while let Some(mut conn) = lock(&self.inner.idle).pop() {
+            if !conn.client.is_closed() {
+                conn.reused = true;
+                return Ok(conn);
+            }
         }
         self.fresh(op)
     }
@@ -543,7 +553,11 @@ impl PgOutbox {
         }
     }
 
-    fn rows(conn: &mut Conn, quoted: &str, parent: &str) -> std::result::Result<Vec<PendingRow>, postgres::Error> {
+    fn rows(
+        conn: &mut Conn,
+        quoted: &str,
+        parent: &str,
+    ) -> std::result::Result<Vec<PendingRow>, postgres::Error> {
         let st = conn.statement(quoted, sql::ROWS)?;
         Ok(conn
             .client
@@ -561,13 +575,15 @@ impl PgOutbox {
     ) -> Result<Drained, DrainWithError<E>> {
         check_parent_id(parent)?;
         let _entered = self.enter(parent)?;
-        let (mut conn, rows) = self.begin_locked("drain: claim the parent's records", parent, |c, q| {
-            Self::rows(c, q, parent)
-        })?;
+        let (mut conn, rows) =
+            self.begin_locked("drain: claim the parent's records", parent, |c, q| {
+                Self::rows(c, q, parent)
+            })?;
         let mut drained = Drained::default();
         // Rows handled: delivered, or already consumed (dropped).
         let (mut children, mut seqs, mut keys) = (Vec::new(), Vec::new(), Vec::new());
-        let (mut bad_children, mut bad_seqs, mut bad_reasons) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut bad_children, mut bad_seqs, mut bad_reasons) =
+            (Vec::new(), Vec::new(), Vec::new());
         let mut fresh = Vec::new();
         let mut fresh_rows = Vec::new();
         for row in rows {
@@ -615,15 +631,24 @@ impl PgOutbox {
         }
         let ttl = i64::try_from(LEDGER_TTL.as_secs()).unwrap_or(i64::MAX);
         let now = self.now_unix();
-        let finish = conn.statement(&self.inner.quoted, sql::FINISH).and_then(|st| {
-            conn.client.execute(
-                &st,
-                &[
-                    &parent, &children, &seqs, &keys, &bad_children, &bad_seqs, &bad_reasons,
-                    &now, &ttl,
-                ],
-            )
-        });
+        let finish = conn
+            .statement(&self.inner.quoted, sql::FINISH)
+            .and_then(|st| {
+                conn.client.execute(
+                    &st,
+                    &[
+                        &parent,
+                        &children,
+                        &seqs,
+                        &keys,
+                        &bad_children,
+                        &bad_seqs,
+                        &bad_reasons,
+                        &now,
+                        &ttl,
+                    ],
+                )
+            });
         if let Err(e) = finish {
             rollback(&mut conn);
             if server_answered(&e) {
@@ -741,7 +766,12 @@ fn describe(config: &postgres::Config, schema: &str) -> String {
         .iter()
         .enumerate()
         .map(|(i, h)| {
-            let port = config.get_ports().get(i).or(config.get_ports().first()).copied().unwrap_or(5432);
+            let port = config
+                .get_ports()
+                .get(i)
+                .or(config.get_ports().first())
+                .copied()
+                .unwrap_or(5432);
             match h {
                 Host::Tcp(name) => format!("{name}:{port}"),
                 Host::Unix(path) => format!("{}:{port}", path.display()),
@@ -776,9 +806,8 @@ impl Store for PgOutbox {
     /// `synchronous_commit`).
     fn commit(&self, parent: &str, record: Record) -> Result<Committed> {
         let (record, line) = outbox::stamp(parent, record, self.now())?;
-        let line = std::str::from_utf8(&line[..line.len() - 1]).map_err(|e| {
-            self.error_msg("commit: encode", StoreErrorKind::Other, e.to_string())
-        })?;
+        let line = std::str::from_utf8(&line[..line.len() - 1])
+            .map_err(|e| self.error_msg("commit: encode", StoreErrorKind::Other, e.to_string()))?;
         let turn_key = record.turn_key();
         let ts = ts_ns(&record);
         let key = self.parent_key(parent);
@@ -937,7 +966,10 @@ mod tests {
     fn a_bad_url_or_schema_is_an_error_naming_it() {
         let e = PgOutbox::connect("postgres://u:pw@h:notaport/db").unwrap_err();
         let text = e.to_string();
-        assert!(text.starts_with("parse the store URL on postgres://u:***@"), "{text}");
+        assert!(
+            text.starts_with("parse the store URL on postgres://u:***@"),
+            "{text}"
+        );
         assert!(!text.contains("pw@"), "{text}");
         let e = PgOutbox::connect_schema("postgres://u@h/db", "Bad-Name").unwrap_err();
         assert!(e.to_string().contains("\"Bad-Name\""), "{e}");

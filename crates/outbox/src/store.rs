@@ -96,8 +96,7 @@ pub trait Store {
     /// Drops `parent`'s pending records of `child` whose `from_status` and
     /// `to_status` are `from` and `to`; returns how many (see
     /// [`Outbox::sweep_transition`]).
-    fn sweep_transition(&self, parent: &str, child: &str, from: &str, to: &str)
-    -> Result<usize>;
+    fn sweep_transition(&self, parent: &str, child: &str, from: &str, to: &str) -> Result<usize>;
 
     /// Drops `parent`'s pending records older than `max_age` by their
     /// timestamp; records without one, and records a drain is delivering,
@@ -157,13 +156,7 @@ impl<I: Io> Store for Outbox<I> {
         Outbox::peek(self, parent)
     }
 
-    fn sweep_transition(
-        &self,
-        parent: &str,
-        child: &str,
-        from: &str,
-        to: &str,
-    ) -> Result<usize> {
+    fn sweep_transition(&self, parent: &str, child: &str, from: &str, to: &str) -> Result<usize> {
         Outbox::sweep_transition(self, parent, child, from, to)
     }
 
