@@ -107,7 +107,7 @@ impl TestClock {
 /// is `None`, each test returns at once (the expression prints why it is
 /// skipped).
 ///
-/// ```ignore
+/// ```text
 /// outbox_conformance::conformance_tests!(pg_harness());
 /// ```
 #[macro_export]

@@ -192,6 +192,8 @@ mod sql {
     pub const FORGET: &str = "\
         DELETE FROM {s}.consumed WHERE parent = $1 AND strpos(turn_key, '@') > 0
           AND left(turn_key, length(turn_key) - strpos(reverse(turn_key), '@')) = $2";
+    pub const PENDING_COUNTS: &str =
+        "SELECT parent, count(*) FROM {s}.pending GROUP BY parent ORDER BY parent";
     pub const STOP_BLOCKS: &str = "SELECT count FROM {s}.stop_blocks WHERE parent = $1";
     pub const SET_STOP_BLOCKS: &str = "\
         INSERT INTO {s}.stop_blocks (parent, count) VALUES ($1, $2)
@@ -284,8 +286,13 @@ impl PgOutbox {
     /// Connects to the database at `url` (a `postgres://` URL or a
     /// `key=value` string) and brings the [`DEFAULT_SCHEMA`] to
     /// [`SCHEMA_VERSION`]. See [`connect_schema`](Self::connect_schema).
+    ///
+    /// A URL may name the schema with the parameter `outbox_schema=NAME`
+    /// (this crate's, removed before the URL reaches the driver):
+    /// `postgres://host/db?outbox_schema=team_a`.
     pub fn connect(url: &str) -> Result<Self> {
-        Self::connect_schema(url, DEFAULT_SCHEMA)
+        let (url, schema) = split_schema(url);
+        Self::connect_schema(&url, schema.as_deref().unwrap_or(DEFAULT_SCHEMA))
     }
 
     /// Connects to the database at `url` and keeps the outbox in `schema`
@@ -709,6 +716,29 @@ impl PgOutbox {
     }
 }
 
+/// `url` without its `outbox_schema=NAME` parameter, and that name.
+fn split_schema(url: &str) -> (String, Option<String>) {
+    let Some((base, query)) = url.split_once('?') else {
+        return (url.to_owned(), None);
+    };
+    let mut schema = None;
+    let rest: Vec<&str> = query
+        .split('&')
+        .filter(|p| match p.strip_prefix("outbox_schema=") {
+            Some(name) => {
+                schema = Some(name.to_owned());
+                false
+            }
+            None => true,
+        })
+        .collect();
+    if rest.is_empty() {
+        (base.to_owned(), schema)
+    } else {
+        (format!("{base}?{}", rest.join("&")), schema)
+    }
+}
+
 /// `ROLLBACK`, best effort: a connection that cannot take it is closed
 /// (the server rolls back the transaction of a closed connection).
 fn rollback(conn: &mut Conn) {
@@ -931,6 +961,22 @@ impl Store for PgOutbox {
 }
 
 impl PgOutbox {
+    /// How many records are pending per parent (consumed turns included:
+    /// a drain would drop those), sorted by parent; for `outbox doctor`.
+    pub fn pending_counts(&self) -> Result<Vec<(String, usize)>> {
+        self.run("count the pending records", false, |c, q| {
+            let st = c.statement(q, sql::PENDING_COUNTS)?;
+            Ok(c.client
+                .query(&st, &[])?
+                .iter()
+                .map(|r| {
+                    let n: i64 = r.get(1);
+                    (r.get(0), usize::try_from(n).unwrap_or(0))
+                })
+                .collect())
+        })
+    }
+
     /// The `ts_ns` below which a record is older than `max_age`.
     fn stale_cutoff(&self, max_age: Duration) -> i64 {
         let age = i64::try_from(max_age.as_nanos()).unwrap_or(i64::MAX);
@@ -947,6 +993,25 @@ mod tests {
         assert_ne!(lock_key("parent", "a"), lock_key("parent", "b"));
         assert_ne!(lock_key("parent", "a"), lock_key("migrate", "a"));
         assert_eq!(lock_key("parent", "a"), lock_key("parent", "a"));
+    }
+
+    #[test]
+    fn the_schema_parameter_is_ours_and_removed() {
+        assert_eq!(
+            split_schema("postgres://h/db"),
+            ("postgres://h/db".into(), None)
+        );
+        assert_eq!(
+            split_schema("postgres://h/db?outbox_schema=a_1"),
+            ("postgres://h/db".into(), Some("a_1".into()))
+        );
+        assert_eq!(
+            split_schema("postgres://h/db?connect_timeout=5&outbox_schema=s&sslmode=disable"),
+            (
+                "postgres://h/db?connect_timeout=5&sslmode=disable".into(),
+                Some("s".into())
+            )
+        );
     }
 
     #[test]
