@@ -6,4 +6,5 @@
 
 mod conformance;
 mod failures;
+mod multi_host;
 mod util;
