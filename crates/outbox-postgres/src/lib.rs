@@ -173,14 +173,20 @@ mod sql {
                 ts_ns = excluded.ts_ns, lock_key = excluded.lock_key, line = excluded.line
             RETURNING seq)
         SELECT EXISTS (SELECT 1 FROM {s}.consumed WHERE parent = $1 AND turn_key = $3) FROM up";
+    // The ledger is probed once per pending row through its primary key
+    // (LATERAL … LIMIT 1): a plain EXISTS may be planned as a hash of the
+    // parent's whole ledger, which grows with every turn of the TTL.
     pub const ROWS: &str = "\
-        SELECT p.child, p.seq, p.line,
-               EXISTS (SELECT 1 FROM {s}.consumed c
-                       WHERE c.parent = p.parent AND c.turn_key = p.turn_key)
-        FROM {s}.pending p WHERE p.parent = $1 ORDER BY p.seq";
+        SELECT p.child, p.seq, p.line, c.hit IS NOT NULL
+        FROM {s}.pending p
+        LEFT JOIN LATERAL (SELECT true AS hit FROM {s}.consumed c
+                           WHERE c.parent = $1 AND c.turn_key = p.turn_key LIMIT 1) c ON true
+        WHERE p.parent = $1 ORDER BY p.seq";
     pub const HAS_PENDING: &str = "\
-        SELECT EXISTS (SELECT 1 FROM {s}.pending p WHERE p.parent = $1 AND NOT EXISTS
-            (SELECT 1 FROM {s}.consumed c WHERE c.parent = p.parent AND c.turn_key = p.turn_key))";
+        SELECT EXISTS (SELECT 1 FROM {s}.pending p
+            LEFT JOIN LATERAL (SELECT true AS hit FROM {s}.consumed c
+                               WHERE c.parent = $1 AND c.turn_key = p.turn_key LIMIT 1) c ON true
+            WHERE p.parent = $1 AND c.hit IS NULL)";
     pub const FINISH: &str = "SELECT {s}.finish_drain($1, $2, $3, $4, $5, $6, $7, $8, $9)";
     pub const SWEEP_TRANSITION: &str = "\
         DELETE FROM {s}.pending
