@@ -64,7 +64,7 @@
 //! # Errors
 //!
 //! Every failure is an [`outbox::Error::Store`] naming the operation and
-//! the store, classified ([`StoreErrorKind`](outbox::StoreErrorKind)), with
+//! the store, classified ([`StoreErrorKind`]), with
 //! its [`Outcome`]: `NotApplied` when the transaction provably did not
 //! commit (the server answered with an error, or the connection failed
 //! before `COMMIT` was sent), `Unknown` when a statement that commits (an
@@ -81,7 +81,7 @@
 //! any other, so [`sweep_stale`](outbox::Store::sweep_stale) may drop it
 //! when old (the file outbox keeps records staged in its WAL).
 //! [`Drained::recovered`](outbox::Drained::recovered) is always 0, and a
-//! [`BadLine`](outbox::format::BadLine) of this store names the row's `seq`
+//! [`BadLine`] of this store names the row's `seq`
 //! as its `line_no` (offset 0).
 
 mod schema;

@@ -1,42 +1,5 @@
-//! [`Store`]: the outbox contract as a trait, so callers (the Stop hook, the
-//! CLI, the conformance suite) work over the file outbox and any other
-//! store alike (the `outbox-postgres` crate has one on PostgreSQL).
-//!
-//! The contract is the file outbox's, documented on [`Outbox`]: last wins
-//! per (parent, child) by commit order, a plain [`drain`](Store::drain)
-//! marks before it returns (a crash after that loses the records to the
-//! caller), [`drain_with`](Store::drain_with) marks only after delivery
-//! returned `Ok` (a crash in between delivers again), the consumed ledger
-//! remembers a turn ([`Record::turn_key`]) for [`LEDGER_TTL`](crate::LEDGER_TTL),
-//! [`has_pending`](Store::has_pending) and [`peek`](Store::peek) agree with
-//! what a drain would deliver, and a drain or `forget_child` from inside a
-//! `drain_with` callback of the same parent is an error, never a deadlock.
-//!
-//! **One error type.** Every store returns [`Error`]. The file outbox's
-//! variants stay as they are; a store that is not a file system reports its
-//! own failures as [`Error::Store`], a [`StoreError`] that names the
-//! operation, the store, what went wrong ([`StoreErrorKind`]) and, above
-//! all, whether the operation's effect is known ([`Outcome`]): a failed
-//! `COMMIT` round trip leaves it unknown, and the error says so. A caller
-//! matching on [`Error`] sees a file-system error or a store error, never a
-//! string.
-//!
-//! ```
-//! use outbox::{Outbox, Record, Store};
-//!
-//! // Code written against the trait runs on any store.
-//! fn finish_turn(store: &impl Store, parent: &str) -> outbox::Result<usize> {
-//!     store.commit(parent, Record::finished("child-1", "success"))?;
-//!     Ok(store.drain(parent)?.records.len())
-//! }
-//!
-//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! let root = tempfile::tempdir()?;
-//! let outbox = Outbox::open(root.path())?;
-//! assert_eq!(finish_turn(&outbox, "parent-A")?, 1);
-//! # Ok(())
-//! # }
-//! ```
+//! [`Store`]: the outbox contract as a trait, its file implementation, and
+//! what every store shares (stamping, parent ids, [`StoreError`]).
 
 use std::fmt;
 use std::path::Path;
@@ -50,9 +13,47 @@ use crate::paths::ParentPaths;
 use crate::record::{MAX_FIELD_BYTES, Record, event_fingerprint, turn_fingerprint, turn_id};
 use crate::timestamp::Timestamp;
 
-/// The outbox contract: what producers, drainers, the Stop hook and the CLI
-/// call. See the [module documentation](self) for the promises every
-/// implementation keeps, and [`Outbox`] for each operation in detail.
+/// The outbox contract as a trait, so callers (the Stop hook, the CLI, the
+/// conformance suite) work over the file outbox and any other
+/// store alike (the `outbox-postgres` crate has one on PostgreSQL).
+///
+/// The contract is the file outbox's, documented on [`Outbox`]: last wins
+/// per (parent, child) by commit order, a plain [`drain`](Store::drain)
+/// marks before it returns (a crash after that loses the records to the
+/// caller), [`drain_with`](Store::drain_with) marks only after delivery
+/// returned `Ok` (a crash in between delivers again), the consumed ledger
+/// remembers a turn ([`Record::turn_key`]) for [`LEDGER_TTL`](crate::LEDGER_TTL),
+/// [`has_pending`](Store::has_pending) and [`peek`](Store::peek) agree with
+/// what a drain would deliver, and a drain or `forget_child` from inside a
+/// `drain_with` callback of the same parent is an error, never a deadlock.
+///
+/// **One error type.** Every store returns [`Error`]. The file outbox's
+/// variants stay as they are; a store that is not a file system reports its
+/// own failures as [`Error::Store`], a [`StoreError`] that names the
+/// operation, the store, what went wrong ([`StoreErrorKind`]) and, above
+/// all, whether the operation's effect is known ([`Outcome`]): a failed
+/// `COMMIT` round trip leaves it unknown, and the error says so. A caller
+/// matching on [`Error`] sees a file-system error or a store error, never a
+/// string.
+///
+/// ```
+/// use outbox::{Outbox, Record, Store};
+///
+/// // Code written against the trait runs on any store.
+/// fn finish_turn(store: &impl Store, parent: &str) -> outbox::Result<usize> {
+///     store.commit(parent, Record::finished("child-1", "success"))?;
+///     Ok(store.drain(parent)?.records.len())
+/// }
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let root = tempfile::tempdir()?;
+/// let outbox = Outbox::open(root.path())?;
+/// assert_eq!(finish_turn(&outbox, "parent-A")?, 1);
+/// # Ok(())
+/// # }
+/// ```
+///
+/// See [`Outbox`] for each operation in detail.
 pub trait Store {
     /// Where the records live, for messages: a data root's path, or a
     /// database URL without its password.
