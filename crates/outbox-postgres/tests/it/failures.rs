@@ -19,11 +19,14 @@ fn store_error(e: &Error) -> &outbox::StoreError {
     }
 }
 
+/// Terminates the backends of `application_name` and waits (up to 10 s,
+/// `pg_terminate_backend`'s timeout) until each is gone, so what follows
+/// meets a dead connection, not a race with its death.
 fn terminate(pg: &Pg, application_name: &str) -> i64 {
     let mut client = pg.client();
     let rows = client
         .query(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+            "SELECT pg_terminate_backend(pid, 10000) FROM pg_stat_activity \
              WHERE application_name = $1 AND pid <> pg_backend_pid()",
             &[&application_name],
         )
