@@ -27,7 +27,20 @@ const TEST_SUPPORT: &str = "testutil";
 const XTASK_NORMAL_DEPS: [&str; 2] = ["serde_json", "statrs"];
 
 /// Crates the library `outbox` may use only in its tests and benches.
-const OUTBOX_DEV_ONLY: [&str; 3] = ["outbox-sim", "perfbudget", "testutil"];
+const OUTBOX_DEV_ONLY: [&str; 4] = ["outbox-conformance", "outbox-sim", "perfbudget", "testutil"];
+
+/// The conformance suite: test support for every store, so only ever a
+/// dev-dependency; it knows stores only through the `outbox::Store` trait,
+/// so `outbox` is its one workspace dependency.
+const CONFORMANCE: &str = "outbox-conformance";
+
+/// The PostgreSQL store: it builds on `outbox` alone (the trait, the
+/// stamping and encoding rules), and the `outbox` library never depends on
+/// it or on a database driver (the file outbox stays the embedded default).
+const PG_STORE: &str = "outbox-postgres";
+
+/// The crates that may depend on the PostgreSQL store normally.
+const PG_STORE_USERS: [&str; 1] = ["outbox-cli"];
 
 /// The only file of `crates/outbox/src` that may touch `std::fs`: the `Io`
 /// implementation.
@@ -142,6 +155,48 @@ fn test_support_stays_out_of_the_outbox_library() {
                 !(dep == "outbox-sim" && kind == "normal" && name(pkg) != "outbox-sim"),
                 "tidy: `{}` depends on `outbox-sim` as a normal dependency; \
                  the simulated file systems are for tests only",
+                name(pkg)
+            );
+        }
+    }
+}
+
+#[test]
+fn stores_and_the_conformance_suite_depend_only_where_the_map_says() {
+    let packages = packages();
+    let members = workspace_names(&packages);
+    for store in [CONFORMANCE, PG_STORE] {
+        let workspace_deps: BTreeSet<String> = deps(package(&packages, store))
+            .into_iter()
+            .filter(|(dep, kind)| kind == "normal" && members.contains(dep))
+            .map(|(dep, _)| dep)
+            .collect();
+        assert_eq!(
+            workspace_deps,
+            BTreeSet::from(["outbox".to_string()]),
+            "tidy: `{store}`'s normal workspace dependencies must be exactly `outbox` \
+             (ARCHITECTURE.md: it knows the outbox through the Store trait only)"
+        );
+    }
+    for (dep, kind) in deps(package(&packages, "outbox")) {
+        assert!(
+            kind != "normal" || !(dep == PG_STORE || dep.contains("postgres")),
+            "tidy: the `outbox` library depends on `{dep}`; it stays free of databases \
+             (stores build on it, not the other way round)"
+        );
+    }
+    for pkg in &packages {
+        for (dep, kind) in deps(pkg) {
+            assert!(
+                !(dep == CONFORMANCE && kind == "normal"),
+                "tidy: `{}` depends on `{CONFORMANCE}` as a normal dependency; the \
+                 conformance suite is for tests only",
+                name(pkg)
+            );
+            assert!(
+                !(dep == PG_STORE && kind == "normal" && !PG_STORE_USERS.contains(&name(pkg))),
+                "tidy: `{}` depends on `{PG_STORE}`; only {PG_STORE_USERS:?} may (normal \
+                 dependency), anything else reaches stores through `outbox::Store`",
                 name(pkg)
             );
         }

@@ -9,13 +9,15 @@ use std::io::{self, ErrorKind};
 use std::path::{Path, PathBuf};
 
 use clap::Args;
+use outbox::Store;
 use outbox::format::{MAX_LINE_BYTES, scan};
+use outbox_postgres::{PgOutbox, SCHEMA_VERSION};
 
-use crate::root::Source;
-
-/// Check the data root: which setting chose it, permissions, pending
-/// records, unfinished drains, quarantined lines, stray temporary files
-/// and the consumed ledgers' sizes.
+/// Check the store. The file store: which setting chose the data root,
+/// permissions, pending records, unfinished drains, quarantined lines,
+/// stray temporary files and the consumed ledgers' sizes. The PostgreSQL
+/// store (--store postgres://...): whether it can connect, the schema's
+/// version (connecting creates or migrates it), pending records per parent.
 ///
 /// Prints one line per finding: `ok`, `info` or `problem` (with what to
 /// do). Exit status 0 when nothing needs attention, 1 when something does.
@@ -40,6 +42,44 @@ const STOP_BLOCKS_DIR: &str = "runtime/stop-blocks";
 const TEMP_MARK: &str = ".tmp-";
 /// What marks a quarantine file (`<id>.{jsonl,wal}.quarantine-<...>`).
 const QUARANTINE_MARK: &str = ".quarantine-";
+
+/// Examines the PostgreSQL store at `url`, chosen by the setting `from`:
+/// connects (which creates or migrates the schema), then lists the pending
+/// records per parent. Consumes nothing.
+pub fn examine_postgres(url: &str, from: &str) -> Report {
+    let mut report = Report::default();
+    let store = match PgOutbox::connect(url) {
+        Ok(store) => store,
+        Err(e) => {
+            report.info(format!("store: PostgreSQL (from {from})"));
+            report.problem(format!(
+                "{e}; check the URL (--store, $OUTBOX_STORE) and that the server runs and \
+                 accepts this user"
+            ));
+            return report;
+        }
+    };
+    report.info(format!(
+        "store: PostgreSQL {} (from {from})",
+        store.describe()
+    ));
+    report.ok(format!(
+        "connected; schema {} is at version {SCHEMA_VERSION}",
+        store.schema()
+    ));
+    match store.pending_counts() {
+        Ok(counts) => {
+            for (parent, n) in counts {
+                report.info(format!("parent {parent}: {n} record(s) pending"));
+            }
+        }
+        Err(e) => report.problem(format!("cannot count the pending records: {e}")),
+    }
+    if !report.has_problems() {
+        report.ok("nothing needs attention".to_owned());
+    }
+    report
+}
 
 /// The findings, in the order they were made.
 #[derive(Debug, Default)]
@@ -77,13 +117,12 @@ impl Report {
     }
 }
 
-/// Examines `root`, chosen by `source`.
-pub fn examine(root: &Path, source: Source) -> Report {
+/// Examines the file store on `root`, chosen by the setting `from`.
+pub fn examine(root: &Path, from: &str) -> Report {
     let mut report = Report::default();
     report.info(format!(
-        "data root {} (from {})",
-        root.display(),
-        source.describe()
+        "file store: data root {} (from {from})",
+        root.display()
     ));
     match fs::metadata(root) {
         Err(e) if e.kind() == ErrorKind::NotFound => {
@@ -288,7 +327,7 @@ mod tests {
     fn a_missing_root_is_a_problem_that_names_it() {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path().join("typo");
-        let report = examine(&root, Source::Flag);
+        let report = examine(&root, "--root");
         assert_eq!(levels(&report), ["info", "problem"]);
         assert!(report.render().contains("typo does not exist"));
         assert!(!root.exists(), "doctor created nothing");
@@ -297,7 +336,7 @@ mod tests {
     #[test]
     fn an_empty_root_is_fine_and_left_as_it_was() {
         let dir = tempfile::tempdir().unwrap();
-        let report = examine(dir.path(), Source::OutboxRoot);
+        let report = examine(dir.path(), "$OUTBOX_ROOT");
         assert!(!report.has_problems(), "{}", report.render());
         assert!(report.render().contains("(from $OUTBOX_ROOT)"));
         assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 0);

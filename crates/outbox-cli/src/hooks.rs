@@ -4,7 +4,7 @@
 //! the hook runs the same binary on the same root whatever the hook's
 //! working directory and `PATH`.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use clap::Args;
 
@@ -41,14 +41,27 @@ pub struct HooksArgs {
     pub child: bool,
 }
 
+/// The store a hook's command names.
+#[derive(Clone, Debug)]
+pub enum StoreArg {
+    /// `--root DIR`: the file store on this (absolute) data root.
+    Root(PathBuf),
+    /// `--store URL`: the PostgreSQL store.
+    Store(String),
+}
+
 /// The fragment for `args`: a pretty-printed JSON object and a newline.
-/// `binary` and `root` must be absolute; a path that is not UTF-8 cannot be
+/// `binary` and a root must be absolute; a path that is not UTF-8 cannot be
 /// written into JSON and is an error naming it.
-pub fn fragment(binary: &Path, root: &Path, args: &HooksArgs) -> Result<String, String> {
+pub fn fragment(binary: &Path, store: &StoreArg, args: &HooksArgs) -> Result<String, String> {
     let utf8 = |what: &str, path: &Path| {
         path.to_str()
             .map(shell_quote)
             .ok_or_else(|| format!("{what} {} is not UTF-8", path.display()))
+    };
+    let store = match store {
+        StoreArg::Root(root) => format!("--root {}", utf8("the data root", root)?),
+        StoreArg::Store(url) => format!("--store {}", shell_quote(url)),
     };
     let subcommand = if args.child {
         "commit --parent {} --from-hook"
@@ -56,9 +69,8 @@ pub fn fragment(binary: &Path, root: &Path, args: &HooksArgs) -> Result<String, 
         "stop-hook --parent {}"
     };
     let command = format!(
-        "{} --root {} {}",
+        "{} {store} {}",
         utf8("the binary's path", binary)?,
-        utf8("the data root", root)?,
         subcommand.replace("{}", &shell_quote(&args.parent))
     );
     // Written by hand to keep the keys in Claude Code's documented order
@@ -114,7 +126,12 @@ mod tests {
             parent: "my parent".into(),
             child: false,
         };
-        let text = fragment(Path::new("/bin/outbox"), Path::new("/data/ob"), &args).unwrap();
+        let text = fragment(
+            Path::new("/bin/outbox"),
+            &StoreArg::Root("/data/ob".into()),
+            &args,
+        )
+        .unwrap();
         let json: serde_json::Value = serde_json::from_str(&text).unwrap();
         assert_eq!(
             json["hooks"]["Stop"][0]["hooks"][0]["command"],
@@ -124,7 +141,12 @@ mod tests {
             child: true,
             ..args
         };
-        let text = fragment(Path::new("/bin/outbox"), Path::new("/data/ob"), &args).unwrap();
+        let text = fragment(
+            Path::new("/bin/outbox"),
+            &StoreArg::Root("/data/ob".into()),
+            &args,
+        )
+        .unwrap();
         assert!(
             text.contains("commit --parent 'my parent' --from-hook"),
             "{text}"

@@ -22,6 +22,7 @@ mod generate;
 mod hooks;
 mod render;
 mod root;
+mod store;
 
 use std::ffi::{OsStr, OsString};
 use std::io::{self, Read, Write};
@@ -31,7 +32,9 @@ use std::time::Duration;
 
 use clap::{Args, CommandFactory, Parser, Subcommand};
 use outbox::stop_hook::{self, HookInput, StopHookError, StopOutcome};
-use outbox::{DrainWithError, Outbox, ParentPaths, Record, SweepReport};
+use outbox::{DrainWithError, Outbox, Record, Store, SweepReport};
+
+use crate::store::{AnyStore, Location};
 use serde::Deserialize;
 
 /// Exit status of a "yes" answer and of success.
@@ -65,8 +68,10 @@ const LONG_ABOUT: &str = "\
 A durable per-parent outbox: child sessions commit completion records, the
 parent drains each turn once.
 
-Data root: --root DIR, else $OUTBOX_ROOT, else $XDG_DATA_HOME/outbox, else
-~/.local/share/outbox. The layout is agent-deck's, so --root may point at an
+Store: --store URL, else --root DIR, else $OUTBOX_STORE, else $OUTBOX_ROOT,
+else $XDG_DATA_HOME/outbox, else ~/.local/share/outbox. A postgres:// URL is the
+PostgreSQL store (for agents on several hosts); a path or file:PATH is the
+file store (the default) on that data root. The layout is agent-deck's, so --root may point at an
 agent-deck data directory, but only while agent-deck is stopped: agent-deck does
 not take the locks this tool takes, so a record it appends while this tool
 rewrites the same inbox is lost. `pending` and `peek` never write; `drain`,
@@ -93,6 +98,11 @@ struct Cli {
     /// else ~/.local/share/outbox].
     #[arg(long, global = true, value_name = "DIR")]
     root: Option<PathBuf>,
+    /// The store: postgres://USER@HOST:PORT/DB for the PostgreSQL store, or
+    /// a data root (PATH or file:PATH) for the file store [default:
+    /// $OUTBOX_STORE, else the data root].
+    #[arg(long, global = true, value_name = "URL", conflicts_with = "root")]
+    store: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -474,7 +484,7 @@ fn runs_as_hook(args: &[OsString]) -> bool {
 fn subcommand_of(args: &[OsString]) -> Option<&OsStr> {
     let mut rest = args.iter().skip(1);
     while let Some(arg) = rest.next() {
-        if arg == "--root" {
+        if arg == "--root" || arg == "--store" {
             rest.next();
         } else if !arg.as_encoded_bytes().starts_with(b"-") {
             return Some(arg);
@@ -492,18 +502,21 @@ fn run(cli: Cli) -> Result<u8, Failure> {
         Command::Man(args) => return man(args),
         _ => {}
     }
-    let (root, source) =
-        root::resolve(cli.root, |name| std::env::var_os(name)).map_err(Failure::error)?;
+    let (loc, chooser) = store::resolve(cli.store, cli.root, |name| std::env::var_os(name))
+        .map_err(Failure::error)?;
     match cli.command {
-        Command::Commit(args) => commit(&root, args),
-        Command::Drain(args) => drain(&root, &args),
-        Command::Pending(args) => pending(&root, &args),
-        Command::Peek(args) => peek(&root, &args),
-        Command::Sweep(args) => sweep(&root, &args),
-        Command::StopHook(args) => run_stop_hook(&root, args),
-        Command::Hooks(args) => print_hooks(&root, &args),
+        Command::Commit(args) => commit(&loc, args),
+        Command::Drain(args) => drain(&loc, &args),
+        Command::Pending(args) => pending(&loc, &args),
+        Command::Peek(args) => peek(&loc, &args),
+        Command::Sweep(args) => sweep(&loc, &args),
+        Command::StopHook(args) => run_stop_hook(&loc, args),
+        Command::Hooks(args) => print_hooks(&loc, &args),
         Command::Doctor(_) => {
-            let mut report = doctor::examine(&root, source);
+            let mut report = match &loc {
+                Location::Files(root) => doctor::examine(root, chooser.describe()),
+                Location::Postgres(url) => doctor::examine_postgres(url, chooser.describe()),
+            };
             report.lines.insert(
                 0,
                 (
@@ -548,21 +561,24 @@ fn man(args: &generate::ManArgs) -> Result<u8, Failure> {
 
 /// `outbox hooks`: the settings.json fragment, with this binary's and the
 /// root's absolute paths.
-fn print_hooks(root: &Path, args: &hooks::HooksArgs) -> Result<u8, Failure> {
-    check_parent(root, &args.parent)?;
+fn print_hooks(loc: &Location, args: &hooks::HooksArgs) -> Result<u8, Failure> {
+    check_parent(&args.parent)?;
     let binary = std::env::current_exe()
         .map_err(|e| Failure::error(format!("cannot find this binary's path: {e}")))?;
-    let root = std::path::absolute(root)
-        .map_err(|e| Failure::error(format!("{}: cannot make it absolute: {e}", root.display())))?;
-    let text = hooks::fragment(&binary, &root, args).map_err(Failure::error)?;
+    let store = match loc {
+        Location::Files(root) => hooks::StoreArg::Root(std::path::absolute(root).map_err(|e| {
+            Failure::error(format!("{}: cannot make it absolute: {e}", root.display()))
+        })?),
+        Location::Postgres(url) => hooks::StoreArg::Store(url.clone()),
+    };
+    let text = hooks::fragment(&binary, &store, args).map_err(Failure::error)?;
     print(text.as_bytes())
 }
 
-/// Checks a parent id before anything touches the disk.
-fn check_parent(root: &Path, parent: &str) -> Result<(), Failure> {
-    ParentPaths::new(root, parent)
-        .map(drop)
-        .map_err(Failure::from)
+/// Checks a parent id before anything touches a store (every store takes
+/// the file outbox's ids).
+fn check_parent(parent: &str) -> Result<(), Failure> {
+    outbox::check_parent_id(parent).map_err(Failure::from)
 }
 
 /// Opens the outbox for a command that only reads or drains: `None` when
@@ -570,7 +586,11 @@ fn check_parent(root: &Path, parent: &str) -> Result<(), Failure> {
 /// can be pending; such a root is left as it is (not even created). The
 /// outbox is opened lazily: read-only commands create nothing, and a drain
 /// or sweep creates only the directories it writes to.
-fn open_existing(root: &Path) -> Result<Option<Outbox>, Failure> {
+fn open_existing(loc: &Location) -> Result<Option<AnyStore>, Failure> {
+    let root = match loc {
+        Location::Postgres(url) => return Ok(Some(AnyStore::postgres(url)?)),
+        Location::Files(root) => root,
+    };
     if matches!(root.try_exists(), Ok(false)) {
         // Most likely a mistyped --root or OUTBOX_ROOT: say so, but answer
         // as documented (nothing is pending there).
@@ -585,7 +605,7 @@ fn open_existing(root: &Path) -> Result<Option<Outbox>, Failure> {
     for dir in ["inboxes", "runtime/inbox-inflight"] {
         if !matches!(root.join(dir).try_exists(), Ok(false)) {
             // Present, or unknown: let the library open it and report.
-            return Ok(Some(Outbox::open_lazy(root)));
+            return Ok(Some(AnyStore::Files(Outbox::open_lazy(root))));
         }
     }
     Ok(None)
@@ -718,7 +738,7 @@ fn read_summary_file(path: &Path) -> Result<String, Failure> {
     Ok(text)
 }
 
-fn commit(root: &Path, args: CommitArgs) -> Result<u8, Failure> {
+fn commit(loc: &Location, args: CommitArgs) -> Result<u8, Failure> {
     let mut record = if args.json {
         parse_record(&read_stdin()?)?
     } else if args.from_hook {
@@ -757,7 +777,7 @@ fn commit(root: &Path, args: CommitArgs) -> Result<u8, Failure> {
             "the record has no child session id (--child, or child_session_id in --json)",
         ));
     }
-    check_parent(root, &args.parent)?;
+    check_parent(&args.parent)?;
     let len = record.done_summary.len();
     if record.cap_summary() {
         warn(&format!(
@@ -767,7 +787,11 @@ fn commit(root: &Path, args: CommitArgs) -> Result<u8, Failure> {
             outbox::TRUNCATION_MARKER
         ));
     }
-    let committed = Outbox::open(root)?.commit(&args.parent, record)?;
+    let store = match loc {
+        Location::Files(root) => AnyStore::Files(Outbox::open(root)?),
+        Location::Postgres(url) => AnyStore::postgres(url)?,
+    };
+    let committed = store.commit(&args.parent, record)?;
     for path in &committed.quarantined {
         warn(&format!(
             "unreadable lines of the inbox were set aside in {}",
@@ -793,19 +817,21 @@ fn drain_failure(e: &outbox::Error) -> String {
     match e {
         // It says what is marked and which children.
         outbox::Error::MarksKept { .. } => e.to_string(),
+        // A COMMIT that failed in flight: it says what may be marked.
+        e if e.outcome_unknown() => e.to_string(),
         _ => format!("{e}; nothing was marked consumed, the records stay pending"),
     }
 }
 
-fn drain(root: &Path, args: &DrainArgs) -> Result<u8, Failure> {
+fn drain(loc: &Location, args: &DrainArgs) -> Result<u8, Failure> {
     let inbox = &args.inbox;
-    check_parent(root, &inbox.parent)?;
+    check_parent(&inbox.parent)?;
     let max = args.max.unwrap_or(usize::MAX);
     if let Some(cmd) = &args.exec {
-        return drain_exec(root, inbox, max, cmd);
+        return drain_exec(loc, inbox, max, cmd);
     }
     let empty = if inbox.json { &b"[]\n"[..] } else { b"" };
-    let Some(outbox) = open_existing(root)? else {
+    let Some(outbox) = open_existing(loc)? else {
         return print(empty);
     };
     let drained = outbox
@@ -827,8 +853,13 @@ fn drain(root: &Path, args: &DrainArgs) -> Result<u8, Failure> {
 
 /// `drain --exec CMD`: the records go to CMD's stdin, and are marked
 /// consumed only when it read them all and exited 0.
-fn drain_exec(root: &Path, inbox: &InboxArgs, max: usize, cmd: &[OsString]) -> Result<u8, Failure> {
-    let Some(outbox) = open_existing(root)? else {
+fn drain_exec(
+    loc: &Location,
+    inbox: &InboxArgs,
+    max: usize,
+    cmd: &[OsString],
+) -> Result<u8, Failure> {
+    let Some(outbox) = open_existing(loc)? else {
         return Ok(EXIT_OK);
     };
     let mut count = 0;
@@ -849,9 +880,7 @@ fn drain_exec(root: &Path, inbox: &InboxArgs, max: usize, cmd: &[OsString]) -> R
                  pending",
                 exec::display(cmd)
             )),
-            DrainWithError::Outbox(e) => Failure::error(format!(
-                "{e}; nothing was marked consumed, the records stay pending"
-            )),
+            DrainWithError::Outbox(e) => Failure::error(drain_failure(&e)),
         })?;
     warn_about(&drained);
     Ok(EXIT_OK)
@@ -870,19 +899,19 @@ fn warn_about(drained: &outbox::Drained) {
     }
 }
 
-fn pending(root: &Path, args: &PendingArgs) -> Result<u8, Failure> {
-    check_parent(root, &args.parent)?;
-    let pending = match open_existing(root)? {
+fn pending(loc: &Location, args: &PendingArgs) -> Result<u8, Failure> {
+    check_parent(&args.parent)?;
+    let pending = match open_existing(loc)? {
         Some(outbox) => outbox.has_pending(&args.parent)?,
         None => false,
     };
     Ok(if pending { EXIT_OK } else { EXIT_NO })
 }
 
-fn peek(root: &Path, args: &PeekArgs) -> Result<u8, Failure> {
+fn peek(loc: &Location, args: &PeekArgs) -> Result<u8, Failure> {
     let inbox = &args.inbox;
-    check_parent(root, &inbox.parent)?;
-    let records = match open_existing(root)? {
+    check_parent(&inbox.parent)?;
+    let records = match open_existing(loc)? {
         Some(outbox) => outbox.peek(&inbox.parent)?,
         None => Vec::new(),
     };
@@ -890,8 +919,8 @@ fn peek(root: &Path, args: &PeekArgs) -> Result<u8, Failure> {
     print(&bytes)
 }
 
-fn sweep(root: &Path, args: &SweepArgs) -> Result<u8, Failure> {
-    let report = match open_existing(root)? {
+fn sweep(loc: &Location, args: &SweepArgs) -> Result<u8, Failure> {
+    let report = match open_existing(loc)? {
         Some(outbox) => outbox.sweep_stale_all(args.older_than)?,
         None => SweepReport::default(),
     };
@@ -918,7 +947,7 @@ fn sweep(root: &Path, args: &SweepArgs) -> Result<u8, Failure> {
     Ok(code)
 }
 
-fn run_stop_hook(root: &Path, args: StopHookArgs) -> Result<u8, Failure> {
+fn run_stop_hook(loc: &Location, args: StopHookArgs) -> Result<u8, Failure> {
     let input = HookInput::parse(&read_stdin()?)
         .map_err(|e| Failure::error(format!("stdin: {e}; not blocking")))?;
     if !input.is_stop_event() {
@@ -938,8 +967,8 @@ fn run_stop_hook(root: &Path, args: StopHookArgs) -> Result<u8, Failure> {
             ));
         }
     };
-    check_parent(root, &parent)?;
-    let Some(outbox) = open_existing(root)? else {
+    check_parent(&parent)?;
+    let Some(outbox) = open_existing(loc)? else {
         return Ok(EXIT_OK);
     };
     let outcome = stop_hook::on_stop(&outbox, &parent, input.stop_hook_active, |json| {

@@ -128,6 +128,11 @@ pub enum Error {
         /// safe.
         records: Vec<Record>,
     },
+    /// A store other than the file outbox failed (a database, see
+    /// [`Store`](crate::Store)): the operation, the store, the kind of
+    /// failure and whether its effect is known.
+    #[error(transparent)]
+    Store(Box<crate::store::StoreError>),
 }
 
 fn marks_kept_message(error: &Error, undo: &Error, visible: bool, records: &[Record]) -> String {

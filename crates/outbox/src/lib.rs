@@ -169,6 +169,7 @@ mod outbox;
 mod paths;
 mod record;
 pub mod stop_hook;
+mod store;
 mod timestamp;
 
 pub use error::{DrainWithError, Error, Result};
@@ -182,4 +183,5 @@ pub use record::{
     KIND_FINISHED, MAX_FIELD_BYTES, MAX_SUMMARY_BYTES, MAX_TURN_KEY_BYTES, Record,
     TRUNCATION_MARKER, event_fingerprint, turn_fingerprint, turn_id,
 };
+pub use store::{Outcome, Store, StoreError, StoreErrorKind, check_parent_id, stamp};
 pub use timestamp::{Timestamp, TimestampError};

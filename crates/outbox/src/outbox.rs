@@ -20,8 +20,7 @@ use crate::paths::{
     DirKind, INBOX_DIR, LEDGER_DIR, ParentPaths, STOP_BLOCKS_DIR, WAL_DIR, id_of_stem,
     quarantine_name, stem_of_target, temp_target,
 };
-use crate::record::{MAX_FIELD_BYTES, Record, event_fingerprint, turn_fingerprint, turn_id};
-use crate::timestamp::Timestamp;
+use crate::record::Record;
 
 /// How old a pending record must be before [`Outbox::sweep_stale`] drops it
 /// by default: 7 days.
@@ -329,38 +328,11 @@ impl<I: Io> Outbox<I> {
     /// `Ok` means the record is durable. An `Err` from the final directory
     /// fsync means the new inbox may or may not survive a crash; committing
     /// the same record again is safe (same turn, delivered at most once).
-    pub fn commit(&self, parent: &str, mut record: Record) -> Result<Committed> {
+    pub fn commit(&self, parent: &str, record: Record) -> Result<Committed> {
         let paths = self.paths(parent)?;
-        if let Some((field, len)) = record.oversized_field() {
-            return Err(Error::FieldTooLong {
-                field,
-                len,
-                limit: MAX_FIELD_BYTES,
-            });
-        }
+        // The stamping and encoding rules every store shares.
+        let (record, line) = crate::store::stamp(parent, record, self.now())?;
         self.ensure_layout()?;
-        record.cap_summary();
-        if record.turn_fingerprint.is_empty() {
-            record.turn_fingerprint = turn_fingerprint(&record);
-            if record.turn_id.is_empty() {
-                record.turn_id = turn_id(&record).unwrap_or_default();
-            }
-        }
-        if record.target_session_id.is_empty() {
-            record.target_session_id = parent.to_owned();
-        }
-        if record.timestamp.is_zero() {
-            record.timestamp = Timestamp::from_system_time(self.now()).unwrap_or_default();
-        }
-        record.fp = event_fingerprint(&record);
-        let line = encode(&record)?;
-        if line.len() - 1 > MAX_LINE_BYTES {
-            return Err(Error::LineTooLong {
-                child: record.child_session_id,
-                len: line.len() - 1,
-                limit: MAX_LINE_BYTES,
-            });
-        }
         let _held = self.lock(&paths.inbox_lock)?;
         // Read before anything is written, so a ledger that cannot be read
         // fails the commit cleanly instead of leaving the answer unknown.

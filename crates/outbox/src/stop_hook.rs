@@ -68,7 +68,7 @@ use crate::io::{Io, parent_dir};
 use crate::outbox::ensure_dirs;
 use crate::paths::STOP_BLOCKS_DIR;
 use crate::record::nullable;
-use crate::{Outbox, Record};
+use crate::{Outbox, Record, Store};
 
 /// How many consecutive Stop-hook blocks are allowed before the hook stops
 /// blocking and leaves the records for the heartbeat drain.
@@ -208,14 +208,14 @@ pub enum StopHookError<E> {
 }
 
 /// Applies the drain-on-Stop rule (see the module documentation) to
-/// `parent`. `emit` receives the block decision as one line of JSON (without
+/// `parent` of any [`Store`] (the file outbox, or another store). `emit` receives the block decision as one line of JSON (without
 /// a newline), `{"decision":"block","reason":"..."}`; it is called at most
 /// once, and the records are marked consumed only after it returned `Ok`.
 ///
 /// Writes nothing when nothing is pending. Otherwise: the counter (1 file +
 /// 1 directory fsync), then the drain's own fsyncs.
-pub fn on_stop<I: Io, E>(
-    outbox: &Outbox<I>,
+pub fn on_stop<S: Store, E>(
+    outbox: &S,
     parent: &str,
     stop_hook_active: bool,
     emit: impl FnOnce(&str) -> Result<(), E>,

@@ -41,7 +41,7 @@ fn a_healthy_root_says_where_it_came_from_and_what_is_pending() {
     assert!(info[0].ends_with(", on-disk format 1"), "{run:?}");
     assert_eq!(
         info[1],
-        format!("data root {} (from --root)", root.display())
+        format!("file store: data root {} (from --root)", root.display())
     );
     assert!(
         info.contains(&"parent conductor: 2 record(s) pending"),

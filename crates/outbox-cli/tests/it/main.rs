@@ -16,5 +16,6 @@ mod hardening_semantics;
 mod hooks;
 mod input;
 mod perf_cli;
+mod postgres_store;
 mod stop_hook;
 mod util;

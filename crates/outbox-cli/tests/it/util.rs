@@ -34,10 +34,11 @@ impl Run {
 }
 
 /// A command for the binary with a clean environment for the data root:
-/// `OUTBOX_ROOT`, `XDG_DATA_HOME` and `HOME` removed.
+/// `OUTBOX_STORE`, `OUTBOX_ROOT`, `XDG_DATA_HOME` and `HOME` removed.
 pub fn command() -> Command {
     let mut cmd = Command::new(BIN);
-    cmd.env_remove("OUTBOX_ROOT")
+    cmd.env_remove("OUTBOX_STORE")
+        .env_remove("OUTBOX_ROOT")
         .env_remove("XDG_DATA_HOME")
         .env_remove("HOME")
         .env_remove("RUST_BACKTRACE");

@@ -5,6 +5,7 @@
 //! `cargo xtask test-perf`); the walltime ones are `#[ignore]`d here.
 
 mod concurrency;
+mod conformance;
 mod crash;
 mod decode_props;
 mod faults;

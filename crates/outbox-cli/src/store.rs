@@ -1,0 +1,246 @@
+//! Which store the commands use: `--store URL`, else `--root DIR`, else
+//! `OUTBOX_STORE`, else the data root of `root.rs` (the file store, the
+//! default). A `postgres://` (or `postgresql://`) URL is the PostgreSQL
+//! store; `file:PATH` or a plain path is the file store on that root.
+//! [`AnyStore`] is either, as one [`Store`].
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use outbox::{Committed, DrainWithError, Drained, Outbox, Record, Result, Store, SweepReport};
+use outbox_postgres::PgOutbox;
+
+use crate::root::{self, Source};
+
+/// Where the records are.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Location {
+    /// The file store on this data root.
+    Files(PathBuf),
+    /// The PostgreSQL store at this URL.
+    Postgres(String),
+}
+
+/// Which setting chose the store.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Chooser {
+    /// The `--store` flag.
+    StoreFlag,
+    /// The `OUTBOX_STORE` environment variable.
+    StoreEnv,
+    /// A data-root setting (`--root`, `OUTBOX_ROOT`, the XDG or home
+    /// default).
+    Root(Source),
+}
+
+impl Chooser {
+    /// How a person would name the setting.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Chooser::StoreFlag => "--store",
+            Chooser::StoreEnv => "$OUTBOX_STORE",
+            Chooser::Root(source) => source.describe(),
+        }
+    }
+}
+
+/// Reads a `--store` / `OUTBOX_STORE` value.
+pub fn parse(value: &str) -> std::result::Result<Location, String> {
+    let value = value.trim();
+    if value.starts_with("postgres://") || value.starts_with("postgresql://") {
+        return Ok(Location::Postgres(value.to_owned()));
+    }
+    let path = value.strip_prefix("file:").unwrap_or(value);
+    if path.is_empty() {
+        return Err(format!(
+            "store {value:?}: expected postgres://... or a data root path (file:PATH)"
+        ));
+    }
+    if let Some((scheme, _)) = path.split_once("://") {
+        return Err(format!(
+            "store {value:?}: unknown scheme {scheme:?} (expected postgres:// or a path)"
+        ));
+    }
+    Ok(Location::Files(PathBuf::from(path)))
+}
+
+/// Resolves the store: `--store`, else `--root`, else `OUTBOX_STORE`, else
+/// `OUTBOX_ROOT` and the data-root defaults (flags before variables).
+pub fn resolve(
+    store_flag: Option<String>,
+    root_flag: Option<PathBuf>,
+    env: impl Fn(&str) -> Option<OsString>,
+) -> std::result::Result<(Location, Chooser), String> {
+    if let Some(value) = store_flag {
+        return Ok((
+            parse(&value).map_err(|e| format!("--store: {e}"))?,
+            Chooser::StoreFlag,
+        ));
+    }
+    if root_flag.is_none()
+        && let Some(value) = env("OUTBOX_STORE").filter(|v| !v.is_empty())
+    {
+        let value = value
+            .into_string()
+            .map_err(|_| "$OUTBOX_STORE is not UTF-8".to_owned())?;
+        return Ok((
+            parse(&value).map_err(|e| format!("$OUTBOX_STORE: {e}"))?,
+            Chooser::StoreEnv,
+        ));
+    }
+    let (root, source) = root::resolve(root_flag, env)?;
+    Ok((Location::Files(root), Chooser::Root(source)))
+}
+
+/// The file outbox or the PostgreSQL store.
+#[derive(Debug)]
+pub enum AnyStore {
+    /// The file outbox.
+    Files(Outbox),
+    /// The PostgreSQL store.
+    Postgres(PgOutbox),
+}
+
+impl AnyStore {
+    /// Connects to the PostgreSQL store at `url` (creating or migrating its
+    /// schema).
+    pub fn postgres(url: &str) -> Result<Self> {
+        PgOutbox::connect(url).map(AnyStore::Postgres)
+    }
+}
+
+macro_rules! each {
+    ($self:ident, $s:ident => $e:expr) => {
+        match $self {
+            AnyStore::Files($s) => $e,
+            AnyStore::Postgres($s) => $e,
+        }
+    };
+}
+
+impl Store for AnyStore {
+    fn describe(&self) -> String {
+        each!(self, s => Store::describe(s))
+    }
+
+    fn commit(&self, parent: &str, record: Record) -> Result<Committed> {
+        each!(self, s => Store::commit(s, parent, record))
+    }
+
+    fn drain(&self, parent: &str) -> Result<Drained> {
+        each!(self, s => Store::drain(s, parent))
+    }
+
+    fn drain_with_max<E>(
+        &self,
+        parent: &str,
+        max: usize,
+        deliver: impl FnOnce(&[Record]) -> std::result::Result<(), E>,
+    ) -> Result<Drained, DrainWithError<E>> {
+        each!(self, s => Store::drain_with_max(s, parent, max, deliver))
+    }
+
+    fn has_pending(&self, parent: &str) -> Result<bool> {
+        each!(self, s => Store::has_pending(s, parent))
+    }
+
+    fn peek(&self, parent: &str) -> Result<Vec<Record>> {
+        each!(self, s => Store::peek(s, parent))
+    }
+
+    fn sweep_transition(&self, parent: &str, child: &str, from: &str, to: &str) -> Result<usize> {
+        each!(self, s => Store::sweep_transition(s, parent, child, from, to))
+    }
+
+    fn sweep_stale(&self, parent: &str, max_age: Duration) -> Result<usize> {
+        each!(self, s => Store::sweep_stale(s, parent, max_age))
+    }
+
+    fn sweep_stale_all(&self, max_age: Duration) -> Result<SweepReport> {
+        each!(self, s => Store::sweep_stale_all(s, max_age))
+    }
+
+    fn forget_child(&self, parent: &str, child: &str) -> Result<usize> {
+        each!(self, s => Store::forget_child(s, parent, child))
+    }
+
+    fn stop_blocks(&self, parent: &str) -> Result<u32> {
+        each!(self, s => Store::stop_blocks(s, parent))
+    }
+
+    fn set_stop_blocks(&self, parent: &str, count: u32) -> Result<()> {
+        each!(self, s => Store::set_stop_blocks(s, parent, count))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env<'a>(vars: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<OsString> + 'a {
+        move |name| {
+            vars.iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| OsString::from(v))
+        }
+    }
+
+    #[test]
+    fn urls_and_paths_choose_the_store() {
+        assert_eq!(
+            parse("postgres://u@h/db").unwrap(),
+            Location::Postgres("postgres://u@h/db".into())
+        );
+        assert_eq!(
+            parse("postgresql://h/db").unwrap(),
+            Location::Postgres("postgresql://h/db".into())
+        );
+        assert_eq!(
+            parse("file:/srv/ob").unwrap(),
+            Location::Files("/srv/ob".into())
+        );
+        assert_eq!(parse("/srv/ob").unwrap(), Location::Files("/srv/ob".into()));
+        assert!(
+            parse("mysql://h/db")
+                .unwrap_err()
+                .contains("unknown scheme")
+        );
+        assert!(parse("file:").is_err());
+    }
+
+    #[test]
+    fn flags_come_before_variables() {
+        let vars = [
+            ("OUTBOX_STORE", "postgres://h/db"),
+            ("OUTBOX_ROOT", "/env/root"),
+        ];
+        assert_eq!(
+            resolve(Some("/flag".into()), None, env(&vars)).unwrap(),
+            (Location::Files("/flag".into()), Chooser::StoreFlag)
+        );
+        assert_eq!(
+            resolve(None, Some("/root".into()), env(&vars)).unwrap(),
+            (Location::Files("/root".into()), Chooser::Root(Source::Flag))
+        );
+        assert_eq!(
+            resolve(None, None, env(&vars)).unwrap(),
+            (
+                Location::Postgres("postgres://h/db".into()),
+                Chooser::StoreEnv
+            )
+        );
+        assert_eq!(
+            resolve(None, None, env(&vars[1..])).unwrap(),
+            (
+                Location::Files("/env/root".into()),
+                Chooser::Root(Source::OutboxRoot)
+            )
+        );
+        assert!(
+            resolve(Some("ftp://x".into()), None, env(&[]))
+                .unwrap_err()
+                .starts_with("--store: ")
+        );
+    }
+}

@@ -1,0 +1,236 @@
+//! The tables and the one function of the PostgreSQL store, and their
+//! versioned, idempotent migration.
+//!
+//! Every object lives in one schema (`outbox` by default; each test uses
+//! its own). `schema_version` holds one row, the version applied;
+//! [`migrate`] applies the missing steps of [`MIGRATIONS`] in one
+//! transaction under a transaction-level advisory lock, so processes that
+//! start at once apply each step once and wait for each other, and a step
+//! that fails applies nothing.
+
+use postgres::Client;
+
+use crate::lock_key;
+
+/// The schema version this code reads and writes.
+pub const VERSION: i32 = 1;
+
+/// The steps, in order: step `n` (1-based) moves the schema from version
+/// `n - 1` to `n`. `{s}` is the quoted schema name. Never edit a step that
+/// has shipped: add one.
+const MIGRATIONS: [&str; VERSION as usize] = [r#"
+-- The pending records: one row per (parent, child), the last committed
+-- (a commit replaces the child's row under its row lock, so the row is
+-- the last commit in commit order). `seq` is assigned from a sequence under
+-- that lock: children are delivered in the order of their last commits, and
+-- a drain deletes a row only if its `seq` is still the one it delivered.
+CREATE SEQUENCE {s}.commit_seq AS bigint;
+CREATE TABLE {s}.pending (
+    parent      text   NOT NULL,
+    child       text   NOT NULL,
+    seq         bigint NOT NULL,
+    turn_key    text   NOT NULL,
+    from_status text   NOT NULL,
+    to_status   text   NOT NULL,
+    -- The record's timestamp in Unix nanoseconds (saturated), NULL for the
+    -- zero time (no known age: sweeps keep it).
+    ts_ns       bigint,
+    -- The parent's advisory-lock key (drains and sweeps take it).
+    lock_key    bigint NOT NULL,
+    -- The record's JSON line without its newline, byte for byte what the
+    -- file outbox writes.
+    line        text   NOT NULL,
+    PRIMARY KEY (parent, child)
+);
+CREATE INDEX pending_parent_seq ON {s}.pending (parent, seq);
+-- The consumed ledger: turn key -> Unix second consumed.
+CREATE TABLE {s}.consumed (
+    parent      text   NOT NULL,
+    turn_key    text   NOT NULL,
+    consumed_at bigint NOT NULL,
+    PRIMARY KEY (parent, turn_key)
+);
+-- The Stop-hook loop guard.
+CREATE TABLE {s}.stop_blocks (
+    parent text    PRIMARY KEY,
+    count  bigint  NOT NULL
+);
+-- Rows whose line could not be read back as a record, set aside by a drain.
+CREATE TABLE {s}.quarantine (
+    parent text   NOT NULL,
+    child  text   NOT NULL,
+    seq    bigint NOT NULL,
+    line   text   NOT NULL,
+    reason text   NOT NULL,
+    at     bigint NOT NULL
+);
+-- The end of a drain, in the drain's transaction, in one round trip: set
+-- the unreadable rows aside, delete the rows handled (only if still the
+-- version handled), and when turns are marked, prune the ledger with the
+-- file outbox's clock-step rules and then mark them.
+CREATE FUNCTION {s}.finish_drain(
+    p_parent text, p_children text[], p_seqs bigint[], p_keys text[],
+    p_bad_children text[], p_bad_seqs bigint[], p_bad_reasons text[],
+    p_now bigint, p_ttl bigint
+) RETURNS void LANGUAGE plpgsql AS $fn$
+DECLARE
+    newest bigint;
+BEGIN
+    INSERT INTO {s}.quarantine (parent, child, seq, line, reason, at)
+        SELECT p.parent, p.child, p.seq, p.line, b.reason, p_now
+        FROM {s}.pending p
+        JOIN unnest(p_bad_children, p_bad_seqs, p_bad_reasons) AS b(child, seq, reason)
+          ON p.child = b.child AND p.seq = b.seq
+        WHERE p.parent = p_parent;
+    DELETE FROM {s}.pending p
+        USING unnest(p_children || p_bad_children, p_seqs || p_bad_seqs) AS h(child, seq)
+        WHERE p.parent = p_parent AND p.child = h.child AND p.seq = h.seq;
+    IF cardinality(p_keys) > 0 THEN
+        -- Stamped in the future (a clock set back): restamp now.
+        UPDATE {s}.consumed SET consumed_at = p_now
+            WHERE parent = p_parent AND consumed_at > p_now;
+        SELECT max(consumed_at) INTO newest FROM {s}.consumed WHERE parent = p_parent;
+        IF newest IS NOT NULL AND newest < p_now - p_ttl THEN
+            -- Even the newest entry is older than the TTL: a clock stepped
+            -- forward, or a parent idle for a whole TTL. Shift, never empty.
+            UPDATE {s}.consumed SET consumed_at = consumed_at + (p_now - newest)
+                WHERE parent = p_parent;
+        ELSE
+            DELETE FROM {s}.consumed
+                WHERE parent = p_parent AND consumed_at < p_now - p_ttl;
+        END IF;
+        INSERT INTO {s}.consumed (parent, turn_key, consumed_at)
+            SELECT DISTINCT p_parent, k, p_now FROM unnest(p_keys) AS k
+            ON CONFLICT (parent, turn_key) DO UPDATE SET consumed_at = excluded.consumed_at;
+    END IF;
+END
+$fn$;
+"#];
+
+/// Quotes a schema name (checked by [`check_schema_name`]) as an identifier.
+pub fn quoted(schema: &str) -> String {
+    format!("\"{schema}\"")
+}
+
+/// Whether `name` is a schema name this crate uses: 1 to 63 bytes of
+/// lowercase ASCII letters, digits and `_`, not starting with a digit (no
+/// quoting surprises, no case folding).
+pub fn check_schema_name(name: &str) -> Result<(), &'static str> {
+    if name.is_empty() || name.len() > 63 {
+        return Err("must be 1 to 63 bytes long");
+    }
+    if name.starts_with(|c: char| c.is_ascii_digit()) {
+        return Err("must not start with a digit");
+    }
+    if !name
+        .bytes()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+    {
+        return Err("may hold only lowercase ASCII letters, digits and _");
+    }
+    Ok(())
+}
+
+/// What [`migrate`] found or did.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Migrated {
+    /// The schema was at [`VERSION`] already.
+    Current,
+    /// The schema was migrated from this version (0: created).
+    From(i32),
+}
+
+/// Why a migration failed.
+#[derive(Debug)]
+pub enum MigrateError {
+    /// The server refused or the connection failed.
+    Db(postgres::Error),
+    /// The schema is at a version this code does not know.
+    TooNew(i32),
+}
+
+impl From<postgres::Error> for MigrateError {
+    fn from(e: postgres::Error) -> Self {
+        Self::Db(e)
+    }
+}
+
+/// Brings `schema` to [`VERSION`]: one read when it is current; else, in
+/// one transaction under the schema's migration lock, creates what is
+/// missing and applies the missing steps.
+pub fn migrate(client: &mut Client, schema: &str) -> Result<Migrated, MigrateError> {
+    let s = quoted(schema);
+    // Fast path: the version table exists and says current (one round trip
+    // when it does not exist, two when it does).
+    let table = format!("{s}.schema_version");
+    let exists: bool = client
+        .query_one("SELECT to_regclass($1) IS NOT NULL", &[&table])?
+        .get(0);
+    if exists {
+        let v: i32 = client
+            .query_opt(&format!("SELECT version FROM {table}"), &[])?
+            .map_or(0, |r| r.get(0));
+        if v == VERSION {
+            return Ok(Migrated::Current);
+        }
+        if v > VERSION {
+            return Err(MigrateError::TooNew(v));
+        }
+    }
+    let mut tx = client.transaction()?;
+    tx.execute(
+        "SELECT pg_advisory_xact_lock($1)",
+        &[&lock_key("migrate", schema)],
+    )?;
+    tx.batch_execute(&format!(
+        "CREATE SCHEMA IF NOT EXISTS {s};
+         CREATE TABLE IF NOT EXISTS {s}.schema_version (
+             one     boolean PRIMARY KEY DEFAULT true CHECK (one),
+             version integer NOT NULL
+         );"
+    ))?;
+    let from: i32 = tx
+        .query_opt(&format!("SELECT version FROM {s}.schema_version"), &[])?
+        .map_or(0, |r| r.get(0));
+    if from > VERSION {
+        return Err(MigrateError::TooNew(from));
+    }
+    if from == VERSION {
+        tx.commit()?;
+        return Ok(Migrated::Current);
+    }
+    for step in &MIGRATIONS[usize::try_from(from).unwrap_or(0)..] {
+        tx.batch_execute(&step.replace("{s}", &s))?;
+    }
+    tx.execute(
+        &format!(
+            "INSERT INTO {s}.schema_version (version) VALUES ($1) \
+             ON CONFLICT (one) DO UPDATE SET version = excluded.version"
+        ),
+        &[&VERSION],
+    )?;
+    tx.commit()?;
+    Ok(Migrated::From(from))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn schema_names_are_plain_identifiers() {
+        assert!(check_schema_name("outbox").is_ok());
+        assert!(check_schema_name("t_123").is_ok());
+        for bad in ["", "1abc", "Outbox", "a-b", "a\"b", &"x".repeat(64)] {
+            assert!(check_schema_name(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn every_step_names_only_the_schema_placeholder() {
+        for step in MIGRATIONS {
+            assert!(step.contains("{s}."));
+            assert!(!step.contains("outbox."), "steps name no fixed schema");
+        }
+    }
+}

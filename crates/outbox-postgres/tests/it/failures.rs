@@ -1,0 +1,251 @@
+//! The PostgreSQL store under failures: concurrent startup, a schema from
+//! the future, timeouts, backends terminated mid-drain and while idle, an
+//! unreachable server; and the byte-identical line beside the file store.
+
+use std::convert::Infallible;
+use std::sync::Barrier;
+
+use outbox::{DrainWithError, Error, Outbox, Outcome, Record, Store, StoreErrorKind};
+use outbox_postgres::{PgOutbox, SCHEMA_VERSION};
+
+use crate::util::{Pg, url, with_param};
+
+const PARENT: &str = "parent-A";
+
+fn store_error(e: &Error) -> &outbox::StoreError {
+    match e {
+        Error::Store(s) => s,
+        other => panic!("expected a store error, got {other:?}"),
+    }
+}
+
+/// Terminates the backends of `application_name` and waits (up to 10 s,
+/// `pg_terminate_backend`'s timeout) until each is gone, so what follows
+/// meets a dead connection, not a race with its death.
+fn terminate(pg: &Pg, application_name: &str) -> i64 {
+    let mut client = pg.client();
+    let rows = client
+        .query(
+            "SELECT pg_terminate_backend(pid, 10000) FROM pg_stat_activity \
+             WHERE application_name = $1 AND pid <> pg_backend_pid()",
+            &[&application_name],
+        )
+        .unwrap();
+    rows.len() as i64
+}
+
+#[test]
+fn processes_starting_at_once_migrate_the_schema_once() {
+    let Some(pg) = Pg::from_env("migrate") else {
+        return;
+    };
+    let schema = pg.fresh_schema();
+    let barrier = Barrier::new(8);
+    std::thread::scope(|s| {
+        for _ in 0..8 {
+            s.spawn(|| {
+                barrier.wait();
+                PgOutbox::connect_schema(&pg.url, &schema).unwrap();
+            });
+        }
+    });
+    let mut client = pg.client();
+    let v: i32 = client
+        .query_one(
+            &format!("SELECT version FROM \"{schema}\".schema_version"),
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(v, SCHEMA_VERSION);
+    let rows: i64 = client
+        .query_one(
+            &format!("SELECT count(*) FROM \"{schema}\".schema_version"),
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(rows, 1);
+    // Reopening is one read, and changes nothing.
+    let store = PgOutbox::connect_schema(&pg.url, &schema).unwrap();
+    store.commit(PARENT, Record::finished("c", "ok")).unwrap();
+    assert_eq!(store.drain(PARENT).unwrap().records.len(), 1);
+}
+
+#[test]
+fn a_schema_newer_than_the_code_is_refused_by_name() {
+    let Some(pg) = Pg::from_env("newer schema") else {
+        return;
+    };
+    let schema = pg.fresh_schema();
+    PgOutbox::connect_schema(&pg.url, &schema).unwrap();
+    pg.client()
+        .batch_execute(&format!(
+            "UPDATE \"{schema}\".schema_version SET version = 99"
+        ))
+        .unwrap();
+    let e = PgOutbox::connect_schema(&pg.url, &schema).unwrap_err();
+    assert_eq!(store_error(&e).kind, StoreErrorKind::Schema);
+    assert!(e.to_string().contains("schema version 99 is newer"), "{e}");
+}
+
+#[test]
+fn an_unreachable_server_is_a_connect_error_naming_the_store() {
+    if url("unreachable").is_none() {
+        return;
+    }
+    let e =
+        PgOutbox::connect("postgres://postgres@127.0.0.1:1/test?connect_timeout=5").unwrap_err();
+    let s = store_error(&e);
+    assert_eq!(s.kind, StoreErrorKind::Connect);
+    assert_eq!(s.outcome, Outcome::NotApplied);
+    assert!(
+        e.to_string()
+            .starts_with("connect on postgres://postgres@127.0.0.1:1/test"),
+        "{e}"
+    );
+}
+
+/// A drain that waits too long for the parent's lock (another drainer
+/// holds it) fails with a timeout naming the operation; nothing changes.
+#[test]
+fn a_lock_timeout_names_the_operation_and_changes_nothing() {
+    let Some(pg) = Pg::from_env("lock timeout") else {
+        return;
+    };
+    let schema = pg.fresh_schema();
+    let holder = PgOutbox::connect_schema(&pg.url, &schema).unwrap();
+    let impatient = PgOutbox::connect_schema(
+        &with_param(&pg.url, "options=-c%20lock_timeout%3D200"),
+        &schema,
+    )
+    .unwrap();
+    holder.commit(PARENT, Record::finished("c1", "ok")).unwrap();
+    let mut seen = None;
+    holder
+        .drain_with(PARENT, |records| {
+            // A second drainer (another handle: another host) waits for the
+            // lock this drain holds, and gives up.
+            let e = impatient.drain(PARENT).unwrap_err();
+            seen = Some((records.len(), e));
+            Err("hold back")
+        })
+        .unwrap_err();
+    let (n, e) = seen.unwrap();
+    assert_eq!(n, 1);
+    let s = store_error(&e);
+    assert_eq!(s.kind, StoreErrorKind::Timeout, "{e}");
+    assert_eq!(s.outcome, Outcome::NotApplied);
+    assert!(
+        e.to_string()
+            .starts_with("drain: claim the parent's records on postgres://"),
+        "{e}"
+    );
+    assert!(e.to_string().ends_with("nothing was changed"), "{e}");
+    assert_eq!(impatient.drain(PARENT).unwrap().records.len(), 1);
+}
+
+/// The drainer's backend is terminated while its delivery runs (a server
+/// restart, a failover): the marks are never committed, the error names
+/// the operation, and the records come again.
+#[test]
+fn a_backend_terminated_mid_drain_marks_nothing() {
+    let Some(pg) = Pg::from_env("terminated mid-drain") else {
+        return;
+    };
+    let schema = pg.fresh_schema();
+    let app = format!("victim_{schema}");
+    let store = PgOutbox::connect_schema(
+        &with_param(&pg.url, &format!("application_name={app}")),
+        &schema,
+    )
+    .unwrap();
+    store.commit(PARENT, Record::finished("a", "ok")).unwrap();
+    store.commit(PARENT, Record::finished("b", "ok")).unwrap();
+    let err = store
+        .drain_with(PARENT, |_| {
+            assert!(terminate(&pg, &app) >= 1);
+            Ok::<(), Infallible>(())
+        })
+        .unwrap_err();
+    let DrainWithError::Outbox(e) = err;
+    let s = store_error(&e);
+    assert_eq!(s.kind, StoreErrorKind::ConnectionLost, "{e}");
+    assert_eq!(s.outcome, Outcome::NotApplied, "{e}");
+    assert!(
+        e.to_string()
+            .starts_with("drain: mark the records consumed on postgres://"),
+        "{e}"
+    );
+    assert!(store.has_pending(PARENT).unwrap());
+    let again = store.drain(PARENT).unwrap().records;
+    assert_eq!(again.len(), 2);
+}
+
+/// Idle connections killed (a server restart between operations): a drain
+/// retries its claim on a new connection (nothing was sent that could
+/// commit); a commit, whose statement commits, cannot know and says so;
+/// committing again is safe.
+#[test]
+fn dead_idle_connections_retry_where_safe_and_say_unknown_where_not() {
+    let Some(pg) = Pg::from_env("dead idle connections") else {
+        return;
+    };
+    let schema = pg.fresh_schema();
+    let app = format!("idle_{schema}");
+    let store = PgOutbox::connect_schema(
+        &with_param(&pg.url, &format!("application_name={app}")),
+        &schema,
+    )
+    .unwrap();
+    store.commit(PARENT, Record::finished("a", "ok")).unwrap();
+    assert!(terminate(&pg, &app) >= 1);
+    assert_eq!(
+        store.drain(PARENT).unwrap().records.len(),
+        1,
+        "the drain retried"
+    );
+
+    assert!(terminate(&pg, &app) >= 1);
+    let r = Record::finished("b", "ok");
+    // (A connection the driver already knows is closed is never used: then
+    // the commit takes a new one and simply succeeds.)
+    if let Err(e) = store.commit(PARENT, r.clone()) {
+        assert!(e.outcome_unknown(), "{e}");
+        assert!(e.to_string().contains("the outcome is unknown"), "{e}");
+        store.commit(PARENT, r).unwrap();
+    }
+    let drained = store.drain(PARENT).unwrap().records;
+    assert_eq!(drained.len(), 1);
+    assert_eq!(drained[0].child_session_id, "b");
+}
+
+/// The stored line is byte for byte the file outbox's inbox line.
+#[test]
+fn the_stored_line_is_the_file_outbox_line() {
+    let Some(pg) = Pg::from_env("byte-identical") else {
+        return;
+    };
+    let schema = pg.fresh_schema();
+    let now = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_900_000_000);
+    let store = PgOutbox::connect_schema(&pg.url, &schema)
+        .unwrap()
+        .with_clock(move || now);
+    let dir = tempfile::tempdir().unwrap();
+    let files = Outbox::open(dir.path()).unwrap().with_clock(move || now);
+    let mut r = Record::finished("w1", "success");
+    r.timestamp = outbox::Timestamp::default();
+    r.child_title = "tïtle \"q\"\n\u{1}".into();
+    r.done_summary = "done — ok".into();
+    r.last_output_hash = "abc".into();
+    let a = store.commit(PARENT, r.clone()).unwrap().record;
+    let b = files.commit(PARENT, r).unwrap().record;
+    assert_eq!(a, b);
+    let on_disk = std::fs::read_to_string(files.paths(PARENT).unwrap().inbox).unwrap();
+    let row: String = pg
+        .client()
+        .query_one(&format!("SELECT line FROM \"{schema}\".pending"), &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(format!("{row}\n"), on_disk);
+}
