@@ -131,11 +131,6 @@ pub fn thousands(n: usize) -> String {
     out
 }
 
-/// Records per untimed commit-then-drain step when building a history:
-/// large enough to keep the number of drains (each rewrites our ledger)
-/// low, small enough to keep our inbox rewrites per commit cheap.
-const HISTORY_BATCH: usize = 100;
-
 /// A completion record of `child` for turn `turn`, with a summary of a
 /// realistic size (~200 bytes), as the Track A benches use.
 pub fn record(child: &str, turn: u64) -> Record {
@@ -207,7 +202,7 @@ impl CaseState {
     }
 
     /// Builds what must exist before the first round: the history of a
-    /// history case, through commits and drains of [`HISTORY_BATCH`].
+    /// history case ([`Store::seed_history`]).
     pub fn prepare(&mut self) -> Result<()> {
         let started = std::time::Instant::now();
         if let Op::Drain {
@@ -217,14 +212,17 @@ impl CaseState {
             && history > 0
         {
             let parent = self.fresh_parent()?;
-            let mut left = history;
-            while left > 0 {
-                let n = left.min(HISTORY_BATCH);
-                let batch = self.batch(n);
-                self.store.fill(&parent, batch)?;
-                expect_delivered(self.store.drain(&parent)?.len(), n, "a history drain")?;
-                left -= n;
-            }
+            let mut next_turn = self.next_turn;
+            let mut next_batch = |n: usize| {
+                (0..n)
+                    .map(|i| {
+                        next_turn += 1;
+                        record(&format!("child-{i:04}"), next_turn)
+                    })
+                    .collect()
+            };
+            self.store.seed_history(&parent, history, &mut next_batch)?;
+            self.next_turn = next_turn;
             self.history_parent = Some(parent);
         }
         self.setup_time += started.elapsed();

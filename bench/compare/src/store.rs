@@ -77,6 +77,35 @@ pub trait Store {
         Ok(())
     }
 
+    /// Gives `parent` a history of `turns` consumed turns, as that many
+    /// drained records would have, before any timed run. **Untimed.**
+    ///
+    /// The default builds it through the timed API's own operations:
+    /// [`fill`](Store::fill) `batch` records of fresh turns (`next_batch`
+    /// makes them), [`drain`](Store::drain) them, until `turns` are
+    /// consumed. An implementation may override it with a faster way to
+    /// reach the same state, and must say in its docs why that state is the
+    /// same.
+    fn seed_history(
+        &mut self,
+        parent: &str,
+        turns: usize,
+        next_batch: &mut dyn FnMut(usize) -> Vec<Record>,
+    ) -> Result<()> {
+        const BATCH: usize = 100;
+        let mut left = turns;
+        while left > 0 {
+            let n = left.min(BATCH);
+            self.fill(parent, next_batch(n))?;
+            let drained = self.drain(parent)?.len();
+            if drained != n {
+                return Err(format!("a history drain delivered {drained} of {n} records").into());
+            }
+            left -= n;
+        }
+        Ok(())
+    }
+
     /// Makes everything written so far durable, so that a timed operation
     /// with the real fsync does not also pay for flushing the setup's
     /// writes. **Untimed.**
