@@ -150,6 +150,7 @@ fn run(args: &args::Args, cases: &[Case]) -> Result<()> {
             started.elapsed().as_secs_f64()
         );
         for (ci, row) in states.iter_mut().enumerate() {
+            let case_started = Instant::now();
             let mut line = format!("  {:32}", cases[ci].id());
             for i in order(round as usize, contenders.len()) {
                 let m = row[i]
@@ -162,7 +163,10 @@ fn run(args: &args::Args, cases: &[Case]) -> Result<()> {
                 ));
                 rows[ci].samples[i].push(report::Sample::from(&m));
             }
-            eprintln!("{line}");
+            eprintln!(
+                "{line}  ({:.1} s with setups)",
+                case_started.elapsed().as_secs_f64()
+            );
         }
     }
     for (ci, row) in states.iter().enumerate() {
