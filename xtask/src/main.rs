@@ -14,6 +14,9 @@
 //!
 //! * `sim [--seeds N] [--first F] [--jobs J] | sim --seed S`: run the
 //!   outbox's seeded whole-system simulation over many seeds, or replay one.
+//! * `compare [--rounds R] [--quick] [--filter WORD]... [--scratch DIR]`:
+//!   build `bench/` (its own workspace) in release and run our outbox
+//!   against a SQLite outbox side by side. See `docs/compare.md`.
 //!
 //! This crate stays lean (serde_json, and statrs for perf-trust) because it is compiled before
 //! every perf run.
@@ -24,6 +27,7 @@ use std::process::ExitCode;
 
 mod audit;
 mod calibrate;
+mod compare;
 mod discover;
 mod model;
 mod mutants;
@@ -67,7 +71,7 @@ const USAGE_TAIL: &str = "  help
 ";
 
 fn usage() -> String {
-    format!("{USAGE_HEAD}{}{USAGE_TAIL}", sim::USAGE)
+    format!("{USAGE_HEAD}{}{}{USAGE_TAIL}", sim::USAGE, compare::USAGE)
 }
 
 fn main() -> ExitCode {
@@ -82,6 +86,7 @@ fn main() -> ExitCode {
         "perf-calibrate" => calibrate::run,
         "perf-trust" => trust::run,
         "sim" => sim::run,
+        "compare" => compare::run,
         "man" => |_: &[String]| man(),
         "help" | "-h" | "--help" => {
             print!("{}", usage());

@@ -18,6 +18,17 @@
 //!   with `k`; committing `k` records one by one is then O(k²).
 //! - `drain_real_fsync_25`: one drain of 25 with the real fsync (2 file + 2
 //!   directory fsyncs) on the disk that holds the target directory.
+//! - `commit_stubbed_fsync(k)` at k = 1 and k = 1000 are issue 14's "commit
+//!   cost does not depend on what is pending" pair (goal: within 1.5×).
+//! - `drain_25_with_history(h)`: one drain of 25 fresh turns from a parent
+//!   whose consumed ledger already holds `h` turns, fsync stubbed; issue
+//!   14's "drain cost does not depend on history" (goal: h = 100 000 within
+//!   1.5× of h = 0). See [`drain_25_with_history`] for how the history is
+//!   seeded and how much it grows while sampled.
+//!
+//! `cargo xtask compare` (`bench/`, `docs/compare.md`) runs these shapes
+//! against a SQLite outbox side by side; these benches are the quick,
+//! ours-only view of the same growth.
 //!
 //! # Harness: divan
 //!
@@ -53,7 +64,7 @@ use std::time::Duration;
 use divan::Bencher;
 use divan::counter::ItemsCount;
 use outbox::format::encode_line;
-use outbox::{Outbox, Record, event_fingerprint, turn_fingerprint};
+use outbox::{Outbox, Record, event_fingerprint, turn_fingerprint, turn_id};
 use tempfile::TempDir;
 
 fn main() {
@@ -212,7 +223,7 @@ fn drain_stubbed_fsync(bencher: Bencher, n: usize) {
 
 /// Commit of one new child into an inbox already holding `k` records,
 /// fsync stubbed.
-#[divan::bench(args = [0, 25, 100, 1000], sample_size = 1, sample_count = 200, max_time = Duration::from_secs(4))]
+#[divan::bench(args = [0, 1, 25, 100, 1000], sample_size = 1, sample_count = 200, max_time = Duration::from_secs(4))]
 fn commit_stubbed_fsync(bencher: Bencher, k: usize) {
     let fx = Fixture::new(stubbed_root(), stdio_stubbed(), k);
     bencher
@@ -240,6 +251,104 @@ fn drain_real_fsync_25(bencher: Bencher) {
         .with_inputs(|| fx.reset_durably())
         .bench_local_values(|()| {
             let drained = fx.outbox.drain(PARENT).expect("drain");
+            assert_eq!(drained.records.len(), N, "the drain must deliver all");
+            drained
+        });
+}
+
+/// Consumed turns a history fixture is built with: none, a busy parent's
+/// few days, and half of a busy parent's 14-day TTL (issue 14).
+const HISTORIES: [usize; 3] = [0, 10_000, 100_000];
+
+/// Samples of [`drain_25_with_history`]: each adds 25 turns to the history,
+/// so the history grows by at most 25 × (this + divan's warm-up samples).
+const HISTORY_SAMPLES: u32 = 40;
+
+/// `n` records of children `0..n` for turn `turn`: distinct children, and a
+/// `last_output_hash` no other turn has, so every record is a new turn.
+fn fresh_turn(n: usize, turn: usize) -> impl Iterator<Item = Record> {
+    (0..n).map(move |i| {
+        let mut r = record(i);
+        r.last_output_hash = format!("turn-{turn}");
+        r
+    })
+}
+
+/// Gives `parent` a consumed history of `h` turns (keys `child-NNNN@...`
+/// of turns no record of the bench uses) before any sample.
+///
+/// The ledger is written as agent-deck writes it (a JSON object of turn
+/// key → Unix second: the format every version of the outbox must keep
+/// reading, and which a redesigned one migrates on first use); then a
+/// commit of a seeded turn must report `already_consumed` (the outbox
+/// read it), and one untimed commit and drain let the outbox adopt it, so
+/// a migration, if any, is not timed. Building it through the API instead
+/// costs O(h²) while every commit reads the whole ledger (373 s for
+/// 10 000 turns on the project's machine, hours for 100 000).
+fn seed_history<I: outbox::io::Io>(outbox: &Outbox<I>, parent: &str, h: usize) {
+    if h == 0 {
+        return;
+    }
+    let ledger = outbox.paths(parent).expect("paths").ledger;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_secs();
+    let seeded: Vec<Record> = (0..h).flat_map(|t| fresh_turn(1, usize::MAX - t)).collect();
+    let entries: serde_json::Map<String, serde_json::Value> = seeded
+        .iter()
+        .map(|r| (turn_id(r).expect("a completion with a hash"), now.into()))
+        .collect();
+    std::fs::create_dir_all(ledger.parent().expect("parent")).expect("ledger directory");
+    std::fs::write(&ledger, serde_json::to_vec(&entries).expect("encode")).expect("write ledger");
+    let again = outbox.commit(parent, seeded[0].clone()).expect("commit");
+    assert!(again.already_consumed, "the seeded ledger was not read");
+    outbox
+        .commit(parent, record(0))
+        .expect("commit the adopting record");
+    assert_eq!(outbox.drain(parent).expect("drain").records.len(), 1);
+}
+
+/// Drain of 25 fresh turns from a parent with `h` consumed turns of
+/// history, fsync stubbed.
+///
+/// The history is seeded once, untimed ([`seed_history`]). Each sample's
+/// untimed setup commits 25 fresh turns; the timed drain delivers them and
+/// adds them to the history, so it grows from `h` by 25 per sample
+/// (≤ 1 000 over the bench: 10 % of the 10 000 case, 1 % of the 100 000
+/// one). For `h = 0` each sample uses a new parent, warmed by one untimed
+/// commit and drain so its lock files exist as in steady state.
+#[divan::bench(args = HISTORIES, sample_size = 1, sample_count = HISTORY_SAMPLES, max_time = Duration::from_secs(20))]
+fn drain_25_with_history(bencher: Bencher, h: usize) {
+    const N: usize = 25;
+    let dir = stubbed_root();
+    let outbox = Outbox::open_with(dir.path(), stdio_stubbed()).expect("open outbox");
+    seed_history(&outbox, PARENT, h);
+    let mut turn = 0usize;
+    let mut commit_turn = |parent: &str, n: usize| {
+        turn += 1;
+        for r in fresh_turn(n, turn) {
+            outbox.commit(parent, r).expect("commit");
+        }
+    };
+    let mut fresh_parents = 0usize;
+    bencher
+        .counter(ItemsCount::new(N))
+        .with_inputs(|| {
+            let parent = if h == 0 {
+                fresh_parents += 1;
+                let parent = format!("{PARENT}-{fresh_parents}");
+                commit_turn(&parent, 1);
+                outbox.drain(&parent).expect("warm-up drain");
+                parent
+            } else {
+                PARENT.to_owned()
+            };
+            commit_turn(&parent, N);
+            parent
+        })
+        .bench_local_values(|parent| {
+            let drained = outbox.drain(&parent).expect("drain");
             assert_eq!(drained.records.len(), N, "the drain must deliver all");
             drained
         });
