@@ -66,6 +66,27 @@ impl ThreadUsage {
     }
 }
 
+impl Measurement {
+    /// The same statistic over each sample's wall time minus its run-queue
+    /// wait: the time the measuring thread ran or was blocked, not the time
+    /// it was ready to run while another process had the CPU. `None` where
+    /// the platform does not tell ([`thread_usage`](Self::thread_usage)).
+    ///
+    /// On a quiet machine it equals the trimmed mean (nothing waits for a
+    /// CPU); on an oversubscribed one it removes what the neighbours cost.
+    /// A slower code path still shows in full: its extra time is spent
+    /// running or blocked, never in this thread's run queue.
+    #[must_use]
+    pub fn trimmed_mean_without_runq_wait(&self) -> Option<Duration> {
+        let usage = self.thread.as_ref()?;
+        let mut own = self.samples;
+        for (sample, wait) in own.iter_mut().zip(usage.wait) {
+            *sample = sample.saturating_sub(wait);
+        }
+        Some(Measurement::from_samples(own).trimmed_mean())
+    }
+}
+
 /// The measuring thread's on-CPU time and run-queue wait so far, from
 /// `/proc/thread-self/schedstat`; `None` where it cannot be read.
 #[must_use]
