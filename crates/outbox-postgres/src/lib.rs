@@ -541,7 +541,13 @@ impl PgOutbox {
             let reused = conn.reused;
             let result = conn
                 .client
-                .batch_execute(&format!("BEGIN; SELECT pg_advisory_xact_lock({key})"))
+                // READ COMMITTED whatever the server's default: each
+                // statement after the lock must see what the previous holder
+                // committed (a REPEATABLE READ or SERIALIZABLE snapshot is
+                // taken before the lock is granted).
+                .batch_execute(&format!(
+                    "BEGIN ISOLATION LEVEL READ COMMITTED; SELECT pg_advisory_xact_lock({key})"
+                ))
                 .and_then(|()| then(&mut conn, &self.inner.quoted));
             match result {
                 Ok(v) => return Ok((conn, v)),

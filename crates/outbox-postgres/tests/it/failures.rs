@@ -249,3 +249,110 @@ fn the_stored_line_is_the_file_outbox_line() {
         .get(0);
     assert_eq!(format!("{row}\n"), on_disk);
 }
+
+/// Blocks until a backend of `application_name` waits for an advisory lock
+/// (a drain queued behind another drainer of the same parent): a condition
+/// polled on the server, not a sleep.
+fn wait_for_lock_waiter(pg: &Pg, application_name: &str) {
+    let mut client = pg.client();
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let waiting: i64 = client
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1 \
+                 AND wait_event_type = 'Lock' AND wait_event = 'advisory'",
+                &[&application_name],
+            )
+            .unwrap()
+            .get(0);
+        if waiting > 0 {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < until,
+            "no backend of {application_name} ever waited for the drain lock"
+        );
+        std::thread::yield_now();
+    }
+}
+
+/// The URL with `default_transaction_isolation` set to `serializable`, as a
+/// DBA may set it for a database or role.
+fn serializable(url: &str) -> String {
+    with_param(
+        url,
+        "options=-c%20default_transaction_isolation%3Dserializable",
+    )
+}
+
+/// A database whose default isolation is `serializable` (or `repeatable
+/// read`): a second drainer that queued behind the first must still see
+/// what the first consumed, not a snapshot taken before it got the lock,
+/// and deliver nothing again.
+#[test]
+fn a_queued_drainer_sees_what_the_first_consumed_whatever_the_default_isolation() {
+    let Some(pg) = Pg::from_env("queued drainer isolation") else {
+        return;
+    };
+    let schema = pg.fresh_schema();
+    let url = serializable(&pg.url);
+    let first = PgOutbox::connect_schema(&url, &schema).unwrap();
+    let app = format!("second_{schema}");
+    let second = PgOutbox::connect_schema(
+        &with_param(&url, &format!("application_name={app}")),
+        &schema,
+    )
+    .unwrap();
+    first.commit(PARENT, Record::finished("c1", "ok")).unwrap();
+    let mut again = Vec::new();
+    let second_result = std::thread::scope(|s| {
+        let mut queued = None;
+        let drained = first
+            .drain_with(PARENT, |records| {
+                assert_eq!(records.len(), 1);
+                queued = Some(s.spawn(|| {
+                    second.drain_with(PARENT, |records| {
+                        again.extend(records.iter().map(|r| r.child_session_id.clone()));
+                        Ok::<(), Infallible>(())
+                    })
+                }));
+                wait_for_lock_waiter(&pg, &app);
+                Ok::<(), Infallible>(())
+            })
+            .unwrap();
+        assert_eq!(drained.records.len(), 1);
+        queued.unwrap().join().unwrap()
+    });
+    assert!(again.is_empty(), "delivered twice: {again:?}");
+    let drained = second_result.unwrap_or_else(|e| panic!("{:?}", e));
+    assert!(drained.records.is_empty());
+}
+
+/// Processes starting at once migrate the schema once, also when the
+/// database's default isolation is `serializable`.
+#[test]
+fn processes_starting_at_once_migrate_under_a_serializable_default() {
+    let Some(pg) = Pg::from_env("migrate serializable") else {
+        return;
+    };
+    let schema = pg.fresh_schema();
+    let url = serializable(&pg.url);
+    let barrier = Barrier::new(8);
+    let errors: Vec<String> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..8)
+            .map(|_| {
+                s.spawn(|| {
+                    barrier.wait();
+                    PgOutbox::connect_schema(&url, &schema)
+                        .err()
+                        .map(|e| e.to_string())
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .filter_map(|h| h.join().unwrap())
+            .collect()
+    });
+    assert!(errors.is_empty(), "{errors:#?}");
+}
