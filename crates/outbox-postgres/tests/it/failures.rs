@@ -356,3 +356,34 @@ fn processes_starting_at_once_migrate_under_a_serializable_default() {
     });
     assert!(errors.is_empty(), "{errors:#?}");
 }
+
+/// A row whose line cannot be read back (written by another program) is
+/// not something a drain would deliver: `has_pending` agrees with `peek`
+/// and the drain, which sets it aside.
+#[test]
+fn has_pending_agrees_with_peek_about_an_unreadable_row() {
+    let Some(pg) = Pg::from_env("unreadable row") else {
+        return;
+    };
+    let schema = pg.fresh_schema();
+    let store = PgOutbox::connect_schema(&pg.url, &schema).unwrap();
+    pg.client()
+        .execute(
+            &format!(
+                "INSERT INTO \"{schema}\".pending \
+                 (parent, child, seq, turn_key, from_status, to_status, ts_ns, lock_key, line) \
+                 VALUES ($1, 'x', nextval('\"{schema}\".commit_seq'), 'x@1', '', '', NULL, 0, \
+                 'not a record')"
+            ),
+            &[&PARENT],
+        )
+        .unwrap();
+    assert!(store.peek(PARENT).unwrap().is_empty());
+    assert!(
+        !store.has_pending(PARENT).unwrap(),
+        "has_pending says yes, peek and a drain deliver nothing"
+    );
+    let drained = store.drain(PARENT).unwrap();
+    assert!(drained.records.is_empty());
+    assert_eq!(drained.bad_lines.len(), 1);
+}
