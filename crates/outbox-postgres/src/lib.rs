@@ -312,7 +312,7 @@ impl PgOutbox {
         let mut config: postgres::Config = url.parse().map_err(|e| {
             store_error(
                 "parse the store URL",
-                redact(url),
+                redact_url(url),
                 StoreErrorKind::Connect,
                 Outcome::NotApplied,
                 e,
@@ -321,7 +321,7 @@ impl PgOutbox {
         if let Err(why) = schema::check_schema_name(schema) {
             return Err(store_error(
                 "choose the schema",
-                redact(url),
+                redact_url(url),
                 StoreErrorKind::Schema,
                 Outcome::NotApplied,
                 format!("schema name {schema:?} {why}"),
@@ -784,20 +784,37 @@ fn store_error(
     }))
 }
 
-/// The URL with any password replaced, for messages about a URL that did
-/// not parse.
-fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => {
-            let userinfo = &url[scheme + 3..at];
-            match userinfo.split_once(':') {
-                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
-                None => url.to_owned(),
-            }
-        }
-        _ if url.contains("password") => "the store URL (it names a password)".to_owned(),
+/// `url` with any password replaced (in its user info, a query parameter,
+/// or a `key=value` string), for messages about a URL that was refused.
+pub fn redact_url(url: &str) -> String {
+    let Some(scheme) = url.find("://") else {
+        return if url.to_ascii_lowercase().contains("pass") {
+            "the store URL (it names a password)".to_owned()
+        } else {
+            url.to_owned()
+        };
+    };
+    let mut text = match url.rfind('@') {
+        Some(at) if at > scheme => match url[scheme + 3..at].split_once(':') {
+            Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
+            None => url.to_owned(),
+        },
         _ => url.to_owned(),
+    };
+    if let Some(q) = text.find('?') {
+        let params: Vec<String> = text[q + 1..]
+            .split('&')
+            .map(|p| match p.split_once('=') {
+                // `%`: a key may be percent-encoded (`pass%77ord`).
+                Some((k, _)) if k.to_ascii_lowercase().contains("pass") || k.contains('%') => {
+                    format!("{k}=***")
+                }
+                _ => p.to_owned(),
+            })
+            .collect();
+        text = format!("{}?{}", &text[..q], params.join("&"));
     }
+    text
 }
 
 /// `postgres://user@host:port/db (schema s)`, without the password.
@@ -1033,11 +1050,20 @@ mod tests {
     #[test]
     fn passwords_never_reach_a_message() {
         assert_eq!(
-            redact("postgres://u:secret@h:5432/db"),
+            redact_url("postgres://u:secret@h:5432/db"),
             "postgres://u:***@h:5432/db"
         );
-        assert_eq!(redact("postgres://u@h/db"), "postgres://u@h/db");
-        assert!(!redact("host=h password=secret").contains("secret"));
+        assert_eq!(redact_url("postgres://u@h/db"), "postgres://u@h/db");
+        assert!(!redact_url("host=h password=secret").contains("secret"));
+        assert!(!redact_url("host=h PASSWORD=secret").contains("secret"));
+        // A password in the query string, beside a user without one.
+        assert!(!redact_url("postgres://u@h:x/db?password=secret").contains("secret"));
+        assert!(!redact_url("postgres://h:x/db?password=secret").contains("secret"));
+        assert!(!redact_url("postgres://h:x/db?pass%77ord=secret").contains("secret"));
+        assert_eq!(
+            redact_url("postgres://u@h:x/db?password=s&port=x"),
+            "postgres://u@h:x/db?password=***&port=x"
+        );
         let config: postgres::Config = "postgres://u:secret@h:6000/db".parse().unwrap();
         let text = describe(&config, "s");
         assert_eq!(text, "postgres://u@h:6000/db (schema s)");
