@@ -258,6 +258,19 @@ fn classify(e: &postgres::Error) -> StoreErrorKind {
     }
 }
 
+/// The driver's error with its causes: its `Display` is only its kind
+/// ("db error", "error connecting to server"), the reason is in `source`.
+fn reason(e: &postgres::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
 /// Whether the server itself answered `e` (then the statement or
 /// transaction it answered provably did not commit).
 fn server_answered(e: &postgres::Error) -> bool {
@@ -408,13 +421,7 @@ impl PgOutbox {
             // dead too.
             lock(&self.inner.idle).clear();
         }
-        store_error(
-            op,
-            self.inner.describe.clone(),
-            kind,
-            outcome,
-            e.to_string(),
-        )
+        store_error(op, self.inner.describe.clone(), kind, outcome, reason(e))
     }
 
     fn error_msg(&self, op: &'static str, kind: StoreErrorKind, message: String) -> Error {
@@ -445,7 +452,7 @@ impl PgOutbox {
                 self.inner.describe.clone(),
                 StoreErrorKind::Connect,
                 Outcome::NotApplied,
-                e.to_string(),
+                reason(&e),
             )
         })?;
         Ok(Conn {

@@ -387,3 +387,33 @@ fn has_pending_agrees_with_peek_about_an_unreadable_row() {
     assert!(drained.records.is_empty());
     assert_eq!(drained.bad_lines.len(), 1);
 }
+
+/// A store error carries the server's or the system's reason, not only the
+/// driver's kind of error ("db error", "error connecting to server").
+#[test]
+fn errors_carry_the_reason() {
+    let Some(pg) = Pg::from_env("errors carry the reason") else {
+        return;
+    };
+    let schema = pg.fresh_schema();
+    let holder = PgOutbox::connect_schema(&pg.url, &schema).unwrap();
+    let impatient = PgOutbox::connect_schema(
+        &with_param(&pg.url, "options=-c%20lock_timeout%3D100"),
+        &schema,
+    )
+    .unwrap();
+    holder.commit(PARENT, Record::finished("c1", "ok")).unwrap();
+    let mut seen = None;
+    holder
+        .drain_with(PARENT, |_| {
+            seen = Some(impatient.drain(PARENT).unwrap_err());
+            Ok::<(), Infallible>(())
+        })
+        .unwrap();
+    let e = seen.unwrap();
+    assert!(e.to_string().contains("lock timeout"), "{e}");
+
+    let e =
+        PgOutbox::connect("postgres://postgres@127.0.0.1:1/test?connect_timeout=5").unwrap_err();
+    assert!(e.to_string().to_lowercase().contains("refused"), "{e}");
+}
