@@ -47,8 +47,9 @@
 //!
 //! # Drain
 //!
-//! One transaction: `BEGIN` and `pg_advisory_xact_lock` on the parent's key
-//! (one round trip), so two drainers of one parent, on any hosts, never
+//! One transaction: `BEGIN` (`READ COMMITTED` and no
+//! `idle_in_transaction_session_timeout`, whatever the server's defaults)
+//! and `pg_advisory_xact_lock` on the parent's key (one round trip), so two drainers of one parent, on any hosts, never
 //! both claim its records: the second waits for the first to finish; then
 //! the parent's rows, with whether each turn is consumed (one round trip);
 //! then the caller's delivery, for [`drain_with`](outbox::Store::drain_with);
@@ -242,7 +243,9 @@ fn classify(e: &postgres::Error) -> StoreErrorKind {
         Some(c)
             if *c == SqlState::ADMIN_SHUTDOWN
                 || *c == SqlState::CRASH_SHUTDOWN
-                || *c == SqlState::CANNOT_CONNECT_NOW =>
+                || *c == SqlState::CANNOT_CONNECT_NOW
+                || *c == SqlState::IDLE_IN_TRANSACTION_SESSION_TIMEOUT
+                || *c == SqlState::IDLE_SESSION_TIMEOUT =>
         {
             StoreErrorKind::ConnectionLost
         }
@@ -551,9 +554,13 @@ impl PgOutbox {
                 // READ COMMITTED whatever the server's default: each
                 // statement after the lock must see what the previous holder
                 // committed (a REPEATABLE READ or SERIALIZABLE snapshot is
-                // taken before the lock is granted).
+                // taken before the lock is granted). No idle-in-transaction
+                // timeout: the server ending the transaction during a slow
+                // delivery would hand the parent to a second drainer.
                 .batch_execute(&format!(
-                    "BEGIN ISOLATION LEVEL READ COMMITTED; SELECT pg_advisory_xact_lock({key})"
+                    "BEGIN ISOLATION LEVEL READ COMMITTED; \
+                     SET LOCAL idle_in_transaction_session_timeout = 0; \
+                     SELECT pg_advisory_xact_lock({key})"
                 ))
                 .and_then(|()| then(&mut conn, &self.inner.quoted));
             match result {

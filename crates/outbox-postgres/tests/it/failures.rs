@@ -417,3 +417,65 @@ fn errors_carry_the_reason() {
         PgOutbox::connect("postgres://postgres@127.0.0.1:1/test?connect_timeout=5").unwrap_err();
     assert!(e.to_string().to_lowercase().contains("refused"), "{e}");
 }
+
+/// A server with `idle_in_transaction_session_timeout` (a common DBA
+/// setting) must not end a drain's transaction while its delivery runs:
+/// that would release the parent's lock, and a second drainer would claim
+/// and deliver the same records while the first still delivers them.
+#[test]
+fn a_slow_delivery_keeps_the_parent_under_an_idle_in_transaction_timeout() {
+    let Some(pg) = Pg::from_env("idle in transaction timeout") else {
+        return;
+    };
+    let schema = pg.fresh_schema();
+    let first_app = format!("first_{schema}");
+    let second_app = format!("second_{schema}");
+    let timeout = "options=-c%20idle_in_transaction_session_timeout%3D200";
+    let first = PgOutbox::connect_schema(
+        &with_param(
+            &with_param(&pg.url, timeout),
+            &format!("application_name={first_app}"),
+        ),
+        &schema,
+    )
+    .unwrap();
+    let second = PgOutbox::connect_schema(
+        &with_param(&pg.url, &format!("application_name={second_app}")),
+        &schema,
+    )
+    .unwrap();
+    first.commit(PARENT, Record::finished("c1", "ok")).unwrap();
+    let (first_result, second_result) = std::thread::scope(|s| {
+        let mut queued = None;
+        let first_result = first.drain_with(PARENT, |_| {
+            queued = Some(s.spawn(|| second.drain(PARENT)));
+            wait_for_lock_waiter(&pg, &second_app);
+            // Deliver for longer than the timeout: until the first's
+            // transaction has been idle for 400 ms, or is gone.
+            let mut client = pg.client();
+            loop {
+                let done: bool = client
+                    .query_one(
+                        "SELECT NOT EXISTS (SELECT 1 FROM pg_stat_activity \
+                         WHERE application_name = $1 AND state = 'idle in transaction' \
+                         AND clock_timestamp() - state_change < interval '400 ms')",
+                        &[&first_app],
+                    )
+                    .unwrap()
+                    .get(0);
+                if done {
+                    break;
+                }
+                std::thread::yield_now();
+            }
+            Ok::<(), Infallible>(())
+        });
+        (first_result, queued.unwrap().join().unwrap())
+    });
+    let second = second_result.unwrap();
+    assert!(
+        second.records.is_empty(),
+        "the second drainer delivered what the first was delivering; first: {first_result:?}"
+    );
+    assert_eq!(first_result.unwrap().records.len(), 1);
+}
