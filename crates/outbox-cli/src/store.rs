@@ -48,18 +48,20 @@ impl Chooser {
 /// Reads a `--store` / `OUTBOX_STORE` value.
 pub fn parse(value: &str) -> std::result::Result<Location, String> {
     let value = value.trim();
+    // Messages name the value without its password.
+    let shown = outbox_postgres::redact_url(value);
     if value.starts_with("postgres://") || value.starts_with("postgresql://") {
         return Ok(Location::Postgres(value.to_owned()));
     }
     let path = value.strip_prefix("file:").unwrap_or(value);
     if path.is_empty() {
         return Err(format!(
-            "store {value:?}: expected postgres://... or a data root path (file:PATH)"
+            "store {shown:?}: expected postgres://... or a data root path (file:PATH)"
         ));
     }
     if let Some((scheme, _)) = path.split_once("://") {
         return Err(format!(
-            "store {value:?}: unknown scheme {scheme:?} (expected postgres:// or a path)"
+            "store {shown:?}: unknown scheme {scheme:?} (expected postgres:// or a path)"
         ));
     }
     Ok(Location::Files(PathBuf::from(path)))
@@ -207,6 +209,19 @@ mod tests {
                 .contains("unknown scheme")
         );
         assert!(parse("file:").is_err());
+    }
+
+    #[test]
+    fn a_refused_store_url_never_shows_its_password() {
+        for value in [
+            "pg://u:secret@h/db",
+            "POSTGRES://u:secret@h/db",
+            "postgres+tls://u:secret@h/db",
+            "mysql://h/db?password=secret",
+        ] {
+            let e = parse(value).unwrap_err();
+            assert!(!e.contains("secret"), "{e}");
+        }
     }
 
     #[test]

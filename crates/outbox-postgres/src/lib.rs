@@ -47,8 +47,9 @@
 //!
 //! # Drain
 //!
-//! One transaction: `BEGIN` and `pg_advisory_xact_lock` on the parent's key
-//! (one round trip), so two drainers of one parent, on any hosts, never
+//! One transaction: `BEGIN` (`READ COMMITTED` and no
+//! `idle_in_transaction_session_timeout`, whatever the server's defaults)
+//! and `pg_advisory_xact_lock` on the parent's key (one round trip), so two drainers of one parent, on any hosts, never
 //! both claim its records: the second waits for the first to finish; then
 //! the parent's rows, with whether each turn is consumed (one round trip);
 //! then the caller's delivery, for [`drain_with`](outbox::Store::drain_with);
@@ -242,7 +243,9 @@ fn classify(e: &postgres::Error) -> StoreErrorKind {
         Some(c)
             if *c == SqlState::ADMIN_SHUTDOWN
                 || *c == SqlState::CRASH_SHUTDOWN
-                || *c == SqlState::CANNOT_CONNECT_NOW =>
+                || *c == SqlState::CANNOT_CONNECT_NOW
+                || *c == SqlState::IDLE_IN_TRANSACTION_SESSION_TIMEOUT
+                || *c == SqlState::IDLE_SESSION_TIMEOUT =>
         {
             StoreErrorKind::ConnectionLost
         }
@@ -256,6 +259,19 @@ fn classify(e: &postgres::Error) -> StoreErrorKind {
             _ => StoreErrorKind::Other,
         },
     }
+}
+
+/// The driver's error with its causes: its `Display` is only its kind
+/// ("db error", "error connecting to server"), the reason is in `source`.
+fn reason(e: &postgres::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
 }
 
 /// Whether the server itself answered `e` (then the statement or
@@ -312,7 +328,7 @@ impl PgOutbox {
         let mut config: postgres::Config = url.parse().map_err(|e| {
             store_error(
                 "parse the store URL",
-                redact(url),
+                redact_url(url),
                 StoreErrorKind::Connect,
                 Outcome::NotApplied,
                 e,
@@ -321,7 +337,7 @@ impl PgOutbox {
         if let Err(why) = schema::check_schema_name(schema) {
             return Err(store_error(
                 "choose the schema",
-                redact(url),
+                redact_url(url),
                 StoreErrorKind::Schema,
                 Outcome::NotApplied,
                 format!("schema name {schema:?} {why}"),
@@ -408,13 +424,7 @@ impl PgOutbox {
             // dead too.
             lock(&self.inner.idle).clear();
         }
-        store_error(
-            op,
-            self.inner.describe.clone(),
-            kind,
-            outcome,
-            e.to_string(),
-        )
+        store_error(op, self.inner.describe.clone(), kind, outcome, reason(e))
     }
 
     fn error_msg(&self, op: &'static str, kind: StoreErrorKind, message: String) -> Error {
@@ -445,7 +455,7 @@ impl PgOutbox {
                 self.inner.describe.clone(),
                 StoreErrorKind::Connect,
                 Outcome::NotApplied,
-                e.to_string(),
+                reason(&e),
             )
         })?;
         Ok(Conn {
@@ -541,7 +551,17 @@ impl PgOutbox {
             let reused = conn.reused;
             let result = conn
                 .client
-                .batch_execute(&format!("BEGIN; SELECT pg_advisory_xact_lock({key})"))
+                // READ COMMITTED whatever the server's default: each
+                // statement after the lock must see what the previous holder
+                // committed (a REPEATABLE READ or SERIALIZABLE snapshot is
+                // taken before the lock is granted). No idle-in-transaction
+                // timeout: the server ending the transaction during a slow
+                // delivery would hand the parent to a second drainer.
+                .batch_execute(&format!(
+                    "BEGIN ISOLATION LEVEL READ COMMITTED; \
+                     SET LOCAL idle_in_transaction_session_timeout = 0; \
+                     SELECT pg_advisory_xact_lock({key})"
+                ))
                 .and_then(|()| then(&mut conn, &self.inner.quoted));
             match result {
                 Ok(v) => return Ok((conn, v)),
@@ -778,20 +798,37 @@ fn store_error(
     }))
 }
 
-/// The URL with any password replaced, for messages about a URL that did
-/// not parse.
-fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => {
-            let userinfo = &url[scheme + 3..at];
-            match userinfo.split_once(':') {
-                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
-                None => url.to_owned(),
-            }
-        }
-        _ if url.contains("password") => "the store URL (it names a password)".to_owned(),
+/// `url` with any password replaced (in its user info, a query parameter,
+/// or a `key=value` string), for messages about a URL that was refused.
+pub fn redact_url(url: &str) -> String {
+    let Some(scheme) = url.find("://") else {
+        return if url.to_ascii_lowercase().contains("pass") {
+            "the store URL (it names a password)".to_owned()
+        } else {
+            url.to_owned()
+        };
+    };
+    let mut text = match url.rfind('@') {
+        Some(at) if at > scheme => match url[scheme + 3..at].split_once(':') {
+            Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
+            None => url.to_owned(),
+        },
         _ => url.to_owned(),
+    };
+    if let Some(q) = text.find('?') {
+        let params: Vec<String> = text[q + 1..]
+            .split('&')
+            .map(|p| match p.split_once('=') {
+                // `%`: a key may be percent-encoded (`pass%77ord`).
+                Some((k, _)) if k.to_ascii_lowercase().contains("pass") || k.contains('%') => {
+                    format!("{k}=***")
+                }
+                _ => p.to_owned(),
+            })
+            .collect();
+        text = format!("{}?{}", &text[..q], params.join("&"));
     }
+    text
 }
 
 /// `postgres://user@host:port/db (schema s)`, without the password.
@@ -887,10 +924,14 @@ impl Store for PgOutbox {
 
     fn has_pending(&self, parent: &str) -> Result<bool> {
         check_parent_id(parent)?;
-        self.run("has_pending", false, |c, q| {
+        let any = self.run("has_pending", false, |c, q| {
             let st = c.statement(q, sql::HAS_PENDING)?;
             Ok(c.client.query_one(&st, &[&parent])?.get(0))
-        })
+        })?;
+        // A row whose line cannot be read back is set aside by a drain, not
+        // delivered: when there is any row, ask what peek (and a drain)
+        // would deliver, as the file outbox does.
+        Ok(any && !self.peek(parent)?.is_empty())
     }
 
     fn peek(&self, parent: &str) -> Result<Vec<Record>> {
@@ -1023,11 +1064,20 @@ mod tests {
     #[test]
     fn passwords_never_reach_a_message() {
         assert_eq!(
-            redact("postgres://u:secret@h:5432/db"),
+            redact_url("postgres://u:secret@h:5432/db"),
             "postgres://u:***@h:5432/db"
         );
-        assert_eq!(redact("postgres://u@h/db"), "postgres://u@h/db");
-        assert!(!redact("host=h password=secret").contains("secret"));
+        assert_eq!(redact_url("postgres://u@h/db"), "postgres://u@h/db");
+        assert!(!redact_url("host=h password=secret").contains("secret"));
+        assert!(!redact_url("host=h PASSWORD=secret").contains("secret"));
+        // A password in the query string, beside a user without one.
+        assert!(!redact_url("postgres://u@h:x/db?password=secret").contains("secret"));
+        assert!(!redact_url("postgres://h:x/db?password=secret").contains("secret"));
+        assert!(!redact_url("postgres://h:x/db?pass%77ord=secret").contains("secret"));
+        assert_eq!(
+            redact_url("postgres://u@h:x/db?password=s&port=x"),
+            "postgres://u@h:x/db?password=***&port=x"
+        );
         let config: postgres::Config = "postgres://u:secret@h:6000/db".parse().unwrap();
         let text = describe(&config, "s");
         assert_eq!(text, "postgres://u@h:6000/db (schema s)");

@@ -177,7 +177,12 @@ pub fn migrate(client: &mut Client, schema: &str) -> Result<Migrated, MigrateErr
             return Err(MigrateError::TooNew(v));
         }
     }
-    let mut tx = client.transaction()?;
+    // READ COMMITTED whatever the server's default, so the version read
+    // after the lock is the one the previous holder committed.
+    let mut tx = client
+        .build_transaction()
+        .isolation_level(postgres::IsolationLevel::ReadCommitted)
+        .start()?;
     tx.execute(
         "SELECT pg_advisory_xact_lock($1)",
         &[&lock_key("migrate", schema)],

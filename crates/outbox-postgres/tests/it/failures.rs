@@ -249,3 +249,233 @@ fn the_stored_line_is_the_file_outbox_line() {
         .get(0);
     assert_eq!(format!("{row}\n"), on_disk);
 }
+
+/// Blocks until a backend of `application_name` waits for an advisory lock
+/// (a drain queued behind another drainer of the same parent): a condition
+/// polled on the server, not a sleep.
+fn wait_for_lock_waiter(pg: &Pg, application_name: &str) {
+    let mut client = pg.client();
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let waiting: i64 = client
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1 \
+                 AND wait_event_type = 'Lock' AND wait_event = 'advisory'",
+                &[&application_name],
+            )
+            .unwrap()
+            .get(0);
+        if waiting > 0 {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < until,
+            "no backend of {application_name} ever waited for the drain lock"
+        );
+        std::thread::yield_now();
+    }
+}
+
+/// The URL with `default_transaction_isolation` set to `serializable`, as a
+/// DBA may set it for a database or role.
+fn serializable(url: &str) -> String {
+    with_param(
+        url,
+        "options=-c%20default_transaction_isolation%3Dserializable",
+    )
+}
+
+/// A database whose default isolation is `serializable` (or `repeatable
+/// read`): a second drainer that queued behind the first must still see
+/// what the first consumed, not a snapshot taken before it got the lock,
+/// and deliver nothing again.
+#[test]
+fn a_queued_drainer_sees_what_the_first_consumed_whatever_the_default_isolation() {
+    let Some(pg) = Pg::from_env("queued drainer isolation") else {
+        return;
+    };
+    let schema = pg.fresh_schema();
+    let url = serializable(&pg.url);
+    let first = PgOutbox::connect_schema(&url, &schema).unwrap();
+    let app = format!("second_{schema}");
+    let second = PgOutbox::connect_schema(
+        &with_param(&url, &format!("application_name={app}")),
+        &schema,
+    )
+    .unwrap();
+    first.commit(PARENT, Record::finished("c1", "ok")).unwrap();
+    let mut again = Vec::new();
+    let second_result = std::thread::scope(|s| {
+        let mut queued = None;
+        let drained = first
+            .drain_with(PARENT, |records| {
+                assert_eq!(records.len(), 1);
+                queued = Some(s.spawn(|| {
+                    second.drain_with(PARENT, |records| {
+                        again.extend(records.iter().map(|r| r.child_session_id.clone()));
+                        Ok::<(), Infallible>(())
+                    })
+                }));
+                wait_for_lock_waiter(&pg, &app);
+                Ok::<(), Infallible>(())
+            })
+            .unwrap();
+        assert_eq!(drained.records.len(), 1);
+        queued.unwrap().join().unwrap()
+    });
+    assert!(again.is_empty(), "delivered twice: {again:?}");
+    let drained = second_result.unwrap_or_else(|e| panic!("{:?}", e));
+    assert!(drained.records.is_empty());
+}
+
+/// Processes starting at once migrate the schema once, also when the
+/// database's default isolation is `serializable`.
+#[test]
+fn processes_starting_at_once_migrate_under_a_serializable_default() {
+    let Some(pg) = Pg::from_env("migrate serializable") else {
+        return;
+    };
+    let schema = pg.fresh_schema();
+    let url = serializable(&pg.url);
+    let barrier = Barrier::new(8);
+    let errors: Vec<String> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..8)
+            .map(|_| {
+                s.spawn(|| {
+                    barrier.wait();
+                    PgOutbox::connect_schema(&url, &schema)
+                        .err()
+                        .map(|e| e.to_string())
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .filter_map(|h| h.join().unwrap())
+            .collect()
+    });
+    assert!(errors.is_empty(), "{errors:#?}");
+}
+
+/// A row whose line cannot be read back (written by another program) is
+/// not something a drain would deliver: `has_pending` agrees with `peek`
+/// and the drain, which sets it aside.
+#[test]
+fn has_pending_agrees_with_peek_about_an_unreadable_row() {
+    let Some(pg) = Pg::from_env("unreadable row") else {
+        return;
+    };
+    let schema = pg.fresh_schema();
+    let store = PgOutbox::connect_schema(&pg.url, &schema).unwrap();
+    pg.client()
+        .execute(
+            &format!(
+                "INSERT INTO \"{schema}\".pending \
+                 (parent, child, seq, turn_key, from_status, to_status, ts_ns, lock_key, line) \
+                 VALUES ($1, 'x', nextval('\"{schema}\".commit_seq'), 'x@1', '', '', NULL, 0, \
+                 'not a record')"
+            ),
+            &[&PARENT],
+        )
+        .unwrap();
+    assert!(store.peek(PARENT).unwrap().is_empty());
+    assert!(
+        !store.has_pending(PARENT).unwrap(),
+        "has_pending says yes, peek and a drain deliver nothing"
+    );
+    let drained = store.drain(PARENT).unwrap();
+    assert!(drained.records.is_empty());
+    assert_eq!(drained.bad_lines.len(), 1);
+}
+
+/// A store error carries the server's or the system's reason, not only the
+/// driver's kind of error ("db error", "error connecting to server").
+#[test]
+fn errors_carry_the_reason() {
+    let Some(pg) = Pg::from_env("errors carry the reason") else {
+        return;
+    };
+    let schema = pg.fresh_schema();
+    let holder = PgOutbox::connect_schema(&pg.url, &schema).unwrap();
+    let impatient = PgOutbox::connect_schema(
+        &with_param(&pg.url, "options=-c%20lock_timeout%3D100"),
+        &schema,
+    )
+    .unwrap();
+    holder.commit(PARENT, Record::finished("c1", "ok")).unwrap();
+    let mut seen = None;
+    holder
+        .drain_with(PARENT, |_| {
+            seen = Some(impatient.drain(PARENT).unwrap_err());
+            Ok::<(), Infallible>(())
+        })
+        .unwrap();
+    let e = seen.unwrap();
+    assert!(e.to_string().contains("lock timeout"), "{e}");
+
+    let e =
+        PgOutbox::connect("postgres://postgres@127.0.0.1:1/test?connect_timeout=5").unwrap_err();
+    assert!(e.to_string().to_lowercase().contains("refused"), "{e}");
+}
+
+/// A server with `idle_in_transaction_session_timeout` (a common DBA
+/// setting) must not end a drain's transaction while its delivery runs:
+/// that would release the parent's lock, and a second drainer would claim
+/// and deliver the same records while the first still delivers them.
+#[test]
+fn a_slow_delivery_keeps_the_parent_under_an_idle_in_transaction_timeout() {
+    let Some(pg) = Pg::from_env("idle in transaction timeout") else {
+        return;
+    };
+    let schema = pg.fresh_schema();
+    let first_app = format!("first_{schema}");
+    let second_app = format!("second_{schema}");
+    let timeout = "options=-c%20idle_in_transaction_session_timeout%3D200";
+    let first = PgOutbox::connect_schema(
+        &with_param(
+            &with_param(&pg.url, timeout),
+            &format!("application_name={first_app}"),
+        ),
+        &schema,
+    )
+    .unwrap();
+    let second = PgOutbox::connect_schema(
+        &with_param(&pg.url, &format!("application_name={second_app}")),
+        &schema,
+    )
+    .unwrap();
+    first.commit(PARENT, Record::finished("c1", "ok")).unwrap();
+    let (first_result, second_result) = std::thread::scope(|s| {
+        let mut queued = None;
+        let first_result = first.drain_with(PARENT, |_| {
+            queued = Some(s.spawn(|| second.drain(PARENT)));
+            wait_for_lock_waiter(&pg, &second_app);
+            // Deliver for longer than the timeout: until the first's
+            // transaction has been idle for 400 ms, or is gone.
+            let mut client = pg.client();
+            loop {
+                let done: bool = client
+                    .query_one(
+                        "SELECT NOT EXISTS (SELECT 1 FROM pg_stat_activity \
+                         WHERE application_name = $1 AND state = 'idle in transaction' \
+                         AND clock_timestamp() - state_change < interval '400 ms')",
+                        &[&first_app],
+                    )
+                    .unwrap()
+                    .get(0);
+                if done {
+                    break;
+                }
+                std::thread::yield_now();
+            }
+            Ok::<(), Infallible>(())
+        });
+        (first_result, queued.unwrap().join().unwrap())
+    });
+    let second = second_result.unwrap();
+    assert!(
+        second.records.is_empty(),
+        "the second drainer delivered what the first was delivering; first: {first_result:?}"
+    );
+    assert_eq!(first_result.unwrap().records.len(), 1);
+}
