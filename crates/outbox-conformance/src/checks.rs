@@ -279,6 +279,34 @@ pub fn oversized_fields_are_refused_and_change_nothing(h: &impl Harness) {
     assert!(ob.drain(PARENT).unwrap().records.is_empty());
 }
 
+/// A NUL in an id, status or key is refused by every store alike, naming
+/// the field, and changes nothing; in free text it is kept, escaped in the
+/// line, and comes back as it went in.
+pub fn nul_in_ids_is_refused_and_kept_in_text(h: &impl Harness) {
+    let ob = h.open(&TestClock::default());
+    let err = ob.commit(PARENT, finished("a\0b", "ok")).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::FieldHasNul {
+                field: "child_session_id"
+            }
+        ),
+        "{err}"
+    );
+    let mut r = finished("c1", "ok");
+    r.to_status = "waiting\0".into();
+    let err = ob.commit(PARENT, r).unwrap_err();
+    assert!(err.to_string().contains("to_status"), "{err}");
+    assert!(!ob.has_pending(PARENT).unwrap());
+    let mut r = finished("c1", "ok");
+    r.done_summary = "before\0after".into();
+    ob.commit(PARENT, r).unwrap();
+    let drained = ob.drain(PARENT).unwrap().records;
+    assert_eq!(drained.len(), 1);
+    assert_eq!(drained[0].done_summary, "before\0after");
+}
+
 /// `sweep_transition`, `sweep_stale(_all)` by timestamp (none: kept) and
 /// `forget_child` (exactly the child's turns).
 pub fn sweeps_and_forgetting_a_child(h: &impl Harness) {

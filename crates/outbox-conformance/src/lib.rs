@@ -123,6 +123,7 @@ macro_rules! conformance_tests {
             drain_with_max_leaves_the_rest_pending_and_delivers_it_first,
             parent_ids_follow_the_file_outbox_rules,
             oversized_fields_are_refused_and_change_nothing,
+            nul_in_ids_is_refused_and_kept_in_text,
             sweeps_and_forgetting_a_child,
             the_ledger_forgets_turns_after_its_ttl,
             a_clock_corrected_forward_does_not_forget_consumed_turns,

@@ -65,6 +65,15 @@ pub enum Error {
         #[source]
         source: serde_json::Error,
     },
+    /// A commit was given an id, status or key containing U+0000 (NUL):
+    /// refused by every store, so they agree (PostgreSQL cannot store it).
+    #[error(
+        "record field {field} contains a NUL character (U+0000); ids, statuses and keys may not"
+    )]
+    FieldHasNul {
+        /// The field's name, e.g. `"child_session_id"`.
+        field: &'static str,
+    },
     /// A commit was given an id or key longer than
     /// [`MAX_FIELD_BYTES`](crate::MAX_FIELD_BYTES).
     #[error("record field {field} is {len} bytes long; the limit is {limit} bytes")]

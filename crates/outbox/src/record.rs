@@ -213,6 +213,25 @@ impl Record {
         .map(|(name, v)| (name, v.len()))
     }
 
+    /// The first field a store keys or indexes on that contains U+0000
+    /// (NUL), which no id or status has and PostgreSQL's `text` cannot
+    /// hold. Free text (`done_summary`, `child_title`, ...) may contain it:
+    /// the JSON line escapes it.
+    pub(crate) fn field_with_nul(&self) -> Option<&'static str> {
+        [
+            ("child_session_id", &self.child_session_id),
+            ("target_session_id", &self.target_session_id),
+            ("from_status", &self.from_status),
+            ("to_status", &self.to_status),
+            ("last_output_hash", &self.last_output_hash),
+            ("turn_fingerprint", &self.turn_fingerprint),
+            ("turn_id", &self.turn_id),
+        ]
+        .into_iter()
+        .find(|(_, v)| v.contains('\0'))
+        .map(|(name, _)| name)
+    }
+
     /// Cuts `done_summary` to at most [`MAX_SUMMARY_BYTES`], keeping a
     /// prefix that ends on a character boundary followed by
     /// [`TRUNCATION_MARKER`]. Returns whether it cut anything.

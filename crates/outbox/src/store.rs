@@ -206,6 +206,9 @@ pub fn stamp(parent: &str, mut record: Record, now: SystemTime) -> Result<(Recor
             limit: MAX_FIELD_BYTES,
         });
     }
+    if let Some(field) = record.field_with_nul() {
+        return Err(Error::FieldHasNul { field });
+    }
     record.cap_summary();
     if record.turn_fingerprint.is_empty() {
         record.turn_fingerprint = turn_fingerprint(&record);
@@ -336,10 +339,15 @@ impl fmt::Display for StoreError {
         )?;
         match (self.outcome, self.records.len()) {
             (Outcome::NotApplied, _) => f.write_str("; nothing was changed"),
-            (Outcome::Unknown, 0) => f.write_str(
+            (Outcome::Unknown, 0) if self.op.starts_with("commit") => f.write_str(
                 "; the outcome is unknown: the connection failed while the server may have \
                  been committing (doing it again is safe: a commit of the same turn is \
                  delivered at most once)",
+            ),
+            (Outcome::Unknown, 0) => f.write_str(
+                "; the outcome is unknown: the connection failed while the server may have \
+                 been committing, so the change may or may not have been made (check before \
+                 relying on either)",
             ),
             (Outcome::Unknown, n) => write!(
                 f,
@@ -364,5 +372,37 @@ impl Error {
     /// [`Error::MarksKept`], which says so itself.
     pub fn outcome_unknown(&self) -> bool {
         matches!(self, Error::Store(e) if e.outcome == Outcome::Unknown)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn unknown(op: &'static str) -> String {
+        StoreError {
+            op,
+            store: "postgres://h/db".into(),
+            kind: StoreErrorKind::ConnectionLost,
+            outcome: Outcome::Unknown,
+            records: Vec::new(),
+            source: "reset".into(),
+        }
+        .to_string()
+    }
+
+    /// An unknown outcome promises "safe to do again" only for a commit,
+    /// where it is true; a sweep, a forget or a guard update says only
+    /// what is known.
+    #[test]
+    fn an_unknown_outcome_promises_only_what_holds_for_the_operation() {
+        let commit = unknown("commit");
+        assert!(commit.contains("a commit of the same turn"), "{commit}");
+        for op in ["forget_child", "sweep_stale", "set_stop_blocks"] {
+            let text = unknown(op);
+            assert!(text.starts_with(op), "{text}");
+            assert!(!text.contains("commit of the same turn"), "{text}");
+            assert!(text.contains("may or may not have been made"), "{text}");
+        }
     }
 }
