@@ -46,6 +46,8 @@ fn op_words(kind: OpKind) -> &'static [&'static str] {
         OpKind::CreateNew | OpKind::CreateDirAll => &["create"],
         OpKind::WriteAll => &["write"],
         OpKind::SyncFile | OpKind::SyncDir => &["fsync"],
+        OpKind::SyncData => &["fdatasync"],
+        OpKind::OpenAppend => &["open"],
         OpKind::OpenRead => &["open", "read"],
         OpKind::Rename => &["rename"],
         OpKind::RemoveFile => &["remove"],

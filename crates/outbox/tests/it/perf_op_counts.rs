@@ -83,6 +83,16 @@ impl Io for CountingIo {
         self.inner.sync_file(file)
     }
 
+    fn open_append(&self, path: &Path) -> io::Result<Option<outbox::io::Appending<File>>> {
+        self.ops.record_path(OpKind::OpenAppend, path);
+        self.inner.open_append(path)
+    }
+
+    fn sync_data(&self, file: &mut File) -> io::Result<()> {
+        self.ops.record(OpKind::SyncData, target_of(file));
+        self.inner.sync_data(file)
+    }
+
     fn open_read(&self, path: &Path) -> io::Result<Option<File>> {
         self.ops.record_path(OpKind::OpenRead, path);
         self.inner.open_read(path)
