@@ -137,6 +137,11 @@ pub(crate) enum MarkFailed {
 }
 
 impl Ledger {
+    /// Whether the ledger was read (and nothing since made it untrustworthy).
+    pub fn is_loaded(&self) -> bool {
+        self.source != Source::Unknown
+    }
+
     /// How many turns are remembered.
     pub fn len(&self) -> usize {
         self.turns.len()
@@ -564,7 +569,7 @@ impl Ledger {
             }));
         }
         write_durable(io, &paths.consumed, &bytes)?;
-        let had_legacy = !matches!(self.source, Source::V2 { .. } | Source::Corrupt);
+        let had_legacy = self.source == Source::Legacy { legacy: true };
         // Fold the shift into the stamps, as the file now has them.
         let entries: Vec<(String, i64)> = self.entries().map(|(k, t)| (k.to_owned(), t)).collect();
         let n = entries.len() as u64;

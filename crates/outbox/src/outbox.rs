@@ -829,8 +829,12 @@ impl<I: Io> Outbox<I> {
             }
             let turns: Vec<String> = fresh.iter().map(Record::turn_key).collect();
             // The file cannot have changed: every writer of it holds the
-            // drain lock, which this drain holds.
-            let mut ledger = self.ledger(paths)?;
+            // drain lock, which this drain holds. Read again only if a
+            // failed read in between dropped what was read.
+            let mut ledger = self.ledger_cell(paths).lock_arc();
+            if !ledger.is_loaded() {
+                ledger.refresh(io, paths)?;
+            }
             match ledger.mark(io, paths, &turns, self.now_unix()) {
                 Ok(()) => {}
                 Err(MarkFailed::NotMarked(e)) => return Err(e.into()),
