@@ -726,8 +726,10 @@ impl<I: Io> Outbox<I> {
             if let Some(scan) = scan {
                 if from_wal {
                     recovered += scan.records.len();
+                    records.extend(scan.records);
+                } else {
+                    records.extend(collapse_appended(scan.records));
                 }
-                records.extend(scan.records);
                 bad_lines.extend(scan.bad_lines);
             }
         }
@@ -906,7 +908,7 @@ impl<I: Io> Outbox<I> {
         // The inbox first, then agent-deck's WAL, then the claim: a drain
         // moves records inbox -> claim and agent-deck's WAL -> claim, so
         // records moving are seen (at least) once.
-        let inbox = self.read_scan(&paths.inbox)?.records;
+        let inbox = collapse_appended(self.read_scan(&paths.inbox)?.records);
         let mut records = self.read_scan(&paths.wal)?.records;
         records.extend(self.read_scan(&paths.claimed)?.records);
         records.extend(inbox);
@@ -1145,6 +1147,26 @@ fn encode(r: &Record) -> Result<Vec<u8>> {
         child: r.child_session_id.clone(),
         source,
     })
+}
+
+/// The records of an append-only inbox as protocol v1's rewritten inbox
+/// held them: each child's last record, in the order of those last
+/// records (a commit used to move its child to the end).
+pub(crate) fn collapse_appended(records: Vec<Record>) -> Vec<Record> {
+    let mut last: HashMap<&str, usize> = HashMap::with_capacity(records.len());
+    for (i, r) in records.iter().enumerate() {
+        last.insert(r.child_session_id.as_str(), i);
+    }
+    let keep: Vec<bool> = records
+        .iter()
+        .enumerate()
+        .map(|(i, r)| last.get(r.child_session_id.as_str()) == Some(&i))
+        .collect();
+    records
+        .into_iter()
+        .zip(keep)
+        .filter_map(|(r, k)| k.then_some(r))
+        .collect()
 }
 
 /// Whether `records` hold at most one record per child.
