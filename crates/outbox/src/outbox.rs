@@ -360,9 +360,10 @@ impl<I: Io> Outbox<I> {
     ///
     /// `Ok` means the record is durable. An `Err` means it may or may not
     /// survive; committing the same record again is safe (same turn,
-    /// delivered at most once). When the directory fsync of a new inbox
-    /// fails, the new inbox is removed again (best effort), so that a later
-    /// commit creates it anew and fsyncs the directory.
+    /// delivered at most once). An inbox whose creation did not finish (its
+    /// directory fsync failed, or its writer died) is recognised by the
+    /// next commit, which then fsyncs the directory too (1 file + 1
+    /// directory, once).
     pub fn commit(&self, parent: &str, mut record: Record) -> Result<Committed> {
         let paths = self.paths(parent)?;
         if let Some((field, len)) = record.oversized_field() {
@@ -408,29 +409,50 @@ impl<I: Io> Outbox<I> {
         })
     }
 
-    /// Appends `line` to the inbox durably. The caller holds the inbox lock.
+    /// Appends `line` (newline included) to the inbox durably. The caller
+    /// holds the inbox lock.
+    ///
+    /// **The newline rule.** An append is made durable by an fdatasync of
+    /// the inbox alone, which is enough only if the inbox's directory entry
+    /// is durable. So the inbox ends in a newline only once its entry is
+    /// known durable: a writer that installs an inbox (this, or a sweep's
+    /// rewrite) writes its last line without the newline, fsyncs the
+    /// directory, and only then adds the newline. An inbox that does not end
+    /// in a newline (that writer failed or died, or a crash tore the last
+    /// line) gets a newline first (so nothing merges with a torn line), the
+    /// line without its own, an fdatasync, a directory fsync, then the
+    /// newline: the slow path, taken once.
     fn append_inbox(&self, paths: &ParentPaths, line: &[u8]) -> Result<()> {
         let io = &self.inner.io;
         let path = &paths.inbox;
+        let bare = line.strip_suffix(b"\n").unwrap_or(line);
         let Some(mut inbox) = io.open_append(path).at("open", path)? else {
-            // A new inbox: its directory entry must be durable before any
-            // later commit appends to it with an fdatasync only.
-            return write_durable(io, path, line).map_err(|failed| {
-                if failed.renamed {
-                    let _ = io.remove_file(path);
-                }
-                failed.error
-            });
+            write_durable(io, path, bare)?;
+            return self.end_last_line(path);
         };
         if inbox.ends_in_newline {
             io.write_all(&mut inbox.file, line).at("write", path)?;
-        } else {
-            let mut ended = Vec::with_capacity(line.len() + 1);
-            ended.push(b'\n');
-            ended.extend_from_slice(line);
-            io.write_all(&mut inbox.file, &ended).at("write", path)?;
+            return io.sync_data(&mut inbox.file).at("fdatasync", path);
         }
-        io.sync_data(&mut inbox.file).at("fdatasync", path)
+        let mut ended = Vec::with_capacity(line.len());
+        ended.push(b'\n');
+        ended.extend_from_slice(bare);
+        io.write_all(&mut inbox.file, &ended).at("write", path)?;
+        io.sync_data(&mut inbox.file).at("fdatasync", path)?;
+        let dir = parent_dir(path);
+        io.sync_dir(dir).at("fsync directory", dir)?;
+        io.write_all(&mut inbox.file, b"\n").at("write", path)
+    }
+
+    /// Adds the newline that says the inbox's directory entry is durable
+    /// (see [`append_inbox`](Self::append_inbox)). Not synced: if a crash
+    /// loses it, the next commit only takes the slow path once.
+    fn end_last_line(&self, path: &Path) -> Result<()> {
+        let io = &self.inner.io;
+        match io.open_append(path).at("open", path)? {
+            Some(mut inbox) => io.write_all(&mut inbox.file, b"\n").at("write", path),
+            None => Ok(()),
+        }
     }
 
     /// Rewrites the inbox keeping the records `keep` accepts (each child's
@@ -486,7 +508,11 @@ impl<I: Io> Outbox<I> {
                 io.sync_dir(dir).at("fsync directory", dir)?;
             }
         } else {
+            // The newline rule of `append_inbox`: the last newline only once
+            // the new inbox's entry is durable.
+            kept.pop();
             write_durable(io, &paths.inbox, &kept)?;
+            self.end_last_line(&paths.inbox)?;
         }
         Ok(dropped)
     }
@@ -726,10 +752,8 @@ impl<I: Io> Outbox<I> {
             if let Some(scan) = scan {
                 if from_wal {
                     recovered += scan.records.len();
-                    records.extend(scan.records);
-                } else {
-                    records.extend(collapse_appended(scan.records));
                 }
+                records.extend(scan.records);
                 bad_lines.extend(scan.bad_lines);
             }
         }
@@ -908,7 +932,7 @@ impl<I: Io> Outbox<I> {
         // The inbox first, then agent-deck's WAL, then the claim: a drain
         // moves records inbox -> claim and agent-deck's WAL -> claim, so
         // records moving are seen (at least) once.
-        let inbox = collapse_appended(self.read_scan(&paths.inbox)?.records);
+        let inbox = self.read_scan(&paths.inbox)?.records;
         let mut records = self.read_scan(&paths.wal)?.records;
         records.extend(self.read_scan(&paths.claimed)?.records);
         records.extend(inbox);
@@ -1147,26 +1171,6 @@ fn encode(r: &Record) -> Result<Vec<u8>> {
         child: r.child_session_id.clone(),
         source,
     })
-}
-
-/// The records of an append-only inbox as protocol v1's rewritten inbox
-/// held them: each child's last record, in the order of those last
-/// records (a commit used to move its child to the end).
-pub(crate) fn collapse_appended(records: Vec<Record>) -> Vec<Record> {
-    let mut last: HashMap<&str, usize> = HashMap::with_capacity(records.len());
-    for (i, r) in records.iter().enumerate() {
-        last.insert(r.child_session_id.as_str(), i);
-    }
-    let keep: Vec<bool> = records
-        .iter()
-        .enumerate()
-        .map(|(i, r)| last.get(r.child_session_id.as_str()) == Some(&i))
-        .collect();
-    records
-        .into_iter()
-        .zip(keep)
-        .filter_map(|(r, k)| k.then_some(r))
-        .collect()
 }
 
 /// Whether `records` hold at most one record per child.

@@ -59,16 +59,18 @@ fn two_children_give_two_records_and_one_child_only_its_latest() {
     ob.commit(PARENT, finished("a", "done at last")).unwrap();
 
     // Last wins, by commit order. (Protocol v2: a commit appends, so the
-    // inbox holds every line; readers take each child's last, in the order
-    // of those last lines.)
+    // inbox holds every line and readers take each child's last. Children
+    // come in the order they were first seen, as documented: a is first
+    // seen at its first pending line. v1's commit moved a to the end by
+    // rewriting the inbox, which made the order b, a.)
     let inbox = fs::read_to_string(ob.paths(PARENT).unwrap().inbox).unwrap();
     assert_eq!(inbox.lines().count(), 4);
     let peeked = ob.peek(PARENT).unwrap();
-    assert_eq!(children(&peeked), ["b", "a"]);
+    assert_eq!(children(&peeked), ["a", "b"]);
 
     let drained = ob.drain(PARENT).unwrap().records;
-    assert_eq!(children(&drained), ["b", "a"]);
-    assert_eq!(drained[1].done_summary, "done at last");
+    assert_eq!(children(&drained), ["a", "b"]);
+    assert_eq!(drained[0].done_summary, "done at last");
     assert!(ob.drain(PARENT).unwrap().records.is_empty());
 }
 
