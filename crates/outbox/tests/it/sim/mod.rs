@@ -752,10 +752,11 @@ impl World {
                 bytes
             })
             .map(|bytes| {
-                bytes
-                    .split(|&b| b == b'\n')
-                    .filter_map(|line| outbox::format::decode_line(line).ok())
-                    .collect()
+                // The format's own reader (it ignores a crash's trailing
+                // NULs, as every reader of the outbox does).
+                outbox::format::scan(&bytes[..], outbox::format::MAX_LINE_BYTES)
+                    .map(|scan| scan.records)
+                    .unwrap_or_default()
             })
             .unwrap_or_default()
     }
