@@ -128,8 +128,8 @@ pub(crate) enum MarkFailed {
     NotMarked(Error),
     /// The marks may be visible and the old ledger could not be put back.
     MarksKept {
-        error: Error,
-        undo: Error,
+        error: Box<Error>,
+        undo: Box<Error>,
         /// Whether the marks are visible for sure (nothing of the undo
         /// reached the file).
         marks_visible: bool,
@@ -642,9 +642,9 @@ fn undo<I: Io>(
     match put_back {
         Ok(()) => MarkFailed::NotMarked(failed.error),
         Err(undo) => MarkFailed::MarksKept {
-            error: failed.error,
+            error: Box::new(failed.error),
             marks_visible: !undo.renamed,
-            undo: undo.error,
+            undo: Box::new(undo.error),
         },
     }
 }

@@ -870,9 +870,9 @@ impl<I: Io> Outbox<I> {
                     marks_visible,
                 }) => {
                     return Err(Error::MarksKept {
-                        error: Box::new(error),
+                        error,
                         marks_visible,
-                        undo: Box::new(undo),
+                        undo,
                         records: fresh,
                     }
                     .into());
