@@ -294,14 +294,13 @@ fn perf_outbox_commit_op_counts() {
     gate.check();
 }
 
-/// Observed median of `perf_outbox_drain_25_instructions` under
-/// `cargo xtask test-perf`: 771 784 instructions, the median of 3 runs
-/// (767 781–779 430, spread 1.5%: temp-file nonces and hash seeds differ
-/// per run); callgrind (valgrind 3.19), release profile, the project's
-/// 2-core shared Linux VM, 2026-11-29, after the issue-10 hardening merged
-/// (was 700 079 before it: see docs/rfc/PERF_BUDGETS.md).
-/// Allowed: ±2%, 756 348..=787 219.
-const DRAIN_25_INSTRUCTIONS: u64 = 771_784;
+/// Observed median of `perf_outbox_drain_25_instructions`: 564 827
+/// instructions, the median of 3 callgrind counts (564 785–564 964);
+/// release profile, `cargo xtask perf-calibrate --runs 3 drain_25`, the
+/// project's 2-core shared Linux VM, 2026-11-30, protocol v2 (steady-state
+/// drain: claim by rename, ledger append); was 771 784 under v1 (see
+/// docs/rfc/PERF_BUDGETS.md). Allowed: ±2%, 553 530..=576 124.
+const DRAIN_25_INSTRUCTIONS: u64 = 564_827;
 
 /// Instruction count of one drain of 25 records (fsync stubbed), the same
 /// fixture as `perf_outbox_drain_25`: a fresh turn of 25 children committed

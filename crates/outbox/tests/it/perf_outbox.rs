@@ -20,14 +20,15 @@ const FAN_OUT: usize = 25;
 
 use crate::util::{PARENT, commit_fan_out, worker_turn};
 
-/// Observed median of `perf_outbox_drain_25` at multiplier 1.0: 0.281 ms,
-/// the median of 7 runs' medians (run medians 0.198–0.309 ms, trimmed means
-/// 0.215–0.350 ms); release profile, `cargo xtask perf-calibrate --runs 7
-/// drain_25`, the project's 2-core shared Linux VM (one other process busy),
-/// scratch dir on tmpfs (`testutil::ram_tempdir`), 2026-11-29. Was 0.6 ms on
-/// ext4: two thirds of that was the disk's metadata, not the drain.
-/// Budget: WARM, max(0.281 ms × 3, 1 ms) × multiplier = 1 ms (2 ms in CI).
-const DRAIN_25_BASE: Duration = Duration::from_micros(281);
+/// Observed median of `perf_outbox_drain_25` at multiplier 1.0: 0.116 ms,
+/// the median of 3 runs' medians (run medians 0.116–0.211 ms, trimmed
+/// means 0.117–0.219 ms); release profile, `cargo xtask perf-calibrate
+/// --runs 3 drain_25`, the project's 2-core shared Linux VM (another
+/// engineer's simulation campaign busy on the other core), scratch dir on
+/// tmpfs, 2026-11-30, protocol v2 (claim by rename, ledger append); was
+/// 0.281 ms under v1 (see docs/rfc/PERF_BUDGETS.md).
+/// Budget: WARM, max(0.116 ms × 3, 1 ms) × multiplier = 1 ms (2 ms in CI).
+const DRAIN_25_BASE: Duration = Duration::from_micros(116);
 
 /// Tier 1, WARM: the drain's own CPU cost for a 25-child inbox.
 ///
