@@ -22,7 +22,7 @@ pub const DRAIN_ANCHOR: &str = "pub fn drain(&self, parent: &str) -> Result<Drai
 
 /// The public entry of a commit.
 pub const COMMIT_ANCHOR: &str =
-    "pub fn commit(&self, parent: &str, mut record: Record) -> Result<Committed> {";
+    "pub fn commit(&self, parent: &str, record: Record) -> Result<Committed> {";
 
 /// The file both anchors live in.
 pub const OUTBOX_RS: &str = "crates/outbox/src/outbox.rs";

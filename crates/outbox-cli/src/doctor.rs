@@ -156,7 +156,8 @@ pub fn examine(root: &Path, from: &str) -> Report {
         check_dir(&mut report, &dir);
     }
     inboxes(&mut report, &root.join(INBOX_DIR));
-    wals(&mut report, &root.join(WAL_DIR));
+    wals(&mut report, &root.join(WAL_DIR), false);
+    wals(&mut report, &root.join(INBOX_DIR), true);
     ledgers(&mut report, &root.join(LEDGER_DIR));
     for (name, path) in names(&mut report, &root.join(STOP_BLOCKS_DIR)) {
         if name.contains(TEMP_MARK) {
@@ -264,11 +265,17 @@ fn inboxes(report: &mut Report, dir: &Path) {
     }
 }
 
-fn wals(report: &mut Report, dir: &Path) {
+/// The WALs in `dir`: agent-deck's (`runtime/inbox-inflight/<id>.jsonl`),
+/// or, with `claimed`, protocol v2's claims (`inboxes/<id>.jsonl.claimed`;
+/// the inbox directory's temp files are `inboxes`' to report).
+fn wals(report: &mut Report, dir: &Path, claimed: bool) {
+    let suffix = if claimed { ".jsonl.claimed" } else { ".jsonl" };
     for (name, path) in names(report, dir) {
         if name.contains(TEMP_MARK) {
-            stray_temp(report, &path);
-        } else if let Some(stem) = name.strip_suffix(".jsonl") {
+            if !claimed {
+                stray_temp(report, &path);
+            }
+        } else if let Some(stem) = name.strip_suffix(suffix) {
             match count(&path) {
                 Ok((0, 0)) => {}
                 Ok((records, bad)) => {

@@ -49,17 +49,17 @@ const EXIT_ERROR: u8 = 2;
 /// `--summary-file -`, `stop-hook`) or from a `--summary-file`.
 const MAX_STDIN_BYTES: u64 = 32 * 1024 * 1024;
 
-/// The version of the on-disk format this binary reads and writes: 1 is
-/// agent-deck's layout (`inboxes/<id>.jsonl`, the WAL, the consumed
-/// ledger, the Stop-hook guard) and record encoding, as specified in the
-/// protocol document and implemented by the `outbox` library. Raised when
-/// a change makes files unreadable to an older binary. `outbox --version`
-/// prints it.
-const FORMAT_VERSION: u32 = 1;
+/// The version of the on-disk format this binary reads and writes: 2 is
+/// protocol v2 of the `outbox` library (append-only inbox, the claimed
+/// inbox as the WAL, the append-only consumed ledger); it still reads and
+/// drains format 1, agent-deck's layout, and migrates its ledger. The
+/// record encoding is agent-deck's in both. Raised when a change makes
+/// files unreadable to an older binary. `outbox --version` prints it.
+const FORMAT_VERSION: u32 = 2;
 
 /// `outbox --version`: the package version and [`FORMAT_VERSION`] (a unit
 /// test keeps the two in step; `concat!` takes only literals).
-const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (on-disk format 1)");
+const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (on-disk format 2)");
 
 const ABOUT: &str = "A durable per-parent outbox: child sessions commit completion records, \
                      the parent drains each turn once.";

@@ -11,7 +11,7 @@ use parking_lot::{Condvar, Mutex};
 
 use crate::image::{FsImage, components, normalize};
 use crate::op::{Op, OpKind, entries_since};
-use outbox::io::Io;
+use outbox::io::{Appending, Io};
 
 type Ino = u64;
 const ROOT: Ino = 0;
@@ -521,7 +521,7 @@ impl SimFile {
 /// outbox owns another.
 ///
 /// ```
-/// use outbox::io::Io;
+/// use outbox::io::{Appending, Io};
 /// use outbox_sim::CrashIo;
 /// use std::path::Path;
 ///
@@ -787,6 +787,39 @@ impl Io for CrashIo {
 
     fn sync_file(&self, file: &mut SimFile) -> io::Result<()> {
         self.op(OpKind::SyncFile, &file.path, None, None, |fs| {
+            if fs.lying_fsync {
+                return Ok(());
+            }
+            let f = fs
+                .file_mut(file.ino)
+                .ok_or_else(|| err(io::ErrorKind::Other, "bad file handle", &file.path))?;
+            f.synced_len = f.data.len();
+            f.unsynced_write_ends.clear();
+            Ok(())
+        })
+    }
+
+    fn open_append(&self, path: &Path) -> io::Result<Option<Appending<SimFile>>> {
+        self.op(OpKind::OpenAppend, path, None, None, |fs| {
+            let Some(ino) = fs.lookup(path) else {
+                return Ok(None);
+            };
+            match fs.nodes.get(&ino) {
+                Some(Node::File(f)) => Ok(Some(Appending {
+                    file: SimFile {
+                        ino,
+                        path: normalize(path),
+                    },
+                    ends_in_newline: f.data.last().is_none_or(|&b| b == b'\n'),
+                })),
+                _ => Err(err(io::ErrorKind::IsADirectory, "is a directory", path)),
+            }
+        })
+    }
+
+    fn sync_data(&self, file: &mut SimFile) -> io::Result<()> {
+        // The model has no metadata but the size, which fdatasync persists.
+        self.op(OpKind::SyncData, &file.path, None, None, |fs| {
             if fs.lying_fsync {
                 return Ok(());
             }

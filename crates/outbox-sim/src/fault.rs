@@ -9,7 +9,7 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 
 use crate::op::{Op, OpKind, OpKindSet, entries_since};
-use outbox::io::Io;
+use outbox::io::{Appending, Io};
 
 /// Linux errno values for the faults a test typically injects.
 pub mod errno {
@@ -344,6 +344,26 @@ impl<I: Io> Io for FaultIo<I> {
         let path = file.path.clone();
         self.run(OpKind::SyncFile, &path, None, || {
             self.inner.sync_file(&mut file.inner)
+        })
+    }
+
+    fn open_append(&self, path: &Path) -> io::Result<Option<Appending<Self::File>>> {
+        let opened = self.run(OpKind::OpenAppend, path, None, || {
+            self.inner.open_append(path)
+        })?;
+        Ok(opened.map(|a| Appending {
+            file: FaultFile {
+                inner: a.file,
+                path: path.to_owned(),
+            },
+            ends_in_newline: a.ends_in_newline,
+        }))
+    }
+
+    fn sync_data(&self, file: &mut Self::File) -> io::Result<()> {
+        let path = file.path.clone();
+        self.run(OpKind::SyncData, &path, None, || {
+            self.inner.sync_data(&mut file.inner)
         })
     }
 

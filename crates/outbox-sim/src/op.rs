@@ -31,11 +31,15 @@ pub enum OpKind {
     ListDir,
     /// [`Io::lock`].
     Lock,
+    /// [`Io::open_append`].
+    OpenAppend,
+    /// [`Io::sync_data`].
+    SyncData,
 }
 
 impl OpKind {
     /// Every kind, in declaration order.
-    pub const ALL: [OpKind; 11] = [
+    pub const ALL: [OpKind; 13] = [
         OpKind::CreateNew,
         OpKind::WriteAll,
         OpKind::SyncFile,
@@ -47,6 +51,8 @@ impl OpKind {
         OpKind::CreateDirAll,
         OpKind::ListDir,
         OpKind::Lock,
+        OpKind::OpenAppend,
+        OpKind::SyncData,
     ];
 
     /// The trait method's name, e.g. `"sync_file"`.
@@ -63,12 +69,14 @@ impl OpKind {
             OpKind::CreateDirAll => "create_dir_all",
             OpKind::ListDir => "list_dir",
             OpKind::Lock => "lock",
+            OpKind::OpenAppend => "open_append",
+            OpKind::SyncData => "sync_data",
         }
     }
 
     /// True for the operations that change the file system (or its
     /// durability): create, write, fsync, rename, remove, mkdir, lock
-    /// (which creates its lock file).
+    /// (which creates its lock file), open for append.
     pub fn is_mutating(self) -> bool {
         !matches!(self, OpKind::OpenRead | OpKind::FileLen | OpKind::ListDir)
     }
@@ -90,7 +98,7 @@ pub struct OpKindSet(u16);
 
 impl OpKindSet {
     /// Every operation.
-    pub const ALL: OpKindSet = OpKindSet(0x7ff);
+    pub const ALL: OpKindSet = OpKindSet(0x1fff);
 
     /// The operations that change the file system; see
     /// [`OpKind::is_mutating`].
@@ -98,9 +106,9 @@ impl OpKindSet {
         Self::of(OpKind::ALL.iter().copied().filter(|k| k.is_mutating()))
     }
 
-    /// The two fsync operations.
+    /// The fsync operations (fsync of a file or a directory, fdatasync).
     pub fn syncs() -> Self {
-        Self::of([OpKind::SyncFile, OpKind::SyncDir])
+        Self::of([OpKind::SyncFile, OpKind::SyncDir, OpKind::SyncData])
     }
 
     /// The set holding exactly `kinds`.

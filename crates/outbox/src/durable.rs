@@ -90,11 +90,18 @@ impl From<WriteFailed> for Error {
     }
 }
 
-fn not_renamed(error: Error) -> WriteFailed {
-    WriteFailed {
-        renamed: false,
-        error,
+impl WriteFailed {
+    /// A failure before the rename: the target is untouched.
+    pub(crate) fn not_renamed(error: Error) -> Self {
+        WriteFailed {
+            renamed: false,
+            error,
+        }
     }
+}
+
+fn not_renamed(error: Error) -> WriteFailed {
+    WriteFailed::not_renamed(error)
 }
 
 /// Fsyncs a temp file, renames it over `target` and fsyncs the directory.
@@ -141,4 +148,34 @@ pub(crate) fn write_durable<I: Io>(io: &I, target: &Path, data: &[u8]) -> Result
         return Err(not_renamed(e));
     }
     rename_into_place(io, file, &temp, target)
+}
+
+/// Replaces `target` with `data` atomically, without the directory fsync:
+/// create a temporary file beside it, write, fsync it, rename it over
+/// `target`. One file fsync.
+///
+/// The content is durable before any name points at it, but the rename is
+/// not durable yet: a crash leaves the old content or the new. Use it only
+/// where either is correct until a later entry change of the same
+/// directory, which (entries of one directory reach the disk in order, see
+/// [`Io`]) cannot survive a crash without this rename.
+pub(crate) fn write_renamed<I: Io>(io: &I, target: &Path, data: &[u8]) -> Result<()> {
+    let (temp, mut file) = create_temp(io, target)?;
+    let written = io
+        .write_all(&mut file, data)
+        .at("write", &temp)
+        .and_then(|()| io.sync_file(&mut file).at("fsync file", &temp));
+    drop(file);
+    let result = written.and_then(|()| {
+        io.rename(&temp, target).map_err(|source| Error::Io {
+            op: "rename",
+            path: temp.clone(),
+            to: Some(target.to_owned()),
+            source,
+        })
+    });
+    if result.is_err() {
+        let _ = io.remove_file(&temp);
+    }
+    result
 }

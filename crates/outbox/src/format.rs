@@ -134,6 +134,15 @@ fn is_blank(bytes: &[u8]) -> bool {
     bytes.iter().all(u8::is_ascii_whitespace)
 }
 
+/// `bytes` without trailing NUL bytes: what a crash leaves when a file's
+/// new size reached the disk and its data did not. They are never part of
+/// a record (JSON has no NUL outside strings, where it is escaped), so a
+/// line they were appended to still reads, and a line of NULs is blank.
+fn without_nul_tail(bytes: &[u8]) -> &[u8] {
+    let end = bytes.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1);
+    &bytes[..end]
+}
+
 /// Calls `visit` for each non-blank line of `reader`: the record with its
 /// raw bytes (without the newline), or the reason it is a bad line. Holds at
 /// most `max_line` bytes of a line in memory.
@@ -148,15 +157,18 @@ pub(crate) fn for_each_record<R: Read>(
                 bytes,
                 line_no,
                 offset,
-            } if !is_blank(bytes) => visit(match decode_line(bytes) {
-                Ok(record) => Ok((record, bytes)),
-                Err(e) => Err(BadLine {
-                    line_no,
-                    offset,
-                    len: bytes.len() as u64,
-                    reason: BadLineReason::Unparsable(e.to_string()),
-                }),
-            }),
+            } if !is_blank(without_nul_tail(bytes)) => {
+                let bytes = without_nul_tail(bytes);
+                visit(match decode_line(bytes) {
+                    Ok(record) => Ok((record, bytes)),
+                    Err(e) => Err(BadLine {
+                        line_no,
+                        offset,
+                        len: bytes.len() as u64,
+                        reason: BadLineReason::Unparsable(e.to_string()),
+                    }),
+                })
+            }
             Line::Whole { .. } => {}
             Line::TooLong {
                 line_no,
@@ -232,6 +244,14 @@ mod tests {
         assert_eq!(scan.records.len(), 1);
         let scan2 = super::scan(format!("{l}\n").as_bytes(), l.len() - 1).unwrap();
         assert_eq!(scan2.bad_lines.len(), 1);
+    }
+
+    #[test]
+    fn a_crash_s_zeroed_tail_is_not_part_of_a_line() {
+        let text = format!("{}\0\0\n{}\n\0\0\0", line("a"), line("b"));
+        let scan = scan(text.as_bytes(), MAX_LINE_BYTES).unwrap();
+        assert_eq!(scan.records.len(), 2);
+        assert!(scan.bad_lines.is_empty());
     }
 
     #[test]

@@ -17,7 +17,7 @@
 
 use std::ffi::OsString;
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read, Write};
+use std::io::{self, Read, Seek, Write};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -30,18 +30,26 @@ use std::sync::Arc;
 /// on them):
 /// - [`create_new`](Io::create_new) fails with `AlreadyExists` if the path
 ///   exists; it never truncates an existing file.
-/// - Nothing written is durable until [`sync_file`](Io::sync_file) returned
-///   `Ok`; a new, renamed or removed directory entry is not durable until
-///   [`sync_dir`](Io::sync_dir) of its directory returned `Ok`.
+/// - Nothing written is durable until [`sync_file`](Io::sync_file) (or
+///   [`sync_data`](Io::sync_data)) returned `Ok`; a new, renamed or removed
+///   directory entry is not durable until [`sync_dir`](Io::sync_dir) of its
+///   directory returned `Ok`.
+/// - The entry changes of one directory reach the disk in the order they
+///   were made: a crash keeps a prefix of them (ext4's ordered journal; the
+///   crash model of `outbox-sim`). The outbox relies on this to skip a
+///   directory fsync between a rename and a later removal in the same
+///   directory.
 /// - [`rename`](Io::rename) atomically replaces the target.
-/// - An error from `sync_file` or `sync_dir` is final: the caller must not
+/// - An error from `sync_file`, `sync_data` or `sync_dir` is final: the caller must not
 ///   retry the fsync and treat a later success as covering the failed one.
 pub trait Io: Send + Sync + 'static {
     /// An open, writable file created by [`create_new`](Io::create_new).
     /// Dropping it closes the file.
     type File: Send;
-    /// A reader over a file's bytes, from [`open_read`](Io::open_read).
-    type Reader: Read + Send;
+    /// A reader over a file's bytes, from [`open_read`](Io::open_read); it
+    /// can seek, so a reader of an append-only file can resume where it
+    /// stopped.
+    type Reader: Read + Seek + Send;
     /// A held exclusive lock, from [`lock`](Io::lock); dropping it unlocks.
     type Lock: Send;
 
@@ -51,6 +59,15 @@ pub trait Io: Send + Sync + 'static {
     fn write_all(&self, file: &mut Self::File, data: &[u8]) -> io::Result<()>;
     /// Makes the contents of `file` durable (fsync).
     fn sync_file(&self, file: &mut Self::File) -> io::Result<()>;
+    /// Opens the existing file at `path` for appending: every write goes to
+    /// its end. `Ok(None)` when it does not exist. Also says whether the
+    /// file is empty or ends in a newline, so an appender of lines can
+    /// terminate a torn last line first.
+    fn open_append(&self, path: &Path) -> io::Result<Option<Appending<Self::File>>>;
+    /// Makes the data of `file` durable, with the metadata needed to read
+    /// it back (its size), but not e.g. its modification time (fdatasync).
+    /// Enough for a file whose directory entry is already durable.
+    fn sync_data(&self, file: &mut Self::File) -> io::Result<()>;
     /// Opens `path` for reading; `Ok(None)` when it does not exist.
     fn open_read(&self, path: &Path) -> io::Result<Option<Self::Reader>>;
     /// Atomically renames `from` to `to`, replacing `to` if it exists.
@@ -69,6 +86,17 @@ pub trait Io: Send + Sync + 'static {
     /// blocking until it is free. Excludes other processes; threads of one
     /// process are excluded by the outbox's own in-process locks.
     fn lock(&self, path: &Path) -> io::Result<Self::Lock>;
+}
+
+/// A file opened by [`Io::open_append`].
+#[derive(Debug)]
+pub struct Appending<F> {
+    /// The open file: every write goes to its end.
+    pub file: F,
+    /// Whether the file is empty or its last byte is `\n`. When it is not,
+    /// the last line is torn (a writer died mid-line), and a new line
+    /// appended as is would merge with it.
+    pub ends_in_newline: bool,
 }
 
 /// The directory holding `path`'s entry: the one whose
@@ -106,6 +134,7 @@ pub type FsyncFn = dyn Fn(&File) -> io::Result<()> + Send + Sync + 'static;
 #[derive(Clone)]
 pub struct StdIo {
     fsync: Arc<FsyncFn>,
+    fdatasync: Arc<FsyncFn>,
 }
 
 impl std::fmt::Debug for StdIo {
@@ -121,20 +150,27 @@ impl Default for StdIo {
 }
 
 impl StdIo {
-    /// The real file system with the real fsync ([`File::sync_all`]).
+    /// The real file system with the real fsync ([`File::sync_all`]) and
+    /// fdatasync ([`File::sync_data`]).
     pub fn new() -> Self {
-        Self::with_fsync(File::sync_all)
+        Self {
+            fsync: Arc::new(File::sync_all),
+            fdatasync: Arc::new(File::sync_data),
+        }
     }
 
     /// The real file system with `fsync` called for every file and directory
-    /// fsync, e.g. a counter that delegates to `File::sync_all`, or a no-op
-    /// for WARM walltime gates that must factor the disk out.
+    /// fsync and every fdatasync ([`Io::sync_data`]), e.g. a counter that
+    /// delegates to `File::sync_all`, or a no-op for WARM walltime gates
+    /// that must factor the disk out.
     pub fn with_fsync<F>(fsync: F) -> Self
     where
         F: Fn(&File) -> io::Result<()> + Send + Sync + 'static,
     {
+        let fsync: Arc<FsyncFn> = Arc::new(fsync);
         Self {
-            fsync: Arc::new(fsync),
+            fdatasync: Arc::clone(&fsync),
+            fsync,
         }
     }
 }
@@ -177,6 +213,30 @@ impl Io for StdIo {
 
     fn sync_file(&self, file: &mut File) -> io::Result<()> {
         (self.fsync)(file)
+    }
+
+    fn open_append(&self, path: &Path) -> io::Result<Option<Appending<File>>> {
+        use std::os::unix::fs::FileExt;
+        let Some(file) = not_found_to_none(OpenOptions::new().read(true).append(true).open(path))?
+        else {
+            return Ok(None);
+        };
+        let len = file.metadata()?.len();
+        let ends_in_newline = if len == 0 {
+            true
+        } else {
+            let mut last = [0u8];
+            file.read_exact_at(&mut last, len - 1)?;
+            last[0] == b'\n'
+        };
+        Ok(Some(Appending {
+            file,
+            ends_in_newline,
+        }))
+    }
+
+    fn sync_data(&self, file: &mut File) -> io::Result<()> {
+        (self.fdatasync)(file)
     }
 
     fn open_read(&self, path: &Path) -> io::Result<Option<File>> {

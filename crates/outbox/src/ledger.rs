@@ -1,19 +1,54 @@
 //! The consumed ledger: which turns a parent has already been handed.
 //!
-//! On disk: `runtime/consumed-turns/<id>.json`, a JSON object mapping a turn
-//! fingerprint to the Unix second it was consumed. Always replaced with the
-//! durable-write recipe, so it is never torn.
+//! # On disk (protocol v2)
 //!
-//! Pruning reads the clock but does not trust it: see [`Ledger::prune`].
+//! `runtime/consumed-turns/<id>.jsonl`, append-only, one JSON value a line:
+//!
+//! - line 1, the header, written only by a whole-file rewrite:
+//!   `{"outbox_ledger":2,"generation":"<16 hex>","entries":<n>}`; the
+//!   generation is a fresh random nonce per rewrite, so a reader that cached
+//!   the file can tell an append (same generation, longer) from a rewrite;
+//!   `entries` is how many marks the rewrite wrote (it paces compaction);
+//! - a mark: `["<turn fingerprint>",<unix seconds>]`;
+//! - a prune: `{"prune":<unix seconds>}`: the drain that wrote it pruned
+//!   the ledger as of that time ([`Ledger::prune`]) before its marks.
+//!
+//! The ledger is the replay of its lines in order, so the state after a
+//! drain is exactly what the JSON-object ledger of protocol v1 held after
+//! the same drain (same pruning, same clock-step rules), while a drain
+//! appends a few lines and fdatasyncs instead of rewriting the file. A line
+//! that does not parse (a torn append: the writer died mid-line, or a
+//! later appender terminated its torn tail with a newline) marks nothing.
+//!
+//! A drain *compacts* instead of appending (a whole-file rewrite with the
+//! durable-write recipe: 1 file + 1 directory fsync) when the file does not
+//! exist yet, when agent-deck's ledger must be migrated, when the header is
+//! unreadable, when the file holds at least `2 × entries + 1024` lines
+//! (amortised: each rewrite is paid for by as many appends as it writes),
+//! when the shift rule of [`Ledger::prune`] applies, and when an append
+//! would pass the size cap.
+//!
+//! agent-deck's ledger, `runtime/consumed-turns/<id>.json` (a JSON object
+//! `{turn: unix seconds}`), is read while the v2 file does not exist; the
+//! first drain that marks anything writes the v2 file with its entries
+//! (durably) and only then removes it.
+//!
+//! In memory, an [`Outbox`](crate::Outbox) keeps each parent's ledger and
+//! the offset it has read to: a later read under the same generation reads
+//! only the lines appended since, so nothing per drain is proportional to
+//! the ledger's size (a new process reads the file once).
 
-use std::collections::BTreeMap;
-use std::io::Read;
+use std::collections::{BTreeSet, HashMap};
+use std::io::{Read, Seek, SeekFrom};
 use std::path::Path;
 use std::time::Duration;
 
-use crate::durable::{WriteFailed, write_durable};
+use serde::Deserialize;
+
+use crate::durable::{WriteFailed, nonce, write_durable};
 use crate::error::{Error, IoContext, Result};
 use crate::io::Io;
+use crate::paths::ParentPaths;
 
 /// How long a consumed turn is remembered: entries older than this are
 /// pruned whenever a drain marks new turns. Clock steps never shorten it by
@@ -24,55 +59,138 @@ pub const LEDGER_TTL: Duration = Duration::from_secs(14 * 24 * 3600);
 /// The largest ledger file read, in bytes (about a million entries).
 const MAX_LEDGER_BYTES: u64 = 64 * 1024 * 1024;
 
-/// A parent's consumed ledger.
+/// Lines a ledger may hold beyond twice the marks of its last rewrite
+/// before a drain compacts it.
+const COMPACT_SLACK: u64 = 1024;
+
+/// The longest header line read.
+const MAX_HEADER_BYTES: u64 = 256;
+
+/// Where the in-memory ledger came from.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
+enum Source {
+    /// Nothing read yet, or a failed write made the memory untrustworthy.
+    #[default]
+    Unknown,
+    /// No v2 file: agent-deck's JSON object (`legacy`), or nothing.
+    Legacy { legacy: bool },
+    /// The v2 file, read up to `offset` (a line boundary) of `generation`.
+    V2 {
+        generation: String,
+        offset: u64,
+        /// Lines after the header read so far.
+        lines: u64,
+        /// Marks the last rewrite wrote.
+        base: u64,
+        /// Whether the file ends in a newline at `offset` (always, unless
+        /// the bytes after `offset` are a torn line).
+        clean_end: bool,
+    },
+    /// The v2 file exists but its header cannot be read.
+    Corrupt,
+}
+
+#[derive(Deserialize)]
+struct Header {
+    outbox_ledger: u32,
+    generation: String,
+    #[serde(default)]
+    entries: u64,
+}
+
+#[derive(Deserialize)]
+struct PruneLine {
+    prune: i64,
+}
+
+/// A parent's consumed ledger, in memory.
+#[derive(Clone, Debug, Default)]
 pub(crate) struct Ledger {
-    /// Turn fingerprint → Unix second consumed.
-    pub entries: BTreeMap<String, i64>,
+    /// Turn fingerprint → stamp, stored minus `shift`.
+    turns: HashMap<String, i64>,
+    /// The same entries ordered by stored stamp, for pruning.
+    by_time: BTreeSet<(i64, String)>,
+    /// Added to every stored stamp (the forward shift of the clock-step
+    /// rule, applied to all entries at once).
+    shift: i64,
     /// The file existed but could not be read as a ledger; it was treated as
     /// empty (at worst a turn is delivered again, never lost).
     pub was_corrupt: bool,
+    source: Source,
+}
+
+/// A ledger write that failed, after the ledger was put back when it could
+/// be.
+#[derive(Debug)]
+pub(crate) enum MarkFailed {
+    /// No mark is visible: nothing was written, or the old ledger was put
+    /// back (a new durable write, not a retry of a failed fsync).
+    NotMarked(Error),
+    /// The marks may be visible and the old ledger could not be put back.
+    MarksKept {
+        error: Box<Error>,
+        undo: Box<Error>,
+        /// Whether the marks are visible for sure (nothing of the undo
+        /// reached the file).
+        marks_visible: bool,
+    },
 }
 
 impl Ledger {
-    /// Reads the ledger at `path`; a missing file is an empty ledger.
-    pub fn load<I: Io>(io: &I, path: &Path) -> Result<Self> {
-        let Some(reader) = io.open_read(path).at("open ledger", path)? else {
-            return Ok(Self::default());
-        };
-        let mut bytes = Vec::new();
-        reader
-            .take(MAX_LEDGER_BYTES + 1)
-            .read_to_end(&mut bytes)
-            .at("read ledger", path)?;
-        if bytes.len() as u64 > MAX_LEDGER_BYTES {
-            // Never an empty ledger: that would forget every mark.
-            return Err(Error::LedgerTooLarge {
-                path: path.to_owned(),
-                len: bytes.len() as u64,
-                limit: MAX_LEDGER_BYTES,
-            });
-        }
-        if bytes.iter().all(u8::is_ascii_whitespace) {
-            return Ok(Self::default());
-        }
-        Ok(
-            match serde_json::from_slice::<BTreeMap<String, f64>>(&bytes) {
-                Ok(map) => Self {
-                    entries: map.into_iter().map(|(k, v)| (k, v as i64)).collect(),
-                    was_corrupt: false,
-                },
-                Err(_) => Self {
-                    entries: BTreeMap::new(),
-                    was_corrupt: true,
-                },
-            },
-        )
+    /// Whether the ledger was read (and nothing since made it untrustworthy).
+    pub fn is_loaded(&self) -> bool {
+        self.source != Source::Unknown
+    }
+
+    /// How many turns are remembered.
+    pub fn len(&self) -> usize {
+        self.turns.len()
     }
 
     /// Whether `turn` was consumed.
     pub fn contains(&self, turn: &str) -> bool {
-        self.entries.contains_key(turn)
+        self.turns.contains_key(turn)
+    }
+
+    /// The entries with their stamps (Unix seconds), oldest first.
+    pub fn entries(&self) -> impl Iterator<Item = (&str, i64)> {
+        self.by_time
+            .iter()
+            .map(|(t, k)| (k.as_str(), t.saturating_add(self.shift)))
+    }
+
+    /// Records `turn` consumed at `stamp` (replacing an earlier stamp).
+    pub fn insert(&mut self, turn: String, stamp: i64) {
+        let stored = stamp.saturating_sub(self.shift);
+        if let Some(old) = self.turns.insert(turn.clone(), stored) {
+            self.by_time.remove(&(old, turn.clone()));
+        }
+        self.by_time.insert((stored, turn));
+    }
+
+    /// Forgets every turn `drop` accepts; returns how many.
+    pub fn remove_where(&mut self, mut drop: impl FnMut(&str) -> bool) -> usize {
+        let gone: Vec<String> = self.turns.keys().filter(|k| drop(k)).cloned().collect();
+        for k in &gone {
+            if let Some(stored) = self.turns.remove(k) {
+                self.by_time.remove(&(stored, k.clone()));
+            }
+        }
+        gone.len()
+    }
+
+    fn newest(&self) -> Option<i64> {
+        self.by_time
+            .last()
+            .map(|(t, _)| t.saturating_add(self.shift))
+    }
+
+    /// Whether [`prune`](Self::prune) at `now` would shift the whole ledger
+    /// forward (every entry older than the TTL).
+    fn would_shift(&self, now_unix: i64) -> bool {
+        let ttl = LEDGER_TTL.as_secs() as i64;
+        self.newest()
+            .is_some_and(|newest| newest.min(now_unix) < now_unix.saturating_sub(ttl))
     }
 
     /// Drops entries consumed more than [`LEDGER_TTL`] before `now`, robust
@@ -88,47 +206,446 @@ impl Ledger {
     ///   between entries are kept) and nothing is dropped.
     /// - Otherwise entries older than the TTL are dropped. A forward step
     ///   shorter than the TTL ages every entry by the step.
+    ///
+    /// Costs what it restamps and drops, not the ledger's size.
     pub fn prune(&mut self, now_unix: i64) {
         let ttl = LEDGER_TTL.as_secs() as i64;
-        for consumed in self.entries.values_mut() {
-            *consumed = (*consumed).min(now_unix);
+        while let Some((stored, _)) = self.by_time.last()
+            && stored.saturating_add(self.shift) > now_unix
+        {
+            let Some((_, turn)) = self.by_time.pop_last() else {
+                break;
+            };
+            self.turns.remove(&turn);
+            self.insert(turn, now_unix);
         }
-        let Some(&newest) = self.entries.values().max() else {
+        let Some(newest) = self.newest() else {
             return;
         };
         if newest < now_unix.saturating_sub(ttl) {
-            let shift = now_unix.saturating_sub(newest);
-            for consumed in self.entries.values_mut() {
-                *consumed = consumed.saturating_add(shift);
-            }
+            self.shift = self.shift.saturating_add(now_unix.saturating_sub(newest));
             return;
         }
         let cutoff = now_unix.saturating_sub(ttl);
-        self.entries.retain(|_, consumed| *consumed >= cutoff);
+        while let Some((stored, _)) = self.by_time.first()
+            && stored.saturating_add(self.shift) < cutoff
+        {
+            if let Some((_, turn)) = self.by_time.pop_first() {
+                self.turns.remove(&turn);
+            }
+        }
     }
 
-    /// Replaces the file durably (1 file + 1 directory fsync). A ledger
-    /// that would not be read back (over the size limit) is refused before
-    /// anything is written.
-    pub fn save<I: Io>(&self, io: &I, path: &Path) -> Result<(), WriteFailed> {
-        let bytes = self.encode();
-        if bytes.len() as u64 > MAX_LEDGER_BYTES {
-            return Err(WriteFailed {
-                renamed: false,
-                error: Error::LedgerTooLarge {
-                    path: path.to_owned(),
-                    len: bytes.len() as u64,
-                    limit: MAX_LEDGER_BYTES,
-                },
+    /// Brings the ledger up to date with the disk: reads only what was
+    /// appended since the last call when the file is the same generation,
+    /// the whole file otherwise. A missing v2 file reads agent-deck's.
+    pub fn refresh<I: Io>(&mut self, io: &I, paths: &ParentPaths) -> Result<()> {
+        let result = self.refresh_inner(io, paths);
+        if result.is_err() {
+            *self = Self::default();
+        }
+        result
+    }
+
+    fn refresh_inner<I: Io>(&mut self, io: &I, paths: &ParentPaths) -> Result<()> {
+        let path = &paths.consumed;
+        let Some(mut reader) = io.open_read(path).at("open ledger", path)? else {
+            // No v2 file: agent-deck's ledger, read whole each time (this
+            // crate never writes it; the first marking drain migrates it).
+            *self = Self::load_legacy(io, &paths.ledger)?;
+            return Ok(());
+        };
+        let len = reader.seek(SeekFrom::End(0)).at("read ledger", path)?;
+        if len > MAX_LEDGER_BYTES {
+            // Never an empty ledger: that would forget every mark.
+            return Err(Error::LedgerTooLarge {
+                path: path.to_owned(),
+                len,
+                limit: MAX_LEDGER_BYTES,
             });
         }
-        write_durable(io, path, &bytes)
+        reader.seek(SeekFrom::Start(0)).at("read ledger", path)?;
+        let mut head = Vec::new();
+        (&mut reader)
+            .take(MAX_HEADER_BYTES)
+            .read_to_end(&mut head)
+            .at("read ledger", path)?;
+        let header = head.iter().position(|&b| b == b'\n').and_then(|end| {
+            let h: Header = serde_json::from_slice(&head[..end]).ok()?;
+            (h.outbox_ledger == 2).then_some((h, end as u64 + 1))
+        });
+        let Some((header, header_len)) = header else {
+            *self = Self {
+                was_corrupt: true,
+                source: Source::Corrupt,
+                ..Self::default()
+            };
+            return Ok(());
+        };
+        let resume = match &self.source {
+            Source::V2 {
+                generation, offset, ..
+            } if *generation == header.generation && *offset <= len => *offset,
+            _ => {
+                *self = Self {
+                    source: Source::V2 {
+                        generation: header.generation.clone(),
+                        offset: header_len,
+                        lines: 0,
+                        base: header.entries,
+                        clean_end: true,
+                    },
+                    ..Self::default()
+                };
+                header_len
+            }
+        };
+        reader
+            .seek(SeekFrom::Start(resume))
+            .at("read ledger", path)?;
+        let mut tail = Vec::new();
+        reader.read_to_end(&mut tail).at("read ledger", path)?;
+        let whole = tail.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+        let mut lines = 0;
+        for line in tail[..whole].split(|&b| b == b'\n') {
+            if line.is_empty() {
+                continue;
+            }
+            lines += 1;
+            self.apply_line(line);
+        }
+        if let Source::V2 {
+            offset,
+            lines: read,
+            clean_end,
+            ..
+        } = &mut self.source
+        {
+            *offset = resume + whole as u64;
+            *read += lines;
+            *clean_end = whole == tail.len();
+        }
+        Ok(())
     }
 
-    /// The file content: a JSON object with sorted keys.
-    pub fn encode(&self) -> Vec<u8> {
-        // A map of strings to integers always serialises.
-        serde_json::to_vec(&self.entries).unwrap_or_else(|_| b"{}".to_vec())
+    fn apply_line(&mut self, line: &[u8]) {
+        match line.first() {
+            Some(b'[') => {
+                if let Ok((turn, stamp)) = serde_json::from_slice::<(String, i64)>(line) {
+                    self.insert(turn, stamp);
+                }
+            }
+            Some(b'{') => {
+                if let Ok(p) = serde_json::from_slice::<PruneLine>(line) {
+                    self.prune(p.prune);
+                }
+            }
+            // Blank, torn or zeroed: marks nothing.
+            _ => {}
+        }
+    }
+
+    /// Reads agent-deck's ledger at `path` (a JSON object); a missing file
+    /// is an empty ledger.
+    fn load_legacy<I: Io>(io: &I, path: &Path) -> Result<Self> {
+        let Some(reader) = io.open_read(path).at("open ledger", path)? else {
+            return Ok(Self {
+                source: Source::Legacy { legacy: false },
+                ..Self::default()
+            });
+        };
+        let mut bytes = Vec::new();
+        reader
+            .take(MAX_LEDGER_BYTES + 1)
+            .read_to_end(&mut bytes)
+            .at("read ledger", path)?;
+        if bytes.len() as u64 > MAX_LEDGER_BYTES {
+            // Never an empty ledger: that would forget every mark.
+            return Err(Error::LedgerTooLarge {
+                path: path.to_owned(),
+                len: bytes.len() as u64,
+                limit: MAX_LEDGER_BYTES,
+            });
+        }
+        let mut ledger = Self {
+            source: Source::Legacy { legacy: true },
+            ..Self::default()
+        };
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Ok(ledger);
+        }
+        match serde_json::from_slice::<HashMap<String, f64>>(&bytes) {
+            Ok(map) => {
+                for (k, v) in map {
+                    ledger.insert(k, v as i64);
+                }
+            }
+            Err(_) => ledger.was_corrupt = true,
+        }
+        Ok(ledger)
+    }
+
+    /// Whether the next write must be a whole-file rewrite.
+    fn must_rewrite(&self, now_unix: i64, append_bytes: u64) -> bool {
+        match &self.source {
+            Source::V2 {
+                offset,
+                lines,
+                base,
+                ..
+            } => {
+                *lines >= base.saturating_mul(2).saturating_add(COMPACT_SLACK)
+                    || offset.saturating_add(append_bytes) > MAX_LEDGER_BYTES
+                    || self.would_shift(now_unix)
+            }
+            _ => true,
+        }
+    }
+
+    /// Prunes as of `now_unix`, marks `turns` consumed at `now_unix`, and
+    /// makes that durable: an append of a prune line and the marks, then one
+    /// fdatasync; or, when due (see the module docs), a whole-file rewrite.
+    /// The caller has refreshed the ledger and holds the drain lock.
+    ///
+    /// On failure the old ledger is put back when the marks may be visible
+    /// (a new durable write, never a retry of the failed fsync), and the
+    /// in-memory ledger is dropped (the next refresh reads the file).
+    pub fn mark<I: Io>(
+        &mut self,
+        io: &I,
+        paths: &ParentPaths,
+        turns: &[String],
+        now_unix: i64,
+    ) -> Result<(), MarkFailed> {
+        let mut lines = format!("{{\"prune\":{now_unix}}}\n").into_bytes();
+        for turn in turns {
+            push_mark(&mut lines, turn, now_unix);
+        }
+        if self.must_rewrite(now_unix, lines.len() as u64 + 1) {
+            let before = self.clone();
+            self.prune(now_unix);
+            for turn in turns {
+                self.insert(turn.clone(), now_unix);
+            }
+            return match self.rewrite(io, paths) {
+                Ok(()) => Ok(()),
+                Err(failed) => {
+                    *self = Self::default();
+                    Err(undo(io, paths, failed, || Ok(before)))
+                }
+            };
+        }
+        let Source::V2 {
+            offset, clean_end, ..
+        } = self.source.clone()
+        else {
+            unreachable!("must_rewrite is true for every other source");
+        };
+        if !clean_end {
+            // A torn last line: end it, so the marks start on a line of
+            // their own (the torn one then marks nothing).
+            lines.insert(0, b'\n');
+        }
+        let path = &paths.consumed;
+        let appended = (|| -> Result<(), WriteFailed> {
+            let Some(mut file) = io
+                .open_append(path)
+                .at("open ledger", path)
+                .map_err(WriteFailed::not_renamed)?
+            else {
+                return Err(WriteFailed::not_renamed(Error::Io {
+                    op: "open ledger",
+                    path: path.to_owned(),
+                    to: None,
+                    source: std::io::ErrorKind::NotFound.into(),
+                }));
+            };
+            let visible = |error| WriteFailed {
+                renamed: true,
+                error,
+            };
+            io.write_all(&mut file.file, &lines)
+                .at("write", path)
+                .map_err(visible)?;
+            io.sync_data(&mut file.file)
+                .at("fdatasync", path)
+                .map_err(visible)
+        })();
+        match appended {
+            Ok(()) => {
+                self.prune(now_unix);
+                for turn in turns {
+                    self.insert(turn.clone(), now_unix);
+                }
+                if let Source::V2 {
+                    offset: o,
+                    lines: l,
+                    clean_end: c,
+                    ..
+                } = &mut self.source
+                {
+                    *o = offset + lines.len() as u64;
+                    *l += 1 + turns.len() as u64 + u64::from(!clean_end);
+                    *c = true;
+                }
+                Ok(())
+            }
+            Err(failed) => {
+                let before = std::mem::take(self);
+                Err(undo(io, paths, failed, || {
+                    // The ledger as it was: the file up to where it was read.
+                    let mut old = before;
+                    old.refresh_upto(io, paths, offset)?;
+                    Ok(old)
+                }))
+            }
+        }
+    }
+
+    /// Rebuilds the ledger from the file's first `upto` bytes.
+    fn refresh_upto<I: Io>(&mut self, io: &I, paths: &ParentPaths, upto: u64) -> Result<()> {
+        let path = &paths.consumed;
+        let mut reader = io
+            .open_read(path)
+            .at("open ledger", path)?
+            .ok_or_else(|| std::io::Error::from(std::io::ErrorKind::NotFound))
+            .at("open ledger", path)?;
+        let mut bytes = Vec::new();
+        (&mut reader)
+            .take(upto)
+            .read_to_end(&mut bytes)
+            .at("read ledger", path)?;
+        *self = Self::default();
+        let mut it = bytes.split(|&b| b == b'\n');
+        if let Some(first) = it.next()
+            && let Ok(h) = serde_json::from_slice::<Header>(first)
+        {
+            self.source = Source::V2 {
+                generation: h.generation,
+                offset: upto,
+                lines: 0,
+                base: h.entries,
+                clean_end: true,
+            };
+        }
+        for line in it {
+            self.apply_line(line);
+        }
+        Ok(())
+    }
+
+    /// Forgets the turns `drop` accepts and rewrites the file if any went;
+    /// returns how many. The caller has refreshed the ledger and holds the
+    /// drain lock.
+    pub fn forget<I: Io>(
+        &mut self,
+        io: &I,
+        paths: &ParentPaths,
+        drop: impl FnMut(&str) -> bool,
+    ) -> Result<usize> {
+        let dropped = self.remove_where(drop);
+        if dropped > 0
+            && let Err(failed) = self.rewrite(io, paths)
+        {
+            *self = Self::default();
+            return Err(failed.error);
+        }
+        Ok(dropped)
+    }
+
+    /// Replaces the v2 file with the whole ledger, durably (1 file + 1
+    /// directory fsync), under a new generation; then removes agent-deck's
+    /// ledger if there was one (its entries are in the new file). A ledger
+    /// that would not be read back (over the size cap) is refused before
+    /// anything is written.
+    fn rewrite<I: Io>(&mut self, io: &I, paths: &ParentPaths) -> Result<(), WriteFailed> {
+        let generation = format!("{:016x}", nonce());
+        let bytes = self.encode(&generation);
+        if bytes.len() as u64 > MAX_LEDGER_BYTES {
+            return Err(WriteFailed::not_renamed(Error::LedgerTooLarge {
+                path: paths.consumed.clone(),
+                len: bytes.len() as u64,
+                limit: MAX_LEDGER_BYTES,
+            }));
+        }
+        write_durable(io, &paths.consumed, &bytes)?;
+        let had_legacy = self.source == Source::Legacy { legacy: true };
+        // Fold the shift into the stamps, as the file now has them.
+        let entries: Vec<(String, i64)> = self.entries().map(|(k, t)| (k.to_owned(), t)).collect();
+        let n = entries.len() as u64;
+        *self = Self::default();
+        for (k, t) in entries {
+            self.insert(k, t);
+        }
+        self.source = Source::V2 {
+            generation,
+            offset: bytes.len() as u64,
+            lines: n,
+            base: n,
+            clean_end: true,
+        };
+        if had_legacy {
+            // A plain unlink: the v2 file is durable and is read first; a
+            // leftover agent-deck ledger is never read again.
+            let _ = io.remove_file(&paths.ledger);
+        }
+        Ok(())
+    }
+
+    /// The whole file: header, then every mark, oldest first.
+    fn encode(&self, generation: &str) -> Vec<u8> {
+        let mut out = format!(
+            "{{\"outbox_ledger\":2,\"generation\":\"{generation}\",\"entries\":{}}}\n",
+            self.len()
+        )
+        .into_bytes();
+        for (turn, stamp) in self.entries() {
+            push_mark(&mut out, turn, stamp);
+        }
+        out
+    }
+}
+
+/// Appends the mark line `["turn",stamp]`.
+fn push_mark(out: &mut Vec<u8>, turn: &str, stamp: i64) {
+    out.push(b'[');
+    // A string always serialises.
+    let _ = serde_json::to_writer(&mut *out, turn);
+    out.extend_from_slice(format!(",{stamp}]\n").as_bytes());
+}
+
+/// After a failed ledger write: when the marks may be visible, put the old
+/// ledger (`before`) back with a new durable write.
+fn undo<I: Io>(
+    io: &I,
+    paths: &ParentPaths,
+    failed: WriteFailed,
+    before: impl FnOnce() -> Result<Ledger>,
+) -> MarkFailed {
+    if !failed.renamed {
+        return MarkFailed::NotMarked(failed.error);
+    }
+    let put_back = before()
+        .map_err(WriteFailed::not_renamed)
+        .and_then(|mut old| {
+            // Rewriting under a fresh generation; the caller's in-memory ledger
+            // was dropped and is re-read by the next refresh.
+            old.source = Source::V2 {
+                generation: String::new(),
+                offset: 0,
+                lines: 0,
+                base: 0,
+                clean_end: true,
+            };
+            old.rewrite(io, paths)
+        });
+    match put_back {
+        Ok(()) => MarkFailed::NotMarked(failed.error),
+        Err(undo) => MarkFailed::MarksKept {
+            error: Box::new(failed.error),
+            marks_visible: !undo.renamed,
+            undo: Box::new(undo.error),
+        },
     }
 }
 
@@ -137,25 +654,61 @@ mod tests {
     use super::*;
     use crate::io::StdIo;
 
+    fn paths(dir: &Path) -> ParentPaths {
+        let p = ParentPaths::new(dir, "p").unwrap();
+        std::fs::create_dir_all(p.consumed.parent().unwrap()).unwrap();
+        p
+    }
+
+    fn load(io: &StdIo, p: &ParentPaths) -> Ledger {
+        let mut l = Ledger::default();
+        l.refresh(io, p).unwrap();
+        l
+    }
+
     #[test]
     fn round_trips_and_prunes_old_entries() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("l.json");
+        let p = paths(dir.path());
         let io = StdIo::new();
         let now = 2_000_000_000;
-        let mut ledger = Ledger::default();
-        ledger.entries.insert("fresh".into(), now - 10);
-        ledger
-            .entries
-            .insert("edge".into(), now - LEDGER_TTL.as_secs() as i64);
-        ledger
-            .entries
-            .insert("old".into(), now - LEDGER_TTL.as_secs() as i64 - 1);
-        ledger.prune(now);
-        ledger.save(&io, &path).unwrap();
-        let back = Ledger::load(&io, &path).unwrap();
+        let ttl = LEDGER_TTL.as_secs() as i64;
+        let mut ledger = load(&io, &p);
+        ledger.insert("fresh".into(), now - 10);
+        ledger.insert("edge".into(), now - ttl);
+        ledger.insert("old".into(), now - ttl - 1);
+        ledger.mark(&io, &p, &["new".into()], now).unwrap();
+        let back = load(&io, &p);
         assert!(back.contains("fresh") && back.contains("edge") && !back.contains("old"));
-        assert!(!back.was_corrupt);
+        assert!(back.contains("new") && !back.was_corrupt);
+        // An append, replayed by a fresh reader, prunes the same way.
+        let mut live = back;
+        live.mark(&io, &p, &["later".into()], now + ttl).unwrap();
+        let again = load(&io, &p);
+        assert!(again.contains("later") && again.contains("new") && !again.contains("edge"));
+        assert_eq!(again.len(), live.len());
+    }
+
+    #[test]
+    fn appends_are_read_incrementally_and_torn_tails_mark_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = paths(dir.path());
+        let io = StdIo::new();
+        let mut a = load(&io, &p);
+        a.mark(&io, &p, &["t1".into()], 2_000_000_000).unwrap();
+        let mut reader = load(&io, &p);
+        a.mark(&io, &p, &["t2".into()], 2_000_000_001).unwrap();
+        // A writer died mid-line.
+        let mut bytes = std::fs::read(&p.consumed).unwrap();
+        bytes.extend_from_slice(b"[\"t3\",20");
+        std::fs::write(&p.consumed, &bytes).unwrap();
+        reader.refresh(&io, &p).unwrap();
+        assert!(reader.contains("t2") && !reader.contains("t3"));
+        let mut b = load(&io, &p);
+        b.mark(&io, &p, &["t4".into()], 2_000_000_002).unwrap();
+        reader.refresh(&io, &p).unwrap();
+        assert!(reader.contains("t4") && !reader.contains("t3"));
+        assert!(!reader.was_corrupt);
     }
 
     #[test]
@@ -164,22 +717,23 @@ mod tests {
         let day = 24 * 3600;
         // Stamped at 1970 (no clock yet), then NTP: nothing is forgotten.
         let mut ledger = Ledger::default();
-        ledger.entries.insert("a".into(), 1_000);
-        ledger.entries.insert("b".into(), 1_000 - day);
+        ledger.insert("a".into(), 1_000);
+        ledger.insert("b".into(), 1_000 - day);
         let now = 1_780_000_000;
         ledger.prune(now);
-        assert_eq!(ledger.entries["a"], now);
-        assert_eq!(ledger.entries["b"], now - day);
+        let stamps: HashMap<&str, i64> = ledger.entries().collect();
+        assert_eq!(stamps["a"], now);
+        assert_eq!(stamps["b"], now - day);
         // Stamped in the far future, then the clock was corrected: kept
         // one TTL from now, then dropped.
         let mut ledger = Ledger::default();
-        ledger.entries.insert("future".into(), 3_800_000_000);
-        ledger.entries.insert("recent".into(), now - day);
+        ledger.insert("future".into(), 3_800_000_000);
+        ledger.insert("recent".into(), now - day);
         ledger.prune(now);
-        assert_eq!(ledger.entries["future"], now);
+        assert_eq!(ledger.entries().last(), Some(("future", now)));
         ledger.prune(now + ttl);
         assert!(ledger.contains("future") && !ledger.contains("recent"));
-        ledger.entries.insert("later".into(), now + ttl);
+        ledger.insert("later".into(), now + ttl);
         ledger.prune(now + ttl + 1);
         assert!(!ledger.contains("future") && ledger.contains("later"));
     }
@@ -187,25 +741,36 @@ mod tests {
     #[test]
     fn a_corrupt_ledger_reads_as_empty_and_says_so() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("l.json");
-        std::fs::write(&path, b"{\"a\": 1,").unwrap();
-        let ledger = Ledger::load(&StdIo::new(), &path).unwrap();
-        assert!(ledger.entries.is_empty() && ledger.was_corrupt);
-        std::fs::write(&path, b"").unwrap();
-        assert!(!Ledger::load(&StdIo::new(), &path).unwrap().was_corrupt);
+        let p = paths(dir.path());
+        std::fs::write(&p.ledger, b"{\"a\": 1,").unwrap();
+        let ledger = load(&StdIo::new(), &p);
+        assert!(ledger.len() == 0 && ledger.was_corrupt);
+        std::fs::write(&p.ledger, b"").unwrap();
+        assert!(!load(&StdIo::new(), &p).was_corrupt);
+        std::fs::write(&p.consumed, b"garbage\n[\"a\",1]\n").unwrap();
+        let ledger = load(&StdIo::new(), &p);
+        assert!(ledger.len() == 0 && ledger.was_corrupt);
     }
 
     #[test]
-    fn reads_go_written_ledgers() {
+    fn reads_go_written_ledgers_and_migrates_them() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("l.json");
+        let p = paths(dir.path());
         std::fs::write(
-            &path,
+            &p.ledger,
             br#"{"c1@0123456789abcdef":1764000000,"c2@x":1.764e9}"#,
         )
         .unwrap();
-        let ledger = Ledger::load(&StdIo::new(), &path).unwrap();
-        assert_eq!(ledger.entries["c1@0123456789abcdef"], 1_764_000_000);
-        assert_eq!(ledger.entries["c2@x"], 1_764_000_000);
+        let io = StdIo::new();
+        let mut ledger = load(&io, &p);
+        let stamps: HashMap<&str, i64> = ledger.entries().collect();
+        assert_eq!(stamps["c1@0123456789abcdef"], 1_764_000_000);
+        assert_eq!(stamps["c2@x"], 1_764_000_000);
+        ledger
+            .mark(&io, &p, &["c3@y".into()], 1_764_000_100)
+            .unwrap();
+        assert!(!p.ledger.exists(), "migrated");
+        let back = load(&io, &p);
+        assert!(back.contains("c1@0123456789abcdef") && back.contains("c3@y"));
     }
 }

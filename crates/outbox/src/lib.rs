@@ -43,16 +43,37 @@
 //! # }
 //! ```
 //!
-//! # Files
+//! # Files (protocol v2)
 //!
-//! Under the data root (see [`ParentPaths`]): `inboxes/<id>.jsonl` (pending
-//! records, one JSON line each), `inboxes/<id>.jsonl.lock` (serialises
-//! writers of the inbox), `runtime/inbox-inflight/<id>.jsonl` (the drain's
-//! write-ahead log) and `<id>.lock` beside it (serialises drains),
-//! `runtime/consumed-turns/<id>.json` (the consumed ledger) and
-//! `runtime/stop-blocks/<id>.json` (the Stop-hook loop guard). Lines that
-//! cannot be read are copied to `inboxes/<id>.{jsonl,wal}.quarantine-*`
-//! files before their source is removed.
+//! Under the data root (see [`ParentPaths`]):
+//!
+//! | file | content |
+//! |---|---|
+//! | `inboxes/<id>.jsonl` | pending records, one JSON line each, **append-only**: a commit appends its line; a child's last line wins (commit order) |
+//! | `inboxes/<id>.jsonl.lock` | serialises writers of the inbox |
+//! | `inboxes/<id>.jsonl.claimed` | the drain's write-ahead log: the inbox a drain claimed (renamed, or rewritten with one record per child) and has not finished |
+//! | `runtime/inbox-inflight/<id>.lock` | serialises drains |
+//! | `runtime/consumed-turns/<id>.jsonl` | the consumed ledger, append-only (a header, then `["turn",unix]` marks and `{"prune":unix}` lines; see below) |
+//! | `runtime/stop-blocks/<id>.json` | the Stop-hook loop guard |
+//!
+//! Lines that cannot be read are copied to
+//! `inboxes/<id>.{jsonl,wal}.quarantine-*` files before their source is
+//! removed. Every record line is byte-identical to agent-deck's encoding.
+//!
+//! **agent-deck's files.** Protocol v1 (agent-deck's layout, and this
+//! crate's before v2) kept the WAL at `runtime/inbox-inflight/<id>.jsonl`
+//! and the ledger as a JSON object at `runtime/consumed-turns/<id>.json`.
+//! Both are still read: a drain merges such a WAL into its claim (then
+//! removes it), and while no v2 ledger exists the JSON ledger is the
+//! ledger; the first drain that marks a turn writes the v2 ledger with
+//! its entries, durably, and only then removes it. An inbox with any lines
+//! drains as before. What agent-deck can read of a v2 root: the inbox (a
+//! JSON-lines file; where a child has several lines agent-deck keeps the
+//! latest by timestamp, which is the last committed unless a clock stepped
+//! back); not the claimed WAL (records staged
+//! by an unfinished v2 drain are invisible to it) and not the v2 ledger
+//! (it would see no marks, and deliver consumed turns again). Run one or
+//! the other on a root, never both.
 //!
 //! `<id>` is the parent id's file-name stem ([`ParentPaths`] has the
 //! mapping): an id that agent-deck's sanitiser ([`sanitize_id`]) leaves
@@ -63,7 +84,8 @@
 //! a stem ([`LONGEST_SUFFIX_BYTES`]) and the file-name limit
 //! ([`MAX_FILE_NAME_BYTES`]).
 //!
-//! A file is replaced through a temporary file `<file>.tmp-<16 hex>` named
+//! A file is replaced (a sweep's inbox, a claim, a ledger compaction, the
+//! Stop-hook guard) through a temporary file `<file>.tmp-<16 hex>` named
 //! from a random nonce (unique across processes and pid namespaces), created
 //! and renamed under the file's lock. A writer killed in between leaves it
 //! behind; [`Outbox::sweep_stale`] and [`Outbox::sweep_stale_all`] remove
@@ -76,19 +98,27 @@
 //! [`stop_blocks`](Outbox::stop_blocks)) create nothing on any root, and
 //! its first write creates the directories as `open` would.
 //!
-//! **agent-deck running.** agent-deck does not take this crate's locks: an
-//! append it makes between the outbox's read of an inbox and its rename of
-//! the new one is lost. Open agent-deck's data directory only while
-//! agent-deck is stopped.
+//! **agent-deck running.** agent-deck does not take this crate's locks and
+//! rewrites the inbox on commit: an append it makes while a drain claims
+//! the inbox, or a line this crate appends while agent-deck rewrites it,
+//! is lost. Open agent-deck's data directory only while agent-deck is
+//! stopped.
 //!
 //! # Guarantees
 //!
-//! - [`Outbox::commit`] returns `Ok` only when the record is durable; at most
-//!   one record per child is pending (last wins, by commit order: the
+//! - [`Outbox::commit`] returns `Ok` only when the record is durable; one
+//!   record per child is deliverable (last wins, by commit order: the
 //!   timestamp plays no part). Its [`Committed`] result says whether the
-//!   turn was already consumed (then no drain delivers it) and which
-//!   quarantine files it wrote. Ids and keys are bounded
-//!   ([`MAX_FIELD_BYTES`]).
+//!   turn was already consumed (then no drain delivers it). Ids and keys
+//!   are bounded ([`MAX_FIELD_BYTES`]). A commit costs the same whatever is
+//!   pending: it appends, never reads or rewrites the inbox.
+//! - A torn last line (a writer died mid-line, or a crash kept a file's new
+//!   size and not its data: trailing NULs, which readers ignore) never
+//!   merges with the next line and never costs a committed record: a
+//!   commit that finds the inbox not ending in a newline writes one first.
+//!   The inbox ends in a newline only once its directory entry is durable,
+//!   so that commit also fsyncs the directory (see
+//!   [`Outbox::commit`]).
 //! - [`Outbox::drain`] never returns a turn twice; a crash after its ledger
 //!   write and before the caller acts loses the records *to the caller*
 //!   (the documented window).
@@ -96,8 +126,9 @@
 //!   before the ledger is durable delivers it again (the only duplicate
 //!   window).
 //! - A drain that returns an error leaves its records pending, marked by
-//!   nothing, even when the ledger's directory fsync failed after its
-//!   rename (the old ledger is put back). The one exception is
+//!   nothing, even when the marks' fdatasync (or a compacted ledger's
+//!   directory fsync) failed after they became visible (the old ledger is
+//!   put back, with a new durable write). The one exception is
 //!   [`Error::MarksKept`]: putting it back failed too, and the error says
 //!   so and carries the records.
 //! - [`Outbox::has_pending`] and [`Outbox::peek`] agree with what a drain
@@ -126,6 +157,18 @@
 //!
 //! # Consumed ledger
 //!
+//! Append-only (`runtime/consumed-turns/<id>.jsonl`): a drain appends a
+//! `{"prune":now}` line and its marks, then fdatasyncs; replaying the lines
+//! in order gives exactly the ledger protocol v1 held after the same
+//! drains (same TTL, same clock-step rules). An outbox keeps each parent's
+//! ledger in memory (at most 64 parents) with the offset it read to, and
+//! reads only what was appended since (a header generation tells an append
+//! from a rewrite), so a drain's cost does not grow with the ledger's
+//! history. The file is compacted (rewritten with its live entries) when it
+//! holds `2 × entries + 1024` lines, when the clock-step shift applies, or
+//! before it would pass the read limit: amortised, never per drain. A line
+//! that does not parse (a torn append) marks nothing.
+//!
 //! Entries are stamped with the clock, but pruning does not trust it: an
 //! entry stamped in the future is restamped now (so one stamped while the
 //! clock read 2090 expires one TTL after the clock was corrected, not
@@ -144,13 +187,23 @@
 //!
 //! | operation | file fsyncs | directory fsyncs |
 //! |---|---|---|
-//! | `commit` | 1 | 1 |
-//! | `drain` / `drain_with`, N > 0 new records | 2 | 2 |
+//! | `commit` (the inbox exists) | 1 (fdatasync) | 0 |
+//! | `commit` creating the inbox (or finding its last line unterminated) | 1 | 1 |
+//! | `drain` / `drain_with`, N > 0 new records, steady state | 1 (fdatasync of the ledger's append) | 0 |
+//! | `drain` / `drain_with` creating, migrating or compacting the ledger | 1 | 1 |
 //! | `drain` / `drain_with`, nothing pending | 0 | 0 |
-//! | `drain_with_max`, records left over | 3 | 3 |
+//! | claim by copy (a child twice in the inbox, unreadable lines, an earlier claim or agent-deck's WAL to merge) | +1 | +0 (+1 with agent-deck's WAL) |
+//! | `drain_with_max`, records left over | +1 | +0 |
 //! | `has_pending`, `peek` | 0 | 0 |
 //! | `open` (eager) of a missing root | 0 | 1 per directory that gained an entry (3 when the root's parent exists) |
 //! | `open` of an existing root, `open_lazy` | 0 | 0 |
+//!
+//! Why no directory fsync where the table has none: a claim renames the
+//! inbox within `inboxes/`, and the claim's later removal (or a collapsed
+//! claim's rename and the inbox's removal) are changes of that same
+//! directory, which reach the disk in order; whichever of them a crash
+//! keeps, every record is in the inbox or the claim, and the ledger decides
+//! what is delivered again. A quarantine file adds 1 + 1.
 //!
 //! The first write through an `open_lazy` outbox on a root without the
 //! directories pays `open`'s directory fsyncs once, on top of its own.

@@ -11,11 +11,11 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use parking_lot::{Mutex, RawMutex, lock_api::ArcMutexGuard};
 
-use crate::durable::{create_temp, nonce, rename_into_place, write_durable};
+use crate::durable::{create_temp, nonce, rename_into_place, write_durable, write_renamed};
 use crate::error::{DrainWithError, Error, IoContext, Result};
 use crate::format::{BadLine, MAX_LINE_BYTES, Scan, encode_line, for_each_record};
 use crate::io::{Io, StdIo, parent_dir};
-use crate::ledger::Ledger;
+use crate::ledger::{Ledger, MarkFailed};
 use crate::paths::{
     DirKind, INBOX_DIR, LEDGER_DIR, ParentPaths, STOP_BLOCKS_DIR, WAL_DIR, id_of_stem,
     quarantine_name, stem_of_target, temp_target,
@@ -54,7 +54,16 @@ struct Inner<I> {
     /// The directories every write needs exist, durably (set by the eager
     /// open, or by the first write of a lazily opened outbox).
     layout_ready: AtomicBool,
+    /// Each parent's consumed ledger as last read, by ledger path: a read
+    /// resumes where the last one stopped (see the `ledger` module).
+    /// Bounded: emptied when it holds [`MAX_CACHED_LEDGERS`].
+    ledgers: Mutex<HashMap<PathBuf, Arc<Mutex<Ledger>>>>,
 }
+
+/// How many parents' ledgers an outbox keeps in memory at most.
+const MAX_CACHED_LEDGERS: usize = 64;
+
+type LedgerGuard = ArcMutexGuard<RawMutex, Ledger>;
 
 impl<I: Io> Clone for Outbox<I> {
     fn clone(&self) -> Self {
@@ -121,13 +130,6 @@ struct Staged {
     recovered: usize,
     bad_lines: Vec<BadLine>,
     quarantined: Vec<PathBuf>,
-}
-
-/// What [`Outbox::rewrite_inbox_reporting`] did.
-struct Rewritten {
-    dropped: usize,
-    bad_lines: Vec<BadLine>,
-    quarantined: Option<PathBuf>,
 }
 
 /// Both locks of one lock file, the in-process mutex and the file lock, and
@@ -210,6 +212,7 @@ impl<I: Io> Outbox<I> {
                 locks: Mutex::new(HashMap::new()),
                 holders: Mutex::new(HashMap::new()),
                 layout_ready: AtomicBool::new(false),
+                ledgers: Mutex::new(HashMap::new()),
             }),
             clock: Arc::new(SystemTime::now),
         }
@@ -290,10 +293,34 @@ impl<I: Io> Outbox<I> {
     }
 
     fn read_scan(&self, path: &Path) -> Result<Scan> {
+        Ok(self.read_scan_opt(path)?.unwrap_or_default())
+    }
+
+    /// The file's records, `None` when it does not exist.
+    fn read_scan_opt(&self, path: &Path) -> Result<Option<Scan>> {
         match self.inner.io.open_read(path).at("open", path)? {
-            Some(reader) => crate::format::scan(reader, MAX_LINE_BYTES).at("read", path),
-            None => Ok(Scan::default()),
+            Some(reader) => Ok(Some(
+                crate::format::scan(reader, MAX_LINE_BYTES).at("read", path)?,
+            )),
+            None => Ok(None),
         }
+    }
+
+    /// `paths`'s consumed ledger, brought up to date with the disk (only
+    /// what was appended since the last read is read), locked in memory.
+    /// Do not hold it across a caller's callback.
+    fn ledger(&self, paths: &ParentPaths) -> Result<LedgerGuard> {
+        let mut guard = self.ledger_cell(paths).lock_arc();
+        guard.refresh(&self.inner.io, paths)?;
+        Ok(guard)
+    }
+
+    fn ledger_cell(&self, paths: &ParentPaths) -> Arc<Mutex<Ledger>> {
+        let mut cache = self.inner.ledgers.lock();
+        if !cache.contains_key(&paths.consumed) && cache.len() >= MAX_CACHED_LEDGERS {
+            cache.clear();
+        }
+        Arc::clone(cache.entry(paths.consumed.clone()).or_default())
     }
 
     // ----------------------------------------------------------------------
@@ -309,9 +336,12 @@ impl<I: Io> Outbox<I> {
     /// derived when empty (and then `turn_id`, see
     /// [`turn_id`](crate::turn_id)), `target_session_id` set to `parent`
     /// when empty, `timestamp` set to now when zero, and `fp` (the event
-    /// fingerprint) computed. Then, under the inbox locks, every pending
-    /// record of the same child is dropped (last wins) and the new inbox
-    /// installed atomically and durably.
+    /// fingerprint) computed. Then, under the inbox locks, its line is
+    /// appended to the inbox and made durable. The inbox may hold several
+    /// records of a child: the last one in the file wins (last wins by
+    /// commit order), so a commit never reads or rewrites what is pending.
+    /// A torn last line (a writer died mid-line) is first ended with a
+    /// newline, so the new line never merges with it.
     ///
     /// A record whose turn ([`Record::turn_key`]) the parent already
     /// consumed is written like any other (it supersedes the child's pending
@@ -321,13 +351,18 @@ impl<I: Io> Outbox<I> {
     /// writes nothing. (A drain finishing concurrently may mark the same
     /// turn just after the check: then that drain delivered it.)
     ///
-    /// **Fsyncs: 1 file + 1 directory**, whatever the inbox holds. (If the
-    /// inbox holds lines that cannot be read, they are first copied to a
-    /// quarantine file: 1 file + 1 directory fsync more.)
+    /// **Fsyncs: 1** (an fdatasync of the inbox), whatever the inbox holds;
+    /// **1 file + 1 directory** when the commit creates the inbox (it is
+    /// written beside it, fsynced, renamed into place, and the directory
+    /// fsynced). Lines of the inbox that cannot be read are left for the
+    /// drain, which quarantines them ([`Committed::bad_lines`] stays empty).
     ///
-    /// `Ok` means the record is durable. An `Err` from the final directory
-    /// fsync means the new inbox may or may not survive a crash; committing
-    /// the same record again is safe (same turn, delivered at most once).
+    /// `Ok` means the record is durable. An `Err` means it may or may not
+    /// survive; committing the same record again is safe (same turn,
+    /// delivered at most once). An inbox whose creation did not finish (its
+    /// directory fsync failed, or its writer died) is recognised by the
+    /// next commit, which then fsyncs the directory too (1 file + 1
+    /// directory, once).
     pub fn commit(&self, parent: &str, record: Record) -> Result<Committed> {
         let paths = self.paths(parent)?;
         // The stamping and encoding rules every store shares.
@@ -336,80 +371,122 @@ impl<I: Io> Outbox<I> {
         let _held = self.lock(&paths.inbox_lock)?;
         // Read before anything is written, so a ledger that cannot be read
         // fails the commit cleanly instead of leaving the answer unknown.
-        let already_consumed =
-            Ledger::load(&self.inner.io, &paths.ledger)?.contains(&record.turn_key());
-        let child = record.child_session_id.as_str();
-        let rewritten =
-            self.rewrite_inbox_reporting(&paths, |r| r.child_session_id != child, &line)?;
+        let already_consumed = self.ledger(&paths)?.contains(&record.turn_key());
+        self.append_inbox(&paths, &line)?;
         Ok(Committed {
             record,
             already_consumed,
-            bad_lines: rewritten.bad_lines,
-            quarantined: rewritten.quarantined.into_iter().collect(),
+            bad_lines: Vec::new(),
+            quarantined: Vec::new(),
         })
     }
 
-    /// Rewrites the inbox keeping the records `keep` accepts, followed by
-    /// `append`; returns how many records were dropped. The caller holds the
-    /// inbox lock. Installs nothing when nothing changes.
+    /// Appends `line` (newline included) to the inbox durably. The caller
+    /// holds the inbox lock.
+    ///
+    /// **The newline rule.** An append is made durable by an fdatasync of
+    /// the inbox alone, which is enough only if the inbox's directory entry
+    /// is durable. So the inbox ends in a newline only once its entry is
+    /// known durable: a writer that installs an inbox (this, or a sweep's
+    /// rewrite) writes its last line without the newline, fsyncs the
+    /// directory, and only then adds the newline. An inbox that does not end
+    /// in a newline (that writer failed or died, or a crash tore the last
+    /// line) gets a newline first (so nothing merges with a torn line), the
+    /// line without its own, an fdatasync, a directory fsync, then the
+    /// newline: the slow path, taken once.
+    fn append_inbox(&self, paths: &ParentPaths, line: &[u8]) -> Result<()> {
+        let io = &self.inner.io;
+        let path = &paths.inbox;
+        let bare = line.strip_suffix(b"\n").unwrap_or(line);
+        let Some(mut inbox) = io.open_append(path).at("open", path)? else {
+            write_durable(io, path, bare)?;
+            return self.end_last_line(path);
+        };
+        if inbox.ends_in_newline {
+            io.write_all(&mut inbox.file, line).at("write", path)?;
+            return io.sync_data(&mut inbox.file).at("fdatasync", path);
+        }
+        let mut ended = Vec::with_capacity(line.len());
+        ended.push(b'\n');
+        ended.extend_from_slice(bare);
+        io.write_all(&mut inbox.file, &ended).at("write", path)?;
+        io.sync_data(&mut inbox.file).at("fdatasync", path)?;
+        let dir = parent_dir(path);
+        io.sync_dir(dir).at("fsync directory", dir)?;
+        io.write_all(&mut inbox.file, b"\n").at("write", path)
+    }
+
+    /// Adds the newline that says the inbox's directory entry is durable
+    /// (see [`append_inbox`](Self::append_inbox)). Not synced: if a crash
+    /// loses it, the next commit only takes the slow path once.
+    fn end_last_line(&self, path: &Path) -> Result<()> {
+        let io = &self.inner.io;
+        match io.open_append(path).at("open", path)? {
+            Some(mut inbox) => io.write_all(&mut inbox.file, b"\n").at("write", path),
+            None => Ok(()),
+        }
+    }
+
+    /// Rewrites the inbox keeping the records `keep` accepts (each child's
+    /// last; superseded lines go too); returns how many records were
+    /// dropped. Unreadable lines are quarantined first. The caller holds the
+    /// inbox lock. Installs nothing when no record is dropped and no line is
+    /// unreadable. (Housekeeping only: a commit appends.)
     fn rewrite_inbox(
         &self,
         paths: &ParentPaths,
-        keep: impl FnMut(&Record) -> bool,
-        append: &[u8],
-    ) -> Result<usize> {
-        Ok(self.rewrite_inbox_reporting(paths, keep, append)?.dropped)
-    }
-
-    /// [`rewrite_inbox`](Self::rewrite_inbox), also returning the lines it
-    /// set aside and the quarantine file it wrote them to.
-    fn rewrite_inbox_reporting(
-        &self,
-        paths: &ParentPaths,
         mut keep: impl FnMut(&Record) -> bool,
-        append: &[u8],
-    ) -> Result<Rewritten> {
+    ) -> Result<usize> {
         let io = &self.inner.io;
-        let mut kept = Vec::new();
-        let mut dropped = 0;
+        let mut lines: Vec<(Record, Vec<u8>)> = Vec::new();
         let mut bad = Vec::new();
         if let Some(reader) = io.open_read(&paths.inbox).at("open", &paths.inbox)? {
             for_each_record(reader, MAX_LINE_BYTES, |line| match line {
-                Ok((r, bytes)) if keep(&r) => {
-                    kept.extend_from_slice(bytes);
-                    kept.push(b'\n');
-                }
-                Ok(_) => dropped += 1,
+                Ok((r, bytes)) => lines.push((r, bytes.to_vec())),
                 Err(line) => bad.push(line),
             })
             .at("read", &paths.inbox)?;
         }
-        if dropped == 0 && bad.is_empty() && append.is_empty() {
-            return Ok(Rewritten {
-                dropped,
-                bad_lines: bad,
-                quarantined: None,
-            });
+        // The inbox is append-only: a child's earlier lines are superseded
+        // by its last (last wins). Only the last is judged by `keep`, and a
+        // rewrite keeps nothing superseded, so dropping a child's newest
+        // record never brings an older one back.
+        let mut last: HashMap<&str, usize> = HashMap::new();
+        for (i, (r, _)) in lines.iter().enumerate() {
+            last.insert(r.child_session_id.as_str(), i);
         }
-        let quarantined = if bad.is_empty() {
-            None
-        } else {
-            Some(self.quarantine(paths, &paths.inbox, &bad)?)
-        };
-        kept.extend_from_slice(append);
+        let mut kept = Vec::new();
+        let mut dropped = 0;
+        for (i, (r, bytes)) in lines.iter().enumerate() {
+            if last.get(r.child_session_id.as_str()) != Some(&i) {
+                continue;
+            }
+            if keep(r) {
+                kept.extend_from_slice(bytes);
+                kept.push(b'\n');
+            } else {
+                dropped += 1;
+            }
+        }
+        if dropped == 0 && bad.is_empty() {
+            return Ok(0);
+        }
+        if !bad.is_empty() {
+            self.quarantine(paths, &paths.inbox, &bad)?;
+        }
         if kept.is_empty() {
             if io.remove_file(&paths.inbox).at("remove", &paths.inbox)? {
                 let dir = parent_dir(&paths.inbox);
                 io.sync_dir(dir).at("fsync directory", dir)?;
             }
         } else {
+            // The newline rule of `append_inbox`: the last newline only once
+            // the new inbox's entry is durable.
+            kept.pop();
             write_durable(io, &paths.inbox, &kept)?;
+            self.end_last_line(&paths.inbox)?;
         }
-        Ok(Rewritten {
-            dropped,
-            bad_lines: bad,
-            quarantined,
-        })
+        Ok(dropped)
     }
 
     /// Copies the `bad` lines of `source` to a new quarantine file beside
@@ -417,7 +494,11 @@ impl<I: Io> Outbox<I> {
     /// removed or replaced, so no line is ever lost unseen.
     fn quarantine(&self, paths: &ParentPaths, source: &Path, bad: &[BadLine]) -> Result<PathBuf> {
         let io = &self.inner.io;
-        let kind = if source == paths.wal { "wal" } else { "jsonl" };
+        let kind = if source == paths.wal || source == paths.claimed {
+            "wal"
+        } else {
+            "jsonl"
+        };
         // A random nonce makes the name unique, so one quarantine never
         // replaces another (the rename below would); the stamp sorts them.
         let nanos = self
@@ -473,20 +554,23 @@ impl<I: Io> Outbox<I> {
     ///
     /// **Guarantee per crash window.** The consumed ledger is written
     /// *before* this returns:
-    /// - a crash before the ledger write leaves the records staged in the
-    ///   WAL (or still in the inbox): the next drain delivers them;
-    /// - a crash after the ledger's rename was issued and before the caller
+    /// - a crash before the ledger write leaves the records in the claimed
+    ///   inbox (the WAL) or still in the inbox: the next drain delivers
+    ///   them;
+    /// - a crash after the ledger write (the append of the marks, or the
+    ///   rename of a compacted ledger) was issued and before the caller
     ///   acted on the returned records loses them *to the caller*: they are
     ///   marked consumed and will not be delivered again. Callers that can
     ///   act twice safely should use [`drain_with`](Self::drain_with), which
     ///   closes this window.
     ///
     /// **Errors.** An error return leaves no mark for a record the caller
-    /// did not get: a failure before the ledger's rename changes nothing,
-    /// and when only the ledger's directory fsync failed the drain puts the
-    /// old ledger back (a new durable write, not a retry of the failed
-    /// fsync) and returns the fsync's error; the records stay pending. If
-    /// putting it back fails too (a disk that keeps failing), the error is
+    /// did not get: a failure before the ledger write changes nothing, and
+    /// when the marks may be visible (their write or fdatasync failed, or a
+    /// compacted ledger's directory fsync) the drain puts the old ledger
+    /// back (a new durable write, not a retry of the failed fsync) and
+    /// returns the first error; the records stay pending. If putting it
+    /// back fails too (a disk that keeps failing), the error is
     /// [`Error::MarksKept`]: it says whether the marks are still visible and
     /// carries the records themselves.
     ///
@@ -494,14 +578,20 @@ impl<I: Io> Outbox<I> {
     /// inside a [`drain_with`](Self::drain_with) callback of the same
     /// parent is an [`Error::Reentrant`], not a deadlock.
     ///
-    /// **Fsyncs: 2 file + 2 directory** when anything new is delivered (the
-    /// WAL, then the ledger), 0 when nothing is pending. A drain that only
-    /// finishes an earlier drain's WAL skips the WAL write (1 + 1).
+    /// **Fsyncs: 1** when anything new is delivered (the fdatasync of the
+    /// ledger's append; the inbox is claimed by a rename, which needs no
+    /// fsync), 0 when nothing is pending. More only off the steady state:
+    /// +1 file fsync when the inbox holds several records of a child or
+    /// unreadable lines (the claim is then a collapsed copy), or when an
+    /// earlier drain's claim is merged with new records; +1 file + 1
+    /// directory when the ledger is created, migrated or compacted (instead
+    /// of the fdatasync: 2 in all), amortised over as many drains as the
+    /// ledger has entries; +1 file + 1 directory per quarantine file.
     pub fn drain(&self, parent: &str) -> Result<Drained> {
         let paths = self.paths(parent)?;
         self.ensure_layout()?;
         let _drain = self.lock(&paths.drain_lock)?;
-        let staged = self.stage_to_wal(&paths)?;
+        let staged = self.stage_claim(&paths)?;
         let no_delivery = None::<fn(&[Record]) -> Result<(), Infallible>>;
         self.finalize(&paths, staged, usize::MAX, no_delivery)
             .map_err(|e| match e {
@@ -539,7 +629,7 @@ impl<I: Io> Outbox<I> {
         let paths = self.paths(parent)?;
         self.ensure_layout()?;
         let _drain = self.lock(&paths.drain_lock)?;
-        let staged = self.stage_to_wal(&paths)?;
+        let staged = self.stage_claim(&paths)?;
         self.finalize(&paths, staged, usize::MAX, Some(deliver))
     }
 
@@ -558,9 +648,9 @@ impl<I: Io> Outbox<I> {
     /// [`Drained::cleanup_error`]: the old WAL then still holds the rest
     /// (and the delivered records, which the ledger skips).
     ///
-    /// **Fsyncs: as [`drain`](Self::drain)** when nothing is left over; 3
-    /// file + 3 directory when some records stay pending (the WAL, the
-    /// ledger, the rewritten WAL).
+    /// **Fsyncs: as [`drain`](Self::drain)** when nothing is left over; 1
+    /// file fsync more when some records stay pending (the rewritten WAL,
+    /// renamed over the old one: either is correct, so no directory fsync).
     pub fn drain_with_max<E>(
         &self,
         parent: &str,
@@ -568,62 +658,120 @@ impl<I: Io> Outbox<I> {
         deliver: impl FnOnce(&[Record]) -> Result<(), E>,
     ) -> Result<Drained, DrainWithError<E>> {
         let paths = self.paths(parent)?;
+        self.ensure_layout()?;
         let _drain = self.lock(&paths.drain_lock)?;
-        let staged = self.stage_to_wal(&paths)?;
+        let staged = self.stage_claim(&paths)?;
         self.finalize(&paths, staged, max, Some(deliver))
     }
 
-    /// Phase 1: stage everything pending into the WAL, collapsed to the
-    /// last record of each child in commit order, then remove the inbox.
-    /// Runs under the drain lock and, inside this function, the inbox locks.
+    /// Phase 1: claim everything pending into the WAL
+    /// (`inboxes/<id>.jsonl.claimed`), one record per child, the last in
+    /// commit order. Runs under the drain lock and, inside this function,
+    /// the inbox locks.
+    ///
+    /// - The steady state (no earlier claim, no agent-deck WAL, an inbox
+    ///   with one record per child and no unreadable line): the inbox is
+    ///   renamed to the WAL. No fsync: the inbox's data is durable (every
+    ///   commit fsynced it), and whichever name a crash leaves holds it.
+    /// - Otherwise the union (agent-deck's WAL, the earlier claim, the
+    ///   inbox: commit order) is collapsed and written beside the inbox,
+    ///   fsynced and renamed to the WAL; then the inbox is removed. No
+    ///   directory fsync: the removal is a later change of the same
+    ///   directory, so a crash that keeps it keeps the rename. agent-deck's
+    ///   WAL lives in another directory: when there is one, `inboxes/` is
+    ///   fsynced before it is removed.
     ///
     /// Crash invariant: the last record of each child in the inbox and the
-    /// WAL on entry (the only one a drain delivers) is, at every instant,
-    /// durably in the WAL or in the inbox (or both): the WAL is durable
-    /// (fsync, rename, directory fsync) before the inbox is unlinked. Bad lines reach a durable quarantine file before
-    /// their source is removed or replaced.
-    fn stage_to_wal(&self, paths: &ParentPaths) -> Result<Staged> {
+    /// WALs on entry (the only one a drain delivers) is, at every instant,
+    /// durably in the WAL or in the inbox (or both). Bad lines reach a
+    /// durable quarantine file before their source is removed or replaced.
+    fn stage_claim(&self, paths: &ParentPaths) -> Result<Staged> {
         let io = &self.inner.io;
         let _inbox = self.lock(&paths.inbox_lock)?;
-        let wal = self.read_scan(&paths.wal)?;
-        let inbox = self.read_scan(&paths.inbox)?;
-        let recovered = wal.records.len();
-        let inbox_touched = !inbox.records.is_empty() || !inbox.bad_lines.is_empty();
+        let legacy = self.read_scan_opt(&paths.wal)?;
+        let claimed = self.read_scan_opt(&paths.claimed)?;
+        let inbox = self.read_scan_opt(&paths.inbox)?;
 
         let mut quarantined = Vec::new();
-        if !wal.bad_lines.is_empty() {
-            quarantined.push(self.quarantine(paths, &paths.wal, &wal.bad_lines)?);
+        for (scan, source) in [
+            (&legacy, &paths.wal),
+            (&claimed, &paths.claimed),
+            (&inbox, &paths.inbox),
+        ] {
+            if let Some(scan) = scan
+                && !scan.bad_lines.is_empty()
+            {
+                quarantined.push(self.quarantine(paths, source, &scan.bad_lines)?);
+            }
         }
-        if !inbox.bad_lines.is_empty() {
-            quarantined.push(self.quarantine(paths, &paths.inbox, &inbox.bad_lines)?);
-        }
+        let clean = |scan: &Option<Scan>| {
+            scan.as_ref()
+                .is_none_or(|s| s.bad_lines.is_empty() && one_per_child(&s.records))
+        };
+        let fast_claim = legacy.is_none() && claimed.is_none() && clean(&inbox);
+        let as_is = legacy.is_none()
+            && inbox
+                .as_ref()
+                .is_none_or(|s| s.records.is_empty() && s.bad_lines.is_empty())
+            && clean(&claimed);
 
+        let mut recovered = 0;
+        let mut records = Vec::new();
+        let mut bad_lines = Vec::new();
+        let (had_legacy, had_claim, had_inbox) =
+            (legacy.is_some(), claimed.is_some(), inbox.is_some());
+        for (scan, from_wal) in [(legacy, true), (claimed, true), (inbox, false)] {
+            if let Some(scan) = scan {
+                if from_wal {
+                    recovered += scan.records.len();
+                }
+                records.extend(scan.records);
+                bad_lines.extend(scan.bad_lines);
+            }
+        }
         // The WAL holds one record per child, the last in commit order (a
-        // failed delivery does not grow it). The WAL's records were
-        // committed before the inbox's; after a crash undid an earlier inbox
-        // unlink, the inbox repeats records the WAL has, which collapse too.
-        let mut records = wal.records;
-        records.extend(inbox.records);
+        // failed delivery does not grow it). After a crash undid an earlier
+        // inbox removal, the inbox repeats records the WAL has, which
+        // collapse too.
         let records = collapse(records);
         if records.is_empty() {
             // Nothing to deliver: drop what is left (blank or quarantined).
-            io.remove_file(&paths.wal).at("remove", &paths.wal)?;
-            io.remove_file(&paths.inbox).at("remove", &paths.inbox)?;
-        } else {
-            if inbox_touched || !wal.bad_lines.is_empty() {
-                let mut bytes = Vec::new();
-                for r in &records {
-                    bytes.extend(encode(r)?);
+            for (had, path) in [
+                (had_legacy, &paths.wal),
+                (had_claim, &paths.claimed),
+                (had_inbox, &paths.inbox),
+            ] {
+                if had {
+                    io.remove_file(path).at("remove", path)?;
                 }
-                write_durable(io, &paths.wal, &bytes)?;
             }
-            // The WAL is durable: the inbox may go. A plain unlink: if it is
-            // undone by a crash, its records are in the WAL too and the
-            // ledger drops the duplicates.
-            io.remove_file(&paths.inbox).at("remove", &paths.inbox)?;
+        } else if fast_claim {
+            io.rename(&paths.inbox, &paths.claimed)
+                .map_err(|source| Error::Io {
+                    op: "rename",
+                    path: paths.inbox.clone(),
+                    to: Some(paths.claimed.clone()),
+                    source,
+                })?;
+        } else if as_is {
+            if had_inbox {
+                io.remove_file(&paths.inbox).at("remove", &paths.inbox)?;
+            }
+        } else {
+            let mut bytes = Vec::new();
+            for r in &records {
+                bytes.extend(encode(r)?);
+            }
+            write_renamed(io, &paths.claimed, &bytes)?;
+            if had_legacy {
+                let dir = parent_dir(&paths.claimed);
+                io.sync_dir(dir).at("fsync directory", dir)?;
+                io.remove_file(&paths.wal).at("remove", &paths.wal)?;
+            }
+            if had_inbox {
+                io.remove_file(&paths.inbox).at("remove", &paths.inbox)?;
+            }
         }
-        let mut bad_lines = wal.bad_lines;
-        bad_lines.extend(inbox.bad_lines);
         Ok(Staged {
             records,
             recovered,
@@ -632,10 +780,10 @@ impl<I: Io> Outbox<I> {
         })
     }
 
-    /// Phase 2: collapse, skip consumed turns, (deliver,) persist the
-    /// ledger, remove the WAL. Runs under the drain lock. Only the first
-    /// `max` deliverable records are delivered and marked; the WAL is then
-    /// rewritten to hold the rest instead of being removed.
+    /// Phase 2: skip consumed turns, (deliver,) persist the ledger, remove
+    /// the WAL. Runs under the drain lock. Only the first `max` deliverable
+    /// records are delivered and marked; the WAL is then rewritten to hold
+    /// the rest instead of being removed.
     ///
     /// Crash invariant: the WAL is removed or rewritten only after the
     /// ledger that marks its delivered records is durable, so a crash
@@ -658,11 +806,14 @@ impl<I: Io> Outbox<I> {
         if staged.records.is_empty() {
             return Ok(drained);
         }
-        let mut ledger = Ledger::load(io, &paths.ledger)?;
+        let ledger = self.ledger(paths)?;
         drained.ledger_was_corrupt = ledger.was_corrupt;
-        let (mut fresh, consumed): (Vec<_>, Vec<_>) = collapse(staged.records)
+        let (mut fresh, consumed): (Vec<_>, Vec<_>) = staged
+            .records
             .into_iter()
             .partition(|r| !ledger.contains(&r.turn_key()));
+        // Not held across the caller's callback (it may commit).
+        drop(ledger);
         drained.already_consumed = consumed.len();
         let rest = fresh.split_off(fresh.len().min(max));
         if fresh.is_empty() && !rest.is_empty() {
@@ -674,32 +825,30 @@ impl<I: Io> Outbox<I> {
             if let Some(deliver) = deliver {
                 deliver(&fresh).map_err(DrainWithError::Delivery)?;
             }
-            let before = ledger.clone();
-            let now = self.now_unix();
-            ledger.prune(now);
-            for r in &fresh {
-                ledger.entries.insert(r.turn_key(), now);
+            let turns: Vec<String> = fresh.iter().map(Record::turn_key).collect();
+            // The file cannot have changed: every writer of it holds the
+            // drain lock, which this drain holds. Read again only if a
+            // failed read in between dropped what was read.
+            let mut ledger = self.ledger_cell(paths).lock_arc();
+            if !ledger.is_loaded() {
+                ledger.refresh(io, paths)?;
             }
-            if let Err(failed) = ledger.save(io, &paths.ledger) {
-                if !failed.renamed {
-                    // The old ledger is still in place: nothing is marked.
-                    return Err(failed.error.into());
-                }
-                // The marks are visible, and the caller gets an error: put
-                // the old ledger back so the records stay pending (a drain
-                // from the WAL delivers them again, also after `deliver`
-                // ran: its caller is told the drain failed). A new write,
-                // not a retry of the failed fsync; an error either way.
-                return Err(match write_durable(io, &paths.ledger, &before.encode()) {
-                    Ok(()) => failed.error,
-                    Err(undo) => Error::MarksKept {
-                        error: Box::new(failed.error),
-                        marks_visible: !undo.renamed,
-                        undo: Box::new(undo.error),
+            match ledger.mark(io, paths, &turns, self.now_unix()) {
+                Ok(()) => {}
+                Err(MarkFailed::NotMarked(e)) => return Err(e.into()),
+                Err(MarkFailed::MarksKept {
+                    error,
+                    undo,
+                    marks_visible,
+                }) => {
+                    return Err(Error::MarksKept {
+                        error,
+                        marks_visible,
+                        undo,
                         records: fresh,
-                    },
+                    }
+                    .into());
                 }
-                .into());
             }
         }
         // The ledger is durable: the WAL may go. A plain unlink: if a crash
@@ -708,15 +857,18 @@ impl<I: Io> Outbox<I> {
         // returning an error here would lose them to the caller. It is
         // reported beside the records instead.
         let cleanup = if rest.is_empty() {
-            io.remove_file(&paths.wal)
-                .at("remove", &paths.wal)
+            io.remove_file(&paths.claimed)
+                .at("remove", &paths.claimed)
                 .map(drop)
         } else {
             // A limited drain: the WAL keeps exactly the records left over.
+            // Renamed over the old WAL without a directory fsync: a crash
+            // that undoes the rename leaves the old WAL, whose delivered
+            // records the ledger skips.
             rest.iter()
                 .map(encode)
                 .collect::<Result<Vec<_>>>()
-                .and_then(|lines| Ok(write_durable(io, &paths.wal, &lines.concat())?))
+                .and_then(|lines| write_renamed(io, &paths.claimed, &lines.concat()))
         };
         if let Err(e) = cleanup {
             drained.cleanup_error = Some(e);
@@ -736,7 +888,7 @@ impl<I: Io> Outbox<I> {
     pub fn has_pending(&self, parent: &str) -> Result<bool> {
         let paths = self.paths(parent)?;
         let io = &self.inner.io;
-        for path in [&paths.inbox, &paths.wal] {
+        for path in [&paths.inbox, &paths.claimed, &paths.wal] {
             if io.file_len(path).at("stat", path)?.unwrap_or(0) > 0 {
                 return Ok(!self.peek(parent)?.is_empty());
             }
@@ -749,15 +901,17 @@ impl<I: Io> Outbox<I> {
     /// be rewriting the files meanwhile).
     pub fn peek(&self, parent: &str) -> Result<Vec<Record>> {
         let paths = self.paths(parent)?;
-        // The inbox first: a drain writes the WAL before it removes the
-        // inbox, so records moving from one to the other are seen once.
+        // The inbox first, then agent-deck's WAL, then the claim: a drain
+        // moves records inbox -> claim and agent-deck's WAL -> claim, so
+        // records moving are seen (at least) once.
         let inbox = self.read_scan(&paths.inbox)?.records;
         let mut records = self.read_scan(&paths.wal)?.records;
+        records.extend(self.read_scan(&paths.claimed)?.records);
         records.extend(inbox);
         if records.is_empty() {
             return Ok(records);
         }
-        let ledger = Ledger::load(&self.inner.io, &paths.ledger)?;
+        let ledger = self.ledger(&paths)?;
         Ok(collapse(records)
             .into_iter()
             .filter(|r| !ledger.contains(&r.turn_key()))
@@ -781,11 +935,9 @@ impl<I: Io> Outbox<I> {
         let paths = self.paths(parent)?;
         self.ensure_layout()?;
         let _held = self.lock(&paths.inbox_lock)?;
-        self.rewrite_inbox(
-            &paths,
-            |r| !(r.child_session_id == child && r.from_status == from && r.to_status == to),
-            &[],
-        )
+        self.rewrite_inbox(&paths, |r| {
+            !(r.child_session_id == child && r.from_status == from && r.to_status == to)
+        })
     }
 
     /// Drops the records in `parent`'s inbox older than `max_age` by their
@@ -866,11 +1018,9 @@ impl<I: Io> Outbox<I> {
                 removed += 1;
             }
         }
-        let dropped = self.rewrite_inbox(
-            paths,
-            |r| r.timestamp.is_zero() || r.timestamp.age_at(now) <= max_age,
-            &[],
-        )?;
+        let dropped = self.rewrite_inbox(paths, |r| {
+            r.timestamp.is_zero() || r.timestamp.age_at(now) <= max_age
+        })?;
         Ok((dropped, removed))
     }
 
@@ -936,19 +1086,11 @@ impl<I: Io> Outbox<I> {
         let paths = self.paths(parent)?;
         self.ensure_layout()?;
         let _drain = self.lock(&paths.drain_lock)?;
-        let io = &self.inner.io;
-        let mut ledger = Ledger::load(io, &paths.ledger)?;
         let child = child.trim();
-        let before = ledger.entries.len();
-        ledger.entries.retain(|turn, _| {
+        self.ledger(&paths)?.forget(&self.inner.io, &paths, |turn| {
             turn.rsplit_once('@')
-                .is_none_or(|(owner, _)| owner != child)
-        });
-        let dropped = before - ledger.entries.len();
-        if dropped > 0 {
-            ledger.save(io, &paths.ledger)?;
-        }
-        Ok(dropped)
+                .is_some_and(|(owner, _)| owner == child)
+        })
     }
 }
 
@@ -1001,6 +1143,14 @@ fn encode(r: &Record) -> Result<Vec<u8>> {
         child: r.child_session_id.clone(),
         source,
     })
+}
+
+/// Whether `records` hold at most one record per child.
+fn one_per_child(records: &[Record]) -> bool {
+    let mut seen = std::collections::HashSet::with_capacity(records.len());
+    records
+        .iter()
+        .all(|r| seen.insert(r.child_session_id.as_str()))
 }
 
 /// One record per child, the last in `records` (which are in commit order:
@@ -1158,12 +1308,12 @@ mod tests {
 
     #[test]
     fn a_failed_rewrite_of_the_rest_loses_nothing_and_repeats_nothing() {
-        // Fsyncs of drain_with_max(2) over 3 records: the WAL (1 file,
-        // 2 dir), the ledger (3, 4), the rewritten WAL (5 file, 6 dir).
-        // Failing 5 leaves the old WAL; failing 6 leaves the new one
-        // renamed but not durable. Either way: delivered records marked,
-        // the rest pending, and the drain itself succeeded.
-        for failing in [5, 6] {
+        // Fsyncs of drain_with_max(2) over 3 records (protocol v2): the
+        // claim is a rename (none), the new ledger (1 file, 2 dir), the
+        // rewritten WAL (3 file; renamed without a directory fsync).
+        // Failing 3 leaves the old WAL: delivered records marked, the rest
+        // pending, and the drain itself succeeded.
+        for failing in [3] {
             let calls = Arc::new(std::sync::atomic::AtomicU64::new(0));
             let seen = Arc::clone(&calls);
             let io = StdIo::with_fsync(move |file: &std::fs::File| {
@@ -1206,10 +1356,13 @@ mod tests {
         let before = counter.counts();
         drain_max(&outbox, 2);
         let after = counter.counts();
-        assert_eq!((after.file - before.file, after.dir - before.dir), (3, 3));
+        // The claim is a rename; the first ledger is created (1 + 1); the
+        // WAL keeps the rest (1 file fsync, no directory fsync).
+        assert_eq!((after.file - before.file, after.dir - before.dir), (2, 1));
         drain_max(&outbox, 2);
         let last = counter.counts();
-        // Only the WAL's own records: no WAL write, the ledger, no rewrite.
-        assert_eq!((last.file - after.file, last.dir - after.dir), (1, 1));
+        // Only the WAL's own records: no claim, the ledger's append (one
+        // fdatasync), no rewrite.
+        assert_eq!((last.file - after.file, last.dir - after.dir), (1, 0));
     }
 }

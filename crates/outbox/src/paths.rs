@@ -46,6 +46,7 @@ pub const MAX_ID_BYTES: usize = MAX_FILE_NAME_BYTES - LONGEST_SUFFIX_BYTES;
 const _: () = {
     let others = [
         ".jsonl.lock".len(),
+        ".jsonl.claimed".len() + TEMP_SUFFIX_BYTES,
         ".jsonl".len() + TEMP_SUFFIX_BYTES,
         ".json".len() + TEMP_SUFFIX_BYTES,
         ".lock".len(),
@@ -171,12 +172,13 @@ pub(crate) fn temp_target(name: &str) -> Option<&str> {
 /// Which of the outbox's directories a file is in, for [`stem_of_target`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum DirKind {
-    /// `inboxes/`: inboxes (`<stem>.jsonl`) and quarantine files.
+    /// `inboxes/`: inboxes (`<stem>.jsonl`), claimed inboxes
+    /// (`<stem>.jsonl.claimed`) and quarantine files.
     Inboxes,
-    /// `runtime/inbox-inflight/`: WALs (`<stem>.jsonl`).
+    /// `runtime/inbox-inflight/`: agent-deck's WALs (`<stem>.jsonl`).
     Wal,
     /// `runtime/consumed-turns/` and `runtime/stop-blocks/`:
-    /// `<stem>.json`.
+    /// `<stem>.json`, and the append-only ledgers (`<stem>.jsonl`).
     Json,
 }
 
@@ -185,16 +187,21 @@ pub(crate) enum DirKind {
 /// ledger, guard or quarantine file).
 pub(crate) fn stem_of_target(dir: DirKind, target: &str) -> Option<&str> {
     match dir {
-        DirKind::Inboxes => target.strip_suffix(".jsonl").or_else(|| {
-            let (head, tail) = target.rsplit_once(QUARANTINE_MARK)?;
-            if !is_stamp(tail) {
-                return None;
-            }
-            head.strip_suffix(".jsonl")
-                .or_else(|| head.strip_suffix(".wal"))
-        }),
+        DirKind::Inboxes => target
+            .strip_suffix(".jsonl")
+            .or_else(|| target.strip_suffix(".jsonl.claimed"))
+            .or_else(|| {
+                let (head, tail) = target.rsplit_once(QUARANTINE_MARK)?;
+                if !is_stamp(tail) {
+                    return None;
+                }
+                head.strip_suffix(".jsonl")
+                    .or_else(|| head.strip_suffix(".wal"))
+            }),
         DirKind::Wal => target.strip_suffix(".jsonl"),
-        DirKind::Json => target.strip_suffix(".json"),
+        DirKind::Json => target
+            .strip_suffix(".json")
+            .or_else(|| target.strip_suffix(".jsonl")),
     }
 }
 
@@ -254,12 +261,24 @@ pub struct ParentPaths {
     pub inbox: PathBuf,
     /// `inboxes/<stem>.jsonl.lock`: serialises writers of the inbox.
     pub inbox_lock: PathBuf,
-    /// `runtime/inbox-inflight/<stem>.jsonl`: the drain's write-ahead log.
+    /// `inboxes/<stem>.jsonl.claimed`: the drain's write-ahead log: the
+    /// inbox a drain claimed (renamed, or rewritten collapsed) and has not
+    /// finished. Beside the inbox, so that the claim is one atomic rename
+    /// within a directory.
+    pub claimed: PathBuf,
+    /// `runtime/inbox-inflight/<stem>.jsonl`: agent-deck's write-ahead log
+    /// (and this crate's before protocol v2). Read and drained, never
+    /// written.
     pub wal: PathBuf,
     /// `runtime/inbox-inflight/<stem>.lock`: serialises drains (WAL and
     /// ledger) of this parent.
     pub drain_lock: PathBuf,
-    /// `runtime/consumed-turns/<stem>.json`: the consumed ledger.
+    /// `runtime/consumed-turns/<stem>.jsonl`: the consumed ledger,
+    /// append-only (see the crate documentation).
+    pub consumed: PathBuf,
+    /// `runtime/consumed-turns/<stem>.json`: agent-deck's consumed ledger, a
+    /// JSON object. Read while `consumed` does not exist; the first drain
+    /// migrates it into `consumed` and removes it.
     pub ledger: PathBuf,
     /// `runtime/stop-blocks/<stem>.json`: the Stop-hook loop guard.
     pub stop_blocks: PathBuf,
@@ -303,8 +322,10 @@ impl ParentPaths {
             id: id.to_owned(),
             inbox: inbox_dir.join(format!("{stem}.jsonl")),
             inbox_lock: inbox_dir.join(format!("{stem}.jsonl.lock")),
+            claimed: inbox_dir.join(format!("{stem}.jsonl.claimed")),
             wal: wal_dir.join(format!("{stem}.jsonl")),
             drain_lock: wal_dir.join(format!("{stem}.lock")),
+            consumed: root.join(LEDGER_DIR).join(format!("{stem}.jsonl")),
             ledger: root.join(LEDGER_DIR).join(format!("{stem}.json")),
             stop_blocks: root.join(STOP_BLOCKS_DIR).join(format!("{stem}.json")),
             stem,
@@ -404,6 +425,8 @@ mod tests {
             let derived = [
                 (DirKind::Inboxes, format!("{stem}.jsonl")),
                 (DirKind::Inboxes, format!("{stem}.jsonl.lock")),
+                (DirKind::Inboxes, format!("{stem}.jsonl.claimed")),
+                (DirKind::Json, format!("{stem}.jsonl")),
                 (DirKind::Inboxes, q.clone()),
                 (DirKind::Wal, format!("{stem}.jsonl")),
                 (DirKind::Wal, format!("{stem}.lock")),

@@ -503,6 +503,15 @@ mod tests {
         fn sync_file(&self, file: &mut Self::File) -> std::io::Result<()> {
             self.inner.sync_file(file)
         }
+        fn open_append(
+            &self,
+            path: &Path,
+        ) -> std::io::Result<Option<crate::io::Appending<Self::File>>> {
+            self.inner.open_append(path)
+        }
+        fn sync_data(&self, file: &mut Self::File) -> std::io::Result<()> {
+            self.inner.sync_data(file)
+        }
         fn open_read(&self, path: &Path) -> std::io::Result<Option<Self::Reader>> {
             self.inner.open_read(path)
         }

@@ -39,11 +39,15 @@ pub enum OpKind {
     ListDir,
     /// Take a lock on a lock file.
     Lock,
+    /// Open an existing file for appending.
+    OpenAppend,
+    /// Fdatasync an open file (its data and size, not all its metadata).
+    SyncData,
 }
 
 impl OpKind {
     /// Every kind, in a fixed order (the order of [`OpCounts`] listings).
-    pub const ALL: [OpKind; 11] = [
+    pub const ALL: [OpKind; 13] = [
         OpKind::Create,
         OpKind::Write,
         OpKind::SyncFile,
@@ -55,6 +59,8 @@ impl OpKind {
         OpKind::CreateDir,
         OpKind::ListDir,
         OpKind::Lock,
+        OpKind::OpenAppend,
+        OpKind::SyncData,
     ];
 
     /// A short lower-case name, e.g. `"sync_file"`.
@@ -72,6 +78,8 @@ impl OpKind {
             OpKind::CreateDir => "create_dir",
             OpKind::ListDir => "list_dir",
             OpKind::Lock => "lock",
+            OpKind::OpenAppend => "open_append",
+            OpKind::SyncData => "sync_data",
         }
     }
 }

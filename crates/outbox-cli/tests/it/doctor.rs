@@ -38,7 +38,7 @@ fn a_healthy_root_says_where_it_came_from_and_what_is_pending() {
     assert_eq!(run.code, 0, "{run:?}");
     let info = lines(&run, "info");
     assert!(info[0].starts_with("outbox "), "{run:?}");
-    assert!(info[0].ends_with(", on-disk format 1"), "{run:?}");
+    assert!(info[0].ends_with(", on-disk format 2"), "{run:?}");
     assert_eq!(
         info[1],
         format!("file store: data root {} (from --root)", root.display())

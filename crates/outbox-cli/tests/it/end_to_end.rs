@@ -335,7 +335,7 @@ fn every_command_has_help_with_an_example() {
     let version = ok(root.path(), &["--version"]);
     assert_eq!(
         version.stdout,
-        format!("outbox {} (on-disk format 1)\n", env!("CARGO_PKG_VERSION"))
+        format!("outbox {} (on-disk format 2)\n", env!("CARGO_PKG_VERSION"))
     );
 }
 

@@ -75,9 +75,17 @@ fn commit_reports_a_quarantine_on_stderr() {
         ],
     );
     assert_eq!(run.code, 0, "{run:?}");
-    assert_eq!(run.stderr_lines().len(), 1, "{run:?}");
-    assert!(run.stderr.contains("set aside in"), "{run:?}");
-    let named = run.stderr.trim().rsplit(' ').next().unwrap();
+    // Protocol v2: a commit appends and never reads the inbox; the drain
+    // sets the unreadable line aside and says where.
+    assert!(run.stderr.is_empty(), "{run:?}");
+    let run = outbox(root, &["drain", "--parent", PARENT]);
+    assert_eq!(run.code, 0, "{run:?}");
+    let aside = run
+        .stderr
+        .lines()
+        .find(|l| l.contains("set aside in"))
+        .unwrap_or_else(|| panic!("{run:?}"));
+    let named = aside.trim().rsplit(' ').next().unwrap();
     assert!(
         std::fs::read(named)
             .unwrap()

@@ -141,7 +141,7 @@ fn run(
                     // The documented window of the plain drain: once the
                     // ledger rename was issued, the batch may be lost to the
                     // caller.
-                    if LedgerProgress::of(&io.ops_since(start), &paths().ledger).renamed {
+                    if LedgerProgress::of(&io.ops_since(start), &paths().consumed).renamed {
                         truth.allow_loss_of_pending();
                     }
                 }
@@ -161,7 +161,7 @@ fn run(
                 // The documented window of drain_with: `deliver` returned Ok
                 // and the ledger is not durable yet.
                 if let Some(batch) = &batch
-                    && !LedgerProgress::of(&io.ops_since(start), &paths().ledger).durable
+                    && !LedgerProgress::of(&io.ops_since(start), &paths().consumed).durable
                 {
                     truth.allow_duplicate_of(batch);
                 }
@@ -253,9 +253,16 @@ fn prior_crash(prior: Prior, truth: &mut Audit) -> CrashIo {
         truth.committed(child);
     }
     let p = paths();
-    let (action, dir) = match prior {
-        Prior::WalStaged => (Action::Drain, p.wal.parent().unwrap().to_owned()),
-        _ => (Action::DrainWith, p.ledger.parent().unwrap().to_owned()),
+    // Protocol v2: the WAL is staged by the claim's rename (no fsync); the
+    // ledger is durable after its first write's directory fsync.
+    let action = match prior {
+        Prior::WalStaged => Action::Drain,
+        _ => Action::DrainWith,
+    };
+    let ledger_dir = p.consumed.parent().unwrap().to_owned();
+    let is_point = |o: &outbox_sim::Op| match prior {
+        Prior::WalStaged => o.kind == OpKind::Rename && o.to.as_deref() == Some(&p.claimed),
+        _ => o.kind == OpKind::SyncDir && o.path == ledger_dir,
     };
     // Find the crash point on a dry run, then crash a fork there.
     let dry = base.fork();
@@ -263,22 +270,28 @@ fn prior_crash(prior: Prior, truth: &mut Audit) -> CrashIo {
     let sync_at = dry
         .ops_since(start)
         .iter()
-        .position(|o| o.kind == OpKind::SyncDir && o.path == dir)
-        .expect("the drain fsyncs the directory");
+        .position(is_point)
+        .expect("the drain claims the inbox and makes its ledger durable");
     let crashed = base.fork();
     run(action, &crashed, truth, Some(sync_at + 1)).unwrap();
     assert!(crashed.crashed());
-    let image = crashed.crash_image();
-    assert!(image.file(&p.wal).is_some(), "the setup leaves a WAL");
+    // The worst image in which the claim survived (the rename is not
+    // fsynced: in others the records are still in the inbox).
+    let image = crashed
+        .crash_images(64)
+        .into_iter()
+        .find(|i| i.file(&p.claimed).is_some())
+        .expect("an image keeps the claim");
+    assert!(image.file(&p.claimed).is_some(), "the setup leaves a WAL");
     if prior == Prior::WalStaged {
         assert_eq!(truth.deliveries(), 0);
-        assert!(image.file(&p.ledger).is_none());
+        assert!(image.file(&p.consumed).is_none());
     } else {
         // Delivered, and not in a window: the ledger is durable.
         assert_eq!(truth.deliveries(), PRIOR_RECORDS);
         assert!(truth.undelivered().is_empty());
         assert_eq!(truth.check().unwrap(), AuditTally::default());
-        assert!(image.file(&p.ledger).is_some());
+        assert!(image.file(&p.consumed).is_some());
     }
     CrashIo::from_image(&image)
 }

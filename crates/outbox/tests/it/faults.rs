@@ -46,6 +46,8 @@ fn op_words(kind: OpKind) -> &'static [&'static str] {
         OpKind::CreateNew | OpKind::CreateDirAll => &["create"],
         OpKind::WriteAll => &["write"],
         OpKind::SyncFile | OpKind::SyncDir => &["fsync"],
+        OpKind::SyncData => &["fdatasync"],
+        OpKind::OpenAppend => &["open"],
         OpKind::OpenRead => &["open", "read"],
         OpKind::Rename => &["rename"],
         OpKind::RemoveFile => &["remove"],
@@ -99,7 +101,7 @@ fn faulted_call<I: Io>(
     plan: FaultPlan,
     audit: &mut Audit,
 ) -> Result<(), String> {
-    let ledger = ob.paths(PARENT).unwrap().ledger;
+    let ledger = ob.paths(PARENT).unwrap().consumed;
     let start = fio.log_len();
     fio.arm(plan);
     let mut batch: Option<Vec<Record>> = None;
@@ -145,7 +147,7 @@ fn faulted_call<I: Io>(
         // harmless; failing the call would lose the batch to the caller).
         (Some(f), Ok(()))
             if f.kind == OpKind::RemoveFile
-                && f.path == ob.paths(PARENT).unwrap().wal
+                && f.path == ob.paths(PARENT).unwrap().claimed
                 && LedgerProgress::of(&ops, &ledger).durable => {}
         (Some(f), Ok(())) => {
             return Err(format!("the fault on {f} was swallowed: Ok\n{}", context()));
@@ -450,8 +452,9 @@ fn a_failed_wal_unlink_after_the_ledger_is_durable_does_not_lose_the_batch() {
     let fio = FaultIo::new(fs);
     let ob = Outbox::open_with(ROOT, fio.clone()).unwrap();
     ob.commit(PARENT, record("c0")).unwrap();
-    // The drain's second unlink is the WAL's (the first is the inbox's).
-    fio.arm(FaultPlan::once(1, Fault::EIO).counting(OpKindSet::of([OpKind::RemoveFile])));
+    // The drain's only unlink is the WAL's (protocol v2 claims the inbox
+    // by a rename; v1 unlinked the inbox first).
+    fio.arm(FaultPlan::once(0, Fault::EIO).counting(OpKindSet::of([OpKind::RemoveFile])));
     let start = fio.log_len();
     let first = ob.drain(PARENT);
     fio.disarm();
@@ -463,10 +466,10 @@ fn a_failed_wal_unlink_after_the_ledger_is_durable_does_not_lose_the_batch() {
     let p = ob.paths(PARENT).unwrap();
     assert_eq!(
         (fault.kind, fault.path.as_path()),
-        (OpKind::RemoveFile, p.wal.as_path())
+        (OpKind::RemoveFile, p.claimed.as_path())
     );
     assert!(
-        LedgerProgress::of(&ops, &p.ledger).durable,
+        LedgerProgress::of(&ops, &p.consumed).durable,
         "the ledger was durable before"
     );
 

@@ -56,8 +56,9 @@ fn lines_of<I: Io>(ob: &Outbox<I>, path: &Path) -> usize {
 fn drain_with_whose_ledger_dir_fsync_fails_leaves_the_records_pending() {
     let (fio, ob) = sim();
     ob.commit(PARENT, finished("c1", "one")).unwrap();
-    // Directory fsyncs of a drain: the WAL's (0), then the ledger's (1).
-    fio.arm(FaultPlan::once(1, Fault::EIO).counting(OpKindSet::of([OpKind::SyncDir])));
+    // Directory fsyncs of a first drain (protocol v2: the claim is a
+    // rename, no fsync): the new ledger's (0).
+    fio.arm(FaultPlan::once(0, Fault::EIO).counting(OpKindSet::of([OpKind::SyncDir])));
     let mut delivered = 0;
     let err = ob
         .drain_with(PARENT, |records| {
@@ -81,10 +82,11 @@ fn plain_drain_that_cannot_undo_its_marks_says_so_and_returns_the_records() {
     let (fio, ob) = sim();
     ob.commit(PARENT, finished("c1", "one")).unwrap();
     ob.commit(PARENT, finished("c2", "two")).unwrap();
-    // Renames and directory fsyncs of a drain: WAL rename (0), WAL dir
-    // fsync (1), ledger rename (2), ledger dir fsync (3): fail from 3 on.
+    // Renames and directory fsyncs of a first drain (protocol v2): the
+    // claim's rename (0), ledger rename (1), ledger dir fsync (2): fail
+    // from 2 on.
     fio.arm(
-        FaultPlan::persistent(3, Fault::EIO)
+        FaultPlan::persistent(2, Fault::EIO)
             .counting(OpKindSet::of([OpKind::Rename, OpKind::SyncDir])),
     );
     let err = ob.drain(PARENT).unwrap_err();
@@ -119,7 +121,8 @@ fn plain_drain_that_cannot_undo_its_marks_says_so_and_returns_the_records() {
 fn plain_drain_whose_ledger_dir_fsync_fails_once_leaves_the_records_pending() {
     let (fio, ob) = sim();
     ob.commit(PARENT, finished("c1", "one")).unwrap();
-    fio.arm(FaultPlan::once(1, Fault::EIO).counting(OpKindSet::of([OpKind::SyncDir])));
+    // Protocol v2: the ledger's is the drain's first directory fsync.
+    fio.arm(FaultPlan::once(0, Fault::EIO).counting(OpKindSet::of([OpKind::SyncDir])));
     let err = ob.drain(PARENT).unwrap_err();
     fio.disarm();
     assert!(matches!(err, Error::Io { .. }), "{err:?}");
@@ -133,7 +136,8 @@ fn plain_drain_whose_ledger_dir_fsync_fails_once_leaves_the_records_pending() {
 fn plain_drain_whose_undo_is_not_durable_says_so_and_leaves_the_records_pending() {
     let (fio, ob) = sim();
     ob.commit(PARENT, finished("c1", "one")).unwrap();
-    fio.arm(FaultPlan::persistent(1, Fault::EIO).counting(OpKindSet::of([OpKind::SyncDir])));
+    // Protocol v2: the ledger's is the drain's first directory fsync.
+    fio.arm(FaultPlan::persistent(0, Fault::EIO).counting(OpKindSet::of([OpKind::SyncDir])));
     let err = ob.drain(PARENT).unwrap_err();
     fio.disarm();
     match &err {
@@ -158,8 +162,10 @@ fn plain_drain_whose_undo_is_not_durable_says_so_and_leaves_the_records_pending(
 fn drain_with_that_cannot_undo_its_marks_says_so() {
     let (fio, ob) = sim();
     ob.commit(PARENT, finished("c1", "one")).unwrap();
+    // Protocol v2: the claim's rename (0), the ledger's rename (1) and
+    // directory fsync (2).
     fio.arm(
-        FaultPlan::persistent(3, Fault::EIO)
+        FaultPlan::persistent(2, Fault::EIO)
             .counting(OpKindSet::of([OpKind::Rename, OpKind::SyncDir])),
     );
     let err = ob
@@ -388,7 +394,7 @@ fn huge_keys_from_files_do_not_reset_the_ledger() {
     std::fs::write(&paths.inbox, &inbox).unwrap();
     let first = ob.drain(PARENT).unwrap();
     assert_eq!(first.records.len(), 5);
-    assert!(std::fs::metadata(&paths.ledger).unwrap().len() < 1 << 20);
+    assert!(std::fs::metadata(&paths.consumed).unwrap().len() < 1 << 20);
     // The same lines again: already consumed.
     std::fs::write(&paths.inbox, &inbox).unwrap();
     let second = ob.drain(PARENT).unwrap();
@@ -404,13 +410,10 @@ fn an_oversized_ledger_is_an_error_not_a_reset() {
     let paths = ob.paths(PARENT).unwrap();
     ob.commit(PARENT, finished("c1", "one")).unwrap();
     assert_eq!(ob.drain(PARENT).unwrap().records.len(), 1);
-    let ledger = std::fs::read_to_string(&paths.ledger).unwrap();
-    let padded = format!(
-        "{{\"pad\":1,\"{}\":1,{}",
-        "p".repeat(64 << 20),
-        &ledger[1..]
-    );
-    std::fs::write(&paths.ledger, padded).unwrap();
+    // Protocol v2's ledger, padded past the cap by one huge mark line.
+    let ledger = std::fs::read_to_string(&paths.consumed).unwrap();
+    let padded = format!("{ledger}[\"{}\",1]\n", "p".repeat(64 << 20));
+    std::fs::write(&paths.consumed, padded).unwrap();
     // A commit cannot tell whether the turn was consumed: it fails, writing
     // nothing, and says why.
     let err = ob.commit(PARENT, finished("c1", "one")).unwrap_err();
@@ -441,7 +444,7 @@ fn failed_deliveries_do_not_grow_the_wal() {
             .unwrap();
         ob.drain_with(PARENT, |_| Err("down")).unwrap_err();
     }
-    assert_eq!(lines_of(&ob, &paths.wal), 2);
+    assert_eq!(lines_of(&ob, &paths.claimed), 2);
     let drained = ob.drain(PARENT).unwrap().records;
     let summaries: Vec<_> = drained.iter().map(|r| r.done_summary.as_str()).collect();
     assert_eq!(summaries, ["attempt 19", "attempt 19"]);
@@ -484,7 +487,8 @@ fn reentrant_drains_and_forget_from_a_callback_are_errors() {
 }
 
 // --------------------------------------------------------------------------
-// Defect 13: quarantines done by commit are reported.
+// Defect 13: quarantines are reported. (Protocol v2: a commit appends and
+// never reads the inbox, so the drain is what sets bad lines aside.)
 // --------------------------------------------------------------------------
 
 #[test]
@@ -494,15 +498,17 @@ fn commit_reports_the_quarantine_it_wrote() {
     let paths = ob.paths(PARENT).unwrap();
     std::fs::write(&paths.inbox, b"{\"child_session_id\": torn\n").unwrap();
     let committed = ob.commit(PARENT, finished("c1", "one")).unwrap();
-    assert_eq!(committed.quarantined.len(), 1);
-    let q = &committed.quarantined[0];
+    assert!(committed.quarantined.is_empty() && committed.bad_lines.is_empty());
+    let drained = ob.drain(PARENT).unwrap();
+    assert_eq!(children(&drained.records), ["c1"]);
+    assert_eq!(drained.quarantined.len(), 1);
+    let q = &drained.quarantined[0];
     assert!(
         std::fs::read(q)
             .unwrap()
             .starts_with(b"{\"child_session_id\": torn")
     );
-    assert_eq!(committed.bad_lines.len(), 1);
-    assert_eq!(committed.record.child_session_id, "c1");
+    assert_eq!(drained.bad_lines.len(), 1);
     // Nothing to set aside the second time.
     let committed = ob.commit(PARENT, finished("c2", "two")).unwrap();
     assert!(committed.quarantined.is_empty());

@@ -23,7 +23,9 @@ use outbox::{Outbox, StdIo};
 use perfbudget::{CountGate, InstructionGate};
 use testutil::{OpCounter, OpCounts, OpKind, Target, noop_fsync};
 
-use OpKind::{Create, Lock, OpenRead, Remove, Rename, SyncDir, SyncFile, Write};
+use OpKind::{
+    Create, Lock, OpenAppend, OpenRead, Remove, Rename, SyncData, SyncDir, SyncFile, Write,
+};
 use Target::{Dir, File as F, Unknown};
 
 use crate::util::{PARENT, commit_fan_out, worker_turn};
@@ -81,6 +83,16 @@ impl Io for CountingIo {
     fn sync_file(&self, file: &mut File) -> io::Result<()> {
         self.ops.record(OpKind::SyncFile, target_of(file));
         self.inner.sync_file(file)
+    }
+
+    fn open_append(&self, path: &Path) -> io::Result<Option<outbox::io::Appending<File>>> {
+        self.ops.record_path(OpKind::OpenAppend, path);
+        self.inner.open_append(path)
+    }
+
+    fn sync_data(&self, file: &mut File) -> io::Result<()> {
+        self.ops.record(OpKind::SyncData, target_of(file));
+        self.inner.sync_data(file)
     }
 
     fn open_read(&self, path: &Path) -> io::Result<Option<File>> {
@@ -158,21 +170,24 @@ fn expect_ops(
 /// first with no ledger yet, then at steady state (a ledger exists), then a
 /// drain with nothing pending.
 ///
-/// Derived from the code (`Outbox::drain` → `stage_to_wal` → `finalize`),
-/// not recorded from a run:
+/// Derived from the code (protocol v2: `Outbox::drain` → `stage_claim` →
+/// `finalize` → `Ledger::refresh`, `Ledger::mark`), not recorded from a run:
 /// - `drain`: lock the drain lock (1 lock);
-/// - `stage_to_wal`: lock the inbox lock (1 lock); read the WAL (an
-///   `open_read` of a missing file: unknown) and the inbox (`open_read`,
-///   file); `write_durable` of the WAL: `create_new` of its temp file, one
-///   `write_all` of all records, `sync_file`, `rename`, `sync_dir`; then
-///   `remove_file` of the inbox;
-/// - `finalize`: `Ledger::load` (`open_read`: unknown when there is no
-///   ledger yet, file after); `Ledger::save` → `write_durable` (create,
-///   write, sync_file, rename, sync_dir); `remove_file` of the WAL.
+/// - `stage_claim`: lock the inbox lock (1 lock); read agent-deck's WAL and
+///   the earlier claim (2 `open_read`s of missing files: unknown) and the
+///   inbox (`open_read`, file); one record per child and no bad line, so
+///   the claim is one `rename` of the inbox (file);
+/// - `finalize`: `Ledger::refresh` opens the v2 ledger (`open_read`:
+///   unknown when there is none yet, then agent-deck's, unknown too; file
+///   at steady state: it reads only what was appended since);
+///   `Ledger::mark`: the first drain creates the ledger with
+///   `write_durable` (create, write, sync_file, rename, sync_dir); at
+///   steady state it appends (`open_append`, one `write_all` of a prune
+///   line and the N marks, `sync_data`); then `remove_file` of the claim.
 ///
-/// So 17 operations whatever N is: nothing in the drain is per record. A
-/// drain with nothing pending: the two locks, the two `open_read`s of
-/// missing files, the two `remove_file`s of missing files (6).
+/// So 14 operations for a first drain and 11 at steady state, whatever N
+/// is: nothing in the drain is per record. A drain with nothing pending:
+/// the two locks and the three `open_read`s of missing files (5).
 #[test]
 fn perf_outbox_drain_op_counts() {
     let mut gate = CountGate::new("perf_outbox_drain_op_counts");
@@ -180,30 +195,39 @@ fn perf_outbox_drain_op_counts() {
         let dir = tempfile::tempdir().unwrap();
         let ops = OpCounter::new();
         let ob = Outbox::open_with(dir.path(), CountingIo::new(&ops)).unwrap();
-        for (round, ledger) in [(1, Unknown), (2, F)] {
+        for round in [1, 2] {
             commit_fan_out(&ob, n, round);
             ops.reset();
             assert_eq!(ob.drain(PARENT).unwrap().records.len(), n);
-            let mut opens = vec![(OpenRead, Unknown, 1), (OpenRead, F, 1)];
-            if ledger == Unknown {
-                opens[0].2 += 1;
+            let (expected, label) = if round == 1 {
+                (
+                    vec![
+                        (Lock, F, 2),
+                        (OpenRead, Unknown, 4),
+                        (OpenRead, F, 1),
+                        (Rename, F, 2),
+                        (Create, F, 1),
+                        (Write, F, 1),
+                        (SyncFile, F, 1),
+                        (SyncDir, Dir, 1),
+                        (Remove, F, 1),
+                    ],
+                    format!("first drain of {n}"),
+                )
             } else {
-                opens[1].2 += 1;
-            }
-            let mut expected = vec![
-                (Lock, F, 2),
-                (Create, F, 2),
-                (Write, F, 2),
-                (SyncFile, F, 2),
-                (Rename, F, 2),
-                (SyncDir, Dir, 2),
-                (Remove, F, 2),
-            ];
-            expected.extend(opens);
-            let label = if round == 1 {
-                format!("first drain of {n}")
-            } else {
-                format!("steady drain of {n}")
+                (
+                    vec![
+                        (Lock, F, 2),
+                        (OpenRead, Unknown, 2),
+                        (OpenRead, F, 2),
+                        (Rename, F, 1),
+                        (OpenAppend, F, 1),
+                        (Write, F, 1),
+                        (SyncData, F, 1),
+                        (Remove, F, 1),
+                    ],
+                    format!("steady drain of {n}"),
+                )
             };
             gate = expect_ops(gate, &label, &expected, &ops.counts());
         }
@@ -212,7 +236,7 @@ fn perf_outbox_drain_op_counts() {
         gate = expect_ops(
             gate,
             &format!("empty drain after {n}"),
-            &[(Lock, F, 2), (OpenRead, Unknown, 2), (Remove, Unknown, 2)],
+            &[(Lock, F, 2), (OpenRead, Unknown, 3)],
             &ops.counts(),
         );
     }
@@ -220,56 +244,68 @@ fn perf_outbox_drain_op_counts() {
 }
 
 /// Tier 2: every operation of one commit into an inbox holding k = 1 or 25
-/// pending records of other children.
+/// pending records of other children, and of the commit that creates the
+/// inbox.
 ///
-/// Derived from the code (`Outbox::commit` → `rewrite_inbox`): read the
-/// consumed ledger to tell the caller whether the turn is already consumed
-/// (`open_read`; no drain ran here, so it is absent: unknown); lock the
-/// inbox lock (1 lock); read the inbox (`open_read`, file); the new inbox is
-/// installed with `write_durable`: `create_new`, one `write_all`,
-/// `sync_file`, `rename`, `sync_dir`. 8 operations whatever k is.
+/// Derived from the code (protocol v2: `Outbox::commit` → `append_inbox`):
+/// read the consumed ledger to tell the caller whether the turn is already
+/// consumed (no drain ran here: `open_read` of the missing v2 ledger, then
+/// of agent-deck's, both unknown); lock the inbox lock (1 lock); open the
+/// inbox for appending (`open_append`, file), one `write_all` of the line,
+/// `sync_data`. 6 operations whatever k is: the commit never reads what is
+/// pending. Creating the inbox instead (`open_append` of a missing file:
+/// unknown) writes it with `write_durable` (create, write, sync_file,
+/// rename, sync_dir), then ends its line once the directory is durable
+/// (`open_append`, `write_all` of the newline: the newline rule of
+/// `append_inbox`): 11 operations.
 #[test]
 fn perf_outbox_commit_op_counts() {
     let mut gate = CountGate::new("perf_outbox_commit_op_counts");
-    for k in [1, FAN_OUT] {
+    for k in [0, 1, FAN_OUT] {
         let dir = tempfile::tempdir().unwrap();
         let ops = OpCounter::new();
         let ob = Outbox::open_with(dir.path(), CountingIo::new(&ops)).unwrap();
         commit_fan_out(&ob, k, 1);
         ops.reset();
         ob.commit(PARENT, worker_turn(k, 1)).unwrap();
-        gate = expect_ops(
-            gate,
-            &format!("commit into {k}"),
+        let expected: &[(OpKind, Target, u64)] = if k == 0 {
             &[
-                (OpenRead, Unknown, 1),
+                (OpenRead, Unknown, 2),
                 (Lock, F, 1),
-                (OpenRead, F, 1),
+                (OpenAppend, Unknown, 1),
                 (Create, F, 1),
-                (Write, F, 1),
+                (Write, F, 2),
                 (SyncFile, F, 1),
                 (Rename, F, 1),
                 (SyncDir, Dir, 1),
-            ],
-            &ops.counts(),
-        );
+                (OpenAppend, F, 1),
+            ]
+        } else {
+            &[
+                (OpenRead, Unknown, 2),
+                (Lock, F, 1),
+                (OpenAppend, F, 1),
+                (Write, F, 1),
+                (SyncData, F, 1),
+            ]
+        };
+        gate = expect_ops(gate, &format!("commit into {k}"), expected, &ops.counts());
     }
     gate.check();
 }
 
-/// Observed median of `perf_outbox_drain_25_instructions` under
-/// `cargo xtask test-perf`: 771 784 instructions, the median of 3 runs
-/// (767 781–779 430, spread 1.5%: temp-file nonces and hash seeds differ
-/// per run); callgrind (valgrind 3.19), release profile, the project's
-/// 2-core shared Linux VM, 2026-11-29, after the issue-10 hardening merged
-/// (was 700 079 before it: see docs/rfc/PERF_BUDGETS.md).
-/// Allowed: ±2%, 756 348..=787 219.
-const DRAIN_25_INSTRUCTIONS: u64 = 771_784;
+/// Observed median of `perf_outbox_drain_25_instructions`: 564 827
+/// instructions, the median of 3 callgrind counts (564 785–564 964);
+/// release profile, `cargo xtask perf-calibrate --runs 3 drain_25`, the
+/// project's 2-core shared Linux VM, 2026-11-30, protocol v2 (steady-state
+/// drain: claim by rename, ledger append); was 771 784 under v1 (see
+/// docs/rfc/PERF_BUDGETS.md). Allowed: ±2%, 553 530..=576 124.
+const DRAIN_25_INSTRUCTIONS: u64 = 564_827;
 
 /// Instruction count of one drain of 25 records (fsync stubbed), the same
 /// fixture as `perf_outbox_drain_25`: a fresh turn of 25 children committed
-/// in setup, the WAL and ledger removed first so every drain does the full
-/// work. Counted by callgrind within 2% (`perfbudget::InstructionGate`);
+/// in setup, after the WAL and ledger were removed and one untimed drain
+/// created the ledger, so every drain does the full steady-state work. Counted by callgrind within 2% (`perfbudget::InstructionGate`);
 /// skipped, and says so, where valgrind is missing.
 #[test]
 #[ignore = "instruction-count gate (valgrind): run by cargo xtask test-perf"]
@@ -281,10 +317,15 @@ fn perf_outbox_drain_25_instructions() {
     InstructionGate::new("perf_outbox_drain_25_instructions", DRAIN_25_INSTRUCTIONS)
         .check_with_setup(
             || {
-                for file in [&paths.wal, &paths.ledger] {
+                // A fresh steady state: the ledger is created by an untimed
+                // drain, so the timed one appends to it (the hot path) and no
+                // compaction falls in the window.
+                for file in [&paths.claimed, &paths.consumed] {
                     let _ = std::fs::remove_file(file);
                 }
                 turn += 1;
+                ob.commit(PARENT, worker_turn(FAN_OUT, turn)).unwrap();
+                ob.drain(PARENT).unwrap();
                 commit_fan_out(&ob, FAN_OUT, turn);
             },
             |()| {

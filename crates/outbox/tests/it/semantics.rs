@@ -58,15 +58,19 @@ fn two_children_give_two_records_and_one_child_only_its_latest() {
         .unwrap();
     ob.commit(PARENT, finished("a", "done at last")).unwrap();
 
-    // Last wins on commit: one line per child in the inbox.
+    // Last wins, by commit order. (Protocol v2: a commit appends, so the
+    // inbox holds every line and readers take each child's last. Children
+    // come in the order they were first seen, as documented: a is first
+    // seen at its first pending line. v1's commit moved a to the end by
+    // rewriting the inbox, which made the order b, a.)
     let inbox = fs::read_to_string(ob.paths(PARENT).unwrap().inbox).unwrap();
-    assert_eq!(inbox.lines().count(), 2);
+    assert_eq!(inbox.lines().count(), 4);
     let peeked = ob.peek(PARENT).unwrap();
-    assert_eq!(children(&peeked), ["b", "a"]);
+    assert_eq!(children(&peeked), ["a", "b"]);
 
     let drained = ob.drain(PARENT).unwrap().records;
-    assert_eq!(children(&drained), ["b", "a"]);
-    assert_eq!(drained[1].done_summary, "done at last");
+    assert_eq!(children(&drained), ["a", "b"]);
+    assert_eq!(drained[0].done_summary, "done at last");
     assert!(ob.drain(PARENT).unwrap().records.is_empty());
 }
 
@@ -153,12 +157,12 @@ fn an_oversized_line_in_the_inbox_is_quarantined_whole_and_blocks_nothing() {
     text.push('\n');
     fs::write(&inbox, &text).unwrap();
 
-    // A commit meanwhile sets it aside too, and keeps the good record.
+    // A commit meanwhile appends after it (protocol v2: it never reads
+    // the inbox); the drain sets the long line aside.
     ob.commit(PARENT, finished("b", "s")).unwrap();
     let after_commit = fs::read_to_string(&inbox).unwrap();
-    assert_eq!(after_commit.lines().count(), 2);
+    assert_eq!(after_commit.lines().count(), 3);
 
-    fs::write(&inbox, format!("{after_commit}{long}\n")).unwrap();
     let drained = ob.drain(PARENT).unwrap();
     assert_eq!(children(&drained.records), ["a", "b"]);
     assert_eq!(drained.bad_lines.len(), 1);
@@ -170,7 +174,8 @@ fn an_oversized_line_in_the_inbox_is_quarantined_whole_and_blocks_nothing() {
         .map(|e| e.unwrap().path())
         .filter(|p| p.to_string_lossy().contains(".quarantine-"))
         .collect();
-    assert_eq!(quarantines.len(), 2, "{quarantines:?}");
+    // One: the drain's (protocol v2's commit does not read the inbox).
+    assert_eq!(quarantines.len(), 1, "{quarantines:?}");
     for q in quarantines {
         assert_eq!(fs::read_to_string(q).unwrap(), format!("{long}\n"));
     }
@@ -216,20 +221,20 @@ fn a_drain_that_dies_after_staging_delivers_everything_next_time() {
     for c in ["a", "b", "c"] {
         ob.commit(PARENT, finished(c, "s")).unwrap();
     }
-    // The drain's second new file is the ledger's temp file: failing it
-    // stops the drain after phase 1.
-    io.arm(FaultPlan::once(1, Fault::EIO).counting(OpKindSet::of([OpKind::CreateNew])));
+    // The drain's first new file is the ledger's temp file (protocol v2:
+    // the claim is a rename): failing it stops the drain after phase 1.
+    io.arm(FaultPlan::once(0, Fault::EIO).counting(OpKindSet::of([OpKind::CreateNew])));
     let err = ob.drain(PARENT).unwrap_err();
     assert!(err.to_string().contains("consumed-turns"), "{err}");
     let paths = ob.paths(PARENT).unwrap();
-    assert!(paths.wal.exists() && !paths.inbox.exists());
+    assert!(paths.claimed.exists() && !paths.inbox.exists());
     assert!(ob.has_pending(PARENT).unwrap());
 
     io.disarm();
     let drained = ob.drain(PARENT).unwrap();
     assert_eq!(children(&drained.records), ["a", "b", "c"]);
     assert_eq!(drained.recovered, 3);
-    assert!(!paths.wal.exists());
+    assert!(!paths.claimed.exists());
 }
 
 #[test]
@@ -240,23 +245,26 @@ fn a_drain_that_dies_after_the_ledger_write_delivers_nothing_twice() {
     for c in ["a", "b"] {
         ob.commit(PARENT, finished(c, "s")).unwrap();
     }
-    // Removals in a drain: the inbox (#0), then the WAL (#1), after the
-    // ledger is durable.
-    io.arm(FaultPlan::once(1, Fault::EIO).counting(OpKindSet::of([OpKind::RemoveFile])));
+    // Removals in a drain (protocol v2: the claim is a rename): the WAL
+    // (#0), after the ledger is durable.
+    io.arm(FaultPlan::once(0, Fault::EIO).counting(OpKindSet::of([OpKind::RemoveFile])));
     // The ledger is durable by then, so the drain succeeds (the records are
     // the caller's) and reports the leftover WAL instead of failing.
     let drained = ob.drain(PARENT).unwrap();
     assert_eq!(children(&drained.records), ["a", "b"]);
     let cleanup = drained.cleanup_error.unwrap().to_string();
-    assert!(cleanup.contains("inbox-inflight"), "{cleanup}");
+    assert!(cleanup.contains("claimed"), "{cleanup}");
     io.disarm();
     let paths = ob.paths(PARENT).unwrap();
-    assert!(paths.wal.exists(), "the WAL survived the failed removal");
+    assert!(
+        paths.claimed.exists(),
+        "the WAL survived the failed removal"
+    );
     let again = ob.drain(PARENT).unwrap();
     assert!(again.records.is_empty());
     assert_eq!(again.recovered, 2);
     assert_eq!(again.already_consumed, 2);
-    assert!(!paths.wal.exists());
+    assert!(!paths.claimed.exists());
 }
 
 #[test]
@@ -294,10 +302,10 @@ fn a_failed_ledger_fsync_in_drain_is_an_error_and_the_records_come_back() {
     let io = FaultIo::new(StdIo::new());
     let ob = Outbox::open_with(dir.path(), io.clone()).unwrap();
     ob.commit(PARENT, finished("a", "s")).unwrap();
-    // Directory fsyncs in a drain: WAL (#0), ledger (#1). The ledger's
-    // rename has happened when #1 fails; the caller gets an error, so the
-    // marks must not stick.
-    io.arm(FaultPlan::once(1, Fault::EIO).counting(OpKindSet::of([OpKind::SyncDir])));
+    // Directory fsyncs in a first drain (protocol v2: the claim needs
+    // none): the new ledger's (#0). Its rename has happened when #0 fails;
+    // the caller gets an error, so the marks must not stick.
+    io.arm(FaultPlan::once(0, Fault::EIO).counting(OpKindSet::of([OpKind::SyncDir])));
     let err = ob.drain(PARENT).unwrap_err();
     assert!(err.to_string().starts_with("fsync directory"), "{err}");
     io.disarm();
@@ -364,11 +372,12 @@ fn the_ledger_forgets_turns_after_fourteen_days() {
     let ob_later = open(dir.path()).with_clock(move || later);
     ob_later.commit(PARENT, finished("b", "s")).unwrap();
     ob_later.drain(PARENT).unwrap();
-    let ledger = fs::read_to_string(ob.paths(PARENT).unwrap().ledger).unwrap();
-    assert!(
-        !ledger.contains("a@") && ledger.contains("m@") && ledger.contains("b@"),
-        "{ledger}"
-    );
+    // Protocol v2's ledger is append-only: read what it remembers, not its
+    // bytes. a's turn was forgotten, m's and b's are remembered.
+    for c in ["a", "m", "b"] {
+        ob_later.commit(PARENT, finished(c, "s")).unwrap();
+    }
+    assert_eq!(children(&ob_later.drain(PARENT).unwrap().records), ["a"]);
 }
 
 #[test]
@@ -396,7 +405,9 @@ fn a_record_both_in_the_wal_and_the_inbox_is_staged_once() {
         Err("not now")
     });
     assert!(failed.is_err());
-    let wal = fs::read_to_string(&paths.wal).unwrap();
+    // agent-deck's WAL and the inbox were merged into the claim.
+    assert!(!paths.wal.exists());
+    let wal = fs::read_to_string(&paths.claimed).unwrap();
     assert_eq!(wal.lines().count(), 1, "{wal}");
     assert_eq!(children(&ob.drain(PARENT).unwrap().records), ["a"]);
 }

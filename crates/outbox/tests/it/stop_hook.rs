@@ -24,10 +24,11 @@ fn a_block_whose_marks_cannot_be_undone_stands() {
     let ob = Outbox::open_with(SIM_ROOT, fio.clone()).unwrap();
     ob.set_stop_blocks(PARENT, 0).unwrap();
     ob.commit(PARENT, Record::finished("c1", "done")).unwrap();
-    // Renames and directory fsyncs: the counter's (0, 1), the WAL's
-    // (2, 3), the ledger's (4, 5); from the ledger's fsync on, all fail.
+    // Renames and directory fsyncs: the counter's (0, 1), the claim's
+    // rename (2; protocol v2: no fsync), the new ledger's (3, 4); from the
+    // ledger's fsync on, all fail.
     fio.arm(
-        FaultPlan::persistent(5, Fault::EIO)
+        FaultPlan::persistent(4, Fault::EIO)
             .counting(OpKindSet::of([OpKind::Rename, OpKind::SyncDir])),
     );
     let mut out = Vec::new();

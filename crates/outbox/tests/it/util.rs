@@ -169,10 +169,12 @@ impl Audit {
 /// How far a drain got with its ledger write, read off an op log.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct LedgerProgress {
-    /// A rename onto the ledger returned `Ok`.
+    /// Marks were written to the ledger: an append to it, or a rename onto
+    /// it (a compaction), returned `Ok`. From then on a crash may keep them.
     pub renamed: bool,
-    /// After that rename, an fsync of the ledger's directory returned `Ok`:
-    /// the ledger is durable.
+    /// After that, the ledger is durable: an fdatasync (or fsync) of the
+    /// appended file, or an fsync of the directory after the rename,
+    /// returned `Ok`.
     pub durable: bool,
 }
 
@@ -183,13 +185,20 @@ impl LedgerProgress {
         let renamed_at = ops
             .iter()
             .position(|o| o.ok && o.kind == OpKind::Rename && o.to.as_deref() == Some(ledger));
+        let appended_at = ops
+            .iter()
+            .position(|o| o.ok && o.kind == OpKind::WriteAll && o.path == ledger);
         let durable = renamed_at.is_some_and(|i| {
             ops[i..]
                 .iter()
                 .any(|o| o.ok && o.kind == OpKind::SyncDir && o.path == dir)
+        }) || appended_at.is_some_and(|i| {
+            ops[i..].iter().any(|o| {
+                o.ok && matches!(o.kind, OpKind::SyncData | OpKind::SyncFile) && o.path == ledger
+            })
         });
         LedgerProgress {
-            renamed: renamed_at.is_some(),
+            renamed: renamed_at.is_some() || appended_at.is_some(),
             durable,
         }
     }

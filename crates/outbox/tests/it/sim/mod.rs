@@ -653,15 +653,19 @@ impl World {
         Ok(())
     }
 
-    /// Whether `actor`, since its op number `ops_before`, renamed a file
-    /// onto `parent`'s ledger.
+    /// Whether `actor`, since its op number `ops_before`, wrote marks to
+    /// `parent`'s ledger: appended to it, or renamed a file onto it (a
+    /// compaction). Either may survive a crash from the moment it is
+    /// issued: the plain drain's window opens there.
     fn ledger_renamed(&self, actor: usize, ops_before: usize, parent: usize) -> bool {
         let Ok(paths) = ParentPaths::new(Path::new(ROOT), &self.parents[parent]) else {
             return false;
         };
-        self.actors[actor].io.ops()[ops_before..]
-            .iter()
-            .any(|op| op.kind == OpKind::Rename && op.ok && op.to.as_deref() == Some(&paths.ledger))
+        self.actors[actor].io.ops()[ops_before..].iter().any(|op| {
+            op.ok
+                && ((op.kind == OpKind::Rename && op.to.as_deref() == Some(&paths.consumed))
+                    || (op.kind == OpKind::WriteAll && op.path == paths.consumed))
+        })
     }
 
     fn run_all_to_completion(&mut self) -> Result<(), String> {
@@ -733,21 +737,26 @@ impl World {
         }
     }
 
-    /// The records in `id`'s WAL on the disk now.
+    /// The records in `id`'s WAL (the claimed inbox; agent-deck's WAL,
+    /// which the simulation never writes, would come first) on the disk now.
     fn wal_records(&self, id: &str) -> Vec<Record> {
         ParentPaths::new(Path::new(ROOT), id)
             .ok()
-            .and_then(|paths| {
-                self.disk
-                    .current_image()
+            .map(|paths| {
+                let image = self.disk.current_image();
+                let mut bytes = image
                     .file(&paths.wal)
                     .map(<[u8]>::to_vec)
+                    .unwrap_or_default();
+                bytes.extend(image.file(&paths.claimed).unwrap_or_default());
+                bytes
             })
             .map(|bytes| {
-                bytes
-                    .split(|&b| b == b'\n')
-                    .filter_map(|line| outbox::format::decode_line(line).ok())
-                    .collect()
+                // The format's own reader (it ignores a crash's trailing
+                // NULs, as every reader of the outbox does).
+                outbox::format::scan(&bytes[..], outbox::format::MAX_LINE_BYTES)
+                    .map(|scan| scan.records)
+                    .unwrap_or_default()
             })
             .unwrap_or_default()
     }

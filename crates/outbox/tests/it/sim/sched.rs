@@ -202,6 +202,15 @@ impl Io for SchedIo {
         self.run(OpKind::SyncFile, &path, None, |io| io.sync_file(file))
     }
 
+    fn open_append(&self, path: &Path) -> io::Result<Option<outbox::io::Appending<Self::File>>> {
+        self.run(OpKind::OpenAppend, path, None, |io| io.open_append(path))
+    }
+
+    fn sync_data(&self, file: &mut Self::File) -> io::Result<()> {
+        let path = file.path().to_path_buf();
+        self.run(OpKind::SyncData, &path, None, |io| io.sync_data(file))
+    }
+
     fn open_read(&self, path: &Path) -> io::Result<Option<Self::Reader>> {
         self.run(OpKind::OpenRead, path, None, |io| io.open_read(path))
     }
