@@ -68,8 +68,8 @@ pub fn a_turn_is_delivered_once_and_a_new_turn_again(h: &impl Harness) {
     assert!(ob.drain(PARENT).unwrap().records.is_empty());
 }
 
-/// One record per child, its last; children in the order of their last
-/// commits.
+/// One record per child, its last; children in the order they were first
+/// seen among the pending records (agent-deck's order).
 pub fn last_wins_per_child_by_commit_order(h: &impl Harness) {
     let ob = h.open(&TestClock::default());
     ob.commit(PARENT, Record::transition("a", "idle", "running"))
@@ -79,10 +79,10 @@ pub fn last_wins_per_child_by_commit_order(h: &impl Harness) {
     ob.commit(PARENT, Record::transition("a", "running", "waiting"))
         .unwrap();
     ob.commit(PARENT, finished("a", "done at last")).unwrap();
-    assert_eq!(children(&ob.peek(PARENT).unwrap()), ["b", "a"]);
+    assert_eq!(children(&ob.peek(PARENT).unwrap()), ["a", "b"]);
     let drained = ob.drain(PARENT).unwrap().records;
-    assert_eq!(children(&drained), ["b", "a"]);
-    assert_eq!(drained[1].done_summary, "done at last");
+    assert_eq!(children(&drained), ["a", "b"]);
+    assert_eq!(drained[0].done_summary, "done at last");
     assert!(ob.drain(PARENT).unwrap().records.is_empty());
 }
 

@@ -169,6 +169,7 @@ mod sql {
                 (parent, child, seq, turn_key, from_status, to_status, ts_ns, lock_key, line)
             VALUES ($1, $2, nextval('{s}.commit_seq'), $3, $4, $5, $6, $7, $8)
             ON CONFLICT (parent, child) DO UPDATE SET
+                first_seq = coalesce({s}.pending.first_seq, {s}.pending.seq),
                 seq = nextval('{s}.commit_seq'), turn_key = excluded.turn_key,
                 from_status = excluded.from_status, to_status = excluded.to_status,
                 ts_ns = excluded.ts_ns, lock_key = excluded.lock_key, line = excluded.line
@@ -182,7 +183,7 @@ mod sql {
         FROM {s}.pending p
         LEFT JOIN LATERAL (SELECT true AS hit FROM {s}.consumed c
                            WHERE c.parent = $1 AND c.turn_key = p.turn_key LIMIT 1) c ON true
-        WHERE p.parent = $1 ORDER BY p.seq";
+        WHERE p.parent = $1 ORDER BY coalesce(p.first_seq, p.seq)";
     pub const HAS_PENDING: &str = "\
         SELECT EXISTS (SELECT 1 FROM {s}.pending p
             LEFT JOIN LATERAL (SELECT true AS hit FROM {s}.consumed c

@@ -13,12 +13,13 @@ use postgres::Client;
 use crate::lock_key;
 
 /// The schema version this code reads and writes.
-pub const VERSION: i32 = 1;
+pub const VERSION: i32 = 2;
 
 /// The steps, in order: step `n` (1-based) moves the schema from version
 /// `n - 1` to `n`. `{s}` is the quoted schema name. Never edit a step that
 /// has shipped: add one.
-const MIGRATIONS: [&str; VERSION as usize] = [r#"
+const MIGRATIONS: [&str; VERSION as usize] = [
+    r#"
 -- The pending records: one row per (parent, child), the last committed
 -- (a commit replaces the child's row under its row lock, so the row is
 -- the last commit in commit order). `seq` is assigned from a sequence under
@@ -105,7 +106,16 @@ BEGIN
     END IF;
 END
 $fn$;
-"#];
+"#,
+    r#"
+-- Children are delivered in the order they were first seen among the
+-- pending records (the file outbox's and agent-deck's order), not in the
+-- order of their last commits: `first_seq` keeps the `seq` of the commit
+-- that created the row, and NULL means "the row's own seq" (every row
+-- written before this step, and every row a commit inserts).
+ALTER TABLE {s}.pending ADD COLUMN first_seq bigint;
+"#,
+];
 
 /// Quotes a schema name (checked by [`check_schema_name`]) as an identifier.
 pub fn quoted(schema: &str) -> String {
