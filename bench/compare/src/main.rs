@@ -88,7 +88,6 @@ fn run(args: &args::Args, cases: &[Case]) -> Result<()> {
             fs_type.as_deref().unwrap_or("?")
         );
     }
-    check_stamping(&scratch)?;
 
     let contenders = store::contenders();
     let names: Vec<&'static str> = contenders.iter().map(|c| c.name()).collect();
@@ -200,27 +199,6 @@ fn order(round: usize, n: usize) -> Vec<usize> {
     } else {
         (0..n).rev().collect()
     }
-}
-
-/// Fails when the SQLite side's stamping no longer matches what
-/// `Outbox::commit` writes, so neither side silently does less work.
-fn check_stamping(scratch: &Path) -> Result<()> {
-    let dir = tempfile::tempdir_in(scratch)?;
-    let outbox = outbox::Outbox::open_with(
-        dir.path(),
-        outbox::StdIo::with_fsync(testutil::noop_fsync()),
-    )?;
-    let r = cases::record("child-0000", 1);
-    let ours = outbox.commit("parent", r.clone())?.record;
-    let theirs = sqlite::stamp("parent", r, SystemTime::now());
-    if ours != theirs {
-        return Err(format!(
-            "the SQLite outbox stamps records differently from Outbox::commit; update \
-             bench/compare/src/sqlite.rs (`stamp`)\n  ours:   {ours:?}\n  sqlite: {theirs:?}"
-        )
-        .into());
-    }
-    Ok(())
 }
 
 /// `git rev-parse --short=12 HEAD` of the repository, `-dirty` when

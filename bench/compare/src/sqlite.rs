@@ -31,8 +31,8 @@
 use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use outbox::format::{decode_line, encode_line};
-use outbox::{LEDGER_TTL, Record, Timestamp, event_fingerprint, turn_fingerprint, turn_id};
+use outbox::format::decode_line;
+use outbox::{LEDGER_TTL, Record};
 use rusqlite::{Connection, TransactionBehavior, params};
 
 use crate::store::{Contender, Fsync, Result, Store, sync_tree};
@@ -124,8 +124,8 @@ impl SqliteStore {
     /// One commit's work inside an open transaction: stamp, encode, look
     /// the turn up, upsert.
     fn upsert(tx: &rusqlite::Transaction<'_>, parent: &str, record: Record) -> Result<()> {
-        let record = stamp(parent, record, SystemTime::now());
-        let line = encode_line(&record)?;
+        // The same stamping and line as `Outbox::commit`: one function.
+        let (record, line) = outbox::stamp(parent, record, SystemTime::now())?;
         let payload = line.strip_suffix(b"\n").unwrap_or(&line);
         let key = record.turn_key();
         let _already_consumed: bool = tx
@@ -214,27 +214,4 @@ impl Store for SqliteStore {
 fn unix_seconds(t: SystemTime) -> i64 {
     t.duration_since(UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
-}
-
-/// `record` stamped exactly as `outbox::Outbox::commit` stamps it (summary
-/// capped, turn fingerprint and id, target, timestamp, event fingerprint),
-/// so both implementations store the same line. `crate::check_stamping`
-/// compares the two at start-up, so a change to `commit` cannot silently
-/// make the SQLite side do less work.
-pub fn stamp(parent: &str, mut record: Record, now: SystemTime) -> Record {
-    record.cap_summary();
-    if record.turn_fingerprint.is_empty() {
-        record.turn_fingerprint = turn_fingerprint(&record);
-        if record.turn_id.is_empty() {
-            record.turn_id = turn_id(&record).unwrap_or_default();
-        }
-    }
-    if record.target_session_id.is_empty() {
-        record.target_session_id = parent.to_owned();
-    }
-    if record.timestamp.is_zero() {
-        record.timestamp = Timestamp::from_system_time(now).unwrap_or_default();
-    }
-    record.fp = event_fingerprint(&record);
-    record
 }
