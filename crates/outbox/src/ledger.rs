@@ -52,8 +52,9 @@ use crate::paths::ParentPaths;
 
 /// How long a consumed turn is remembered: entries older than this are
 /// pruned whenever a drain marks new turns. Clock steps never shorten it by
-/// more than the step, and a step larger than the TTL shortens it not at all
-/// (see the crate documentation, "Consumed ledger").
+/// more than the steps forward add up to, and a step larger than the TTL
+/// shortens it not at all when the next marking drain still sees the clock
+/// that far ahead (see the crate documentation, "Consumed ledger").
 pub const LEDGER_TTL: Duration = Duration::from_secs(14 * 24 * 3600);
 
 /// The largest ledger file read, in bytes (about a million entries).

@@ -175,7 +175,14 @@
 //! never), and when even the newest entry is older than [`LEDGER_TTL`] (a
 //! machine that booted at 1970 and was then set by NTP, or a parent idle
 //! for a whole TTL) the ledger is shifted forward rather than emptied. A
-//! forward step shorter than the TTL ages entries by the step. Keys are
+//! forward step shorter than the TTL ages entries by the step. Steps add
+//! up: the shift applies only when a drain sees every entry older than the
+//! TTL, so a jump forward of more than the TTL that is partly undone by a
+//! step back before the next drain (+17 days, then −4 days) ages entries by
+//! what is left of it (13 days), and a later small step forward can then
+//! expire them. Such a turn may be delivered again; the seeded simulation
+//! allows it only once the clock has risen past the TTL since the turn was
+//! consumed, and counts it (`duplicated after TTL`). Keys are
 //! bounded ([`MAX_TURN_KEY_BYTES`]), and a ledger over the 64 MiB read limit
 //! is an [`Error::LedgerTooLarge`], never read as empty (that would deliver
 //! consumed turns again); a drain refuses to write one.

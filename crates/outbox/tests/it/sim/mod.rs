@@ -37,7 +37,7 @@ use outbox::{DrainWithError, Drained, Outbox, ParentPaths, Record};
 use outbox_sim::{CrashIo, Fault, FaultIo, FaultPlan, OpKind};
 use parking_lot::Mutex;
 
-use model::{CommitStatus, Model, Tally};
+use model::{ClockWindow, CommitStatus, Model, Tally};
 use sched::{Gate, Park, SchedIo, runnable};
 
 /// Seeds `cargo test` runs (a few seconds on 2 cores).
@@ -155,6 +155,8 @@ struct InFlight {
     snapshot: BTreeMap<String, usize>,
     /// Ops the actor had performed before the task, to find its own.
     ops_before: usize,
+    /// The clock readings the actor's outbox took during the task.
+    readings: Readings,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -169,7 +171,12 @@ struct Actor {
     role: Role,
     io: SchedIo,
     outbox: Outbox<SchedIo>,
+    /// The clock readings its outbox took during the current task.
+    readings: Readings,
 }
+
+/// The clock readings an outbox took, if any.
+type Readings = Arc<Mutex<Option<ClockWindow>>>;
 
 /// Figures of one seed or a campaign.
 #[derive(Clone, Debug, Default)]
@@ -192,6 +199,9 @@ pub struct Stats {
     pub lost_in_window: u64,
     /// Duplicates inside drain_with's window.
     pub duplicated_in_window: u64,
+    /// Turns delivered again once the clock had risen past the ledger's
+    /// TTL since they were consumed, or after a corrupt ledger.
+    pub duplicated_after_ttl: u64,
     /// Records delivered.
     pub delivered: u64,
 }
@@ -208,6 +218,7 @@ impl Stats {
         self.checks += other.checks;
         self.lost_in_window += other.lost_in_window;
         self.duplicated_in_window += other.duplicated_in_window;
+        self.duplicated_after_ttl += other.duplicated_after_ttl;
         self.delivered += other.delivered;
     }
 }
@@ -323,11 +334,26 @@ impl World {
     fn new_actor(&self, index: usize, role: Role) -> Actor {
         let io = SchedIo::new(self.faults.clone(), Some((Arc::clone(&self.gate), index)));
         let clock = self.clock.clone();
+        let readings = Readings::default();
+        let seen = Arc::clone(&readings);
         let outbox = Outbox::open_with(ROOT, io.clone())
             .expect("open the simulated outbox")
-            .with_clock(move || clock.now());
+            .with_clock(move || {
+                let now = clock.now();
+                let mut seen = seen.lock();
+                match seen.as_mut() {
+                    Some(window) => window.saw(now),
+                    None => *seen = Some(ClockWindow::at(now)),
+                }
+                now
+            });
         io.engage();
-        Actor { role, io, outbox }
+        Actor {
+            role,
+            io,
+            outbox,
+            readings,
+        }
     }
 
     /// An outbox for the world's own checks: same disk, no gate.
@@ -447,6 +473,8 @@ impl World {
                 )
             }
         };
+        let readings = Arc::clone(&self.actors[actor].readings);
+        *readings.lock() = None;
         self.clock
             .advance(Duration::from_millis(self.rng.below(3_000) as u64));
         let thread = std::thread::spawn(move || {
@@ -464,6 +492,7 @@ impl World {
             commit,
             snapshot,
             ops_before,
+            readings,
         });
         self.gate.wait_parked(actor);
     }
@@ -561,6 +590,9 @@ impl World {
             .join()
             .map_err(|_| self.fail(&format!("PANIC in {:?}", task.kind)))?;
         let now = self.clock.now();
+        // The marks of a drain are stamped with a reading its outbox took
+        // (the clock may have been stepped since).
+        let window = task.readings.lock().take().unwrap_or(ClockWindow::at(now));
         // A task that ends while the world winds down a power cut never
         // reaches its caller, whatever it returned (a fault of the layer
         // above the disk may have answered first).
@@ -601,11 +633,11 @@ impl World {
                             now,
                         )
                         .map_err(|e| self.fail(&e))?;
-                    self.model.consumed(parent, &d.records, true, now);
+                    self.model.consumed(parent, &d.records, true, window);
                 }
                 Err(_) if crashed => {
                     if self.ledger_renamed(task.actor, task.ops_before, parent) {
-                        self.model.open_loss_window(parent, now);
+                        self.model.open_loss_window(parent, window);
                     }
                 }
                 Err(Failure {
@@ -618,11 +650,11 @@ impl World {
                     self.model
                         .delivered(parent, &task.snapshot, &records, false, now)
                         .map_err(|e| self.fail(&e))?;
-                    self.model.consumed(parent, &records, false, now);
+                    self.model.consumed(parent, &records, false, window);
                 }
                 Err(f) => {
                     if message_admits_loss(&f.message) {
-                        self.model.open_loss_window(parent, now);
+                        self.model.open_loss_window(parent, window);
                     }
                 }
             },
@@ -636,12 +668,12 @@ impl World {
                         .delivered(parent, &task.snapshot, &handed, corrupt, now)
                         .map_err(|e| self.fail(&e))?;
                     match &result {
-                        Ok(_) if !crashed => self.model.consumed(parent, &handed, true, now),
+                        Ok(_) if !crashed => self.model.consumed(parent, &handed, true, window),
                         Err(f) if !crashed && message_claims_pending(&f.message) => {
-                            self.model.consumed(parent, &handed, false, now);
+                            self.model.consumed(parent, &handed, false, window);
                             self.model.promise_pending(parent, &handed, &f.message);
                         }
-                        _ => self.model.consumed(parent, &handed, false, now),
+                        _ => self.model.consumed(parent, &handed, false, window),
                     }
                 }
             }
@@ -715,7 +747,6 @@ impl World {
 
     fn step_clock(&mut self) {
         self.stats.clock_steps += 1;
-        self.note(|| "clock step".into());
         let hours = Duration::from_secs(3_600);
         match self.rng.below(4) {
             0 => self
@@ -735,6 +766,11 @@ impl World {
                 }
             }
         }
+        let now = self.clock.now();
+        self.note(|| {
+            let secs = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+            format!("clock step to {secs}")
+        });
     }
 
     /// The records in `id`'s WAL (the claimed inbox; agent-deck's WAL,
@@ -814,7 +850,8 @@ impl World {
                 now,
             )
             .map_err(|e| self.fail(&e))?;
-        self.model.consumed(parent, &drained.records, true, now);
+        self.model
+            .consumed(parent, &drained.records, true, ClockWindow::at(now));
         let key = |r: &Record| (r.child_session_id.clone(), model::identity(r));
         let mut a: Vec<_> = peeked.iter().map(key).collect();
         let mut b: Vec<_> = drained.records.iter().map(key).collect();
@@ -946,11 +983,12 @@ impl World {
         let Tally {
             lost_in_window,
             duplicated_in_window,
+            duplicated_after_ttl,
             delivered,
-            ..
         } = self.model.tally;
         self.stats.lost_in_window = lost_in_window as u64;
         self.stats.duplicated_in_window = duplicated_in_window as u64;
+        self.stats.duplicated_after_ttl = duplicated_after_ttl as u64;
         self.stats.delivered = delivered as u64;
         Ok(self.stats)
     }
@@ -1012,7 +1050,8 @@ fn seeded_whole_system_simulation() {
     }
     println!(
         "sim: seeds {}..{} ok: {} seeds, {} ops, {} tasks, {} crashes, {} faults, \
-         {} clock steps, {} checks, {} delivered, {} lost in window, {} duplicated in window",
+         {} clock steps, {} checks, {} delivered, {} lost in window, {} duplicated in window, \
+         {} duplicated after TTL",
         first,
         first + count,
         total.seeds,
@@ -1024,7 +1063,8 @@ fn seeded_whole_system_simulation() {
         total.checks,
         total.delivered,
         total.lost_in_window,
-        total.duplicated_in_window
+        total.duplicated_in_window,
+        total.duplicated_after_ttl
     );
     assert_eq!(total.seeds, count, "every seed ran");
     assert!(

@@ -13,7 +13,10 @@
 //!   delivered again, except after the ledger's TTL or a reported corrupt
 //!   ledger (counted); a turn whose delivery was uncertain (a `drain_with`
 //!   crashed or failed after its callback returned `Ok`) may come again
-//!   (counted as a duplicate in the window);
+//!   (counted as a duplicate in the window). The TTL counts from the clock
+//!   reading the consuming call's outbox took (the simulation may step the
+//!   clock before the call returns): from the one furthest from now if it
+//!   took several ([`ClockWindow`]);
 //! - **nothing lost**: at the end, after a final drain with no faults, the
 //!   newest `Ok` commit of every child was delivered (or its turn was
 //!   consumed already, or the child was forgotten or swept), except where a
@@ -27,6 +30,39 @@ use std::fmt::Write as _;
 use std::time::{Duration, SystemTime};
 
 use outbox::{LEDGER_TTL, Record};
+
+/// The clock readings an outbox took during a call: its marks are stamped
+/// with one of them.
+#[derive(Clone, Copy, Debug)]
+pub struct ClockWindow {
+    low: SystemTime,
+    high: SystemTime,
+}
+
+impl ClockWindow {
+    /// One reading, `now`.
+    pub fn at(now: SystemTime) -> Self {
+        Self {
+            low: now,
+            high: now,
+        }
+    }
+
+    /// Another reading, `now`.
+    pub fn saw(&mut self, now: SystemTime) {
+        self.low = self.low.min(now);
+        self.high = self.high.max(now);
+    }
+
+    /// Whether a mark stamped inside this window may be older than the TTL
+    /// at `now`: its age from the reading furthest from `now`, either way
+    /// (a clock set back restamps marks from the future, so the model does
+    /// not try to be exact there).
+    fn may_have_expired(self, now: SystemTime) -> bool {
+        let age = |at: SystemTime| now.duration_since(at).unwrap_or_else(|e| e.duration());
+        age(self.low).max(age(self.high)) > LEDGER_TTL
+    }
+}
 
 /// A turn's identity as the contract sees it: the summary (unique per
 /// distinct turn in the simulation) and the output hash (a real second turn
@@ -104,8 +140,9 @@ pub struct Model {
     commits: Vec<Commit>,
     /// `(parent, child)` → every delivery: (event number, commit number).
     deliveries: BTreeMap<(usize, String), Vec<(usize, usize)>>,
-    /// `(parent, identity)` → how and when (sim clock) it was consumed.
-    consumed: BTreeMap<(usize, Identity), (Consumed, SystemTime)>,
+    /// `(parent, identity)` → how it was consumed, and the clock readings
+    /// the consuming call could have seen.
+    consumed: BTreeMap<(usize, Identity), (Consumed, ClockWindow)>,
     /// `(parent, child)` → commits up to this number were removed on
     /// purpose (forget_child, sweep).
     removed_upto: BTreeMap<(usize, String), usize>,
@@ -198,12 +235,12 @@ impl Model {
     /// staged may be lost to the caller (the documented window).
     /// Their marks may have survived too, so a later re-emit of one of
     /// those turns may rightly be skipped as consumed.
-    pub fn open_loss_window(&mut self, parent: usize, now: SystemTime) {
+    pub fn open_loss_window(&mut self, parent: usize, window: ClockWindow) {
         for c in self.commits.iter_mut().filter(|c| c.parent == parent) {
             c.loss_allowed = true;
             self.consumed
                 .entry((parent, c.identity.clone()))
-                .or_insert((Consumed::Uncertain, now));
+                .or_insert((Consumed::Uncertain, window));
         }
     }
 
@@ -273,12 +310,8 @@ impl Model {
             }
             let key = (parent, identity(r));
             match self.consumed.get(&key) {
-                Some((Consumed::Certain, at)) => {
-                    let age = now
-                        .duration_since(*at)
-                        .or_else(|e| Ok::<_, ()>(e.duration()))
-                        .unwrap_or(Duration::ZERO);
-                    if age > LEDGER_TTL || corrupt_ledger {
+                Some((Consumed::Certain, window)) => {
+                    if window.may_have_expired(now) || corrupt_ledger {
                         self.tally.duplicated_after_ttl += 1;
                     } else {
                         return Err(format!(
@@ -300,7 +333,13 @@ impl Model {
     }
 
     /// Marks what a caller received as consumed, certainly or not.
-    pub fn consumed(&mut self, parent: usize, records: &[Record], certain: bool, now: SystemTime) {
+    pub fn consumed(
+        &mut self,
+        parent: usize,
+        records: &[Record],
+        certain: bool,
+        window: ClockWindow,
+    ) {
         let how = if certain {
             Consumed::Certain
         } else {
@@ -308,9 +347,9 @@ impl Model {
         };
         for r in records {
             let key = (parent, identity(r));
-            let entry = self.consumed.entry(key).or_insert((how, now));
+            let entry = self.consumed.entry(key).or_insert((how, window));
             if certain {
-                *entry = (how, now);
+                *entry = (how, window);
             }
         }
     }
@@ -386,5 +425,30 @@ impl Model {
         } else {
             Err(problems)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DAY: Duration = Duration::from_secs(24 * 3600);
+
+    #[test]
+    fn a_turn_may_expire_from_any_reading_its_consuming_call_took() {
+        let t0 = SystemTime::UNIX_EPOCH + 20_000 * DAY;
+        // Seed 38152: the drain marked at t0, the clock stepped +17 days
+        // before it returned, then -4 and +2 days: the mark is 15 days old,
+        // though measured from the call's end it looked 2 days old.
+        assert!(ClockWindow::at(t0).may_have_expired(t0 + 15 * DAY));
+        assert!(!ClockWindow::at(t0 + 17 * DAY).may_have_expired(t0 + 15 * DAY));
+        // Several readings: the furthest from now counts.
+        let mut w = ClockWindow::at(t0 + 17 * DAY);
+        w.saw(t0);
+        assert!(w.may_have_expired(t0 + 15 * DAY));
+        assert!(!ClockWindow::at(t0).may_have_expired(t0 + 13 * DAY));
+        assert!(ClockWindow::at(t0).may_have_expired(t0 + 15 * DAY));
+        // Either way: a clock set back 15 days.
+        assert!(ClockWindow::at(t0).may_have_expired(t0 - 15 * DAY));
     }
 }
