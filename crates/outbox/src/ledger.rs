@@ -38,9 +38,10 @@
 //! only the lines appended since, so nothing per drain is proportional to
 //! the ledger's size (a new process reads the file once).
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 use std::io::{Read, Seek, SeekFrom};
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -63,6 +64,9 @@ const MAX_LEDGER_BYTES: u64 = 64 * 1024 * 1024;
 /// Lines a ledger may hold beyond twice the marks of its last rewrite
 /// before a drain compacts it.
 const COMPACT_SLACK: u64 = 1024;
+
+/// The shortest mark line: `["",0]` and its newline.
+const MIN_MARK_BYTES: u64 = 7;
 
 /// The longest header line read.
 const MAX_HEADER_BYTES: u64 = 256;
@@ -107,10 +111,14 @@ struct PruneLine {
 /// A parent's consumed ledger, in memory.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Ledger {
-    /// Turn fingerprint → stamp, stored minus `shift`.
-    turns: HashMap<String, i64>,
-    /// The same entries ordered by stored stamp, for pruning.
-    by_time: BTreeSet<(i64, String)>,
+    /// Turn fingerprint → (stamp stored minus `shift`, insertion number).
+    turns: HashMap<Arc<str>, (i64, u64)>,
+    /// The same entries ordered by stored stamp, then insertion, for
+    /// pruning. Keyed by numbers, not by the fingerprints: a ledger of
+    /// 100 000 marks of a few stamps is read without comparing strings.
+    by_time: BTreeMap<(i64, u64), Arc<str>>,
+    /// The next insertion number.
+    next: u64,
     /// Added to every stored stamp (the forward shift of the clock-step
     /// rule, applied to all entries at once).
     shift: i64,
@@ -157,24 +165,32 @@ impl Ledger {
     pub fn entries(&self) -> impl Iterator<Item = (&str, i64)> {
         self.by_time
             .iter()
-            .map(|(t, k)| (k.as_str(), t.saturating_add(self.shift)))
+            .map(|((t, _), k)| (&**k, t.saturating_add(self.shift)))
     }
 
     /// Records `turn` consumed at `stamp` (replacing an earlier stamp).
-    pub fn insert(&mut self, turn: String, stamp: i64) {
+    pub fn insert(&mut self, turn: &str, stamp: i64) {
         let stored = stamp.saturating_sub(self.shift);
-        if let Some(old) = self.turns.insert(turn.clone(), stored) {
-            self.by_time.remove(&(old, turn.clone()));
+        let at = (stored, self.next);
+        self.next += 1;
+        if let Some(slot) = self.turns.get_mut(turn) {
+            let old = std::mem::replace(slot, at);
+            if let Some(key) = self.by_time.remove(&old) {
+                self.by_time.insert(at, key);
+            }
+        } else {
+            let key: Arc<str> = Arc::from(turn);
+            self.by_time.insert(at, Arc::clone(&key));
+            self.turns.insert(key, at);
         }
-        self.by_time.insert((stored, turn));
     }
 
     /// Forgets every turn `drop` accepts; returns how many.
     pub fn remove_where(&mut self, mut drop: impl FnMut(&str) -> bool) -> usize {
-        let gone: Vec<String> = self.turns.keys().filter(|k| drop(k)).cloned().collect();
+        let gone: Vec<Arc<str>> = self.turns.keys().filter(|k| drop(k)).cloned().collect();
         for k in &gone {
-            if let Some(stored) = self.turns.remove(k) {
-                self.by_time.remove(&(stored, k.clone()));
+            if let Some(at) = self.turns.remove(k) {
+                self.by_time.remove(&at);
             }
         }
         gone.len()
@@ -182,8 +198,8 @@ impl Ledger {
 
     fn newest(&self) -> Option<i64> {
         self.by_time
-            .last()
-            .map(|(t, _)| t.saturating_add(self.shift))
+            .last_key_value()
+            .map(|((t, _), _)| t.saturating_add(self.shift))
     }
 
     /// Whether [`prune`](Self::prune) at `now` would shift the whole ledger
@@ -211,14 +227,14 @@ impl Ledger {
     /// Costs what it restamps and drops, not the ledger's size.
     pub fn prune(&mut self, now_unix: i64) {
         let ttl = LEDGER_TTL.as_secs() as i64;
-        while let Some((stored, _)) = self.by_time.last()
+        while let Some(((stored, _), _)) = self.by_time.last_key_value()
             && stored.saturating_add(self.shift) > now_unix
         {
             let Some((_, turn)) = self.by_time.pop_last() else {
                 break;
             };
             self.turns.remove(&turn);
-            self.insert(turn, now_unix);
+            self.insert(&turn, now_unix);
         }
         let Some(newest) = self.newest() else {
             return;
@@ -228,7 +244,7 @@ impl Ledger {
             return;
         }
         let cutoff = now_unix.saturating_sub(ttl);
-        while let Some((stored, _)) = self.by_time.first()
+        while let Some(((stored, _), _)) = self.by_time.first_key_value()
             && stored.saturating_add(self.shift) < cutoff
         {
             if let Some((_, turn)) = self.by_time.pop_first() {
@@ -296,6 +312,9 @@ impl Ledger {
                         base: header.entries,
                         clean_end: true,
                     },
+                    // Sized for the marks the last rewrite wrote (the header
+                    // says; bounded by what the file can hold).
+                    turns: HashMap::with_capacity(header.entries.min(len / MIN_MARK_BYTES) as usize),
                     ..Self::default()
                 };
                 header_len
@@ -332,8 +351,12 @@ impl Ledger {
     fn apply_line(&mut self, line: &[u8]) {
         match line.first() {
             Some(b'[') => {
-                if let Ok((turn, stamp)) = serde_json::from_slice::<(String, i64)>(line) {
+                // Borrowed when the key has no escapes (a fingerprint never
+                // has): no allocation but the ledger's own.
+                if let Ok((turn, stamp)) = serde_json::from_slice::<(&str, i64)>(line) {
                     self.insert(turn, stamp);
+                } else if let Ok((turn, stamp)) = serde_json::from_slice::<(String, i64)>(line) {
+                    self.insert(&turn, stamp);
                 }
             }
             Some(b'{') => {
@@ -378,7 +401,7 @@ impl Ledger {
         match serde_json::from_slice::<HashMap<String, f64>>(&bytes) {
             Ok(map) => {
                 for (k, v) in map {
-                    ledger.insert(k, v as i64);
+                    ledger.insert(&k, v as i64);
                 }
             }
             Err(_) => ledger.was_corrupt = true,
@@ -426,7 +449,7 @@ impl Ledger {
             let before = self.clone();
             self.prune(now_unix);
             for turn in turns {
-                self.insert(turn.clone(), now_unix);
+                self.insert(turn, now_unix);
             }
             return match self.rewrite(io, paths) {
                 Ok(()) => Ok(()),
@@ -476,7 +499,7 @@ impl Ledger {
             Ok(()) => {
                 self.prune(now_unix);
                 for turn in turns {
-                    self.insert(turn.clone(), now_unix);
+                    self.insert(turn, now_unix);
                 }
                 if let Source::V2 {
                     offset: o,
@@ -576,7 +599,7 @@ impl Ledger {
         let n = entries.len() as u64;
         *self = Self::default();
         for (k, t) in entries {
-            self.insert(k, t);
+            self.insert(&k, t);
         }
         self.source = Source::V2 {
             generation,
