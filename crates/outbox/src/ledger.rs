@@ -698,9 +698,9 @@ mod tests {
         let now = 2_000_000_000;
         let ttl = LEDGER_TTL.as_secs() as i64;
         let mut ledger = load(&io, &p);
-        ledger.insert("fresh".into(), now - 10);
-        ledger.insert("edge".into(), now - ttl);
-        ledger.insert("old".into(), now - ttl - 1);
+        ledger.insert("fresh", now - 10);
+        ledger.insert("edge", now - ttl);
+        ledger.insert("old", now - ttl - 1);
         ledger.mark(&io, &p, &["new".into()], now).unwrap();
         let back = load(&io, &p);
         assert!(back.contains("fresh") && back.contains("edge") && !back.contains("old"));
@@ -741,8 +741,8 @@ mod tests {
         let day = 24 * 3600;
         // Stamped at 1970 (no clock yet), then NTP: nothing is forgotten.
         let mut ledger = Ledger::default();
-        ledger.insert("a".into(), 1_000);
-        ledger.insert("b".into(), 1_000 - day);
+        ledger.insert("a", 1_000);
+        ledger.insert("b", 1_000 - day);
         let now = 1_780_000_000;
         ledger.prune(now);
         let stamps: HashMap<&str, i64> = ledger.entries().collect();
@@ -751,13 +751,13 @@ mod tests {
         // Stamped in the far future, then the clock was corrected: kept
         // one TTL from now, then dropped.
         let mut ledger = Ledger::default();
-        ledger.insert("future".into(), 3_800_000_000);
-        ledger.insert("recent".into(), now - day);
+        ledger.insert("future", 3_800_000_000);
+        ledger.insert("recent", now - day);
         ledger.prune(now);
         assert_eq!(ledger.entries().last(), Some(("future", now)));
         ledger.prune(now + ttl);
         assert!(ledger.contains("future") && !ledger.contains("recent"));
-        ledger.insert("later".into(), now + ttl);
+        ledger.insert("later", now + ttl);
         ledger.prune(now + ttl + 1);
         assert!(!ledger.contains("future") && ledger.contains("later"));
     }
