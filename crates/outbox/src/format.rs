@@ -134,18 +134,28 @@ fn is_blank(bytes: &[u8]) -> bool {
     bytes.iter().all(u8::is_ascii_whitespace)
 }
 
-/// `bytes` without trailing NUL bytes: what a crash leaves when a file's
-/// new size reached the disk and its data did not. They are never part of
-/// a record (JSON has no NUL outside strings, where it is escaped), so a
-/// line they were appended to still reads, and a line of NULs is blank.
-fn without_nul_tail(bytes: &[u8]) -> &[u8] {
-    let end = bytes.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1);
-    &bytes[..end]
+/// The pieces of a line between runs of NUL bytes, with their offsets in
+/// the line. NULs are what a crash leaves where a file's new size reached
+/// the disk and its data did not: at the end of a line whose append was
+/// torn, or, after a failed fdatasync whose pages were never written, in
+/// the middle of a line, right before the next writer's record. They are
+/// never part of a record (JSON escapes a NUL inside a string), so they
+/// separate like newlines: a record written after them still reads, and a
+/// line of NULs is blank.
+fn nul_separated(bytes: &[u8]) -> impl Iterator<Item = (usize, &[u8])> {
+    let mut start = 0;
+    bytes.split(|&b| b == 0).map(move |piece| {
+        let at = start;
+        start += piece.len() + 1;
+        (at, piece)
+    })
 }
 
 /// Calls `visit` for each non-blank line of `reader`: the record with its
 /// raw bytes (without the newline), or the reason it is a bad line. Holds at
-/// most `max_line` bytes of a line in memory.
+/// most `max_line` bytes of a line in memory. A line holding NUL bytes is
+/// read as the pieces between them ([`nul_separated`]), each reported at
+/// its own offset under the line's number.
 pub(crate) fn for_each_record<R: Read>(
     reader: R,
     max_line: usize,
@@ -157,19 +167,22 @@ pub(crate) fn for_each_record<R: Read>(
                 bytes,
                 line_no,
                 offset,
-            } if !is_blank(without_nul_tail(bytes)) => {
-                let bytes = without_nul_tail(bytes);
-                visit(match decode_line(bytes) {
-                    Ok(record) => Ok((record, bytes)),
-                    Err(e) => Err(BadLine {
-                        line_no,
-                        offset,
-                        len: bytes.len() as u64,
-                        reason: BadLineReason::Unparsable(e.to_string()),
-                    }),
-                })
+            } => {
+                for (at, piece) in nul_separated(bytes) {
+                    if is_blank(piece) {
+                        continue;
+                    }
+                    visit(match decode_line(piece) {
+                        Ok(record) => Ok((record, piece)),
+                        Err(e) => Err(BadLine {
+                            line_no,
+                            offset: offset + at as u64,
+                            len: piece.len() as u64,
+                            reason: BadLineReason::Unparsable(e.to_string()),
+                        }),
+                    });
+                }
             }
-            Line::Whole { .. } => {}
             Line::TooLong {
                 line_no,
                 offset,

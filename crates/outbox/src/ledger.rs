@@ -19,6 +19,8 @@
 //! appends a few lines and fdatasyncs instead of rewriting the file. A line
 //! that does not parse (a torn append: the writer died mid-line, or a
 //! later appender terminated its torn tail with a newline) marks nothing.
+//! NUL bytes separate like newlines (what a failed fdatasync can leave
+//! before the next drain's lines), so marks written after them count.
 //!
 //! A drain *compacts* instead of appending (a whole-file rewrite with the
 //! durable-write recipe: 1 file + 1 directory fsync) when the file does not
@@ -332,7 +334,12 @@ impl Ledger {
                 continue;
             }
             lines += 1;
-            self.apply_line(line);
+            // NULs separate like newlines: a crash after a failed fdatasync
+            // can leave a run of them right before the next drain's lines
+            // (see `format::nul_separated`).
+            for piece in line.split(|&b| b == 0) {
+                self.apply_line(piece);
+            }
         }
         if let Source::V2 {
             offset,
@@ -760,6 +767,33 @@ mod tests {
         ledger.insert("later", now + ttl);
         ledger.prune(now + ttl + 1);
         assert!(!ledger.contains("future") && ledger.contains("later"));
+    }
+
+    #[test]
+    fn lines_written_after_a_run_of_nuls_count() {
+        // A drain's append whose fdatasync failed, its pages never written:
+        // after a crash the file holds NULs where its lines were, and the
+        // next drain's lines follow them with no newline in between. Its
+        // first line is its prune, which must still apply.
+        let dir = tempfile::tempdir().unwrap();
+        let p = paths(dir.path());
+        let io = StdIo::new();
+        let ttl = LEDGER_TTL.as_secs() as i64;
+        let t0 = 1_800_000_000;
+        let day = 24 * 3600;
+        let mut ledger = load(&io, &p);
+        ledger.mark(&io, &p, &["old".to_owned()], t0).unwrap();
+        ledger
+            .mark(&io, &p, &["new".to_owned()], t0 + ttl - day)
+            .unwrap();
+        let later = t0 + ttl + day;
+        let mut bytes = std::fs::read(&p.consumed).unwrap();
+        bytes.extend_from_slice(&[0; 40]);
+        bytes.extend_from_slice(format!("{{\"prune\":{later}}}\n[\"after\",{later}]\n").as_bytes());
+        std::fs::write(&p.consumed, &bytes).unwrap();
+        let ledger = load(&io, &p);
+        assert!(ledger.contains("new") && ledger.contains("after"));
+        assert!(!ledger.contains("old"), "the prune after the NULs applied");
     }
 
     #[test]

@@ -118,7 +118,10 @@
 //!   commit that finds the inbox not ending in a newline writes one first.
 //!   The inbox ends in a newline only once its directory entry is durable,
 //!   so that commit also fsyncs the directory (see
-//!   [`Outbox::commit`]).
+//!   [`Outbox::commit`]). NUL bytes anywhere in a line separate like
+//!   newlines: a commit whose fdatasync failed may leave its bytes as NULs
+//!   on disk, with the next (successful) commit's line right after them,
+//!   and that line is still delivered.
 //! - [`Outbox::drain`] never returns a turn twice; a crash after its ledger
 //!   write and before the caller acts loses the records *to the caller*
 //!   (the documented window).

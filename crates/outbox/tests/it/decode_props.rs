@@ -97,7 +97,8 @@ fn encode_all(records: &[Record]) -> Vec<u8> {
 }
 
 /// What a reader must report for `bytes`, computed the obvious way: split
-/// on `\n`, skip blank lines, flag lines over `cap`, decode the rest.
+/// on `\n`, flag lines over `cap`, split the rest on NUL bytes, skip blank
+/// pieces, decode the others.
 fn reference_scan(bytes: &[u8], cap: usize) -> Scan {
     let mut expected = Scan::default();
     let mut offset = 0u64;
@@ -116,23 +117,25 @@ fn reference_scan(bytes: &[u8], cap: usize) -> Scan {
                 reason: BadLineReason::TooLong,
             });
         } else {
-            // NUL bytes at the end of a line are what a crash leaves when a
-            // file's size reached the disk before its data: not part of any
-            // record, so they are dropped, and a line of them is blank.
-            let nul_tail = seg.iter().rev().take_while(|&&b| b == 0).count();
-            let body = &seg[..seg.len() - nul_tail];
-            if body.iter().all(u8::is_ascii_whitespace) {
-                offset += len + 1;
-                continue;
-            }
-            match decode_line(body) {
-                Ok(r) => expected.records.push(r),
-                Err(e) => expected.bad_lines.push(outbox::format::BadLine {
-                    line_no,
-                    offset,
-                    len: body.len() as u64,
-                    reason: BadLineReason::Unparsable(e.to_string()),
-                }),
+            // NUL bytes are what a crash leaves where a file's size reached
+            // the disk before its data: never part of a record, so they
+            // separate pieces like newlines, and a piece of them is blank.
+            let mut at = 0u64;
+            for piece in seg.split(|&b| b == 0) {
+                let piece_at = at;
+                at += piece.len() as u64 + 1;
+                if piece.iter().all(u8::is_ascii_whitespace) {
+                    continue;
+                }
+                match decode_line(piece) {
+                    Ok(r) => expected.records.push(r),
+                    Err(e) => expected.bad_lines.push(outbox::format::BadLine {
+                        line_no,
+                        offset: offset + piece_at,
+                        len: piece.len() as u64,
+                        reason: BadLineReason::Unparsable(e.to_string()),
+                    }),
+                }
             }
         }
         offset += len + 1;

@@ -743,3 +743,51 @@ fn files_a_stopped_agent_deck_left_drain_correctly() {
     assert_eq!(drained.already_consumed, 1);
     assert!(ob.drain(stem).unwrap().records.is_empty());
 }
+
+// ---------------------------------------------------------------------------
+// A failed fdatasync's pages: NULs before a later commit's line
+// ---------------------------------------------------------------------------
+
+/// The inbox after this story and a crash: commit A's fdatasync failed (A
+/// returned an error) and its pages were never written; commit B appended
+/// after it (the inbox in memory ended in A's newline, so B took the fast
+/// path) and its fdatasync succeeded. On disk, A's bytes (`keep` of them
+/// survived) are NULs, and B's line follows with no newline in between.
+fn inbox_after_a_lost_append(keep: usize) -> (tempfile::TempDir, Outbox) {
+    let dir = tempfile::tempdir().unwrap();
+    let ob = Outbox::open(dir.path()).unwrap();
+    ob.commit(PARENT, finished("warm", "w")).unwrap();
+    ob.drain(PARENT).unwrap();
+    ob.commit(PARENT, finished("child-a", "A")).unwrap();
+    let inbox = ob.paths(PARENT).unwrap().inbox;
+    let a_len = std::fs::read(&inbox).unwrap().len();
+    ob.commit(PARENT, finished("child-b", "B")).unwrap();
+    let mut bytes = std::fs::read(&inbox).unwrap();
+    for b in &mut bytes[keep..a_len] {
+        *b = 0;
+    }
+    std::fs::write(&inbox, &bytes).unwrap();
+    drop(ob);
+    let ob = Outbox::open(dir.path()).unwrap();
+    (dir, ob)
+}
+
+#[test]
+fn a_record_written_after_a_lost_append_is_delivered() {
+    let (_dir, ob) = inbox_after_a_lost_append(0);
+    assert_eq!(children(&ob.peek(PARENT).unwrap()), ["child-b"]);
+    let drained = ob.drain(PARENT).unwrap();
+    assert_eq!(children(&drained.records), ["child-b"]);
+    assert!(drained.bad_lines.is_empty(), "{:?}", drained.bad_lines);
+}
+
+#[test]
+fn a_half_written_append_is_set_aside_and_the_next_record_delivered() {
+    let (_dir, ob) = inbox_after_a_lost_append(30);
+    let drained = ob.drain(PARENT).unwrap();
+    assert_eq!(children(&drained.records), ["child-b"]);
+    assert_eq!(drained.bad_lines.len(), 1, "A's surviving half");
+    assert_eq!(drained.bad_lines[0].offset, 0);
+    assert_eq!(drained.bad_lines[0].len, 30);
+    assert_eq!(drained.quarantined.len(), 1);
+}
