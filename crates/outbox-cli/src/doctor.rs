@@ -302,10 +302,23 @@ fn ledgers(report: &mut Report, dir: &Path) {
     for (name, path) in names(report, dir) {
         if name.contains(TEMP_MARK) {
             stray_temp(report, &path);
+        } else if let Some(stem) = name.strip_suffix(".jsonl") {
+            // Protocol v2's append-only ledger: one line a mark (and a prune
+            // line a drain). A new process, each CLI call, reads it whole.
+            match fs::read(&path) {
+                Ok(bytes) => report.info(format!(
+                    "parent {stem}: consumed ledger of {} bytes, {} lines (each outbox call \
+                     reads it whole once; drains compact it)",
+                    bytes.len(),
+                    bytes.iter().filter(|&&b| b == b'\n').count()
+                )),
+                Err(e) => report.problem(format!("cannot read {}: {e}", path.display())),
+            }
         } else if let Some(stem) = name.strip_suffix(".json") {
             match fs::metadata(&path) {
                 Ok(meta) => report.info(format!(
-                    "parent {stem}: consumed ledger of {} bytes",
+                    "parent {stem}: agent-deck's consumed ledger of {} bytes (read while no \
+                     {stem}.jsonl exists; the next drain that marks a turn migrates it)",
                     meta.len()
                 )),
                 Err(e) => report.problem(format!("cannot stat {}: {e}", path.display())),
@@ -328,6 +341,31 @@ mod tests {
 
     fn levels(report: &Report) -> Vec<&str> {
         report.lines.iter().map(|(l, _)| *l).collect()
+    }
+
+    #[test]
+    fn both_ledger_formats_are_sized() {
+        let dir = tempfile::tempdir().unwrap();
+        let ledger_dir = dir.path().join(LEDGER_DIR);
+        fs::create_dir_all(&ledger_dir).unwrap();
+        fs::write(
+            ledger_dir.join("p.jsonl"),
+            "{\"outbox_ledger\":2,\"generation\":\"00\",\"entries\":1}\n[\"t\",1]\n",
+        )
+        .unwrap();
+        fs::write(ledger_dir.join("q.json"), "{\"t\":1}").unwrap();
+        let mut report = Report::default();
+        ledgers(&mut report, &ledger_dir);
+        let text = report.render();
+        assert!(
+            text.contains("parent p: consumed ledger of 58 bytes, 2 lines"),
+            "{text}"
+        );
+        assert!(
+            text.contains("parent q: agent-deck's consumed ledger of 7 bytes"),
+            "{text}"
+        );
+        assert_eq!(levels(&report), ["info", "info"]);
     }
 
     #[test]
