@@ -328,19 +328,7 @@ impl Ledger {
         let mut tail = Vec::new();
         reader.read_to_end(&mut tail).at("read ledger", path)?;
         let whole = tail.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
-        let mut lines = 0;
-        for line in tail[..whole].split(|&b| b == b'\n') {
-            if line.is_empty() {
-                continue;
-            }
-            lines += 1;
-            // NULs separate like newlines: a crash after a failed fdatasync
-            // can leave a run of them right before the next drain's lines
-            // (see `format::nul_separated`).
-            for piece in line.split(|&b| b == 0) {
-                self.apply_line(piece);
-            }
-        }
+        let lines = self.apply_lines(&tail[..whole]);
         if let Source::V2 {
             offset,
             lines: read,
@@ -353,6 +341,24 @@ impl Ledger {
             *clean_end = whole == tail.len();
         }
         Ok(())
+    }
+
+    /// Applies every line of `bytes` in order; returns how many non-empty
+    /// lines it holds. NULs separate like newlines: a crash after a failed
+    /// fdatasync can leave a run of them right before the next drain's
+    /// lines (see `format::nul_separated`).
+    fn apply_lines(&mut self, bytes: &[u8]) -> u64 {
+        let mut lines = 0;
+        for line in bytes.split(|&b| b == b'\n') {
+            if line.is_empty() {
+                continue;
+            }
+            lines += 1;
+            for piece in line.split(|&b| b == 0) {
+                self.apply_line(piece);
+            }
+        }
+        lines
     }
 
     fn apply_line(&mut self, line: &[u8]) {
@@ -547,10 +553,9 @@ impl Ledger {
             .read_to_end(&mut bytes)
             .at("read ledger", path)?;
         *self = Self::default();
-        let mut it = bytes.split(|&b| b == b'\n');
-        if let Some(first) = it.next()
-            && let Ok(h) = serde_json::from_slice::<Header>(first)
-        {
+        let header_end = bytes.iter().position(|&b| b == b'\n');
+        let first = &bytes[..header_end.unwrap_or(bytes.len())];
+        if let Ok(h) = serde_json::from_slice::<Header>(first) {
             self.source = Source::V2 {
                 generation: h.generation,
                 offset: upto,
@@ -559,8 +564,9 @@ impl Ledger {
                 clean_end: true,
             };
         }
-        for line in it {
-            self.apply_line(line);
+        // The marks as `refresh` reads them (NULs separate like newlines).
+        if let Some(end) = header_end {
+            self.apply_lines(&bytes[end + 1..]);
         }
         Ok(())
     }
@@ -794,6 +800,47 @@ mod tests {
         let ledger = load(&io, &p);
         assert!(ledger.contains("new") && ledger.contains("after"));
         assert!(!ledger.contains("old"), "the prune after the NULs applied");
+    }
+
+    #[test]
+    fn a_failed_append_puts_back_the_marks_written_after_a_run_of_nuls() {
+        // The file after a lost append (NULs) and the next drain's lines
+        // right after them; then a drain whose fdatasync fails puts the old
+        // ledger back from the file's first bytes. Those bytes must read as
+        // `refresh` reads them: the mark after the NULs is kept, or its
+        // turn is delivered again.
+        let dir = tempfile::tempdir().unwrap();
+        let p = paths(dir.path());
+        let io = StdIo::new();
+        let now = 1_800_000_000;
+        let mut ledger = load(&io, &p);
+        ledger.mark(&io, &p, &["before".to_owned()], now).unwrap();
+        let mut bytes = std::fs::read(&p.consumed).unwrap();
+        bytes.extend_from_slice(&[0; 40]);
+        bytes.extend_from_slice(format!("[\"after\",{now}]\n").as_bytes());
+        std::fs::write(&p.consumed, &bytes).unwrap();
+        let mut ledger = load(&io, &p);
+        assert!(ledger.contains("before") && ledger.contains("after"));
+        let first = std::sync::atomic::AtomicBool::new(true);
+        let failing = StdIo::with_fsync(move |f| {
+            if first.swap(false, std::sync::atomic::Ordering::SeqCst) {
+                Err(std::io::Error::other("injected EIO"))
+            } else {
+                f.sync_all()
+            }
+        });
+        let failed = ledger.mark(&failing, &p, &["x".to_owned()], now + 1);
+        assert!(
+            matches!(failed, Err(MarkFailed::NotMarked(_))),
+            "{failed:?}"
+        );
+        let back = load(&io, &p);
+        assert!(!back.contains("x"), "the failed drain's mark was undone");
+        assert!(back.contains("before"));
+        assert!(
+            back.contains("after"),
+            "the mark after the NULs was put back"
+        );
     }
 
     #[test]
