@@ -346,7 +346,7 @@ impl Ledger {
     /// Applies every line of `bytes` in order; returns how many non-empty
     /// lines it holds. NULs separate like newlines: a crash after a failed
     /// fdatasync can leave a run of them right before the next drain's
-    /// lines (see `format::nul_separated`).
+    /// lines (see `format::for_each_line`).
     fn apply_lines(&mut self, bytes: &[u8]) -> u64 {
         let mut lines = 0;
         for line in bytes.split(|&b| b == b'\n') {
