@@ -68,6 +68,8 @@ pub(crate) enum Line<'a> {
         bytes: &'a [u8],
         line_no: u64,
         offset: u64,
+        /// Whether NULs both precede and follow it in its line.
+        between_nuls: bool,
     },
     /// A piece longer than the limit; its bytes were skipped.
     TooLong { line_no: u64, offset: u64, len: u64 },
@@ -87,6 +89,14 @@ pub(crate) enum Line<'a> {
 /// like newlines: a record written after them still reads, whatever the
 /// number of NULs before it (the limit applies to each piece), and a line
 /// of NULs is blank.
+///
+/// A record is never between NULs in its line: the bytes a lost write
+/// leaves before a record are a failed commit's, after which the next
+/// commit's line is written and synced with its newline; the one newline
+/// written unsynced (and so possibly lost) ends a line a newline synced
+/// before it starts. A piece between NULs is a fragment of a lost write
+/// (pages of it that reached the disk), which may happen to parse (`{}`
+/// does): [`Line::Whole`] says so, and it is read as a bad line.
 pub(crate) fn for_each_line<R: Read>(
     reader: R,
     max_line: usize,
@@ -97,6 +107,7 @@ pub(crate) fn for_each_line<R: Read>(
     let mut piece_len: u64 = 0;
     let mut offset: u64 = 0;
     let mut line_no: u64 = 1;
+    let mut after_nul = false;
     loop {
         let buf = match reader.fill_buf() {
             Ok(buf) => buf,
@@ -128,8 +139,10 @@ pub(crate) fn for_each_line<R: Read>(
                     bytes: &piece,
                     line_no,
                     offset,
+                    between_nuls: after_nul && end == Some(0),
                 })?;
             }
+            after_nul = end == Some(0);
             offset += piece_len + u64::from(end.is_some());
             line_no += u64::from(end == Some(b'\n'));
             piece.clear();
@@ -140,6 +153,10 @@ pub(crate) fn for_each_line<R: Read>(
         }
     }
 }
+
+/// The reason reported for a piece of a line between runs of NUL bytes
+/// (see [`for_each_line`]).
+pub const BETWEEN_NULS: &str = "between NUL bytes: a fragment of a lost write";
 
 fn is_blank(bytes: &[u8]) -> bool {
     bytes.iter().all(u8::is_ascii_whitespace)
@@ -160,15 +177,23 @@ pub(crate) fn for_each_record<R: Read>(
                 bytes,
                 line_no,
                 offset,
-            } if !is_blank(bytes) => visit(match decode_line(bytes) {
-                Ok(record) => Ok((record, bytes)),
-                Err(e) => Err(BadLine {
-                    line_no,
-                    offset,
-                    len: bytes.len() as u64,
-                    reason: BadLineReason::Unparsable(e.to_string()),
-                }),
-            }),
+                between_nuls,
+            } if !is_blank(bytes) => {
+                let decoded = if between_nuls {
+                    Err(BETWEEN_NULS.to_owned())
+                } else {
+                    decode_line(bytes).map_err(|e| e.to_string())
+                };
+                visit(match decoded {
+                    Ok(record) => Ok((record, bytes)),
+                    Err(reason) => Err(BadLine {
+                        line_no,
+                        offset,
+                        len: bytes.len() as u64,
+                        reason: BadLineReason::Unparsable(reason),
+                    }),
+                });
+            }
             Line::Whole { .. } => {}
             Line::TooLong {
                 line_no,
@@ -264,6 +289,32 @@ mod tests {
         let scan = scan(&text[..], l.len() + 10).unwrap();
         assert!(scan.bad_lines.is_empty(), "{:?}", scan.bad_lines);
         assert_eq!(scan.records.len(), 1);
+    }
+
+    #[test]
+    fn a_fragment_between_runs_of_nuls_is_never_a_record() {
+        // A record whose fdatasync failed, spanning pages of which only one
+        // in the middle reached the disk: what survives between the NULs
+        // is a fragment of its summary. `{}` parses (every field has a
+        // default), but no commit wrote it: it is a bad line, not a record.
+        let text = format!(
+            "{{\"child_session_id\":\"a\",\"done_summary\":\"x{}  {{}}  {}y\"}}\n{}\n",
+            "\0".repeat(5),
+            "\0".repeat(5),
+            line("b")
+        );
+        let scan = scan(text.as_bytes(), MAX_LINE_BYTES).unwrap();
+        let kids: Vec<_> = scan
+            .records
+            .iter()
+            .map(|r| r.child_session_id.as_str())
+            .collect();
+        assert_eq!(kids, ["b"]);
+        assert_eq!(scan.bad_lines.len(), 3, "{:?}", scan.bad_lines);
+        assert!(scan.bad_lines.iter().all(|b| b.line_no == 1));
+        let middle = &scan.bad_lines[1];
+        let at = middle.offset as usize;
+        assert_eq!(&text[at..at + middle.len as usize], "  {}  ");
     }
 
     #[test]

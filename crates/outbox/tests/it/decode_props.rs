@@ -6,7 +6,9 @@
 
 use std::io::Read;
 
-use outbox::format::{BadLineReason, MAX_LINE_BYTES, Scan, decode_line, encode_line, scan};
+use outbox::format::{
+    BETWEEN_NULS, BadLineReason, MAX_LINE_BYTES, Scan, decode_line, encode_line, scan,
+};
 use outbox::{Outbox, ParentPaths, Record, Timestamp};
 use outbox_sim::CrashIo;
 use proptest::prelude::*;
@@ -98,7 +100,7 @@ fn encode_all(records: &[Record]) -> Vec<u8> {
 
 /// What a reader must report for `bytes`, computed the obvious way: split
 /// on `\n`, split each line on NUL bytes, skip blank pieces, flag pieces
-/// over `cap`, decode the others.
+/// over `cap` and pieces with NULs on both sides, decode the others.
 fn reference_scan(bytes: &[u8], cap: usize) -> Scan {
     let mut expected = Scan::default();
     let mut offset = 0u64;
@@ -113,7 +115,8 @@ fn reference_scan(bytes: &[u8], cap: usize) -> Scan {
         // separate pieces like newlines (the cap applies to each piece),
         // and a piece of them is blank.
         let mut at = 0u64;
-        for piece in seg.split(|&b| b == 0) {
+        let pieces: Vec<&[u8]> = seg.split(|&b| b == 0).collect();
+        for (j, piece) in pieces.iter().enumerate() {
             let piece_at = offset + at;
             at += piece.len() as u64 + 1;
             if piece.len() > cap {
@@ -128,13 +131,20 @@ fn reference_scan(bytes: &[u8], cap: usize) -> Scan {
             if piece.iter().all(u8::is_ascii_whitespace) {
                 continue;
             }
-            match decode_line(piece) {
+            // Between NULs: a fragment of a lost write, never a record.
+            let between = j > 0 && j + 1 < pieces.len();
+            let decoded = if between {
+                Err(BETWEEN_NULS.to_owned())
+            } else {
+                decode_line(piece).map_err(|e| e.to_string())
+            };
+            match decoded {
                 Ok(r) => expected.records.push(r),
-                Err(e) => expected.bad_lines.push(outbox::format::BadLine {
+                Err(reason) => expected.bad_lines.push(outbox::format::BadLine {
                     line_no,
                     offset: piece_at,
                     len: piece.len() as u64,
-                    reason: BadLineReason::Unparsable(e.to_string()),
+                    reason: BadLineReason::Unparsable(reason),
                 }),
             }
         }
