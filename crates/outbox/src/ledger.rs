@@ -843,6 +843,125 @@ mod tests {
         );
     }
 
+    /// The documented rules, the obvious way: turn -> stamp.
+    #[derive(Default)]
+    struct Reference(std::collections::BTreeMap<String, i64>);
+
+    impl Reference {
+        fn prune(&mut self, now: i64) {
+            let ttl = LEDGER_TTL.as_secs() as i64;
+            for t in self.0.values_mut() {
+                *t = (*t).min(now);
+            }
+            let Some(&newest) = self.0.values().max() else {
+                return;
+            };
+            if newest < now - ttl {
+                for t in self.0.values_mut() {
+                    *t += now - newest;
+                }
+                return;
+            }
+            self.0.retain(|_, t| *t >= now - ttl);
+        }
+    }
+
+    #[derive(Clone, Debug)]
+    enum Op {
+        Insert(u8, i64),
+        Prune(i64),
+        Forget(u8),
+        Mark(Vec<u8>, i64),
+    }
+
+    fn op() -> impl proptest::strategy::Strategy<Value = Op> {
+        use proptest::prelude::*;
+        let ttl = LEDGER_TTL.as_secs() as i64;
+        let base = 1_800_000_000i64;
+        // Stamps around a few TTLs, with steps of a TTL or two both ways.
+        let t = prop_oneof![
+            (0i64..6).prop_map(move |k| base + k * ttl / 2),
+            (0i64..4 * ttl).prop_map(move |d| base + d),
+            Just(base + ttl),
+            Just(0i64),
+        ];
+        prop_oneof![
+            (0u8..12, t.clone()).prop_map(|(k, t)| Op::Insert(k, t)),
+            t.clone().prop_map(Op::Prune),
+            (0u8..12).prop_map(Op::Forget),
+            (prop::collection::vec(0u8..12, 0..4), t).prop_map(|(k, t)| Op::Mark(k, t)),
+        ]
+    }
+
+    fn state(ledger: &Ledger) -> std::collections::BTreeMap<String, i64> {
+        ledger.entries().map(|(k, t)| (k.to_owned(), t)).collect()
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig {
+            cases: 256,
+            failure_persistence: None,
+            ..Default::default()
+        })]
+
+        /// The index agrees with the reference after any sequence; its
+        /// entries are oldest first; and the file a sequence of marks and
+        /// forgets leaves (appends and compactions) replays to the same
+        /// ledger as the one in memory.
+        #[test]
+        fn the_index_matches_the_reference_and_the_file_replays_to_it(
+            ops in proptest::collection::vec(op(), 0..40),
+        ) {
+            let dir = tempfile::tempdir().unwrap();
+            let p = paths(dir.path());
+            let io = StdIo::new();
+            let mut mem = Ledger::default();
+            let mut reference = Reference::default();
+            let mut disk = load(&io, &p);
+            let mut disk_ref = Reference::default();
+            for op in ops {
+                match op {
+                    Op::Insert(k, t) => {
+                        mem.insert(&format!("t{k}"), t);
+                        reference.0.insert(format!("t{k}"), t);
+                    }
+                    Op::Prune(now) => {
+                        proptest::prop_assert_eq!(
+                            mem.would_shift(now),
+                            reference.0.values().max().is_some_and(|&n| n.min(now) < now - LEDGER_TTL.as_secs() as i64)
+                        );
+                        mem.prune(now);
+                        reference.prune(now);
+                    }
+                    Op::Forget(k) => {
+                        let key = format!("t{k}");
+                        let n = mem.remove_where(|t| t == key);
+                        proptest::prop_assert_eq!(n, usize::from(reference.0.remove(&key).is_some()));
+                        disk.refresh(&io, &p).unwrap();
+                        disk.forget(&io, &p, |t| t == key).unwrap();
+                        disk_ref.0.remove(&key);
+                    }
+                    Op::Mark(keys, now) => {
+                        let turns: Vec<String> = keys.iter().map(|k| format!("t{k}")).collect();
+                        disk.refresh(&io, &p).unwrap();
+                        disk.mark(&io, &p, &turns, now).unwrap();
+                        disk_ref.prune(now);
+                        for t in turns {
+                            disk_ref.0.insert(t, now);
+                        }
+                    }
+                }
+                proptest::prop_assert_eq!(&state(&mem), &reference.0);
+                proptest::prop_assert_eq!(mem.len(), reference.0.len());
+                proptest::prop_assert_eq!(mem.newest(), reference.0.values().max().copied());
+                let stamps: Vec<i64> = mem.entries().map(|(_, t)| t).collect();
+                proptest::prop_assert!(stamps.windows(2).all(|w| w[0] <= w[1]), "oldest first");
+                proptest::prop_assert_eq!(&state(&disk), &disk_ref.0);
+                proptest::prop_assert_eq!(&state(&load(&io, &p)), &disk_ref.0, "replayed");
+            }
+        }
+    }
+
     #[test]
     fn a_corrupt_ledger_reads_as_empty_and_says_so() {
         let dir = tempfile::tempdir().unwrap();
