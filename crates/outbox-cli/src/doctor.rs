@@ -315,6 +315,17 @@ fn ledgers(report: &mut Report, dir: &Path) {
                 Err(e) => report.problem(format!("cannot read {}: {e}", path.display())),
             }
         } else if let Some(stem) = name.strip_suffix(".json") {
+            if dir.join(format!("{stem}.jsonl")).exists() {
+                // The v2 ledger is read first: this one is never read or
+                // migrated again (a migration whose unlink failed).
+                report.info(format!(
+                    "parent {stem}: a leftover agent-deck consumed ledger, {} (never read \
+                     while {stem}.jsonl exists; its entries were migrated there; it may be \
+                     deleted once no agent-deck uses this root)",
+                    path.display()
+                ));
+                continue;
+            }
             match fs::metadata(&path) {
                 Ok(meta) => report.info(format!(
                     "parent {stem}: agent-deck's consumed ledger of {} bytes (read while no \
@@ -366,6 +377,26 @@ mod tests {
             "{text}"
         );
         assert_eq!(levels(&report), ["info", "info"]);
+    }
+
+    #[test]
+    fn an_agent_deck_ledger_beside_a_v2_one_is_not_said_to_be_migrated() {
+        // Both files: a migration whose unlink failed. The v2 ledger is
+        // read first, so the JSON one is never read nor migrated again.
+        let dir = tempfile::tempdir().unwrap();
+        let ledger_dir = dir.path().join(LEDGER_DIR);
+        fs::create_dir_all(&ledger_dir).unwrap();
+        fs::write(
+            ledger_dir.join("p.jsonl"),
+            "{\"outbox_ledger\":2,\"generation\":\"00\",\"entries\":1}\n[\"t\",1]\n",
+        )
+        .unwrap();
+        fs::write(ledger_dir.join("p.json"), "{\"t\":1}").unwrap();
+        let mut report = Report::default();
+        ledgers(&mut report, &ledger_dir);
+        let text = report.render();
+        assert!(!text.contains("migrates it"), "{text}");
+        assert!(text.contains("leftover"), "{text}");
     }
 
     #[test]

@@ -30,9 +30,10 @@ pub enum BadLineReason {
 pub struct BadLine {
     /// 1-based line number.
     pub line_no: u64,
-    /// Byte offset of the line's first byte in the file.
+    /// Byte offset of the line's first byte in the file (of the piece's,
+    /// when NUL bytes split the line: they separate like newlines).
     pub offset: u64,
-    /// Length of the line in bytes, without its newline.
+    /// Length of the line (or piece) in bytes, without its newline.
     pub len: u64,
     /// Why it was not read.
     pub reason: BadLineReason,
@@ -59,31 +60,54 @@ pub fn encode_line(record: &Record) -> Result<Vec<u8>, serde_json::Error> {
     Ok(line)
 }
 
-/// One line of a file, as seen by [`for_each_line`].
+/// One piece of a line of a file, as seen by [`for_each_line`].
 #[derive(Debug)]
 pub(crate) enum Line<'a> {
-    /// A line of at most the limit, without its newline.
+    /// A piece of at most the limit, without its newline or NUL.
     Whole {
         bytes: &'a [u8],
         line_no: u64,
         offset: u64,
+        /// Whether NULs both precede and follow it in its line.
+        between_nuls: bool,
     },
-    /// A line longer than the limit; its bytes were skipped.
+    /// A piece longer than the limit; its bytes were skipped.
     TooLong { line_no: u64, offset: u64, len: u64 },
 }
 
-/// Calls `visit` for each line of `reader`, holding at most `max_line` bytes
-/// of a line in memory. The last line needs no trailing newline.
+/// Calls `visit` for each non-empty piece of each line of `reader`, holding
+/// at most `max_line` bytes of a piece in memory. The last line needs no
+/// trailing newline.
+///
+/// A line's pieces are its runs of bytes between NUL bytes, each reported
+/// at its own offset under the line's number (a line without NULs is one
+/// piece). NULs are what a crash leaves where a file's new size reached the
+/// disk and its data did not: at the end of a line whose append was torn,
+/// or, after a failed fdatasync whose pages were never written, in the
+/// middle of a line, right before the next writer's record. They are never
+/// part of a record (JSON escapes a NUL inside a string), so they separate
+/// like newlines: a record written after them still reads, whatever the
+/// number of NULs before it (the limit applies to each piece), and a line
+/// of NULs is blank.
+///
+/// A record is never between NULs in its line: the bytes a lost write
+/// leaves before a record are a failed commit's, after which the next
+/// commit's line is written and synced with its newline; the one newline
+/// written unsynced (and so possibly lost) ends a line a newline synced
+/// before it starts. A piece between NULs is a fragment of a lost write
+/// (pages of it that reached the disk), which may happen to parse (`{}`
+/// does): [`Line::Whole`] says so, and it is read as a bad line.
 pub(crate) fn for_each_line<R: Read>(
     reader: R,
     max_line: usize,
     mut visit: impl FnMut(Line<'_>) -> io::Result<()>,
 ) -> io::Result<()> {
     let mut reader = BufReader::with_capacity(8 * 1024, reader);
-    let mut line = Vec::new();
-    let mut line_len: u64 = 0;
+    let mut piece = Vec::new();
+    let mut piece_len: u64 = 0;
     let mut offset: u64 = 0;
-    let mut line_no: u64 = 0;
+    let mut line_no: u64 = 1;
+    let mut after_nul = false;
     loop {
         let buf = match reader.fill_buf() {
             Ok(buf) => buf,
@@ -91,38 +115,38 @@ pub(crate) fn for_each_line<R: Read>(
             Err(e) => return Err(e),
         };
         let at_eof = buf.is_empty();
-        let (chunk, ends_line) = match buf.iter().position(|&b| b == b'\n') {
-            Some(i) => (&buf[..i], true),
-            None => (buf, at_eof),
+        let (chunk, end) = match buf.iter().position(|&b| b == b'\n' || b == 0) {
+            Some(i) => (&buf[..i], Some(buf[i])),
+            None => (buf, None),
         };
-        let consumed = chunk.len() + usize::from(ends_line && !at_eof);
-        if line_len + chunk.len() as u64 <= max_line as u64 {
-            line.extend_from_slice(chunk);
+        let consumed = chunk.len() + usize::from(end.is_some());
+        if piece_len + chunk.len() as u64 <= max_line as u64 {
+            piece.extend_from_slice(chunk);
         } else {
-            line.clear();
+            piece.clear();
         }
-        line_len += chunk.len() as u64;
+        piece_len += chunk.len() as u64;
         reader.consume(consumed);
-        if ends_line {
-            if !(at_eof && line_len == 0) {
-                line_no += 1;
-                if line_len <= max_line as u64 {
-                    visit(Line::Whole {
-                        bytes: &line,
-                        line_no,
-                        offset,
-                    })?;
-                } else {
-                    visit(Line::TooLong {
-                        line_no,
-                        offset,
-                        len: line_len,
-                    })?;
-                }
+        if end.is_some() || at_eof {
+            if piece_len > max_line as u64 {
+                visit(Line::TooLong {
+                    line_no,
+                    offset,
+                    len: piece_len,
+                })?;
+            } else if piece_len > 0 {
+                visit(Line::Whole {
+                    bytes: &piece,
+                    line_no,
+                    offset,
+                    between_nuls: after_nul && end == Some(0),
+                })?;
             }
-            offset += line_len + u64::from(!at_eof);
-            line.clear();
-            line_len = 0;
+            after_nul = end == Some(0);
+            offset += piece_len + u64::from(end.is_some());
+            line_no += u64::from(end == Some(b'\n'));
+            piece.clear();
+            piece_len = 0;
         }
         if at_eof {
             return Ok(());
@@ -130,32 +154,18 @@ pub(crate) fn for_each_line<R: Read>(
     }
 }
 
+/// The reason reported for a piece of a line between runs of NUL bytes
+/// (see [`for_each_line`]).
+pub const BETWEEN_NULS: &str = "between NUL bytes: a fragment of a lost write";
+
 fn is_blank(bytes: &[u8]) -> bool {
     bytes.iter().all(u8::is_ascii_whitespace)
 }
 
-/// The pieces of a line between runs of NUL bytes, with their offsets in
-/// the line. NULs are what a crash leaves where a file's new size reached
-/// the disk and its data did not: at the end of a line whose append was
-/// torn, or, after a failed fdatasync whose pages were never written, in
-/// the middle of a line, right before the next writer's record. They are
-/// never part of a record (JSON escapes a NUL inside a string), so they
-/// separate like newlines: a record written after them still reads, and a
-/// line of NULs is blank.
-fn nul_separated(bytes: &[u8]) -> impl Iterator<Item = (usize, &[u8])> {
-    let mut start = 0;
-    bytes.split(|&b| b == 0).map(move |piece| {
-        let at = start;
-        start += piece.len() + 1;
-        (at, piece)
-    })
-}
-
-/// Calls `visit` for each non-blank line of `reader`: the record with its
+/// Calls `visit` for each non-blank piece of a line of `reader` (see
+/// [`for_each_line`]: NULs separate like newlines): the record with its
 /// raw bytes (without the newline), or the reason it is a bad line. Holds at
-/// most `max_line` bytes of a line in memory. A line holding NUL bytes is
-/// read as the pieces between them ([`nul_separated`]), each reported at
-/// its own offset under the line's number.
+/// most `max_line` bytes of a piece in memory.
 pub(crate) fn for_each_record<R: Read>(
     reader: R,
     max_line: usize,
@@ -167,22 +177,24 @@ pub(crate) fn for_each_record<R: Read>(
                 bytes,
                 line_no,
                 offset,
-            } => {
-                for (at, piece) in nul_separated(bytes) {
-                    if is_blank(piece) {
-                        continue;
-                    }
-                    visit(match decode_line(piece) {
-                        Ok(record) => Ok((record, piece)),
-                        Err(e) => Err(BadLine {
-                            line_no,
-                            offset: offset + at as u64,
-                            len: piece.len() as u64,
-                            reason: BadLineReason::Unparsable(e.to_string()),
-                        }),
-                    });
-                }
+                between_nuls,
+            } if !is_blank(bytes) => {
+                let decoded = if between_nuls {
+                    Err(BETWEEN_NULS.to_owned())
+                } else {
+                    decode_line(bytes).map_err(|e| e.to_string())
+                };
+                visit(match decoded {
+                    Ok(record) => Ok((record, bytes)),
+                    Err(reason) => Err(BadLine {
+                        line_no,
+                        offset,
+                        len: bytes.len() as u64,
+                        reason: BadLineReason::Unparsable(reason),
+                    }),
+                });
             }
+            Line::Whole { .. } => {}
             Line::TooLong {
                 line_no,
                 offset,
@@ -265,6 +277,44 @@ mod tests {
         let scan = scan(text.as_bytes(), MAX_LINE_BYTES).unwrap();
         assert_eq!(scan.records.len(), 2);
         assert!(scan.bad_lines.is_empty());
+    }
+
+    #[test]
+    fn a_record_after_a_run_of_nuls_longer_than_the_limit_is_read() {
+        // Lost appends (NULs, newlines included) may add up to more than
+        // the line limit before the next commit's line: the limit applies
+        // to the record, not to the NULs before it.
+        let l = line("b");
+        let text = [vec![0; 3 * l.len()], format!("{l}\n").into_bytes()].concat();
+        let scan = scan(&text[..], l.len() + 10).unwrap();
+        assert!(scan.bad_lines.is_empty(), "{:?}", scan.bad_lines);
+        assert_eq!(scan.records.len(), 1);
+    }
+
+    #[test]
+    fn a_fragment_between_runs_of_nuls_is_never_a_record() {
+        // A record whose fdatasync failed, spanning pages of which only one
+        // in the middle reached the disk: what survives between the NULs
+        // is a fragment of its summary. `{}` parses (every field has a
+        // default), but no commit wrote it: it is a bad line, not a record.
+        let text = format!(
+            "{{\"child_session_id\":\"a\",\"done_summary\":\"x{}  {{}}  {}y\"}}\n{}\n",
+            "\0".repeat(5),
+            "\0".repeat(5),
+            line("b")
+        );
+        let scan = scan(text.as_bytes(), MAX_LINE_BYTES).unwrap();
+        let kids: Vec<_> = scan
+            .records
+            .iter()
+            .map(|r| r.child_session_id.as_str())
+            .collect();
+        assert_eq!(kids, ["b"]);
+        assert_eq!(scan.bad_lines.len(), 3, "{:?}", scan.bad_lines);
+        assert!(scan.bad_lines.iter().all(|b| b.line_no == 1));
+        let middle = &scan.bad_lines[1];
+        let at = middle.offset as usize;
+        assert_eq!(&text[at..at + middle.len as usize], "  {}  ");
     }
 
     #[test]

@@ -328,19 +328,7 @@ impl Ledger {
         let mut tail = Vec::new();
         reader.read_to_end(&mut tail).at("read ledger", path)?;
         let whole = tail.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
-        let mut lines = 0;
-        for line in tail[..whole].split(|&b| b == b'\n') {
-            if line.is_empty() {
-                continue;
-            }
-            lines += 1;
-            // NULs separate like newlines: a crash after a failed fdatasync
-            // can leave a run of them right before the next drain's lines
-            // (see `format::nul_separated`).
-            for piece in line.split(|&b| b == 0) {
-                self.apply_line(piece);
-            }
-        }
+        let lines = self.apply_lines(&tail[..whole]);
         if let Source::V2 {
             offset,
             lines: read,
@@ -353,6 +341,24 @@ impl Ledger {
             *clean_end = whole == tail.len();
         }
         Ok(())
+    }
+
+    /// Applies every line of `bytes` in order; returns how many non-empty
+    /// lines it holds. NULs separate like newlines: a crash after a failed
+    /// fdatasync can leave a run of them right before the next drain's
+    /// lines (see `format::for_each_line`).
+    fn apply_lines(&mut self, bytes: &[u8]) -> u64 {
+        let mut lines = 0;
+        for line in bytes.split(|&b| b == b'\n') {
+            if line.is_empty() {
+                continue;
+            }
+            lines += 1;
+            for piece in line.split(|&b| b == 0) {
+                self.apply_line(piece);
+            }
+        }
+        lines
     }
 
     fn apply_line(&mut self, line: &[u8]) {
@@ -547,10 +553,9 @@ impl Ledger {
             .read_to_end(&mut bytes)
             .at("read ledger", path)?;
         *self = Self::default();
-        let mut it = bytes.split(|&b| b == b'\n');
-        if let Some(first) = it.next()
-            && let Ok(h) = serde_json::from_slice::<Header>(first)
-        {
+        let header_end = bytes.iter().position(|&b| b == b'\n');
+        let first = &bytes[..header_end.unwrap_or(bytes.len())];
+        if let Ok(h) = serde_json::from_slice::<Header>(first) {
             self.source = Source::V2 {
                 generation: h.generation,
                 offset: upto,
@@ -559,8 +564,9 @@ impl Ledger {
                 clean_end: true,
             };
         }
-        for line in it {
-            self.apply_line(line);
+        // The marks as `refresh` reads them (NULs separate like newlines).
+        if let Some(end) = header_end {
+            self.apply_lines(&bytes[end + 1..]);
         }
         Ok(())
     }
@@ -794,6 +800,166 @@ mod tests {
         let ledger = load(&io, &p);
         assert!(ledger.contains("new") && ledger.contains("after"));
         assert!(!ledger.contains("old"), "the prune after the NULs applied");
+    }
+
+    #[test]
+    fn a_failed_append_puts_back_the_marks_written_after_a_run_of_nuls() {
+        // The file after a lost append (NULs) and the next drain's lines
+        // right after them; then a drain whose fdatasync fails puts the old
+        // ledger back from the file's first bytes. Those bytes must read as
+        // `refresh` reads them: the mark after the NULs is kept, or its
+        // turn is delivered again.
+        let dir = tempfile::tempdir().unwrap();
+        let p = paths(dir.path());
+        let io = StdIo::new();
+        let now = 1_800_000_000;
+        let mut ledger = load(&io, &p);
+        ledger.mark(&io, &p, &["before".to_owned()], now).unwrap();
+        let mut bytes = std::fs::read(&p.consumed).unwrap();
+        bytes.extend_from_slice(&[0; 40]);
+        bytes.extend_from_slice(format!("[\"after\",{now}]\n").as_bytes());
+        std::fs::write(&p.consumed, &bytes).unwrap();
+        let mut ledger = load(&io, &p);
+        assert!(ledger.contains("before") && ledger.contains("after"));
+        let first = std::sync::atomic::AtomicBool::new(true);
+        let failing = StdIo::with_fsync(move |f| {
+            if first.swap(false, std::sync::atomic::Ordering::SeqCst) {
+                Err(std::io::Error::other("injected EIO"))
+            } else {
+                f.sync_all()
+            }
+        });
+        let failed = ledger.mark(&failing, &p, &["x".to_owned()], now + 1);
+        assert!(
+            matches!(failed, Err(MarkFailed::NotMarked(_))),
+            "{failed:?}"
+        );
+        let back = load(&io, &p);
+        assert!(!back.contains("x"), "the failed drain's mark was undone");
+        assert!(back.contains("before"));
+        assert!(
+            back.contains("after"),
+            "the mark after the NULs was put back"
+        );
+    }
+
+    /// The documented rules, the obvious way: turn -> stamp.
+    #[derive(Default)]
+    struct Reference(std::collections::BTreeMap<String, i64>);
+
+    impl Reference {
+        fn prune(&mut self, now: i64) {
+            let ttl = LEDGER_TTL.as_secs() as i64;
+            for t in self.0.values_mut() {
+                *t = (*t).min(now);
+            }
+            let Some(&newest) = self.0.values().max() else {
+                return;
+            };
+            if newest < now - ttl {
+                for t in self.0.values_mut() {
+                    *t += now - newest;
+                }
+                return;
+            }
+            self.0.retain(|_, t| *t >= now - ttl);
+        }
+    }
+
+    #[derive(Clone, Debug)]
+    enum Op {
+        Insert(u8, i64),
+        Prune(i64),
+        Forget(u8),
+        Mark(Vec<u8>, i64),
+    }
+
+    fn op() -> impl proptest::strategy::Strategy<Value = Op> {
+        use proptest::prelude::*;
+        let ttl = LEDGER_TTL.as_secs() as i64;
+        let base = 1_800_000_000i64;
+        // Stamps around a few TTLs, with steps of a TTL or two both ways.
+        let t = prop_oneof![
+            (0i64..6).prop_map(move |k| base + k * ttl / 2),
+            (0i64..4 * ttl).prop_map(move |d| base + d),
+            Just(base + ttl),
+            Just(0i64),
+        ];
+        prop_oneof![
+            (0u8..12, t.clone()).prop_map(|(k, t)| Op::Insert(k, t)),
+            t.clone().prop_map(Op::Prune),
+            (0u8..12).prop_map(Op::Forget),
+            (prop::collection::vec(0u8..12, 0..4), t).prop_map(|(k, t)| Op::Mark(k, t)),
+        ]
+    }
+
+    fn state(ledger: &Ledger) -> std::collections::BTreeMap<String, i64> {
+        ledger.entries().map(|(k, t)| (k.to_owned(), t)).collect()
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig {
+            cases: 256,
+            failure_persistence: None,
+            ..Default::default()
+        })]
+
+        /// The index agrees with the reference after any sequence; its
+        /// entries are oldest first; and the file a sequence of marks and
+        /// forgets leaves (appends and compactions) replays to the same
+        /// ledger as the one in memory.
+        #[test]
+        fn the_index_matches_the_reference_and_the_file_replays_to_it(
+            ops in proptest::collection::vec(op(), 0..40),
+        ) {
+            let dir = tempfile::tempdir().unwrap();
+            let p = paths(dir.path());
+            let io = StdIo::new();
+            let mut mem = Ledger::default();
+            let mut reference = Reference::default();
+            let mut disk = load(&io, &p);
+            let mut disk_ref = Reference::default();
+            for op in ops {
+                match op {
+                    Op::Insert(k, t) => {
+                        mem.insert(&format!("t{k}"), t);
+                        reference.0.insert(format!("t{k}"), t);
+                    }
+                    Op::Prune(now) => {
+                        proptest::prop_assert_eq!(
+                            mem.would_shift(now),
+                            reference.0.values().max().is_some_and(|&n| n.min(now) < now - LEDGER_TTL.as_secs() as i64)
+                        );
+                        mem.prune(now);
+                        reference.prune(now);
+                    }
+                    Op::Forget(k) => {
+                        let key = format!("t{k}");
+                        let n = mem.remove_where(|t| t == key);
+                        proptest::prop_assert_eq!(n, usize::from(reference.0.remove(&key).is_some()));
+                        disk.refresh(&io, &p).unwrap();
+                        disk.forget(&io, &p, |t| t == key).unwrap();
+                        disk_ref.0.remove(&key);
+                    }
+                    Op::Mark(keys, now) => {
+                        let turns: Vec<String> = keys.iter().map(|k| format!("t{k}")).collect();
+                        disk.refresh(&io, &p).unwrap();
+                        disk.mark(&io, &p, &turns, now).unwrap();
+                        disk_ref.prune(now);
+                        for t in turns {
+                            disk_ref.0.insert(t, now);
+                        }
+                    }
+                }
+                proptest::prop_assert_eq!(&state(&mem), &reference.0);
+                proptest::prop_assert_eq!(mem.len(), reference.0.len());
+                proptest::prop_assert_eq!(mem.newest(), reference.0.values().max().copied());
+                let stamps: Vec<i64> = mem.entries().map(|(_, t)| t).collect();
+                proptest::prop_assert!(stamps.windows(2).all(|w| w[0] <= w[1]), "oldest first");
+                proptest::prop_assert_eq!(&state(&disk), &disk_ref.0);
+                proptest::prop_assert_eq!(&state(&load(&io, &p)), &disk_ref.0, "replayed");
+            }
+        }
     }
 
     #[test]

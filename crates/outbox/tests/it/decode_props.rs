@@ -6,7 +6,9 @@
 
 use std::io::Read;
 
-use outbox::format::{BadLineReason, MAX_LINE_BYTES, Scan, decode_line, encode_line, scan};
+use outbox::format::{
+    BETWEEN_NULS, BadLineReason, MAX_LINE_BYTES, Scan, decode_line, encode_line, scan,
+};
 use outbox::{Outbox, ParentPaths, Record, Timestamp};
 use outbox_sim::CrashIo;
 use proptest::prelude::*;
@@ -97,8 +99,8 @@ fn encode_all(records: &[Record]) -> Vec<u8> {
 }
 
 /// What a reader must report for `bytes`, computed the obvious way: split
-/// on `\n`, flag lines over `cap`, split the rest on NUL bytes, skip blank
-/// pieces, decode the others.
+/// on `\n`, split each line on NUL bytes, skip blank pieces, flag pieces
+/// over `cap` and pieces with NULs on both sides, decode the others.
 fn reference_scan(bytes: &[u8], cap: usize) -> Scan {
     let mut expected = Scan::default();
     let mut offset = 0u64;
@@ -108,37 +110,45 @@ fn reference_scan(bytes: &[u8], cap: usize) -> Scan {
     }
     for (i, seg) in segments.iter().enumerate() {
         let line_no = i as u64 + 1;
-        let len = seg.len() as u64;
-        if seg.len() > cap {
-            expected.bad_lines.push(outbox::format::BadLine {
-                line_no,
-                offset,
-                len,
-                reason: BadLineReason::TooLong,
-            });
-        } else {
-            // NUL bytes are what a crash leaves where a file's size reached
-            // the disk before its data: never part of a record, so they
-            // separate pieces like newlines, and a piece of them is blank.
-            let mut at = 0u64;
-            for piece in seg.split(|&b| b == 0) {
-                let piece_at = at;
-                at += piece.len() as u64 + 1;
-                if piece.iter().all(u8::is_ascii_whitespace) {
-                    continue;
-                }
-                match decode_line(piece) {
-                    Ok(r) => expected.records.push(r),
-                    Err(e) => expected.bad_lines.push(outbox::format::BadLine {
-                        line_no,
-                        offset: offset + piece_at,
-                        len: piece.len() as u64,
-                        reason: BadLineReason::Unparsable(e.to_string()),
-                    }),
-                }
+        // NUL bytes are what a crash leaves where a file's size reached
+        // the disk before its data: never part of a record, so they
+        // separate pieces like newlines (the cap applies to each piece),
+        // and a piece of them is blank.
+        let mut at = 0u64;
+        let pieces: Vec<&[u8]> = seg.split(|&b| b == 0).collect();
+        for (j, piece) in pieces.iter().enumerate() {
+            let piece_at = offset + at;
+            at += piece.len() as u64 + 1;
+            if piece.len() > cap {
+                expected.bad_lines.push(outbox::format::BadLine {
+                    line_no,
+                    offset: piece_at,
+                    len: piece.len() as u64,
+                    reason: BadLineReason::TooLong,
+                });
+                continue;
+            }
+            if piece.iter().all(u8::is_ascii_whitespace) {
+                continue;
+            }
+            // Between NULs: a fragment of a lost write, never a record.
+            let between = j > 0 && j + 1 < pieces.len();
+            let decoded = if between {
+                Err(BETWEEN_NULS.to_owned())
+            } else {
+                decode_line(piece).map_err(|e| e.to_string())
+            };
+            match decoded {
+                Ok(r) => expected.records.push(r),
+                Err(reason) => expected.bad_lines.push(outbox::format::BadLine {
+                    line_no,
+                    offset: piece_at,
+                    len: piece.len() as u64,
+                    reason: BadLineReason::Unparsable(reason),
+                }),
             }
         }
-        offset += len + 1;
+        offset += seg.len() as u64 + 1;
     }
     expected
 }

@@ -157,6 +157,9 @@ struct InFlight {
     ops_before: usize,
     /// The clock readings the actor's outbox took during the task.
     readings: Readings,
+    /// The index of the clock's value when the task began
+    /// ([`Model::clock_index`]).
+    clock_from: usize,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -328,6 +331,8 @@ impl World {
             .enumerate()
             .map(|(i, role)| world.new_actor(i, role))
             .collect();
+        let start = world.clock.now();
+        world.model.clock_moved(start);
         world
     }
 
@@ -475,8 +480,10 @@ impl World {
         };
         let readings = Arc::clone(&self.actors[actor].readings);
         *readings.lock() = None;
+        let clock_from = self.model.clock_index();
         self.clock
             .advance(Duration::from_millis(self.rng.below(3_000) as u64));
+        self.model.clock_moved(self.clock.now());
         let thread = std::thread::spawn(move || {
             let out = body();
             gate.done(actor);
@@ -493,6 +500,7 @@ impl World {
             snapshot,
             ops_before,
             readings,
+            clock_from,
         });
         self.gate.wait_parked(actor);
     }
@@ -593,6 +601,7 @@ impl World {
         // The marks of a drain are stamped with a reading its outbox took
         // (the clock may have been stepped since).
         let window = task.readings.lock().take().unwrap_or(ClockWindow::at(now));
+        let from = task.clock_from;
         // A task that ends while the world winds down a power cut never
         // reaches its caller, whatever it returned (a fault of the layer
         // above the disk may have answered first).
@@ -625,19 +634,13 @@ impl World {
             (TaskKind::Drain { parent }, Outcome::Drain(r)) => match r {
                 Ok(d) => {
                     self.model
-                        .delivered(
-                            parent,
-                            &task.snapshot,
-                            &d.records,
-                            d.ledger_was_corrupt,
-                            now,
-                        )
+                        .delivered(parent, &task.snapshot, &d.records, d.ledger_was_corrupt)
                         .map_err(|e| self.fail(&e))?;
-                    self.model.consumed(parent, &d.records, true, window);
+                    self.model.consumed(parent, &d.records, true, window, from);
                 }
                 Err(_) if crashed => {
                     if self.ledger_renamed(task.actor, task.ops_before, parent) {
-                        self.model.open_loss_window(parent, window);
+                        self.model.open_loss_window(parent, window, from);
                     }
                 }
                 Err(Failure {
@@ -648,13 +651,13 @@ impl World {
                     // are not durable either way: a crash may undo them.
                     let _ = visible;
                     self.model
-                        .delivered(parent, &task.snapshot, &records, false, now)
+                        .delivered(parent, &task.snapshot, &records, false)
                         .map_err(|e| self.fail(&e))?;
-                    self.model.consumed(parent, &records, false, window);
+                    self.model.consumed(parent, &records, false, window, from);
                 }
                 Err(f) => {
                     if message_admits_loss(&f.message) {
-                        self.model.open_loss_window(parent, window);
+                        self.model.open_loss_window(parent, window, from);
                     }
                 }
             },
@@ -665,15 +668,17 @@ impl World {
                     // call returns next.
                     let corrupt = result.as_ref().is_ok_and(|d| d.ledger_was_corrupt);
                     self.model
-                        .delivered(parent, &task.snapshot, &handed, corrupt, now)
+                        .delivered(parent, &task.snapshot, &handed, corrupt)
                         .map_err(|e| self.fail(&e))?;
                     match &result {
-                        Ok(_) if !crashed => self.model.consumed(parent, &handed, true, window),
+                        Ok(_) if !crashed => {
+                            self.model.consumed(parent, &handed, true, window, from)
+                        }
                         Err(f) if !crashed && message_claims_pending(&f.message) => {
-                            self.model.consumed(parent, &handed, false, window);
+                            self.model.consumed(parent, &handed, false, window, from);
                             self.model.promise_pending(parent, &handed, &f.message);
                         }
-                        _ => self.model.consumed(parent, &handed, false, window),
+                        _ => self.model.consumed(parent, &handed, false, window, from),
                     }
                 }
             }
@@ -767,6 +772,7 @@ impl World {
             }
         }
         let now = self.clock.now();
+        self.model.clock_moved(now);
         self.note(|| {
             let secs = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
             format!("clock step to {secs}")
@@ -847,11 +853,11 @@ impl World {
                 &snapshot,
                 &drained.records,
                 drained.ledger_was_corrupt,
-                now,
             )
             .map_err(|e| self.fail(&e))?;
+        let from = self.model.clock_index();
         self.model
-            .consumed(parent, &drained.records, true, ClockWindow::at(now));
+            .consumed(parent, &drained.records, true, ClockWindow::at(now), from);
         let key = |r: &Record| (r.child_session_id.clone(), model::identity(r));
         let mut a: Vec<_> = peeked.iter().map(key).collect();
         let mut b: Vec<_> = drained.records.iter().map(key).collect();

@@ -54,13 +54,31 @@ impl ClockWindow {
         self.high = self.high.max(now);
     }
 
-    /// Whether a mark stamped inside this window may be older than the TTL
-    /// at `now`: its age from the reading furthest from `now`, either way
-    /// (a clock set back restamps marks from the future, so the model does
-    /// not try to be exact there).
-    fn may_have_expired(self, now: SystemTime) -> bool {
-        let age = |at: SystemTime| now.duration_since(at).unwrap_or_else(|e| e.duration());
-        age(self.low).max(age(self.high)) > LEDGER_TTL
+    /// Whether a drain may have pruned a mark stamped inside this window,
+    /// given `later`: every value the clock took from the consuming call's
+    /// start on, in order (a prune reads one of them). A prune at `now`
+    /// drops a mark stamped more than the TTL before `now`; a prune
+    /// restamps a mark from the future with its `now` and a shift only
+    /// moves stamps forward, so a mark's stamp is never below the lowest
+    /// reading since it was made. So it may have expired only if some
+    /// clock value came more than the TTL after the lowest one before it
+    /// (counting the window's own readings, whose order is not known). A
+    /// clock set back never expires a mark by itself.
+    fn may_have_expired(self, later: &[SystemTime]) -> bool {
+        let after = |high: SystemTime, low: SystemTime| {
+            high.duration_since(low).is_ok_and(|age| age > LEDGER_TTL)
+        };
+        let mut low = self.low;
+        if after(self.high, low) {
+            return true;
+        }
+        for &value in later {
+            low = low.min(value);
+            if after(value, low) {
+                return true;
+            }
+        }
+        false
     }
 }
 
@@ -140,9 +158,12 @@ pub struct Model {
     commits: Vec<Commit>,
     /// `(parent, child)` → every delivery: (event number, commit number).
     deliveries: BTreeMap<(usize, String), Vec<(usize, usize)>>,
-    /// `(parent, identity)` → how it was consumed, and the clock readings
-    /// the consuming call could have seen.
-    consumed: BTreeMap<(usize, Identity), (Consumed, ClockWindow)>,
+    /// `(parent, identity)` → how it was consumed, the clock readings the
+    /// consuming call's outbox took, and the index in `clock` of the
+    /// clock's value when that call began.
+    consumed: BTreeMap<(usize, Identity), (Consumed, ClockWindow, usize)>,
+    /// Every value the simulated clock took, in order.
+    clock: Vec<SystemTime>,
     /// `(parent, child)` → commits up to this number were removed on
     /// purpose (forget_child, sweep).
     removed_upto: BTreeMap<(usize, String), usize>,
@@ -153,6 +174,17 @@ pub struct Model {
 }
 
 impl Model {
+    /// Records a value the simulated clock took (its first, and each after
+    /// a step or an advance): outboxes read only these.
+    pub fn clock_moved(&mut self, now: SystemTime) {
+        self.clock.push(now);
+    }
+
+    /// The index of the clock's current value, for a call beginning now.
+    pub fn clock_index(&self) -> usize {
+        self.clock.len().saturating_sub(1)
+    }
+
     /// Registers a commit about to be attempted; returns its number.
     pub fn begin_commit(&mut self, parent: usize, r: &Record) -> usize {
         self.commits.push(Commit {
@@ -235,12 +267,12 @@ impl Model {
     /// staged may be lost to the caller (the documented window).
     /// Their marks may have survived too, so a later re-emit of one of
     /// those turns may rightly be skipped as consumed.
-    pub fn open_loss_window(&mut self, parent: usize, window: ClockWindow) {
+    pub fn open_loss_window(&mut self, parent: usize, window: ClockWindow, from: usize) {
         for c in self.commits.iter_mut().filter(|c| c.parent == parent) {
             c.loss_allowed = true;
             self.consumed
                 .entry((parent, c.identity.clone()))
-                .or_insert((Consumed::Uncertain, window));
+                .or_insert((Consumed::Uncertain, window, from));
         }
     }
 
@@ -289,7 +321,6 @@ impl Model {
         snapshot: &BTreeMap<String, usize>,
         records: &[Record],
         corrupt_ledger: bool,
-        now: SystemTime,
     ) -> Result<(), String> {
         self.event += 1;
         let mut seen = BTreeSet::new();
@@ -310,8 +341,9 @@ impl Model {
             }
             let key = (parent, identity(r));
             match self.consumed.get(&key) {
-                Some((Consumed::Certain, window)) => {
-                    if window.may_have_expired(now) || corrupt_ledger {
+                Some((Consumed::Certain, window, from)) => {
+                    let later = self.clock.get(*from..).unwrap_or_default();
+                    if window.may_have_expired(later) || corrupt_ledger {
                         self.tally.duplicated_after_ttl += 1;
                     } else {
                         return Err(format!(
@@ -320,7 +352,7 @@ impl Model {
                         ));
                     }
                 }
-                Some((Consumed::Uncertain, _)) => self.tally.duplicated_in_window += 1,
+                Some((Consumed::Uncertain, ..)) => self.tally.duplicated_in_window += 1,
                 None => {}
             }
             self.deliveries
@@ -339,6 +371,7 @@ impl Model {
         records: &[Record],
         certain: bool,
         window: ClockWindow,
+        from: usize,
     ) {
         let how = if certain {
             Consumed::Certain
@@ -347,9 +380,9 @@ impl Model {
         };
         for r in records {
             let key = (parent, identity(r));
-            let entry = self.consumed.entry(key).or_insert((how, window));
+            let entry = self.consumed.entry(key).or_insert((how, window, from));
             if certain {
-                *entry = (how, window);
+                *entry = (how, window, from);
             }
         }
     }
@@ -438,17 +471,39 @@ mod tests {
     fn a_turn_may_expire_from_any_reading_its_consuming_call_took() {
         let t0 = SystemTime::UNIX_EPOCH + 20_000 * DAY;
         // Seed 38152: the drain marked at t0, the clock stepped +17 days
-        // before it returned, then -4 and +2 days: the mark is 15 days old,
-        // though measured from the call's end it looked 2 days old.
-        assert!(ClockWindow::at(t0).may_have_expired(t0 + 15 * DAY));
-        assert!(!ClockWindow::at(t0 + 17 * DAY).may_have_expired(t0 + 15 * DAY));
-        // Several readings: the furthest from now counts.
+        // before it returned (a prune may have run then), then -4 and +2
+        // days: though measured from the call's end it looked 2 days old.
+        let later = [t0, t0 + 17 * DAY, t0 + 13 * DAY, t0 + 15 * DAY];
+        assert!(ClockWindow::at(t0).may_have_expired(&later));
+        assert!(!ClockWindow::at(t0 + 17 * DAY).may_have_expired(&later[1..]));
+        // Several readings: the lowest counts.
         let mut w = ClockWindow::at(t0 + 17 * DAY);
         w.saw(t0);
-        assert!(w.may_have_expired(t0 + 15 * DAY));
-        assert!(!ClockWindow::at(t0).may_have_expired(t0 + 13 * DAY));
-        assert!(ClockWindow::at(t0).may_have_expired(t0 + 15 * DAY));
-        // Either way: a clock set back 15 days.
-        assert!(ClockWindow::at(t0).may_have_expired(t0 - 15 * DAY));
+        assert!(w.may_have_expired(&later[1..]));
+        assert!(!ClockWindow::at(t0).may_have_expired(&[t0, t0 + 13 * DAY]));
+    }
+
+    #[test]
+    fn a_clock_set_back_never_expires_a_turn_by_itself() {
+        // The ledger restamps marks from the future: setting the clock back
+        // 15 days keeps a mark a TTL from then, so a duplicate there is a
+        // bug, not the TTL. (The old model measured the age either way.)
+        let t0 = SystemTime::UNIX_EPOCH + 20_000 * DAY;
+        let later = [t0, t0 - 10 * DAY, t0 - 15 * DAY];
+        assert!(!ClockWindow::at(t0).may_have_expired(&later));
+        // Set back, then forward more than a TTL from the lowest value:
+        // the restamped mark may have gone.
+        let later = [t0, t0 - 10 * DAY, t0 + 5 * DAY];
+        assert!(ClockWindow::at(t0).may_have_expired(&later));
+    }
+
+    #[test]
+    fn a_turn_pruned_while_the_clock_was_ahead_may_come_back_after_a_step_back() {
+        // Marked at t0; the clock ran 20 days ahead (a prune there drops the
+        // mark) and was set back near t0: the duplicate is the TTL's, though
+        // the clock now says the mark is a day old.
+        let t0 = SystemTime::UNIX_EPOCH + 20_000 * DAY;
+        let later = [t0, t0 + 20 * DAY, t0 + DAY];
+        assert!(ClockWindow::at(t0).may_have_expired(&later));
     }
 }
