@@ -115,9 +115,19 @@ pub(crate) fn for_each_line<R: Read>(
             Err(e) => return Err(e),
         };
         let at_eof = buf.is_empty();
-        let (chunk, end) = match buf.iter().position(|&b| b == b'\n' || b == 0) {
-            Some(i) => (&buf[..i], Some(buf[i])),
+        let (chunk, end) = match buf.iter().position(|&b| b == b'\n') {
+            Some(i) => (&buf[..i], Some(b'\n')),
             None => (buf, None),
+        };
+        // NULs are rare: `contains` (memchr) rules them out cheaply, so
+        // the common line costs one scan for its newline, as before NULs
+        // separated pieces.
+        let (chunk, end) = match chunk.contains(&0) {
+            true => match chunk.iter().position(|&b| b == 0) {
+                Some(z) => (&chunk[..z], Some(0)),
+                None => (chunk, end),
+            },
+            false => (chunk, end),
         };
         let consumed = chunk.len() + usize::from(end.is_some());
         if piece_len + chunk.len() as u64 <= max_line as u64 {
