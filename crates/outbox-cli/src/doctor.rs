@@ -9,8 +9,8 @@ use std::io::{self, ErrorKind};
 use std::path::{Path, PathBuf};
 
 use clap::Args;
-use outbox::Store;
 use outbox::format::{MAX_LINE_BYTES, scan};
+use outbox::{MAX_LEDGER_BYTES, Store};
 use outbox_postgres::{PgOutbox, SCHEMA_VERSION};
 
 /// Check the store. The file store: which setting chose the data root,
@@ -305,12 +305,11 @@ fn ledgers(report: &mut Report, dir: &Path) {
         } else if let Some(stem) = name.strip_suffix(".jsonl") {
             // Protocol v2's append-only ledger: one line a mark (and a prune
             // line a drain). A new process, each CLI call, reads it whole.
-            match fs::read(&path) {
-                Ok(bytes) => report.info(format!(
-                    "parent {stem}: consumed ledger of {} bytes, {} lines (each outbox call \
-                     reads it whole once; drains compact it)",
-                    bytes.len(),
-                    bytes.iter().filter(|&&b| b == b'\n').count()
+            match ledger_size(&path) {
+                Ok((len, _)) if len > MAX_LEDGER_BYTES => too_large(report, stem, &path, len),
+                Ok((len, lines)) => report.info(format!(
+                    "parent {stem}: consumed ledger of {len} bytes, {lines} lines (each outbox \
+                     call reads it whole once; drains compact it)"
                 )),
                 Err(e) => report.problem(format!("cannot read {}: {e}", path.display())),
             }
@@ -327,6 +326,9 @@ fn ledgers(report: &mut Report, dir: &Path) {
                 continue;
             }
             match fs::metadata(&path) {
+                Ok(meta) if meta.len() > MAX_LEDGER_BYTES => {
+                    too_large(report, stem, &path, meta.len())
+                }
                 Ok(meta) => report.info(format!(
                     "parent {stem}: agent-deck's consumed ledger of {} bytes (read while no \
                      {stem}.jsonl exists; the next drain that marks a turn migrates it)",
@@ -336,6 +338,35 @@ fn ledgers(report: &mut Report, dir: &Path) {
             }
         }
     }
+}
+
+/// A ledger's size in bytes and, when it is within the read limit, its
+/// lines (counted a buffer at a time).
+fn ledger_size(path: &Path) -> io::Result<(u64, u64)> {
+    let len = fs::metadata(path)?.len();
+    if len > MAX_LEDGER_BYTES {
+        return Ok((len, 0));
+    }
+    let mut reader = io::BufReader::new(fs::File::open(path)?);
+    let mut lines = 0;
+    loop {
+        let buf = io::BufRead::fill_buf(&mut reader)?;
+        if buf.is_empty() {
+            return Ok((len, lines));
+        }
+        lines += buf.iter().filter(|&&b| b == b'\n').count() as u64;
+        let n = buf.len();
+        io::BufRead::consume(&mut reader, n);
+    }
+}
+
+fn too_large(report: &mut Report, stem: &str, path: &Path, len: u64) {
+    report.problem(format!(
+        "parent {stem}: consumed ledger {} of {len} bytes is over the {MAX_LEDGER_BYTES}-byte \
+         read limit: every commit and drain of this parent fails until it is moved aside \
+         (its consumed turns may then be delivered again)",
+        path.display()
+    ));
 }
 
 fn stray_temp(report: &mut Report, path: &Path) {
@@ -397,6 +428,27 @@ mod tests {
         let text = report.render();
         assert!(!text.contains("migrates it"), "{text}");
         assert!(text.contains("leftover"), "{text}");
+    }
+
+    #[test]
+    fn a_ledger_over_the_read_limit_is_a_problem() {
+        let dir = tempfile::tempdir().unwrap();
+        let ledger_dir = dir.path().join(LEDGER_DIR);
+        fs::create_dir_all(&ledger_dir).unwrap();
+        for name in ["p.jsonl", "q.json"] {
+            let f = fs::File::create(ledger_dir.join(name)).unwrap();
+            f.set_len(MAX_LEDGER_BYTES + 1).unwrap(); // sparse
+        }
+        let mut report = Report::default();
+        ledgers(&mut report, &ledger_dir);
+        assert_eq!(levels(&report), ["problem", "problem"]);
+        let text = report.render();
+        assert!(text.contains("parent p: consumed ledger"), "{text}");
+        assert!(
+            text.contains("is over the 67108864-byte read limit"),
+            "{text}"
+        );
+        assert!(text.contains("parent q: consumed ledger"), "{text}");
     }
 
     #[test]

@@ -60,8 +60,11 @@ use crate::paths::ParentPaths;
 /// that far ahead (see the crate documentation, "Consumed ledger").
 pub const LEDGER_TTL: Duration = Duration::from_secs(14 * 24 * 3600);
 
-/// The largest ledger file read, in bytes (about a million entries).
-const MAX_LEDGER_BYTES: u64 = 64 * 1024 * 1024;
+/// The largest consumed-ledger file an outbox reads, in bytes (about a
+/// million marks). A larger one is an [`Error::LedgerTooLarge`] for every
+/// commit and drain of its parent, never read as empty (that would deliver
+/// consumed turns again), and a drain never writes one.
+pub const MAX_LEDGER_BYTES: u64 = 64 * 1024 * 1024;
 
 /// Lines a ledger may hold beyond twice the marks of its last rewrite
 /// before a drain compacts it.

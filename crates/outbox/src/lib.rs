@@ -237,7 +237,7 @@ mod timestamp;
 
 pub use error::{DrainWithError, Error, Result};
 pub use io::StdIo;
-pub use ledger::LEDGER_TTL;
+pub use ledger::{LEDGER_TTL, MAX_LEDGER_BYTES};
 pub use outbox::{Committed, DEFAULT_STALE_AGE, Drained, Outbox, SweepReport};
 pub use paths::{
     LONGEST_SUFFIX_BYTES, MAX_FILE_NAME_BYTES, MAX_ID_BYTES, ParentPaths, sanitize_id,
