@@ -121,7 +121,9 @@
 //!   [`Outbox::commit`]). NUL bytes anywhere in a line separate like
 //!   newlines: a commit whose fdatasync failed may leave its bytes as NULs
 //!   on disk, with the next (successful) commit's line right after them,
-//!   and that line is still delivered.
+//!   and that line is still delivered. A piece between two runs of NULs
+//!   is a fragment of a lost write, set aside as a bad line, never a
+//!   record.
 //! - [`Outbox::drain`] never returns a turn twice; a crash after its ledger
 //!   write and before the caller acts loses the records *to the caller*
 //!   (the documented window).
