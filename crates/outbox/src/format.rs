@@ -164,8 +164,9 @@ pub(crate) fn for_each_line<R: Read>(
     }
 }
 
-/// The reason reported for a piece of a line between runs of NUL bytes
-/// (see [`for_each_line`]).
+/// The reason reported for a piece of a line between two runs of NUL bytes:
+/// a fragment of a write that was lost (its pages never reached the disk),
+/// never read as a record even when it parses. See [`BadLine`].
 pub const BETWEEN_NULS: &str = "between NUL bytes: a fragment of a lost write";
 
 fn is_blank(bytes: &[u8]) -> bool {
