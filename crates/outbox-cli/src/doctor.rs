@@ -385,8 +385,9 @@ mod tests {
         report.lines.iter().map(|(l, _)| *l).collect()
     }
 
-    #[test]
-    fn both_ledger_formats_are_sized() {
+    /// The ledger findings for a directory holding the v2 ledger `p.jsonl`
+    /// (one mark) and an agent-deck ledger named `legacy`.
+    fn ledger_report(legacy: &str) -> (Report, String) {
         let dir = tempfile::tempdir().unwrap();
         let ledger_dir = dir.path().join(LEDGER_DIR);
         fs::create_dir_all(&ledger_dir).unwrap();
@@ -395,10 +396,16 @@ mod tests {
             "{\"outbox_ledger\":2,\"generation\":\"00\",\"entries\":1}\n[\"t\",1]\n",
         )
         .unwrap();
-        fs::write(ledger_dir.join("q.json"), "{\"t\":1}").unwrap();
+        fs::write(ledger_dir.join(legacy), "{\"t\":1}").unwrap();
         let mut report = Report::default();
         ledgers(&mut report, &ledger_dir);
         let text = report.render();
+        (report, text)
+    }
+
+    #[test]
+    fn both_ledger_formats_are_sized() {
+        let (report, text) = ledger_report("q.json");
         assert!(
             text.contains("parent p: consumed ledger of 58 bytes, 2 lines"),
             "{text}"
@@ -414,18 +421,7 @@ mod tests {
     fn an_agent_deck_ledger_beside_a_v2_one_is_not_said_to_be_migrated() {
         // Both files: a migration whose unlink failed. The v2 ledger is
         // read first, so the JSON one is never read nor migrated again.
-        let dir = tempfile::tempdir().unwrap();
-        let ledger_dir = dir.path().join(LEDGER_DIR);
-        fs::create_dir_all(&ledger_dir).unwrap();
-        fs::write(
-            ledger_dir.join("p.jsonl"),
-            "{\"outbox_ledger\":2,\"generation\":\"00\",\"entries\":1}\n[\"t\",1]\n",
-        )
-        .unwrap();
-        fs::write(ledger_dir.join("p.json"), "{\"t\":1}").unwrap();
-        let mut report = Report::default();
-        ledgers(&mut report, &ledger_dir);
-        let text = report.render();
+        let (_, text) = ledger_report("p.json");
         assert!(!text.contains("migrates it"), "{text}");
         assert!(text.contains("leftover"), "{text}");
     }
