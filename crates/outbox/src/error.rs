@@ -131,7 +131,10 @@ pub enum Error {
         /// ledger is back but not durable: the records are pending, and a
         /// crash before the next durable write may still mark them consumed.
         marks_visible: bool,
-        /// The records the failed drain marked consumed. When
+        /// The records the failed drain marked consumed: those whose marks
+        /// reached the ledger (a write cut short marks only the leading
+        /// ones; the drain's other records are pending, as for any failed
+        /// drain). When
         /// `marks_visible` is `false` they are pending again and the next
         /// drain delivers them: act on them here only if acting twice is
         /// safe.

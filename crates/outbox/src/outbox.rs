@@ -840,7 +840,11 @@ impl<I: Io> Outbox<I> {
                     error,
                     undo,
                     marks_visible,
+                    marked,
                 }) => {
+                    // Only the marks that reached the file: the others are
+                    // pending, like any record of a failed drain.
+                    fresh.truncate(marked);
                     return Err(Error::MarksKept {
                         error,
                         marks_visible,
