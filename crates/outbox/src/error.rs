@@ -102,8 +102,9 @@ pub enum Error {
         limit: u64,
     },
     /// A drain, `drain_with` or `forget_child` of a parent was called from
-    /// inside a `drain_with` callback of the same parent, on the same thread:
-    /// it would wait for itself forever.
+    /// inside a `drain_with` callback of the same parent, on the same thread,
+    /// through the same [`Outbox`](crate::Outbox) handle or any other of the
+    /// process on the same root: it would wait for itself forever.
     #[error(
         "lock {} is already held by this thread: a drain, drain_with or forget_child of a \
          parent cannot be called from inside a drain_with callback of the same parent",

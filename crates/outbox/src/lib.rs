@@ -228,6 +228,7 @@
 mod durable;
 mod error;
 pub mod format;
+mod held;
 pub mod io;
 mod ledger;
 mod outbox;

@@ -6,7 +6,6 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::thread::ThreadId;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use parking_lot::{Mutex, RawMutex, lock_api::ArcMutexGuard};
@@ -14,6 +13,7 @@ use parking_lot::{Mutex, RawMutex, lock_api::ArcMutexGuard};
 use crate::durable::{create_temp, nonce, rename_into_place, write_durable, write_renamed};
 use crate::error::{DrainWithError, Error, IoContext, Result};
 use crate::format::{BadLine, MAX_LINE_BYTES, Scan, encode_line, for_each_record};
+use crate::held::Held;
 use crate::io::{Io, StdIo, parent_dir};
 use crate::ledger::{Ledger, MarkFailed};
 use crate::paths::{
@@ -48,9 +48,6 @@ struct Inner<I> {
     /// One mutex per lock file, so threads of this process exclude each
     /// other before they contend for the (per-process) file lock.
     locks: Mutex<HashMap<PathBuf, Arc<Mutex<()>>>>,
-    /// The thread holding each lock of `locks`, so a thread that asks
-    /// again for a lock it holds gets an error instead of a deadlock.
-    holders: Mutex<HashMap<PathBuf, ThreadId>>,
     /// The directories every write needs exist, durably (set by the eager
     /// open, or by the first write of a lazily opened outbox).
     layout_ready: AtomicBool,
@@ -133,20 +130,13 @@ struct Staged {
 }
 
 /// Both locks of one lock file, the in-process mutex and the file lock, and
-/// this thread's entry in the holders map (cleared on drop, while the
-/// mutex is still held). Field order is drop order: the file lock is
-/// released first.
-pub(crate) struct ThreadAndFileLock<'a, I: Io> {
+/// this thread's entry in the process-wide registry of holders ([`Held`]:
+/// re-entry through any handle is an error, not a deadlock). Field order is
+/// drop order: the file lock is released first, the registration last.
+pub(crate) struct ThreadAndFileLock<I: Io> {
     _file: I::Lock,
     _thread: ArcMutexGuard<RawMutex, ()>,
-    holders: &'a Mutex<HashMap<PathBuf, ThreadId>>,
-    path: PathBuf,
-}
-
-impl<I: Io> Drop for ThreadAndFileLock<'_, I> {
-    fn drop(&mut self) {
-        self.holders.lock().remove(&self.path);
-    }
+    _held: Held,
 }
 
 /// What [`Outbox::sweep_stale_all`] did.
@@ -210,7 +200,6 @@ impl<I: Io> Outbox<I> {
                 root: root.into(),
                 io,
                 locks: Mutex::new(HashMap::new()),
-                holders: Mutex::new(HashMap::new()),
                 layout_ready: AtomicBool::new(false),
                 ledgers: Mutex::new(HashMap::new()),
             }),
@@ -271,24 +260,17 @@ impl<I: Io> Outbox<I> {
     }
 
     /// Takes both locks of the lock file `path`; an error, not a deadlock,
-    /// when this thread already holds them (a call from inside a
-    /// `drain_with` callback).
-    pub(crate) fn lock(&self, path: &Path) -> Result<ThreadAndFileLock<'_, I>> {
-        let me = std::thread::current().id();
-        if self.inner.holders.lock().get(path) == Some(&me) {
-            return Err(Error::Reentrant {
-                path: path.to_owned(),
-            });
-        }
+    /// when this thread already holds them, through this handle or any
+    /// other of the process (a call from inside a `drain_with` callback).
+    pub(crate) fn lock(&self, path: &Path) -> Result<ThreadAndFileLock<I>> {
+        let held = Held::enter(path)?;
         let mutex = Arc::clone(self.inner.locks.lock().entry(path.to_owned()).or_default());
         let thread = mutex.lock_arc();
         let file = self.inner.io.lock(path).at("lock", path)?;
-        self.inner.holders.lock().insert(path.to_owned(), me);
         Ok(ThreadAndFileLock {
             _file: file,
             _thread: thread,
-            holders: &self.inner.holders,
-            path: path.to_owned(),
+            _held: held,
         })
     }
 

@@ -10,6 +10,7 @@ mod crash;
 mod decode_props;
 mod faults;
 mod format;
+mod handles;
 mod hardening_files;
 mod hardening_semantics;
 mod perf_op_counts;
