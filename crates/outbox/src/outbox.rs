@@ -191,9 +191,11 @@ impl<I: Io> Outbox<I> {
     /// Opens the outbox at `root` with the file-system seam `io` without
     /// touching the disk. The read-only operations ([`peek`](Self::peek),
     /// [`has_pending`](Self::has_pending), [`stop_blocks`](Self::stop_blocks))
-    /// then create nothing, on any root; the first operation that writes
-    /// creates the directories [`open_with`](Self::open_with) would have
-    /// created, as durably and with the same fsyncs.
+    /// then create nothing, on any root, nor does a drain or a sweep that
+    /// finds nothing to do (no file of the parent: no directory, no lock
+    /// file); the first operation that writes creates the directories
+    /// [`open_with`](Self::open_with) would have created, as durably and
+    /// with the same fsyncs.
     pub fn open_lazy_with(root: impl Into<PathBuf>, io: I) -> Self {
         Self {
             inner: Arc::new(Inner {
@@ -570,8 +572,9 @@ impl<I: Io> Outbox<I> {
     /// of the fdatasync: 2 in all), amortised over as many drains as the
     /// ledger has entries; +1 file + 1 directory per quarantine file.
     pub fn drain(&self, parent: &str) -> Result<Drained> {
-        let paths = self.paths(parent)?;
-        self.ensure_layout()?;
+        let Some(paths) = self.drain_paths(parent)? else {
+            return Ok(Drained::default());
+        };
         let _drain = self.lock(&paths.drain_lock)?;
         let staged = self.stage_claim(&paths)?;
         let no_delivery = None::<fn(&[Record]) -> Result<(), Infallible>>;
@@ -608,8 +611,9 @@ impl<I: Io> Outbox<I> {
         parent: &str,
         deliver: impl FnOnce(&[Record]) -> Result<(), E>,
     ) -> Result<Drained, DrainWithError<E>> {
-        let paths = self.paths(parent)?;
-        self.ensure_layout()?;
+        let Some(paths) = self.drain_paths(parent)? else {
+            return Ok(Drained::default());
+        };
         let _drain = self.lock(&paths.drain_lock)?;
         let staged = self.stage_claim(&paths)?;
         self.finalize(&paths, staged, usize::MAX, Some(deliver))
@@ -639,11 +643,33 @@ impl<I: Io> Outbox<I> {
         max: usize,
         deliver: impl FnOnce(&[Record]) -> Result<(), E>,
     ) -> Result<Drained, DrainWithError<E>> {
-        let paths = self.paths(parent)?;
-        self.ensure_layout()?;
+        let Some(paths) = self.drain_paths(parent)? else {
+            return Ok(Drained::default());
+        };
         let _drain = self.lock(&paths.drain_lock)?;
         let staged = self.stage_claim(&paths)?;
         self.finalize(&paths, staged, max, Some(deliver))
+    }
+
+    /// `parent`'s files for a drain, with the directories every write needs;
+    /// `None` when an outbox opened lazily whose first write this would be
+    /// finds nothing to drain (no inbox, claim or agent-deck WAL: three
+    /// stats), so that a drain of nothing creates nothing on any root. A
+    /// commit racing with it is drained next time, as if it came after.
+    fn drain_paths(&self, parent: &str) -> Result<Option<ParentPaths>> {
+        let paths = self.paths(parent)?;
+        if !self.inner.layout_ready.load(Ordering::Acquire) {
+            let io = &self.inner.io;
+            let mut any = false;
+            for path in [&paths.inbox, &paths.claimed, &paths.wal] {
+                any = any || io.file_len(path).at("stat", path)?.is_some();
+            }
+            if !any {
+                return Ok(None);
+            }
+        }
+        self.ensure_layout()?;
+        Ok(Some(paths))
     }
 
     /// Phase 1: claim everything pending into the WAL
@@ -948,8 +974,12 @@ impl<I: Io> Outbox<I> {
     /// callback of the same parent.
     pub fn sweep_stale(&self, parent: &str, max_age: Duration) -> Result<usize> {
         let paths = self.paths(parent)?;
-        self.ensure_layout()?;
         let (found, _) = self.parent_files()?;
+        if !self.inner.layout_ready.load(Ordering::Acquire) && !found.contains_key(&paths.stem) {
+            // A lazily opened outbox: nothing to sweep, nothing created.
+            return Ok(0);
+        }
+        self.ensure_layout()?;
         let temps = found.get(&paths.stem).map_or(&[][..], |f| &f.temps);
         Ok(self.sweep_parent(&paths, temps, max_age)?.0)
     }
@@ -960,10 +990,14 @@ impl<I: Io> Outbox<I> {
     /// [`SweepReport::skipped`] and the sweep goes on with the others. An
     /// error is returned only when a directory cannot be listed.
     pub fn sweep_stale_all(&self, max_age: Duration) -> Result<SweepReport> {
-        self.ensure_layout()?;
         let mut report = SweepReport::default();
         let (found, odd) = self.parent_files()?;
         report.skipped = odd;
+        if found.is_empty() {
+            // Nothing to sweep: a lazily opened outbox creates nothing.
+            return Ok(report);
+        }
+        self.ensure_layout()?;
         for (stem, files) in found {
             let result = match id_of_stem(&stem) {
                 Some(id) => self

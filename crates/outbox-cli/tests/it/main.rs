@@ -17,5 +17,6 @@ mod hooks;
 mod input;
 mod perf_cli;
 mod postgres_store;
+mod reliability;
 mod stop_hook;
 mod util;

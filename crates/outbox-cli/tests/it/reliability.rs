@@ -1,0 +1,54 @@
+//! Issue 20 through the CLI, each test a behaviour a review found broken.
+
+use crate::util::{ok, outbox_in, snapshot};
+
+/// A root as another parent's producer leaves it: `inboxes/` with that
+/// parent's inbox, nothing else.
+fn root_with_another_parents_inbox(root: &std::path::Path) {
+    std::fs::create_dir_all(root.join("inboxes")).unwrap();
+    std::fs::write(
+        root.join("inboxes/conductor.jsonl"),
+        concat!(
+            r#"{"child_session_id":"w1","child_title":"","profile":"","from_status":"running","#,
+            r#""to_status":"waiting","timestamp":"2026-11-28T11:20:59Z"}"#,
+            "\n"
+        ),
+    )
+    .unwrap();
+}
+
+#[test]
+fn drain_and_sweep_of_a_parent_without_an_inbox_create_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    root_with_another_parents_inbox(root);
+    let before = snapshot(root);
+    let drained = ok(root, &["drain", "--parent", "other"]);
+    assert_eq!(drained.stdout, "");
+    ok(root, &["drain", "--parent", "other", "--json"]);
+    ok(root, &["drain", "--parent", "other", "--exec", "true"]);
+    let hook = outbox_in(
+        root,
+        &["stop-hook", "--parent", "other"],
+        br#"{"hook_event_name":"Stop"}"#,
+    );
+    assert_eq!((hook.code, hook.stdout.as_str()), (0, ""), "{hook:?}");
+    assert_eq!(snapshot(root), before, "a drain of nothing wrote");
+}
+
+#[test]
+fn drain_and_sweep_on_a_root_without_inboxes_create_nothing() {
+    for layout in [&["inboxes"][..], &["inboxes", "runtime/inbox-inflight"][..]] {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        for d in layout {
+            std::fs::create_dir_all(root.join(d)).unwrap();
+        }
+        let before = snapshot(root);
+        ok(root, &["drain", "--parent", "conductor"]);
+        let swept = ok(root, &["sweep"]);
+        assert_eq!(swept.stdout, "0\n");
+        ok(root, &["sweep", "--older-than", "0s"]);
+        assert_eq!(snapshot(root), before, "{layout:?}: drain or sweep wrote");
+    }
+}
