@@ -10,6 +10,7 @@ use std::time::Duration;
 use outbox::stop_hook::{StopOutcome, on_stop};
 use outbox::{DrainWithError, Error, LEDGER_TTL, Record, Store, StoreErrorKind, Timestamp};
 
+pub use crate::identity::child_ids_are_exact_bytes_and_never_padded;
 use crate::model::{Model, by_child, children};
 use crate::{Harness, T0, TestClock};
 

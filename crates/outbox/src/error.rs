@@ -74,6 +74,23 @@ pub enum Error {
         /// The field's name, e.g. `"child_session_id"`.
         field: &'static str,
     },
+    /// A commit was given a child or parent id with leading or trailing
+    /// whitespace. agent-deck's turn fingerprint trims the child id, so
+    /// `w1` and `w1 ` are one child to the consumed ledger: every store
+    /// refuses such an id in a new commit, so that they are one child
+    /// everywhere (records of agent-deck's files are read by the trimmed
+    /// id). Other ids are exact bytes: no case folding, no Unicode
+    /// normalisation.
+    #[error(
+        "{field} {id:?} has leading or trailing whitespace; ids differing only by it would be \
+         one child to the turn fingerprint, so they are refused: trim it"
+    )]
+    IdHasSurroundingWhitespace {
+        /// `"child_session_id"` or `"parent id"`.
+        field: &'static str,
+        /// The id as given.
+        id: String,
+    },
     /// A commit was given an id or key longer than
     /// [`MAX_FIELD_BYTES`](crate::MAX_FIELD_BYTES).
     #[error("record field {field} is {len} bytes long; the limit is {limit} bytes")]

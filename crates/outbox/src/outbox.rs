@@ -437,12 +437,12 @@ impl<I: Io> Outbox<I> {
         // record never brings an older one back.
         let mut last: HashMap<&str, usize> = HashMap::new();
         for (i, (r, _)) in lines.iter().enumerate() {
-            last.insert(r.child_session_id.as_str(), i);
+            last.insert(child_of(r), i);
         }
         let mut kept = Vec::new();
         let mut dropped = 0;
         for (i, (r, bytes)) in lines.iter().enumerate() {
-            if last.get(r.child_session_id.as_str()) != Some(&i) {
+            if last.get(child_of(r)) != Some(&i) {
                 continue;
             }
             if keep(r) {
@@ -934,9 +934,10 @@ impl<I: Io> Outbox<I> {
     // Housekeeping
     // ----------------------------------------------------------------------
 
-    /// Drops `parent`'s pending records of `child` whose `from_status` and
-    /// `to_status` are `from` and `to`; returns how many. Fsyncs only when
-    /// something is dropped (1 file + 1 directory).
+    /// Drops `parent`'s pending records of `child` (compared trimmed, as
+    /// every child id) whose `from_status` and `to_status` are `from` and
+    /// `to`; returns how many. Fsyncs only when something is dropped (1
+    /// file + 1 directory).
     pub fn sweep_transition(
         &self,
         parent: &str,
@@ -947,8 +948,9 @@ impl<I: Io> Outbox<I> {
         let paths = self.paths(parent)?;
         self.ensure_layout()?;
         let _held = self.lock(&paths.inbox_lock)?;
+        let child = child.trim();
         self.rewrite_inbox(&paths, |r| {
-            !(r.child_session_id == child && r.from_status == from && r.to_status == to)
+            !(child_of(r) == child && r.from_status == from && r.to_status == to)
         })
     }
 
@@ -1165,26 +1167,31 @@ fn encode(r: &Record) -> Result<Vec<u8>> {
     })
 }
 
+/// A record's child, as identity: its id trimmed, as agent-deck's turn
+/// fingerprint takes it (a new commit may not pad an id, see
+/// [`Error::IdHasSurroundingWhitespace`]; lines agent-deck wrote may).
+fn child_of(r: &Record) -> &str {
+    r.child_session_id.trim()
+}
+
 /// Whether `records` hold at most one record per child.
 fn one_per_child(records: &[Record]) -> bool {
     let mut seen = std::collections::HashSet::with_capacity(records.len());
-    records
-        .iter()
-        .all(|r| seen.insert(r.child_session_id.as_str()))
+    records.iter().all(|r| seen.insert(child_of(r)))
 }
 
-/// One record per child, the last in `records` (which are in commit order:
-/// the WAL's, then the inbox's), in the order the children were first
-/// seen. Timestamps play no part: a clock step or a producer's stamp cannot
-/// make an older record win.
+/// One record per child ([`child_of`]), the last in `records` (which are
+/// in commit order: the WAL's, then the inbox's), in the order the
+/// children were first seen. Timestamps play no part: a clock step or a
+/// producer's stamp cannot make an older record win.
 pub(crate) fn collapse(records: Vec<Record>) -> Vec<Record> {
     let mut out: Vec<Record> = Vec::new();
     let mut index: HashMap<String, usize> = HashMap::new();
     for r in records {
-        match index.get(&r.child_session_id) {
+        match index.get(child_of(&r)) {
             Some(&i) => out[i] = r,
             None => {
-                index.insert(r.child_session_id.clone(), out.len());
+                index.insert(child_of(&r).to_owned(), out.len());
                 out.push(r);
             }
         }

@@ -13,6 +13,7 @@ mod format;
 mod handles;
 mod hardening_files;
 mod hardening_semantics;
+mod identity;
 mod perf_op_counts;
 mod perf_outbox;
 mod records_state;
