@@ -64,14 +64,14 @@ pub fn fragment(binary: &Path, store: &StoreArg, args: &HooksArgs) -> Result<Str
         StoreArg::Store(url) => format!("--store {}", shell_quote(url)),
     };
     let subcommand = if args.child {
-        "commit --parent {} --from-hook"
+        "commit {} --from-hook"
     } else {
-        "stop-hook --parent {}"
+        "stop-hook {}"
     };
     let command = format!(
         "{} {store} {}",
         utf8("the binary's path", binary)?,
-        subcommand.replace("{}", &shell_quote(&args.parent))
+        subcommand.replace("{}", &parent_arg(&args.parent))
     );
     // Written by hand to keep the keys in Claude Code's documented order
     // (`type` before `command`); the command is a JSON string literal.
@@ -93,6 +93,17 @@ pub fn fragment(binary: &Path, store: &StoreArg, args: &HooksArgs) -> Result<Str
 }}
 "#
     ))
+}
+
+/// The `--parent` argument of a hook's command: `--parent ID`, or
+/// `--parent=ID` for an id that starts with `-`, which the parser would
+/// otherwise take for an option (`--parent -conductor`).
+fn parent_arg(id: &str) -> String {
+    if id.starts_with('-') {
+        format!("--parent={}", shell_quote(id))
+    } else {
+        format!("--parent {}", shell_quote(id))
+    }
 }
 
 /// `word` as one POSIX shell word: unchanged when it holds only characters

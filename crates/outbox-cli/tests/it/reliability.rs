@@ -52,3 +52,41 @@ fn drain_and_sweep_on_a_root_without_inboxes_create_nothing() {
         assert_eq!(snapshot(root), before, "{layout:?}: drain or sweep wrote");
     }
 }
+
+/// The command of the one hook in a fragment `outbox hooks` printed.
+fn the_command(fragment: &str) -> String {
+    let json: serde_json::Value = serde_json::from_str(fragment).expect("hooks prints JSON");
+    json["hooks"]["Stop"][0]["hooks"][0]["command"]
+        .as_str()
+        .expect("a command")
+        .to_owned()
+}
+
+/// Runs a hook command as Claude Code does: `sh -c` from `/`, no
+/// environment, the input on stdin.
+fn run_hook(command: &str, input: &[u8]) -> crate::util::Run {
+    let mut cmd = std::process::Command::new("/bin/sh");
+    cmd.arg("-c").arg(command).env_clear().current_dir("/");
+    crate::util::run_command(cmd, input)
+}
+
+#[test]
+fn hooks_for_a_parent_id_that_starts_with_a_dash_work() {
+    for parent in ["-conductor", "--root", "-", "- x"] {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        let flag = format!("--parent={parent}");
+        let child = the_command(&ok(root, &["hooks", &flag, "--child"]).stdout);
+        let stop = the_command(&ok(root, &["hooks", &flag]).stdout);
+        let input =
+            br#"{"session_id":"w1","hook_event_name":"Stop","last_assistant_message":"done"}"#;
+        let committed = run_hook(&child, input);
+        assert_eq!(committed.code, 0, "{parent:?}: {child}: {committed:?}");
+        let blocked = run_hook(&stop, br#"{"hook_event_name":"Stop"}"#);
+        assert_eq!(blocked.code, 0, "{parent:?}: {stop}: {blocked:?}");
+        assert!(
+            blocked.stdout.contains(r#""decision":"block""#) && blocked.stdout.contains("done"),
+            "{parent:?}: {blocked:?}"
+        );
+    }
+}
