@@ -242,6 +242,7 @@ mod durable;
 mod error;
 pub mod format;
 mod held;
+pub mod hook_json;
 pub mod io;
 mod ledger;
 mod outbox;

@@ -135,7 +135,7 @@ impl HookInput {
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return Ok(Self::default());
         }
-        let value: serde_json::Value = serde_json::from_slice(bytes)?;
+        let value = crate::hook_json::parse(bytes)?;
         let kind = match &value {
             serde_json::Value::Object(_) => return Ok(Self::deserialize(value)?),
             serde_json::Value::Null => "null",

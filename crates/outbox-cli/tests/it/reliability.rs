@@ -90,3 +90,42 @@ fn hooks_for_a_parent_id_that_starts_with_a_dash_work() {
         );
     }
 }
+
+/// What Node's `JSON.stringify` writes for a string cut in the middle of
+/// an emoji: a lone surrogate escape (RFC 8259's grammar allows it).
+const CUT_EMOJI: &str = r#"{"session_id":"w1","hook_event_name":"Stop","stop_hook_active":false,"last_assistant_message":"done \ud83d"}"#;
+
+#[test]
+fn hook_input_with_lone_surrogate_escapes_is_accepted() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let committed = outbox_in(
+        root,
+        &["commit", "--parent", "p", "--from-hook"],
+        CUT_EMOJI.as_bytes(),
+    );
+    assert_eq!(committed.code, 0, "{committed:?}");
+    // A lone low surrogate, a pair (kept), and an escaped backslash
+    // before a u (text, not an escape).
+    let more = r#"{"session_id":"w2","hook_event_name":"Stop","last_assistant_message":"\ude00 \ud83d\ude00 \\ud83d \ud83d\ud83d"}"#;
+    let committed = outbox_in(
+        root,
+        &["commit", "--parent", "p", "--from-hook"],
+        more.as_bytes(),
+    );
+    assert_eq!(committed.code, 0, "{committed:?}");
+    let peeked = ok(root, &["peek", "--parent", "p", "--json"]);
+    let records: Vec<serde_json::Value> = serde_json::from_str(&peeked.stdout).unwrap();
+    assert_eq!(records[0]["done_summary"], "done \u{fffd}");
+    assert_eq!(
+        records[1]["done_summary"],
+        "\u{fffd} \u{1f600} \\ud83d \u{fffd}\u{fffd}"
+    );
+    // The parent's hook reads such input too.
+    let blocked = outbox_in(root, &["stop-hook", "--parent", "p"], CUT_EMOJI.as_bytes());
+    assert_eq!(blocked.code, 0, "{blocked:?}");
+    assert!(
+        blocked.stdout.contains(r#""decision":"block""#),
+        "{blocked:?}"
+    );
+}
