@@ -4,12 +4,14 @@
 //! consumed) and prints one line per finding, each starting with `ok`,
 //! `info` or `problem`. A problem says what to do.
 
+use std::collections::BTreeMap;
 use std::fs;
 use std::io::{self, ErrorKind};
 use std::path::{Path, PathBuf};
 
 use clap::Args;
 use outbox::format::{MAX_LINE_BYTES, scan};
+use outbox::names::{Dir, FileKind};
 use outbox::{MAX_LEDGER_BYTES, Store};
 use outbox_postgres::{PgOutbox, SCHEMA_VERSION};
 
@@ -37,11 +39,6 @@ const INBOX_DIR: &str = "inboxes";
 const WAL_DIR: &str = "runtime/inbox-inflight";
 const LEDGER_DIR: &str = "runtime/consumed-turns";
 const STOP_BLOCKS_DIR: &str = "runtime/stop-blocks";
-
-/// What marks the temporary file of a durable write (`<target>.tmp-<pid>-<n>`).
-const TEMP_MARK: &str = ".tmp-";
-/// What marks a quarantine file (`<id>.{jsonl,wal}.quarantine-<...>`).
-const QUARANTINE_MARK: &str = ".quarantine-";
 
 /// Examines the PostgreSQL store at `url`, chosen by the setting `from`:
 /// connects (which creates or migrates the schema), then lists the pending
@@ -155,15 +152,8 @@ pub fn examine(root: &Path, from: &str) -> Report {
     ] {
         check_dir(&mut report, &dir);
     }
-    inboxes(&mut report, &root.join(INBOX_DIR));
-    wals(&mut report, &root.join(WAL_DIR), false);
-    wals(&mut report, &root.join(INBOX_DIR), true);
-    ledgers(&mut report, &root.join(LEDGER_DIR));
-    for (name, path) in names(&mut report, &root.join(STOP_BLOCKS_DIR)) {
-        if name.contains(TEMP_MARK) {
-            stray_temp(&mut report, &path);
-        }
-    }
+    let parents = walk(&mut report, root);
+    pending(&mut report, root, &parents);
     if !report.has_problems() {
         report.ok("nothing needs attention".to_owned());
     }
@@ -231,112 +221,162 @@ fn count(path: &Path) -> io::Result<(usize, usize)> {
     Ok((scan.records.len(), scan.bad_lines.len()))
 }
 
-fn inboxes(report: &mut Report, dir: &Path) {
-    for (name, path) in names(report, dir) {
-        if name.contains(QUARANTINE_MARK) {
-            report.problem(format!(
-                "{}: lines a drain or commit could not read were set aside here; inspect \
-                 them, recommit what matters (outbox commit --json), then delete the file",
+/// A parent id as the shell reads it, for findings and advice.
+fn shown(id: &str) -> String {
+    crate::hooks::shell_quote(id)
+}
+
+/// What the walk found of one parent's records.
+#[derive(Debug, Default)]
+struct Seen {
+    /// Records staged in a drain's WAL (the claim, or agent-deck's).
+    staged: usize,
+}
+
+/// Walks the outbox's directories under `root`, reading each name by the
+/// outbox's grammar ([`outbox::names::parse`]), never by substring;
+/// returns the parents with records (an inbox or a WAL), by id.
+fn walk(report: &mut Report, root: &Path) -> BTreeMap<String, Seen> {
+    let mut parents = BTreeMap::new();
+    for dir in [
+        Dir::Inboxes,
+        Dir::InboxInflight,
+        Dir::ConsumedTurns,
+        Dir::StopBlocks,
+    ] {
+        walk_dir(report, dir, &root.join(dir.relative_path()), &mut parents);
+    }
+    parents
+}
+
+fn walk_dir(report: &mut Report, dir: Dir, path: &Path, parents: &mut BTreeMap<String, Seen>) {
+    for (name, path) in names(report, path) {
+        let Some(file) = outbox::names::parse(dir, &name) else {
+            continue; // Not the outbox's (a probe, a stranger's file).
+        };
+        if file.temp {
+            stray_temp(report, &path);
+            continue;
+        }
+        let Some(id) = file.parent else {
+            report.info(format!(
+                "{}: no parent id maps to this name; no outbox command reads it",
                 path.display()
             ));
-        } else if name.contains(TEMP_MARK) {
-            stray_temp(report, &path);
-        } else if let Some(stem) = name.strip_suffix(".jsonl") {
-            match count(&path) {
-                Ok((0, 0)) => {}
-                Ok((records, bad)) => {
-                    if records > 0 {
-                        report.info(format!("parent {stem}: {records} record(s) pending"));
+            continue;
+        };
+        match file.kind {
+            FileKind::Quarantine => report.problem(format!(
+                "{}: lines a drain could not read were set aside here; inspect them, \
+                 recommit what matters (outbox commit --json), then delete the file",
+                path.display()
+            )),
+            FileKind::Inbox | FileKind::Claimed | FileKind::AgentDeckWal => {
+                let seen = parents.entry(id.clone()).or_default();
+                match count(&path) {
+                    Ok((records, bad)) => {
+                        if file.kind != FileKind::Inbox {
+                            seen.staged += records;
+                        }
+                        if bad > 0 {
+                            unreadable(report, &path, &id, bad);
+                        }
                     }
-                    if bad > 0 {
-                        report.problem(format!(
-                            "{}: {bad} unreadable line(s); the next commit or drain moves \
-                             them to a quarantine file (run outbox drain --parent {stem})",
-                            path.display()
-                        ));
-                    }
+                    Err(e) => report.problem(format!(
+                        "cannot read {}: {e}; fix its permissions",
+                        path.display()
+                    )),
                 }
-                Err(e) => report.problem(format!(
-                    "cannot read {}: {e}; fix its permissions",
-                    path.display()
-                )),
             }
+            FileKind::Ledger => ledger(report, &id, &path),
+            FileKind::AgentDeckLedger => agent_deck_ledger(report, &id, &file.stem, &path),
+            _ => {}
         }
     }
 }
 
-/// The WALs in `dir`: agent-deck's (`runtime/inbox-inflight/<id>.jsonl`),
-/// or, with `claimed`, protocol v2's claims (`inboxes/<id>.jsonl.claimed`;
-/// the inbox directory's temp files are `inboxes`' to report).
-fn wals(report: &mut Report, dir: &Path, claimed: bool) {
-    let suffix = if claimed { ".jsonl.claimed" } else { ".jsonl" };
-    for (name, path) in names(report, dir) {
-        if name.contains(TEMP_MARK) {
-            if !claimed {
-                stray_temp(report, &path);
-            }
-        } else if let Some(stem) = name.strip_suffix(suffix) {
-            match count(&path) {
-                Ok((0, 0)) => {}
-                Ok((records, bad)) => {
-                    let unreadable = match bad {
-                        0 => String::new(),
-                        n => format!(" and {n} unreadable line(s)"),
-                    };
-                    report.problem(format!(
-                        "parent {stem}: a WAL with {records} record(s){unreadable} from a \
-                         drain that did not finish, or left by drain --max; the next drain \
-                         delivers what is not yet consumed: run outbox drain --parent {stem}"
-                    ));
-                }
-                Err(e) => report.problem(format!(
-                    "cannot read {}: {e}; fix its permissions",
-                    path.display()
-                )),
-            }
-        }
-    }
+fn unreadable(report: &mut Report, path: &Path, id: &str, bad: usize) {
+    report.problem(format!(
+        "{}: {bad} unreadable line(s); the next drain of parent {} sets them aside in a \
+         quarantine file, without losing the other records (`outbox peek {}` shows what \
+         it will deliver)",
+        path.display(),
+        shown(id),
+        crate::hooks::parent_arg(id)
+    ));
 }
 
-fn ledgers(report: &mut Report, dir: &Path) {
-    for (name, path) in names(report, dir) {
-        if name.contains(TEMP_MARK) {
-            stray_temp(report, &path);
-        } else if let Some(stem) = name.strip_suffix(".jsonl") {
-            // Protocol v2's append-only ledger: one line a mark (and a prune
-            // line a drain). A new process, each CLI call, reads it whole.
-            match ledger_size(&path) {
-                Ok((len, _)) if len > MAX_LEDGER_BYTES => too_large(report, stem, &path, len),
-                Ok((len, lines)) => report.info(format!(
-                    "parent {stem}: consumed ledger of {len} bytes, {lines} lines (each outbox \
-                     call reads it whole once; drains compact it)"
-                )),
-                Err(e) => report.problem(format!("cannot read {}: {e}", path.display())),
-            }
-        } else if let Some(stem) = name.strip_suffix(".json") {
-            if dir.join(format!("{stem}.jsonl")).exists() {
-                // The v2 ledger is read first: this one is never read or
-                // migrated again (a migration whose unlink failed).
+/// The pending records of each parent, as a drain would deliver them
+/// (`peek`: one per child, consumed turns left out), not lines.
+fn pending(report: &mut Report, root: &Path, parents: &BTreeMap<String, Seen>) {
+    let store = outbox::Outbox::open_lazy(root);
+    for (id, seen) in parents {
+        match store.peek(id) {
+            Ok(records) if records.is_empty() => {}
+            Ok(records) => {
+                let staged = match seen.staged {
+                    0 => String::new(),
+                    n => format!(
+                        " ({n} of them staged by an earlier drain: the rest of a drain --max, \
+                         or a drain that did not finish; the next drain delivers them first)"
+                    ),
+                };
                 report.info(format!(
-                    "parent {stem}: a leftover agent-deck consumed ledger, {} (never read \
-                     while {stem}.jsonl exists; its entries were migrated there; it may be \
-                     deleted once no agent-deck uses this root)",
-                    path.display()
+                    "parent {}: {} record(s) pending{staged}",
+                    shown(id),
+                    records.len()
                 ));
-                continue;
             }
-            match fs::metadata(&path) {
-                Ok(meta) if meta.len() > MAX_LEDGER_BYTES => {
-                    too_large(report, stem, &path, meta.len())
-                }
-                Ok(meta) => report.info(format!(
-                    "parent {stem}: agent-deck's consumed ledger of {} bytes (read while no \
-                     {stem}.jsonl exists; the next drain that marks a turn migrates it)",
-                    meta.len()
-                )),
-                Err(e) => report.problem(format!("cannot stat {}: {e}", path.display())),
-            }
+            Err(e) => report.problem(format!(
+                "parent {}: cannot read its records: {e}",
+                shown(id)
+            )),
         }
+    }
+}
+
+/// The ledger findings of `dir` alone.
+#[cfg(test)]
+fn ledgers(report: &mut Report, dir: &Path) {
+    walk_dir(report, Dir::ConsumedTurns, dir, &mut BTreeMap::new());
+}
+
+/// Protocol v2's append-only ledger: one line a mark (and a prune line a
+/// drain). A new process, each CLI call, reads it whole.
+fn ledger(report: &mut Report, id: &str, path: &Path) {
+    match ledger_size(path) {
+        Ok((len, _)) if len > MAX_LEDGER_BYTES => too_large(report, id, path, len),
+        Ok((len, lines)) => report.info(format!(
+            "parent {}: consumed ledger of {len} bytes, {lines} lines (each outbox call reads \
+             it whole once; drains compact it)",
+            shown(id)
+        )),
+        Err(e) => report.problem(format!("cannot read {}: {e}", path.display())),
+    }
+}
+
+fn agent_deck_ledger(report: &mut Report, id: &str, stem: &str, path: &Path) {
+    if path.with_file_name(format!("{stem}.jsonl")).exists() {
+        // The v2 ledger is read first: this one is never read or
+        // migrated again (a migration whose unlink failed).
+        report.info(format!(
+            "parent {}: a leftover agent-deck consumed ledger, {} (never read while \
+             {stem}.jsonl exists; its entries were migrated there; it may be deleted once no \
+             agent-deck uses this root)",
+            shown(id),
+            path.display()
+        ));
+        return;
+    }
+    match fs::metadata(path) {
+        Ok(meta) if meta.len() > MAX_LEDGER_BYTES => too_large(report, id, path, meta.len()),
+        Ok(meta) => report.info(format!(
+            "parent {}: agent-deck's consumed ledger of {} bytes (read while no {stem}.jsonl \
+             exists; the next drain that marks a turn migrates it)",
+            shown(id),
+            meta.len()
+        )),
+        Err(e) => report.problem(format!("cannot stat {}: {e}", path.display())),
     }
 }
 
@@ -360,11 +400,12 @@ fn ledger_size(path: &Path) -> io::Result<(u64, u64)> {
     }
 }
 
-fn too_large(report: &mut Report, stem: &str, path: &Path, len: u64) {
+fn too_large(report: &mut Report, id: &str, path: &Path, len: u64) {
     report.problem(format!(
-        "parent {stem}: consumed ledger {} of {len} bytes is over the {MAX_LEDGER_BYTES}-byte \
+        "parent {}: consumed ledger {} of {len} bytes is over the {MAX_LEDGER_BYTES}-byte \
          read limit: every commit and drain of this parent fails until it is moved aside \
          (its consumed turns may then be delivered again)",
+        shown(id),
         path.display()
     ));
 }

@@ -98,7 +98,7 @@ pub fn fragment(binary: &Path, store: &StoreArg, args: &HooksArgs) -> Result<Str
 /// The `--parent` argument of a hook's command: `--parent ID`, or
 /// `--parent=ID` for an id that starts with `-`, which the parser would
 /// otherwise take for an option (`--parent -conductor`).
-fn parent_arg(id: &str) -> String {
+pub(crate) fn parent_arg(id: &str) -> String {
     if id.starts_with('-') {
         format!("--parent={}", shell_quote(id))
     } else {

@@ -131,8 +131,7 @@ enum Command {
 /// Claude Code Stop hook (--from-hook). A record replaces any pending
 /// record of the same child (last wins). Returns once the record is
 /// durable. Warns on stderr when the turn was already consumed (no drain
-/// will deliver it; a new --output-hash marks a new turn) and when
-/// unreadable lines of the inbox were set aside in a quarantine file.
+/// will deliver it; a new --output-hash marks a new turn).
 ///
 /// --from-hook reads the Stop (or SubagentStop) hook's JSON on stdin and
 /// commits a completion: the child is session_id (agent_id for
@@ -792,12 +791,6 @@ fn commit(loc: &Location, args: CommitArgs) -> Result<u8, Failure> {
         Location::Postgres(url) => AnyStore::postgres(url)?,
     };
     let committed = store.commit(&args.parent, record)?;
-    for path in &committed.quarantined {
-        warn(&format!(
-            "unreadable lines of the inbox were set aside in {}",
-            path.display()
-        ));
-    }
     let stamped = &committed.record;
     if committed.already_consumed {
         warn(&format!(

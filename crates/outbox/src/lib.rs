@@ -245,6 +245,7 @@ mod held;
 pub mod hook_json;
 pub mod io;
 mod ledger;
+pub mod names;
 mod outbox;
 mod paths;
 mod record;

@@ -113,12 +113,9 @@ pub struct Committed {
     pub record: Record,
     /// The record's turn was already consumed by the parent when it was
     /// committed: no drain will deliver it (see [`Record::turn_key`]).
+    /// (A commit appends and never reads the inbox: unreadable lines are
+    /// the next drain's to set aside, see [`Drained::bad_lines`].)
     pub already_consumed: bool,
-    /// Lines of the inbox that could not be read; the commit copied them to
-    /// a quarantine file before it replaced the inbox.
-    pub bad_lines: Vec<BadLine>,
-    /// The quarantine files written by this commit.
-    pub quarantined: Vec<PathBuf>,
 }
 
 /// Records staged by phase 1 of a drain.
@@ -311,8 +308,8 @@ impl<I: Io> Outbox<I> {
     // Commit (producer side)
     // ----------------------------------------------------------------------
 
-    /// Commits `record` to `parent`'s inbox and returns it as written,
-    /// whether its turn was already consumed, and any quarantine written.
+    /// Commits `record` to `parent`'s inbox and returns it as written and
+    /// whether its turn was already consumed.
     ///
     /// Ids and keys longer than [`MAX_FIELD_BYTES`](crate::MAX_FIELD_BYTES) are
     /// refused. The record is stamped first: `done_summary` capped at
@@ -339,7 +336,7 @@ impl<I: Io> Outbox<I> {
     /// **1 file + 1 directory** when the commit creates the inbox (it is
     /// written beside it, fsynced, renamed into place, and the directory
     /// fsynced). Lines of the inbox that cannot be read are left for the
-    /// drain, which quarantines them ([`Committed::bad_lines`] stays empty).
+    /// drain, which quarantines them.
     ///
     /// `Ok` means the record is durable. An `Err` means it may or may not
     /// survive; committing the same record again is safe (same turn,
@@ -360,8 +357,6 @@ impl<I: Io> Outbox<I> {
         Ok(Committed {
             record,
             already_consumed,
-            bad_lines: Vec::new(),
-            quarantined: Vec::new(),
         })
     }
 

@@ -251,13 +251,11 @@ pub fn stamp(parent: &str, mut record: Record, now: SystemTime) -> Result<(Recor
 
 impl Committed {
     /// What a store's commit returns: the stamped `record` and whether its
-    /// turn was already consumed (no quarantine: a store that writes none).
+    /// turn was already consumed.
     pub fn new(record: Record, already_consumed: bool) -> Self {
         Self {
             record,
             already_consumed,
-            bad_lines: Vec::new(),
-            quarantined: Vec::new(),
         }
     }
 }

@@ -1,6 +1,6 @@
 //! Issue 20 through the CLI, each test a behaviour a review found broken.
 
-use crate::util::{ok, outbox_in, snapshot};
+use crate::util::{ok, outbox, outbox_in, snapshot};
 
 /// A root as another parent's producer leaves it: `inboxes/` with that
 /// parent's inbox, nothing else.
@@ -128,4 +128,117 @@ fn hook_input_with_lone_surrogate_escapes_is_accepted() {
         blocked.stdout.contains(r#""decision":"block""#),
         "{blocked:?}"
     );
+}
+
+fn commit(root: &std::path::Path, parent: &str, child: &str, summary: &str) {
+    ok(
+        root,
+        &[
+            "commit",
+            &format!("--parent={parent}"),
+            "--child",
+            child,
+            "--finished",
+            "--status",
+            "success",
+            "--summary",
+            summary,
+        ],
+    );
+}
+
+#[test]
+fn doctor_reads_file_names_by_grammar_and_counts_pending_records_per_parent_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    // Ids that contain the marks of temporary and quarantine files.
+    for parent in ["job.tmp-1", "a.quarantine-2", "b.tmp-00ff"] {
+        commit(root, parent, "w1", "one");
+        commit(root, parent, "w2", "two");
+    }
+    // A routine limited drain: its leftover is no problem.
+    ok(root, &["drain", "--parent=job.tmp-1", "--max", "1"]);
+    ok(root, &["drain", "--parent=b.tmp-00ff"]);
+    // Four lines, one pending record; an id the shell must quote.
+    for summary in ["1", "2", "3", "4"] {
+        commit(root, "my session", "w1", summary);
+    }
+    // A consumed turn committed again: a line, nothing pending.
+    commit(root, "cons", "w1", "t");
+    ok(root, &["drain", "--parent", "cons"]);
+    commit(root, "cons", "w1", "t");
+
+    let run = outbox(root, &["doctor"]);
+    let problems: Vec<&str> = run
+        .stdout
+        .lines()
+        .filter(|l| l.starts_with("problem"))
+        .collect();
+    assert!(problems.is_empty(), "{problems:#?}\n{}", run.stdout);
+    assert_eq!(run.code, 0, "{run:?}");
+    let info = |needle: &str| {
+        run.stdout
+            .lines()
+            .any(|l| l.starts_with(&format!("info: {needle}")))
+    };
+    assert!(
+        info("parent job.tmp-1: 1 record(s) pending"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        info("parent a.quarantine-2: 2 record(s) pending"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        info("parent 'my session': 1 record(s) pending"),
+        "{}",
+        run.stdout
+    );
+    assert!(!run.stdout.contains("my%20session"), "{}", run.stdout);
+    assert!(
+        !run.stdout.contains("parent cons: 1 record"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        !run.stdout.contains("parent b.tmp-00ff: 2 record"),
+        "{}",
+        run.stdout
+    );
+    // The drain --max leftover is named as such, as information.
+    assert!(
+        info(
+            "parent job.tmp-1: 1 record(s) pending (1 of them staged by an earlier drain: the rest of a drain --max"
+        ),
+        "{}",
+        run.stdout
+    );
+}
+
+#[test]
+fn doctor_says_who_sets_unreadable_lines_aside_and_suggests_nothing_that_consumes() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    commit(root, "-odd id", "w1", "one");
+    let inbox = std::fs::read_dir(root.join("inboxes"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|e| e == "jsonl"))
+        .unwrap();
+    let mut bytes = std::fs::read(&inbox).unwrap();
+    bytes.extend_from_slice(b"not json\n");
+    std::fs::write(&inbox, bytes).unwrap();
+    let run = outbox(root, &["doctor"]);
+    assert_eq!(run.code, 1, "{run:?}");
+    let problem = run
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("problem"))
+        .unwrap();
+    assert!(!problem.contains("commit"), "{problem}");
+    assert!(problem.contains("the next drain"), "{problem}");
+    assert!(!problem.contains("outbox drain"), "{problem}");
+    assert!(problem.contains("--parent='-odd id'"), "{problem}");
 }
