@@ -437,6 +437,10 @@ impl<I: Io> Io for FaultIo<I> {
     fn lock(&self, path: &Path) -> io::Result<Self::Lock> {
         self.run(OpKind::Lock, path, None, || self.inner.lock(path))
     }
+
+    fn nonce(&self) -> u64 {
+        self.inner.nonce()
+    }
 }
 
 #[cfg(test)]

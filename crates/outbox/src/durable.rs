@@ -61,7 +61,7 @@ pub(crate) fn create_temp<I: Io>(io: &I, target: &Path) -> Result<(PathBuf, I::F
     // draw again.
     for _ in 0..64 {
         let mut name = target.as_os_str().to_owned();
-        name.push(format!("{TEMP_MARK}{:016x}", nonce()));
+        name.push(format!("{TEMP_MARK}{:016x}", io.nonce()));
         let path = PathBuf::from(name);
         match io.create_new(&path) {
             Ok(file) => return Ok((path, file)),

@@ -93,6 +93,14 @@ pub trait Io: Send + Sync + 'static {
     fn create_dir_all(&self, dir: &Path) -> io::Result<()>;
     /// The names of the entries of `dir`; empty when it does not exist.
     fn list_dir(&self, dir: &Path) -> io::Result<Vec<OsString>>;
+    /// A fresh 64-bit nonce for a file name (temporary and quarantine
+    /// files) or a ledger generation. The default draws it at random from
+    /// the operating system, unique across processes; a simulation
+    /// overrides it with a seeded sequence so that a seed replays the same
+    /// names (its runs are then comparable byte for byte).
+    fn nonce(&self) -> u64 {
+        crate::durable::nonce()
+    }
     /// Takes an exclusive lock on the lock file at `path` (creating it),
     /// blocking until it is free. Excludes other processes; threads of one
     /// process are excluded by the outbox's own in-process locks.

@@ -48,7 +48,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::durable::{WriteFailed, nonce, write_durable};
+use crate::durable::{WriteFailed, write_durable};
 use crate::error::{Error, IoContext, Result};
 use crate::io::Io;
 use crate::paths::ParentPaths;
@@ -579,7 +579,7 @@ impl Ledger {
     /// that would not be read back (over the size cap) is refused before
     /// anything is written.
     fn rewrite<I: Io>(&mut self, io: &I, paths: &ParentPaths) -> Result<(), WriteFailed> {
-        let generation = format!("{:016x}", nonce());
+        let generation = format!("{:016x}", io.nonce());
         let bytes = self.encode(&generation);
         if bytes.len() as u64 > MAX_LEDGER_BYTES {
             return Err(WriteFailed::not_renamed(Error::LedgerTooLarge {

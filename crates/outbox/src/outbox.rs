@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use parking_lot::{Mutex, RawMutex, lock_api::ArcMutexGuard};
 
-use crate::durable::{create_temp, nonce, rename_into_place, write_durable, write_renamed};
+use crate::durable::{create_temp, rename_into_place, write_durable, write_renamed};
 use crate::error::{DrainWithError, Error, IoContext, Result};
 use crate::format::{BadLine, MAX_LINE_BYTES, Scan, encode_line, for_each_record};
 use crate::held::Held;
@@ -485,7 +485,7 @@ impl<I: Io> Outbox<I> {
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
         let target =
-            parent_dir(&paths.inbox).join(quarantine_name(&paths.stem, kind, nanos, nonce()));
+            parent_dir(&paths.inbox).join(quarantine_name(&paths.stem, kind, nanos, io.nonce()));
         let (temp, mut file) = create_temp(io, &target)?;
         let copy = (|| -> Result<()> {
             let mut reader = io

@@ -222,6 +222,11 @@ impl Model {
         self.commits[no].status = status;
     }
 
+    /// The child commit `no` was for.
+    pub fn child_of(&self, no: usize) -> String {
+        self.commits[no].child.clone()
+    }
+
     /// The output hash commit `no` carried.
     pub fn hash_of(&self, no: usize) -> String {
         self.commits[no].identity.1.clone()

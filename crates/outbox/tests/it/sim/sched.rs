@@ -124,17 +124,43 @@ pub struct SchedIo {
     /// actor's outbox (it would park the world's own thread).
     gated: Arc<AtomicBool>,
     ops: Arc<Mutex<Vec<ActorOp>>>,
+    /// The world's nonce sequence, drawn from the seed: names of temporary
+    /// files, quarantines and ledger generations replay with the seed.
+    nonces: Nonces,
+}
+
+/// A seeded sequence of nonces shared by every outbox of one world. Only
+/// one actor runs at a time, so the order of draws is the seed's.
+#[derive(Clone, Debug)]
+pub struct Nonces(Arc<Mutex<u64>>);
+
+impl Nonces {
+    /// The sequence of `seed`.
+    pub fn new(seed: u64) -> Self {
+        Nonces(Arc::new(Mutex::new(seed ^ 0x0123_4567_89AB_CDEF)))
+    }
+
+    /// The next nonce (splitmix64).
+    pub fn next(&self) -> u64 {
+        let mut state = self.0.lock();
+        *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = *state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
 }
 
 impl SchedIo {
     /// The disk `inner`, used by `actor` through `gate`, or directly when
     /// `gate` is `None`.
-    pub fn new(inner: FaultIo<CrashIo>, gate: Option<(Arc<Gate>, usize)>) -> Self {
+    pub fn new(inner: FaultIo<CrashIo>, gate: Option<(Arc<Gate>, usize)>, nonces: Nonces) -> Self {
         SchedIo {
             inner,
             gate,
             gated: Arc::new(AtomicBool::new(false)),
             ops: Arc::default(),
+            nonces,
         }
     }
 
@@ -145,6 +171,11 @@ impl SchedIo {
 
     fn is_gated(&self) -> bool {
         self.gate.is_some() && self.gated.load(Ordering::SeqCst)
+    }
+
+    /// The last operation performed through this value.
+    pub fn last_op(&self) -> Option<ActorOp> {
+        self.ops.lock().last().cloned()
     }
 
     /// The operations performed through this value so far.
@@ -254,6 +285,10 @@ impl Io for SchedIo {
 
     fn list_dir(&self, dir: &Path) -> io::Result<Vec<OsString>> {
         self.run(OpKind::ListDir, dir, None, |io| io.list_dir(dir))
+    }
+
+    fn nonce(&self) -> u64 {
+        self.nonces.next()
     }
 
     fn lock(&self, path: &Path) -> io::Result<Self::Lock> {
