@@ -722,6 +722,7 @@ impl World {
                 task.kind, task.actor
             )
         });
+        self.record((task.actor, format!("{:?} {outcome:?}", task.kind)));
         match (task.kind, outcome) {
             (TaskKind::Commit { .. }, Outcome::Commit(r)) => {
                 let no = task.commit.expect("a commit task");
