@@ -102,6 +102,9 @@ pub struct Swarm {
     delivery_failure: u64,
     /// Percent of commits whose child id takes an unusual form.
     identity_variant: u64,
+    /// Percent of `drain_with` callbacks that drain the same parent
+    /// through a second handle.
+    reentry: u64,
 }
 
 impl Swarm {
@@ -118,6 +121,7 @@ impl Swarm {
             partial_write: upto(60) as u64,
             delivery_failure: upto(60) as u64,
             identity_variant: upto(30) as u64,
+            reentry: upto(20) as u64,
         }
     }
 }
@@ -163,6 +167,9 @@ enum Outcome {
     DrainWith {
         /// The callback's verdict, when it ran.
         delivered: Option<bool>,
+        /// What a drain through a second handle from inside the callback
+        /// returned, when it tried one (it must be `Reentrant`).
+        reentry: Option<String>,
         result: Result<Drained, Failure>,
     },
     Read,
@@ -514,11 +521,22 @@ impl World {
                 let id = names[parent].clone();
                 let fail = self.rng.chance(self.swarm.delivery_failure);
                 let slot = Arc::clone(&handed);
+                // Sometimes the callback drains the same parent through a
+                // second handle of the same process: that must be
+                // `Error::Reentrant`, never a wait for itself.
+                let second = self
+                    .rng
+                    .chance(self.swarm.reentry)
+                    .then(|| Outbox::open_lazy_with(ROOT, self.actors[actor].io.clone()));
                 (
                     TaskKind::DrainWith { parent },
                     Box::new(move || {
                         let mut delivered = None;
+                        let mut reentry = None;
                         let result = outbox.drain_with(&id, |records| {
+                            if let Some(second) = &second {
+                                reentry = Some(format!("{:?}", second.drain(&id).map(drop)));
+                            }
                             *slot.lock() = Some(records.to_vec());
                             delivered = Some(!fail);
                             if fail {
@@ -535,7 +553,11 @@ impl World {
                                 records: Vec::new(),
                             },
                         });
-                        Outcome::DrainWith { delivered, result }
+                        Outcome::DrainWith {
+                            delivered,
+                            result,
+                            reentry,
+                        }
                     }),
                 )
             }
@@ -710,7 +732,9 @@ impl World {
         self.note(|| {
             let shown = match &outcome {
                 Outcome::Drain(Ok(d)) => format!("delivered {:?}", summaries(&d.records)),
-                Outcome::DrainWith { delivered, result } => format!(
+                Outcome::DrainWith {
+                    delivered, result, ..
+                } => format!(
                     "callback {delivered:?}, handed {:?}, result {:?}",
                     task.handed.lock().as_deref().map(summaries),
                     result.as_ref().map(|d| summaries(&d.records))
@@ -764,7 +788,23 @@ impl World {
                     }
                 },
             },
-            (TaskKind::DrainWith { parent }, Outcome::DrainWith { delivered, result }) => {
+            (
+                TaskKind::DrainWith { parent },
+                Outcome::DrainWith {
+                    delivered,
+                    result,
+                    reentry,
+                },
+            ) => {
+                if let Some(inner) = reentry
+                    && !crashed
+                    && !inner.starts_with("Err(Reentrant")
+                {
+                    return Err(self.fail(&format!(
+                        "REENTRY: a drain through a second handle from inside a drain_with \
+                         callback of the same parent returned {inner}, not Error::Reentrant"
+                    )));
+                }
                 let handed = task.handed.lock().take().unwrap_or_default();
                 if delivered == Some(true) {
                     // The caller acted on these: a delivery, whatever the
