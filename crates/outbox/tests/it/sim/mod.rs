@@ -19,10 +19,25 @@
 //! delivery, and at the end, after a final drain without faults, that
 //! nothing owed is missing.
 //!
-//! `cargo test` runs [`DEFAULT_SEEDS`] seeds; `cargo xtask sim --seeds N
-//! [--seed S]` runs long campaigns (release build, `OUTBOX_SIM_SEEDS`,
-//! `OUTBOX_SIM_FIRST_SEED`, `OUTBOX_SIM_SEED`). A failing seed prints the
-//! one-line command that replays it.
+//! **Discipline** (after TigerBeetle's VOPR):
+//! - *swarm testing*: each seed draws its own rates of crashes, faults,
+//!   clock steps, checks and tasks, how many faults persist or write half
+//!   of a failing write (the others write nothing), how many deliveries
+//!   fail, how many commits use an unusual child id (case, NFC/NFD, the
+//!   longest, padded with whitespace: refused), and how many callbacks
+//!   drain again through a second handle (must be `Reentrant`) ([`Swarm`]);
+//! - *a typed oracle*: failed drains are judged by their
+//!   [`RecordsState`], never their message;
+//! - *determinism*: nonces of file names come from the seed (the `Io`
+//!   seam's `nonce`), and a digest of the whole run must be equal for two
+//!   runs of one seed;
+//! - `cargo test` runs [`DEFAULT_SEEDS`] fixed seeds, every seed in
+//!   [`REGRESSIONS`] (each failed once), and one random seed, printed
+//!   first with its replay command.
+//!
+//! `cargo xtask sim --seeds N [--seed S]` runs long campaigns (release
+//! build, `OUTBOX_SIM_SEEDS`, `OUTBOX_SIM_FIRST_SEED`, `OUTBOX_SIM_SEED`).
+//! A failing seed prints the one-line command that replays it.
 
 mod model;
 mod sched;
