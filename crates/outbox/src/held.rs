@@ -45,6 +45,18 @@ impl Held {
     }
 }
 
+/// [`Error::Reentrant`] when the current thread holds the lock file
+/// `path` (through any handle), before an operation does any I/O.
+pub(crate) fn check(path: &Path) -> Result<()> {
+    let key = (normalise(path), std::thread::current().id());
+    if HELD.lock().contains(&key) {
+        return Err(Error::Reentrant {
+            path: path.to_owned(),
+        });
+    }
+    Ok(())
+}
+
 impl Drop for Held {
     fn drop(&mut self) {
         HELD.lock().remove(&self.key);

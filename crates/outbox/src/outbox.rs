@@ -653,6 +653,8 @@ impl<I: Io> Outbox<I> {
     /// commit racing with it is drained next time, as if it came after.
     fn drain_paths(&self, parent: &str) -> Result<Option<ParentPaths>> {
         let paths = self.paths(parent)?;
+        // Re-entry is known before any I/O: say so whatever the disk does.
+        crate::held::check(&paths.drain_lock)?;
         if !self.inner.layout_ready.load(Ordering::Acquire) {
             let io = &self.inner.io;
             let mut any = false;
