@@ -843,6 +843,7 @@ fn drain(loc: &Location, args: &DrainArgs) -> Result<u8, Failure> {
                 "write stdout: {e}; nothing was marked consumed, the records stay pending"
             )),
             DrainWithError::Outbox(e) => Failure::error(drain_failure(&e)),
+            e => Failure::error(format!("drain: {e}")),
         })?;
     warn_about(&drained);
     if drained.records.is_empty() {
@@ -881,6 +882,7 @@ fn drain_exec(
                 exec::display(cmd)
             )),
             DrainWithError::Outbox(e) => Failure::error(drain_failure(&e)),
+            e => Failure::error(format!("drain: {e}")),
         })?;
     warn_about(&drained);
     Ok(EXIT_OK)
@@ -982,6 +984,7 @@ fn run_stop_hook(loc: &Location, args: StopHookArgs) -> Result<u8, Failure> {
             "write stdout: {e}; nothing was marked consumed, the records stay pending"
         )),
         StopHookError::Outbox(e) => Failure::error(drain_failure(&e)),
+        e => Failure::error(format!("{e}; not blocking")),
     })?;
     match outcome {
         StopOutcome::GuardTripped { blocks } => {
