@@ -812,13 +812,11 @@ fn commit(loc: &Location, args: CommitArgs) -> Result<u8, Failure> {
 }
 
 /// The message of a drain that failed in the outbox, saying what became of
-/// the records: pending, unless the error itself says otherwise.
+/// the records, by the error's typed [`outbox::RecordsState`].
 fn drain_failure(e: &outbox::Error) -> String {
-    match e {
-        // It says what is marked and which children.
-        outbox::Error::MarksKept { .. } => e.to_string(),
-        // A COMMIT that failed in flight: it says what may be marked.
-        e if e.outcome_unknown() => e.to_string(),
+    match e.records_state() {
+        // The error says what may be marked, and which children.
+        outbox::RecordsState::Consumed | outbox::RecordsState::MaybeConsumed => e.to_string(),
         _ => format!("{e}; nothing was marked consumed, the records stay pending"),
     }
 }
