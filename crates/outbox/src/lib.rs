@@ -225,6 +225,7 @@
 //! the `outbox-sim` crate (a dev-dependency) has crash-simulating and
 //! fault-injecting ones for the tests.
 
+pub mod delivery;
 mod durable;
 mod error;
 pub mod format;
