@@ -515,6 +515,7 @@ fn run(cli: Cli) -> Result<u8, Failure> {
         Command::Doctor(_) => {
             let mut report = match &loc {
                 Location::Files(root) => doctor::examine(root, chooser.describe()),
+                #[cfg(feature = "postgres")]
                 Location::Postgres(url) => doctor::examine_postgres(url, chooser.describe()),
             };
             report.lines.insert(
@@ -569,6 +570,7 @@ fn print_hooks(loc: &Location, args: &hooks::HooksArgs) -> Result<u8, Failure> {
         Location::Files(root) => hooks::StoreArg::Root(std::path::absolute(root).map_err(|e| {
             Failure::error(format!("{}: cannot make it absolute: {e}", root.display()))
         })?),
+        #[cfg(feature = "postgres")]
         Location::Postgres(url) => hooks::StoreArg::Store(url.clone()),
     };
     let text = hooks::fragment(&binary, &store, args).map_err(Failure::error)?;
@@ -588,6 +590,7 @@ fn check_parent(parent: &str) -> Result<(), Failure> {
 /// or sweep creates only the directories it writes to.
 fn open_existing(loc: &Location) -> Result<Option<AnyStore>, Failure> {
     let root = match loc {
+        #[cfg(feature = "postgres")]
         Location::Postgres(url) => return Ok(Some(AnyStore::postgres(url)?)),
         Location::Files(root) => root,
     };
@@ -789,6 +792,7 @@ fn commit(loc: &Location, args: CommitArgs) -> Result<u8, Failure> {
     }
     let store = match loc {
         Location::Files(root) => AnyStore::Files(Outbox::open(root)?),
+        #[cfg(feature = "postgres")]
         Location::Postgres(url) => AnyStore::postgres(url)?,
     };
     let committed = store.commit(&args.parent, record)?;
