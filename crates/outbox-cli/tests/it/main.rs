@@ -20,4 +20,5 @@ mod perf_cli;
 mod postgres_store;
 mod stop_hook;
 mod store_choice;
+mod usage;
 mod util;
