@@ -229,6 +229,7 @@ mod durable;
 mod error;
 pub mod format;
 pub mod io;
+mod json_error;
 mod ledger;
 mod outbox;
 mod paths;
