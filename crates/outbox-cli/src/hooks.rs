@@ -83,6 +83,7 @@ pub enum StoreArg {
     /// `--root DIR`: the file store on this (absolute) data root.
     Root(PathBuf),
     /// `--store URL`: the PostgreSQL store.
+    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
     Store(String),
 }
 

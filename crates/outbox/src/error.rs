@@ -64,7 +64,7 @@ pub enum Error {
         child: String,
         /// The encoder's error.
         #[source]
-        source: serde_json::Error,
+        source: crate::format::JsonError,
     },
     /// A commit was given an id, status or key containing U+0000 (NUL):
     /// refused by every store, so they agree (PostgreSQL cannot store it).

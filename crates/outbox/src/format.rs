@@ -11,6 +11,7 @@
 use std::io::{self, BufRead, BufReader, Read};
 
 use crate::Record;
+pub use crate::json_error::JsonError;
 
 /// The longest line, in bytes without its newline, a reader accepts and a
 /// commit writes: 16 MiB.
@@ -65,13 +66,13 @@ pub struct Scan {
 }
 
 /// Decodes one line (without its newline) into a record.
-pub fn decode_line(line: &[u8]) -> Result<Record, serde_json::Error> {
-    serde_json::from_slice(line)
+pub fn decode_line(line: &[u8]) -> Result<Record, JsonError> {
+    serde_json::from_slice(line).map_err(JsonError::new)
 }
 
 /// Encodes `record` as one line, newline included.
-pub fn encode_line(record: &Record) -> Result<Vec<u8>, serde_json::Error> {
-    let mut line = serde_json::to_vec(record)?;
+pub fn encode_line(record: &Record) -> Result<Vec<u8>, JsonError> {
+    let mut line = serde_json::to_vec(record).map_err(JsonError::new)?;
     line.push(b'\n');
     Ok(line)
 }

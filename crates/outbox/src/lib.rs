@@ -230,6 +230,7 @@ mod durable;
 mod error;
 pub mod format;
 pub mod io;
+mod json_error;
 mod ledger;
 mod outbox;
 mod paths;
@@ -253,3 +254,8 @@ pub use record::{
 pub use records_state::RecordsState;
 pub use store::{Outcome, Store, StoreError, StoreErrorKind, check_parent_id, stamp};
 pub use timestamp::{Timestamp, TimestampError};
+
+/// This crate's README, whose examples run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+mod readme_doctests {}
