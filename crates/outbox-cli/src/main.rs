@@ -855,7 +855,6 @@ fn drain(loc: &Location, args: &DrainArgs) -> Result<u8, Failure> {
                 "write stdout: {e}; nothing was marked consumed, the records stay pending"
             )),
             DrainWithError::Outbox(e) => Failure::error(drain_failure(&e)),
-            e => Failure::error(format!("drain: {e}")),
         })?;
     warn_about(&drained);
     if drained.records.is_empty() {
@@ -894,7 +893,6 @@ fn drain_exec(
                 exec::display(cmd)
             )),
             DrainWithError::Outbox(e) => Failure::error(drain_failure(&e)),
-            e => Failure::error(format!("drain: {e}")),
         })?;
     warn_about(&drained);
     Ok(EXIT_OK)

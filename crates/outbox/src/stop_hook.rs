@@ -138,7 +138,7 @@ impl HookInput {
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return Ok(Self::default());
         }
-        let value: serde_json::Value = serde_json::from_slice(bytes).map_err(JsonError::new)?;
+        let value = crate::hook_json::parse(bytes).map_err(JsonError::new)?;
         let kind = match &value {
             serde_json::Value::Object(_) => {
                 return Self::deserialize(value).map_err(|e| JsonError::new(e).into());
