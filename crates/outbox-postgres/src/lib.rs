@@ -79,8 +79,7 @@
 //! # Differences from the file outbox
 //!
 //! There is no staging file: a record whose delivery failed is pending like
-//! any other, so [`sweep_stale`](outbox::Store::sweep_stale) may drop it
-//! when old (the file outbox keeps records staged in its WAL).
+//! any other (as in the file outbox, whose sweeps act on its claim too).
 //! [`Drained::recovered`](outbox::Drained::recovered) is always 0, and a
 //! [`BadLine`] of this store names the row's `seq`
 //! as its `line_no` (offset 0).
@@ -947,7 +946,9 @@ impl Store for PgOutbox {
 
     fn sweep_transition(&self, parent: &str, child: &str, from: &str, to: &str) -> Result<usize> {
         check_parent_id(parent)?;
-        let n = self.run("sweep_transition", true, |c, q| {
+        // Under the parent's drain lock, as sweep_stale: a drain in progress
+        // finishes first, and what it delivers is out of reach.
+        let n = self.locked("sweep_transition", parent, |c, q| {
             let st = c.statement(q, sql::SWEEP_TRANSITION)?;
             c.client.execute(&st, &[&parent, &child, &from, &to])
         })?;
