@@ -14,8 +14,6 @@
 //! it; only what a drain in progress is delivering is out of their reach
 //! (they wait for it).
 
-use std::time::Duration;
-
 use outbox::{Record, Store, Timestamp};
 
 use crate::checks::PARENT;
