@@ -70,7 +70,14 @@
 //! commit (the server answered with an error, or the connection failed
 //! before `COMMIT` was sent), `Unknown` when a statement that commits (an
 //! autocommit upsert, a `COMMIT`) was in flight when the connection failed.
-//! A drain whose `COMMIT` is unknown carries its records in the error.
+//! A drain whose `COMMIT` answer is lost learns its fate instead of
+//! guessing: it read its transaction id with its last statement, so a new
+//! connection asks the server (`txid_status`), ending the old session
+//! first when the server still holds the transaction open (a partition):
+//! committed is a success (the records are returned, consumed), rolled
+//! back is `NotApplied`; only when the server cannot be asked is the
+//! outcome `Unknown`, and then the error carries the records
+//! ([`outbox::StoreError::records`]), which may be consumed.
 //! Retries happen only where nothing can have committed: a serialization
 //! failure or deadlock the server reported, and a drain whose claim failed
 //! on a pooled connection that had died (a server restart) — retried once on
@@ -84,6 +91,7 @@
 //! [`BadLine`] of this store names the row's `seq`
 //! as its `line_no` (offset 0).
 
+mod resolve;
 mod schema;
 
 use std::collections::HashSet;
@@ -188,7 +196,10 @@ mod sql {
             LEFT JOIN LATERAL (SELECT true AS hit FROM {s}.consumed c
                                WHERE c.parent = $1 AND c.turn_key = p.turn_key LIMIT 1) c ON true
             WHERE p.parent = $1 AND c.hit IS NULL)";
-    pub const FINISH: &str = "SELECT {s}.finish_drain($1, $2, $3, $4, $5, $6, $7, $8, $9)";
+    // With the transaction's id and backend, to learn its fate when the
+    // COMMIT's answer is lost (see `resolve.rs`).
+    pub const FINISH: &str = "SELECT {s}.finish_drain($1, $2, $3, $4, $5, $6, $7, $8, $9), \
+        txid_current(), pg_backend_pid()";
     pub const SWEEP_TRANSITION: &str = "\
         DELETE FROM {s}.pending
         WHERE parent = $1 AND child = $2 AND from_status = $3 AND to_status = $4";
@@ -667,7 +678,7 @@ impl PgOutbox {
         let finish = conn
             .statement(&self.inner.quoted, sql::FINISH)
             .and_then(|st| {
-                conn.client.execute(
+                conn.client.query_one(
                     &st,
                     &[
                         &parent,
@@ -682,38 +693,56 @@ impl PgOutbox {
                     ],
                 )
             });
-        if let Err(e) = finish {
-            rollback(&mut conn);
-            if server_answered(&e) {
-                self.give_back(conn);
+        let (xid, pid): (i64, i32) = match finish {
+            Ok(row) => (row.get(1), row.get(2)),
+            Err(e) => {
+                rollback(&mut conn);
+                if server_answered(&e) {
+                    self.give_back(conn);
+                }
+                return Err(self
+                    .error("drain: mark the records consumed", &e, Outcome::NotApplied)
+                    .into());
             }
-            return Err(self
-                .error("drain: mark the records consumed", &e, Outcome::NotApplied)
-                .into());
+        };
+        match conn.client.batch_execute("COMMIT") {
+            Ok(()) => self.give_back(conn),
+            Err(e) => self.commit_failed(conn, &e, xid, pid, &mut fresh)?,
         }
-        if let Err(e) = conn.client.batch_execute("COMMIT") {
-            let answered = server_answered(&e);
-            let mut err = self.error(
-                "drain: commit the marks",
-                &e,
-                if answered {
-                    Outcome::NotApplied
-                } else {
-                    Outcome::Unknown
-                },
-            );
-            if !answered && let Error::Store(store) = &mut err {
-                store.records = fresh;
-            }
-            if answered {
-                self.give_back(conn);
-            }
-            return Err(err.into());
-        }
-        self.give_back(conn);
         drained.quarantined = Vec::new();
         drained.records = fresh;
         Ok(drained)
+    }
+
+    /// A drain's `COMMIT` failed: `Ok` when the server committed it all the
+    /// same (its answer was lost: asked on a new connection, see
+    /// `resolve.rs`), else the error, `NotApplied` when it provably did not
+    /// commit, `Unknown` with the `records` when the server cannot say.
+    fn commit_failed(
+        &self,
+        conn: Conn,
+        e: &postgres::Error,
+        xid: i64,
+        pid: i32,
+        records: &mut Vec<Record>,
+    ) -> Result<()> {
+        const OP: &str = "drain: commit the marks";
+        if server_answered(e) {
+            self.give_back(conn);
+            return Err(self.error(OP, e, Outcome::NotApplied));
+        }
+        drop(conn);
+        match self.fate(xid, pid) {
+            resolve::Fate::Committed => Ok(()),
+            resolve::Fate::Aborted => Err(self.error(OP, e, Outcome::NotApplied)),
+            resolve::Fate::Unknown => {
+                let mut err = self.error(OP, e, Outcome::Unknown);
+                if let Error::Store(store) = &mut err {
+                    store.records = std::mem::take(records);
+                }
+                Err(err)
+            }
+        }
     }
 
     /// Runs `f` in a transaction holding `parent`'s drain lock.

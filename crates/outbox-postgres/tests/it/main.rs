@@ -7,4 +7,6 @@
 mod conformance;
 mod failures;
 mod multi_host;
+mod net_faults;
+mod proxy;
 mod util;
