@@ -4,9 +4,8 @@
 //! first when the old session still holds it open (the server has not
 //! seen the `COMMIT`, or not yet noticed that the client is gone).
 
-use postgres::Client;
-
 use crate::PgOutbox;
+use crate::conn::{Conn, PgError, Session};
 
 /// What became of a transaction.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -25,6 +24,23 @@ pub(crate) enum Fate {
 const POLLS: usize = 100;
 
 impl PgOutbox {
+    /// Ends `session` from a new connection, best effort (a connection whose
+    /// round trip timed out: the server may not have noticed, and would
+    /// keep its transaction, and the parent's lock, open until its TCP
+    /// keepalive gives up).
+    pub(crate) fn end_session(&self, session: &Session) {
+        if let Ok(mut conn) = self.fresh("end a stalled session") {
+            let ended = conn.execute_sql(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+                 WHERE pid = $1::int4 AND backend_start::text = $2",
+                &[&session.pid, &session.started],
+            );
+            if ended.is_ok() {
+                self.give_back(conn);
+            }
+        }
+    }
+
     /// Whether transaction `xid` (from `txid_current()`), begun by the
     /// backend `pid`, committed. Ends that backend when it still runs the
     /// transaction (only while it runs that one), so the answer is final.
@@ -32,16 +48,18 @@ impl PgOutbox {
         let Ok(mut conn) = self.fresh("drain: ask whether the COMMIT was applied") else {
             return Fate::Unknown;
         };
-        let fate = ask(&mut conn.client, xid, pid).unwrap_or(Fate::Unknown);
+        let fate = ask(&mut conn, xid, pid).unwrap_or(Fate::Unknown);
         self.give_back(conn);
         fate
     }
 }
 
-fn ask(client: &mut Client, xid: i64, pid: i32) -> Result<Fate, postgres::Error> {
+fn ask(client: &mut Conn, xid: i64, pid: i32) -> Result<Fate, PgError> {
     let mut terminated = false;
     for _ in 0..POLLS {
-        let status: Option<String> = client.query_one("SELECT txid_status($1)", &[&xid])?.get(0);
+        let status: Option<String> = client
+            .query_one_sql("SELECT txid_status($1)", &[&xid])?
+            .get(0);
         match status.as_deref() {
             Some("committed") => return Ok(Fate::Committed),
             Some("aborted") => return Ok(Fate::Aborted),
@@ -50,14 +68,14 @@ fn ask(client: &mut Client, xid: i64, pid: i32) -> Result<Fate, postgres::Error>
         }
         if !terminated {
             // The xid column is 32 bits; txid_current() adds the epoch.
-            client.execute(
+            client.execute_sql(
                 "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
-                 WHERE pid = $1 AND backend_xid = (($2::bigint % 4294967296)::text)::xid",
+                 WHERE pid = $1::int4 AND backend_xid = (($2::bigint % 4294967296)::text)::xid",
                 &[&pid, &xid],
             )?;
             terminated = true;
         } else {
-            client.execute("SELECT pg_sleep(0.05)", &[])?;
+            client.execute_sql("SELECT pg_sleep(0.05)", &[])?;
         }
     }
     Ok(Fate::Unknown)

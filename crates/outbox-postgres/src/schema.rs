@@ -8,7 +8,7 @@
 //! start at once apply each step once and wait for each other, and a step
 //! that fails applies nothing.
 
-use postgres::Client;
+use crate::conn::{Conn, PgError};
 
 use crate::lock_key;
 
@@ -203,13 +203,13 @@ pub enum Migrated {
 #[derive(Debug)]
 pub enum MigrateError {
     /// The server refused or the connection failed.
-    Db(postgres::Error),
+    Db(PgError),
     /// The schema is at a version this code does not know.
     TooNew(i32),
 }
 
-impl From<postgres::Error> for MigrateError {
-    fn from(e: postgres::Error) -> Self {
+impl From<PgError> for MigrateError {
+    fn from(e: PgError) -> Self {
         Self::Db(e)
     }
 }
@@ -217,17 +217,17 @@ impl From<postgres::Error> for MigrateError {
 /// Brings `schema` to [`VERSION`]: one read when it is current; else, in
 /// one transaction under the schema's migration lock, creates what is
 /// missing and applies the missing steps.
-pub fn migrate(client: &mut Client, schema: &str) -> Result<Migrated, MigrateError> {
+pub fn migrate(client: &mut Conn, schema: &str) -> Result<Migrated, MigrateError> {
     let s = quoted(schema);
     // Fast path: the version table exists and says current (one round trip
     // when it does not exist, two when it does).
     let table = format!("{s}.schema_version");
     let exists: bool = client
-        .query_one("SELECT to_regclass($1) IS NOT NULL", &[&table])?
+        .query_one_sql("SELECT to_regclass($1) IS NOT NULL", &[&table])?
         .get(0);
     if exists {
         let v: i32 = client
-            .query_opt(&format!("SELECT version FROM {table}"), &[])?
+            .query_opt_sql(&format!("SELECT version FROM {table}"), &[])?
             .map_or(0, |r| r.get(0));
         if v == VERSION {
             return Ok(Migrated::Current);
@@ -238,42 +238,52 @@ pub fn migrate(client: &mut Client, schema: &str) -> Result<Migrated, MigrateErr
     }
     // READ COMMITTED whatever the server's default, so the version read
     // after the lock is the one the previous holder committed.
-    let mut tx = client
-        .build_transaction()
-        .isolation_level(postgres::IsolationLevel::ReadCommitted)
-        .start()?;
-    tx.execute(
+    client.batch_execute("BEGIN ISOLATION LEVEL READ COMMITTED")?;
+    let result = migrate_locked(client, schema, &s);
+    let end = if matches!(result, Ok(Migrated::From(_))) {
+        "COMMIT"
+    } else {
+        "ROLLBACK"
+    };
+    match (result, client.batch_execute(end)) {
+        (Err(e), _) => Err(e),
+        (Ok(_), Err(e)) => Err(e.into()),
+        (Ok(m), Ok(())) => Ok(m),
+    }
+}
+
+/// The migration's steps inside its transaction.
+fn migrate_locked(client: &mut Conn, schema: &str, s: &str) -> Result<Migrated, MigrateError> {
+    client.execute_sql(
         "SELECT pg_advisory_xact_lock($1)",
         &[&lock_key("migrate", schema)],
     )?;
-    tx.batch_execute(&format!(
+    client.batch_execute(&format!(
         "CREATE SCHEMA IF NOT EXISTS {s};
          CREATE TABLE IF NOT EXISTS {s}.schema_version (
              one     boolean PRIMARY KEY DEFAULT true CHECK (one),
              version integer NOT NULL
          );"
     ))?;
-    let from: i32 = tx
-        .query_opt(&format!("SELECT version FROM {s}.schema_version"), &[])?
+    let from: i32 = client
+        .query_opt_sql(&format!("SELECT version FROM {s}.schema_version"), &[])?
         .map_or(0, |r| r.get(0));
     if from > VERSION {
         return Err(MigrateError::TooNew(from));
     }
     if from == VERSION {
-        tx.commit()?;
         return Ok(Migrated::Current);
     }
     for step in &MIGRATIONS[usize::try_from(from).unwrap_or(0)..] {
-        tx.batch_execute(&step.replace("{s}", &s))?;
+        client.batch_execute(&step.replace("{s}", s))?;
     }
-    tx.execute(
+    client.execute_sql(
         &format!(
             "INSERT INTO {s}.schema_version (version) VALUES ($1) \
              ON CONFLICT (one) DO UPDATE SET version = excluded.version"
         ),
         &[&VERSION],
     )?;
-    tx.commit()?;
     Ok(Migrated::From(from))
 }
 

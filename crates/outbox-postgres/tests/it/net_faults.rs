@@ -138,3 +138,153 @@ fn the_stop_hook_keeps_its_block_when_the_commit_answer_is_lost() {
     assert!(printed.contains("\"block\""));
     assert!(direct.peek(PARENT).unwrap().is_empty());
 }
+
+/// Waits until no session named `app` is connected (the server ended it),
+/// asking the server every 20 ms, for at most 30 s.
+fn wait_until_gone(pg: &Pg, app: &str) {
+    let mut client = pg.client();
+    for _ in 0..1500 {
+        let n: i64 = client
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1",
+                &[&app],
+            )
+            .unwrap()
+            .get(0);
+        if n == 0 {
+            return;
+        }
+        client.execute("SELECT pg_sleep(0.02)", &[]).unwrap();
+    }
+    panic!("session {app} still connected after 30 s");
+}
+
+/// The server closed an idle pooled session (`idle_session_timeout`): the
+/// next commit's statement never reached it. The commit is made on a new
+/// connection, or reported NotApplied, never Unknown (issue 20, item 16).
+#[test]
+fn a_commit_after_idle_session_timeout_is_not_unknown() {
+    let Some(pg) = Pg::from_env("a_commit_after_idle_session_timeout_is_not_unknown") else {
+        return;
+    };
+    let schema = pg.fresh_schema();
+    let app = format!("idle-{schema}");
+    let url = crate::util::with_param(
+        &crate::util::with_param(&pg.url, &format!("application_name={app}")),
+        "options=-c%20idle_session_timeout%3D300",
+    );
+    let store = PgOutbox::connect_schema(&url, &schema).unwrap();
+    store
+        .commit(PARENT, Record::finished("a", "success"))
+        .unwrap();
+    wait_until_gone(&pg, &app);
+    match store.commit(PARENT, Record::finished("b", "success")) {
+        Ok(_) => {}
+        Err(Error::Store(e)) => assert_eq!(e.outcome, Outcome::NotApplied, "{e}"),
+        Err(e) => panic!("{e}"),
+    }
+}
+
+/// A pooled connection cut while idle (a network drop between two
+/// commits): the next commit never sent its statement on it, so it is made
+/// on a new connection or reported NotApplied, never Unknown.
+#[test]
+fn a_commit_on_a_pooled_connection_cut_while_idle_is_not_unknown() {
+    let Some(pg) = Pg::from_env("a_commit_on_a_pooled_connection_cut_while_idle_is_not_unknown")
+    else {
+        return;
+    };
+    let (proxy, store, direct) = through_proxy(&pg);
+    store
+        .commit(PARENT, Record::finished("a", "success"))
+        .unwrap();
+    proxy.release();
+    match store.commit(PARENT, Record::finished("b", "success")) {
+        Ok(_) => assert_eq!(children(&direct.peek(PARENT).unwrap()), ["a", "b"]),
+        Err(Error::Store(e)) => assert_eq!(e.outcome, Outcome::NotApplied, "{e}"),
+        Err(e) => panic!("{e}"),
+    }
+}
+
+/// The commit's statement is cut before any byte of it was forwarded on a
+/// connection that was alive when it was taken: the store cannot tell
+/// that from a cut after, and says Unknown; what it must never do is say
+/// NotApplied for a commit the server made.
+#[test]
+fn a_commit_whose_answer_is_lost_is_never_not_applied() {
+    let Some(pg) = Pg::from_env("a_commit_whose_answer_is_lost_is_never_not_applied") else {
+        return;
+    };
+    let (proxy, store, direct) = through_proxy(&pg);
+    proxy.arm(Fault::on("WITH up AS", Action::DropAnswer));
+    let e = store
+        .commit(PARENT, Record::finished("a", "success"))
+        .unwrap_err();
+    assert_eq!(proxy.fired(), 1);
+    assert!(e.outcome_unknown(), "{e}");
+    assert_eq!(
+        children(&direct.peek(PARENT).unwrap()),
+        ["a"],
+        "it was made"
+    );
+}
+
+/// A connection that stalls without closing (the statement forwarded, no
+/// answer ever): the commit fails after the client-side deadline, as a
+/// timeout whose outcome is unknown (the server may have made it), instead
+/// of hanging forever (issue 20, item 18).
+#[test]
+fn a_stalled_commit_times_out_as_unknown() {
+    let Some(pg) = Pg::from_env("a_stalled_commit_times_out_as_unknown") else {
+        return;
+    };
+    let (proxy, store, _direct) = through_proxy(&pg);
+    let store = store.with_timeout(std::time::Duration::from_millis(500));
+    proxy.arm(Fault::on("WITH up AS", Action::Stall));
+    let e = store
+        .commit(PARENT, Record::finished("a", "success"))
+        .unwrap_err();
+    assert_eq!(proxy.fired(), 1);
+    match &e {
+        Error::Store(s) => {
+            assert_eq!(s.kind, outbox::StoreErrorKind::Timeout, "{e}");
+            assert_eq!(s.outcome, Outcome::Unknown, "{e}");
+        }
+        other => panic!("{other}"),
+    }
+    // The handle goes on working on a new connection.
+    store
+        .commit(PARENT, Record::finished("b", "success"))
+        .unwrap();
+}
+
+/// A drain whose connection stalls mid-drain (here: its last statement,
+/// after the delivery) fails after the deadline with nothing marked, and
+/// does not keep the parent locked: the stalled session is ended from a
+/// new connection, so the next drainer (another host) gets the records
+/// at once, not after the server's TCP keepalive gives up.
+#[test]
+fn a_stalled_drain_times_out_and_frees_the_parent() {
+    let Some(pg) = Pg::from_env("a_stalled_drain_times_out_and_frees_the_parent") else {
+        return;
+    };
+    let (proxy, store, direct) = through_proxy(&pg);
+    let store = store.with_timeout(std::time::Duration::from_millis(500));
+    direct
+        .commit(PARENT, Record::finished("a", "success"))
+        .unwrap();
+    proxy.arm(Fault::containing("finish_drain", Action::Stall));
+    let e = store_error(
+        store
+            .drain_with(PARENT, |_| Ok::<(), std::io::Error>(()))
+            .unwrap_err(),
+    );
+    assert_eq!(proxy.fired(), 1);
+    assert_eq!(e.kind, outbox::StoreErrorKind::Timeout, "{e}");
+    assert_eq!(e.outcome, Outcome::NotApplied, "{e}");
+    let drained = direct
+        .with_timeout(std::time::Duration::from_secs(10))
+        .drain(PARENT)
+        .expect("the parent is free");
+    assert_eq!(children(&drained.records), ["a"]);
+}

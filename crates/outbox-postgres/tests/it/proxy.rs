@@ -142,11 +142,6 @@ impl Proxy {
         self.shared.faults.lock().unwrap().push(fault);
     }
 
-    /// Disarms every fault not fired yet.
-    pub fn disarm(&self) {
-        self.shared.faults.lock().unwrap().clear();
-    }
-
     /// How many faults have fired.
     pub fn fired(&self) -> usize {
         self.shared.fired.load(Ordering::SeqCst)
