@@ -272,6 +272,26 @@ async fn open(host: &Host, port: u16, net: &Net) -> io::Result<(Socket, socket2:
     }
 }
 
+/// `config` with the password libpq would use for `host:port` when the URL
+/// has none (see `pgpass.rs`); `None` when the URL has one or none is
+/// found.
+fn with_password(config: &Config, host: &Host, port: u16) -> Option<Config> {
+    if config.get_password().is_some() {
+        return None;
+    }
+    let user = config.get_user().unwrap_or_default();
+    let target = crate::pgpass::Target {
+        host,
+        port,
+        dbname: config.get_dbname().unwrap_or(user),
+        user,
+    };
+    let password = crate::pgpass::password(target)?;
+    let mut config = config.clone();
+    config.password(password);
+    Some(config)
+}
+
 impl Conn {
     /// Connects to the first of `config`'s hosts that answers, each
     /// attempt bounded by `net.connect_timeout`.
@@ -286,6 +306,8 @@ impl Conn {
                 tokio::time::timeout(net.connect_timeout, async {
                     let (socket, probe) = open(&host, port, net).await.map_err(PgError::Io)?;
                     let tls = crate::tls::connector(config, &host)?;
+                    let with_password = with_password(config, &host, port);
+                    let config = with_password.as_ref().unwrap_or(config);
                     let (client, connection) = config.connect_raw(socket, tls).await?;
                     let connection = tokio::spawn(async move {
                         let _ = connection.await;

@@ -92,6 +92,7 @@
 //! as its `line_no` (offset 0).
 
 mod conn;
+mod pgpass;
 mod resolve;
 mod schema;
 mod tls;

@@ -8,5 +8,6 @@ mod conformance;
 mod failures;
 mod multi_host;
 mod net_faults;
+mod password_file;
 mod proxy;
 mod util;
