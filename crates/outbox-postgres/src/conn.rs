@@ -305,7 +305,7 @@ impl Conn {
             let attempt = rt.block_on(async {
                 tokio::time::timeout(net.connect_timeout, async {
                     let (socket, probe) = open(&host, port, net).await.map_err(PgError::Io)?;
-                    let tls = crate::tls::connector(config, &host)?;
+                    let tls = crate::tls::connector(&host);
                     let with_password = with_password(config, &host, port);
                     let config = with_password.as_ref().unwrap_or(config);
                     let (client, connection) = config.connect_raw(socket, tls).await?;

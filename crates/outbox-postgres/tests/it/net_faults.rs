@@ -288,3 +288,72 @@ fn a_stalled_drain_times_out_and_frees_the_parent() {
         .expect("the parent is free");
     assert_eq!(children(&drained.records), ["a"]);
 }
+
+/// Whether the session named `app` is encrypted.
+fn encrypted(pg: &Pg, app: &str) -> bool {
+    pg.client()
+        .query_one(
+            "SELECT bool_and(s.ssl) FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid) \
+             WHERE a.application_name = $1",
+            &[&app],
+        )
+        .unwrap()
+        .get::<_, Option<bool>>(0)
+        .expect("the session is connected")
+}
+
+/// `sslmode` as libpq means it: `disable` never encrypts, `prefer` does
+/// when the server offers TLS, `require` does or refuses to connect, with
+/// an error that says so, never "no TLS implementation configured" (issue
+/// 20, item 18).
+#[test]
+fn sslmode_disable_prefer_and_require_do_what_they_say() {
+    let Some(pg) = Pg::from_env("sslmode_disable_prefer_and_require_do_what_they_say") else {
+        return;
+    };
+    let tls_on: bool = pg
+        .client()
+        .query_one("SELECT current_setting('ssl') = 'on'", &[])
+        .unwrap()
+        .get(0);
+    for (mode, want) in [("disable", false), ("prefer", tls_on), ("require", true)] {
+        if mode == "require" && !tls_on {
+            continue;
+        }
+        let schema = pg.fresh_schema();
+        let app = format!("ssl-{schema}");
+        let url = crate::util::with_param(
+            &crate::util::with_param(&pg.url, &format!("sslmode={mode}")),
+            &format!("application_name={app}"),
+        );
+        let store = PgOutbox::connect_schema(&url, &schema)
+            .unwrap_or_else(|e| panic!("sslmode={mode}: {e}"));
+        store
+            .commit(PARENT, Record::finished("a", "success"))
+            .unwrap();
+        assert_eq!(encrypted(&pg, &app), want, "sslmode={mode}");
+    }
+    // A server that declines TLS: a one-line fake that answers the TLS
+    // request with 'N'.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let decline = std::thread::spawn(move || {
+        use std::io::{Read, Write};
+        let (mut s, _) = listener.accept().unwrap();
+        let mut request = [0u8; 8];
+        s.read_exact(&mut request).unwrap();
+        s.write_all(b"N").unwrap();
+    });
+    let e = PgOutbox::connect(&format!(
+        "postgres://postgres@127.0.0.1:{port}/test?sslmode=require"
+    ))
+    .unwrap_err();
+    decline.join().unwrap();
+    let text = e.to_string();
+    assert!(text.contains("TLS"), "{text}");
+    assert!(!text.contains("no TLS implementation configured"), "{text}");
+    assert!(
+        text.contains(&format!("127.0.0.1:{port}")),
+        "names the store: {text}"
+    );
+}

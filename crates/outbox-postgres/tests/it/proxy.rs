@@ -1,7 +1,8 @@
 //! A fault-injecting TCP proxy between the store and the test database, in
 //! the test process, on loopback only: Jepsen's nemesis in miniature.
 //!
-//! It reads the PostgreSQL wire protocol from the client (startup, then
+//! It declines TLS itself (the client goes on in plain text) and reads the
+//! PostgreSQL wire protocol from the client (startup, then
 //! typed messages) and remembers each prepared statement's SQL, so a
 //! [`Fault`] names the statement it fires on by a piece of its SQL (a
 //! simple query's text, or a `Bind` of a statement whose `Parse` held it).
@@ -217,9 +218,6 @@ fn cut(a: &TcpStream, b: &TcpStream) {
 struct ConnState {
     /// Set when a fault fired on this connection.
     action: Mutex<Option<Action>>,
-    /// Set once the server answered the client's SSL request: its next
-    /// byte is one byte ('N' or 'S'), not a message.
-    ssl_answer: AtomicBool,
 }
 
 fn read_exact_or_eof(r: &mut impl Read, buf: &mut [u8]) -> io::Result<bool> {
@@ -274,18 +272,15 @@ fn client_to_server(
         let code = body
             .get(..4)
             .map(|c| u32::from_be_bytes(c.try_into().unwrap()));
-        // SSLRequest or GSSENCRequest: a one-byte answer, then the startup
-        // message. Flagged before it is forwarded, so the other pump knows
-        // when the answer comes.
-        let request = code == Some(80_877_103) || code == Some(80_877_104);
-        if request {
-            conn.ssl_answer.store(true, Ordering::SeqCst);
+        // SSLRequest or GSSENCRequest: the proxy declines itself ('N'), so
+        // it can read what follows; the startup message comes next.
+        if code == Some(80_877_103) || code == Some(80_877_104) {
+            client.write_all(b"N")?;
+            continue;
         }
         server.write_all(&len)?;
         server.write_all(&body)?;
-        if !request {
-            break;
-        }
+        break;
     }
     let mut statements: HashMap<String, String> = HashMap::new();
     loop {
@@ -354,14 +349,9 @@ fn server_to_client(
 ) -> io::Result<()> {
     loop {
         let mut head = [0u8; 5];
-        if !read_exact_or_eof(&mut server, &mut head[..1])? {
+        if !read_exact_or_eof(&mut server, &mut head)? {
             return Ok(());
         }
-        if conn.ssl_answer.swap(false, Ordering::SeqCst) {
-            client.write_all(&head[..1])?;
-            continue;
-        }
-        read_exact_or_eof(&mut server, &mut head[1..])?;
         let n = u32::from_be_bytes(head[1..5].try_into().unwrap()) as usize;
         let mut body = vec![0u8; n.saturating_sub(4)];
         read_exact_or_eof(&mut server, &mut body)?;
