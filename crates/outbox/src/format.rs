@@ -11,6 +11,7 @@
 use std::io::{self, BufRead, BufReader, Read};
 
 use crate::Record;
+pub use crate::json_error::JsonError;
 
 /// The longest line, in bytes without its newline, a reader accepts and a
 /// commit writes: 16 MiB.
@@ -18,6 +19,7 @@ pub const MAX_LINE_BYTES: usize = 16 * 1024 * 1024;
 
 /// Why a line was not read as a record.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum BadLineReason {
     /// The line is longer than the reader's limit.
     TooLong,
@@ -27,6 +29,7 @@ pub enum BadLineReason {
 
 /// A non-blank line that did not yield a record.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct BadLine {
     /// 1-based line number.
     pub line_no: u64,
@@ -39,8 +42,22 @@ pub struct BadLine {
     pub reason: BadLineReason,
 }
 
+impl BadLine {
+    /// A bad line at `offset`, `len` bytes long, line number `line_no`
+    /// (1-based); for stores and readers outside this crate.
+    pub fn new(line_no: u64, offset: u64, len: u64, reason: BadLineReason) -> Self {
+        Self {
+            line_no,
+            offset,
+            len,
+            reason,
+        }
+    }
+}
+
 /// The content of one file of records.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Scan {
     /// The records, in file order.
     pub records: Vec<Record>,
@@ -49,13 +66,13 @@ pub struct Scan {
 }
 
 /// Decodes one line (without its newline) into a record.
-pub fn decode_line(line: &[u8]) -> Result<Record, serde_json::Error> {
-    serde_json::from_slice(line)
+pub fn decode_line(line: &[u8]) -> Result<Record, JsonError> {
+    serde_json::from_slice(line).map_err(JsonError::new)
 }
 
 /// Encodes `record` as one line, newline included.
-pub fn encode_line(record: &Record) -> Result<Vec<u8>, serde_json::Error> {
-    let mut line = serde_json::to_vec(record)?;
+pub fn encode_line(record: &Record) -> Result<Vec<u8>, JsonError> {
+    let mut line = serde_json::to_vec(record).map_err(JsonError::new)?;
     line.push(b'\n');
     Ok(line)
 }

@@ -238,12 +238,14 @@
 //! the `outbox-sim` crate (a dev-dependency) has crash-simulating and
 //! fault-injecting ones for the tests.
 
+pub mod delivery;
 mod durable;
 mod error;
 pub mod format;
 mod held;
 pub mod hook_json;
 pub mod io;
+mod json_error;
 mod ledger;
 pub mod names;
 mod outbox;
@@ -268,3 +270,8 @@ pub use record::{
 pub use records_state::RecordsState;
 pub use store::{Outcome, Store, StoreError, StoreErrorKind, check_parent_id, stamp};
 pub use timestamp::{Timestamp, TimestampError};
+
+/// This crate's README, whose examples run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+mod readme_doctests {}

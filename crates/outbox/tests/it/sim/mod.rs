@@ -562,7 +562,7 @@ impl World {
                         });
                         let result = result.map_err(|e| match &e {
                             DrainWithError::Outbox(inner) => Failure::of(inner),
-                            DrainWithError::Delivery(_) => Failure {
+                            _ => Failure {
                                 message: e.to_string(),
                                 state: e.records_state(),
                                 records: Vec::new(),
