@@ -240,6 +240,7 @@ pub enum DrainWithError<E> {
     /// pending (staged for the next drain), whether or not `deliver` ran.
     /// The one exception says so itself: [`Error::MarksKept`], when the
     /// ledger could not be made durable and the old one not put back.
+    /// [`DrainWithError::records_state`] is the typed answer.
     #[error(transparent)]
     Outbox(#[from] Error),
     /// The caller's delivery failed; nothing was marked consumed and the
