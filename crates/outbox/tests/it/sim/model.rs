@@ -158,6 +158,8 @@ struct Promise {
     commit: usize,
     after_event: usize,
     message: String,
+    /// Power cuts before the promise.
+    crashes: usize,
 }
 
 /// The reference model of one simulated world.
@@ -451,6 +453,7 @@ impl Model {
                     commit: no,
                     after_event: self.event,
                     message: message.to_owned(),
+                    crashes: self.crashes,
                 });
             }
         }
@@ -494,9 +497,15 @@ impl Model {
             );
         }
         for p in &self.promises {
+            // "Pending" says nothing is marked, not that a record whose
+            // commit failed (say, its fdatasync) is durable: a power cut
+            // after the promise may take it (seed 36496).
+            let never_durable =
+                self.commits[p.commit].status != CommitStatus::Ok && self.crashes > p.crashes;
             if self.delivered_since(p.parent, &p.child, p.commit, p.after_event)
                 || self.commits[p.commit].loss_allowed
                 || self.removed(p.parent, &p.child, p.commit)
+                || never_durable
             {
                 continue;
             }
