@@ -22,6 +22,15 @@
 //! NUL bytes separate like newlines (what a failed fdatasync can leave
 //! before the next drain's lines), so marks written after them count.
 //!
+//! **The newline rule** (the inbox's): the file ends in a newline only once
+//! its directory entry is durable. A rewrite writes a last line that marks
+//! nothing (a space) without its newline and adds the newline after the
+//! directory fsync; an append that finds the file unterminated (that fsync
+//! failed, a crash lost the newline, or a torn line) ends it and fsyncs
+//! the directory after its fdatasync. Without it, a rewrite whose
+//! directory fsync failed left a file a power cut could take with every
+//! mark appended to it later.
+//!
 //! A drain *compacts* instead of appending (a whole-file rewrite with the
 //! durable-write recipe: 1 file + 1 directory fsync) when the file does not
 //! exist yet, when agent-deck's ledger must be migrated, when the header is
@@ -485,12 +494,14 @@ impl Ledger {
             unreachable!("must_rewrite is true for every other source");
         };
         if !clean_end {
-            // A torn last line: end it, so the marks start on a line of
-            // their own (the torn one then marks nothing).
+            // A torn last line, or a rewrite's placeholder whose directory
+            // entry may not be durable: end it, so the marks start on a
+            // line of their own (the torn one then marks nothing), and
+            // make the entry durable after the data (see `rewrite`).
             lines.insert(0, b'\n');
         }
         let path = &paths.consumed;
-        let appended = append(io, path, &lines);
+        let appended = append(io, path, &lines, !clean_end);
         match appended {
             Ok(()) => {
                 self.prune(now_unix);
@@ -580,7 +591,14 @@ impl Ledger {
     /// anything is written.
     fn rewrite<I: Io>(&mut self, io: &I, paths: &ParentPaths) -> Result<(), WriteFailed> {
         let generation = format!("{:016x}", io.nonce());
-        let bytes = self.encode(&generation);
+        let mut bytes = self.encode(&generation);
+        // The newline rule (the inbox's): the file ends in a newline only
+        // once its directory entry is durable. It is written with a last
+        // line that marks nothing (a space) left unterminated, and the
+        // newline follows the directory fsync. An appender that finds it
+        // unterminated (this fsync failed, or a crash lost the newline)
+        // fsyncs the directory after its fdatasync (see `append`).
+        bytes.push(b' ');
         if bytes.len() as u64 > MAX_LEDGER_BYTES {
             return Err(WriteFailed::not_renamed(Error::LedgerTooLarge {
                 path: paths.consumed.clone(),
@@ -589,6 +607,12 @@ impl Ledger {
             }));
         }
         write_durable(io, &paths.consumed, &bytes)?;
+        // Not synced: if a crash loses it, the next append fsyncs the
+        // directory once more.
+        let ended = match io.open_append(&paths.consumed) {
+            Ok(Some(mut file)) => io.write_all(&mut file.file, b"\n").is_ok(),
+            _ => false,
+        };
         let had_legacy = self.source == Source::Legacy { legacy: true };
         // Fold the shift into the stamps, as the file now has them.
         let entries: Vec<(String, i64)> = self.entries().map(|(k, t)| (k.to_owned(), t)).collect();
@@ -597,12 +621,17 @@ impl Ledger {
         for (k, t) in entries {
             self.insert(&k, t);
         }
+        // Read up to the placeholder's end, or to its start.
         self.source = Source::V2 {
             generation,
-            offset: bytes.len() as u64,
-            lines: n,
+            offset: if ended {
+                bytes.len() as u64 + 1
+            } else {
+                bytes.len() as u64 - 1
+            },
+            lines: n + u64::from(ended),
             base: n,
-            clean_end: true,
+            clean_end: ended,
         };
         if had_legacy {
             // A plain unlink: the v2 file is durable and is read first; a
@@ -635,12 +664,18 @@ fn push_mark(out: &mut Vec<u8>, turn: &str, stamp: i64) {
 }
 
 /// Appends `lines` (a prune line and marks) to the ledger at `path` and
-/// fdatasyncs it. On failure: the error (`renamed`: whether any mark may be
+/// fdatasyncs it, then, with `sync_dir` (the file did not end in a
+/// newline: its directory entry may not be durable), fsyncs its directory. On failure: the error (`renamed`: whether any mark may be
 /// visible) and how many of the leading marks may be visible to a reader:
 /// those whose line reached the file whole (a write that failed having
 /// written nothing shows none), or all of them once the write succeeded
 /// (a failed fdatasync leaves them in the page cache).
-fn append<I: Io>(io: &I, path: &Path, lines: &[u8]) -> Result<(), (WriteFailed, usize)> {
+fn append<I: Io>(
+    io: &I,
+    path: &Path,
+    lines: &[u8],
+    sync_dir: bool,
+) -> Result<(), (WriteFailed, usize)> {
     let marks = lines
         .split(|&b| b == b'\n')
         .filter(|l| l.first() == Some(&b'['))
@@ -658,9 +693,14 @@ fn append<I: Io>(io: &I, path: &Path, lines: &[u8]) -> Result<(), (WriteFailed, 
         }
         Err(error) => return Err((WriteFailed::not_renamed(error), 0)),
     };
+    let dir = crate::io::parent_dir(path);
     let (error, visible) = match io.write_all_counted(&mut file.file, lines) {
         Ok(()) => match io.sync_data(&mut file.file).at("fdatasync", path) {
-            Ok(()) => return Ok(()),
+            Ok(()) if !sync_dir => return Ok(()),
+            Ok(()) => match io.sync_dir(dir).at("fsync directory", dir) {
+                Ok(()) => return Ok(()),
+                Err(error) => (error, marks),
+            },
             Err(error) => (error, marks),
         },
         Err(failed) => {

@@ -149,6 +149,13 @@ fn faulted_call<I: Io>(
             if f.kind == OpKind::RemoveFile
                 && f.path == ob.paths(PARENT).unwrap().claimed
                 && LedgerProgress::of(&ops, &ledger).durable => {}
+        // And ending a rewritten ledger's placeholder line once its
+        // directory entry is durable (unsynced: when it fails, the next
+        // append ends it and fsyncs the directory itself).
+        (Some(f), Ok(()))
+            if matches!(f.kind, OpKind::OpenAppend | OpKind::WriteAll)
+                && f.path == ledger
+                && LedgerProgress::of(&ops, &ledger).durable => {}
         (Some(f), Ok(())) => {
             return Err(format!("the fault on {f} was swallowed: Ok\n{}", context()));
         }

@@ -181,11 +181,13 @@ fn expect_ops(
 ///   unknown when there is none yet, then agent-deck's, unknown too; file
 ///   at steady state: it reads only what was appended since);
 ///   `Ledger::mark`: the first drain creates the ledger with
-///   `write_durable` (create, write, sync_file, rename, sync_dir); at
-///   steady state it appends (`open_append`, one `write_all` of a prune
-///   line and the N marks, `sync_data`); then `remove_file` of the claim.
+///   `write_durable` (create, write, sync_file, rename, sync_dir), then
+///   ends its placeholder line (`open_append`, `write_all` of the newline,
+///   unsynced: the newline rule); at steady state it appends
+///   (`open_append`, one `write_all` of a prune line and the N marks,
+///   `sync_data`); then `remove_file` of the claim.
 ///
-/// So 14 operations for a first drain and 11 at steady state, whatever N
+/// So 16 operations for a first drain and 11 at steady state, whatever N
 /// is: nothing in the drain is per record. A drain with nothing pending:
 /// the two locks and the three `open_read`s of missing files (5).
 #[test]
@@ -207,9 +209,10 @@ fn perf_outbox_drain_op_counts() {
                         (OpenRead, F, 1),
                         (Rename, F, 2),
                         (Create, F, 1),
-                        (Write, F, 1),
+                        (Write, F, 2),
                         (SyncFile, F, 1),
                         (SyncDir, Dir, 1),
+                        (OpenAppend, F, 1),
                         (Remove, F, 1),
                     ],
                     format!("first drain of {n}"),

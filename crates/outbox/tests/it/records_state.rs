@@ -136,3 +136,50 @@ fn a_drain_whose_every_later_operation_fails_says_what_became_of_its_records() {
         every_persistent_fault(OpKindSet::ALL, partial, true);
     }
 }
+
+/// A ledger whose rewrite was renamed into place but whose directory
+/// fsync failed (and whose undo failed too) has a directory entry that is
+/// not durable. A later drain that appends to it and returns `Ok` must
+/// still leave its marks durable: after a power cut, what it returned is
+/// never delivered again (found by the simulation, seed 54191).
+#[test]
+fn marks_appended_to_a_ledger_whose_entry_is_not_durable_survive_a_crash() {
+    let mut reached = 0;
+    for k in 0..8 {
+        let disk = CrashIo::new();
+        disk.install_dir(ROOT);
+        let faults = FaultIo::new(disk.clone());
+        let ob = Outbox::open_with(ROOT, faults.clone()).unwrap();
+        ob.commit(PARENT, record("w0")).unwrap();
+        // The first drain creates the ledger: fail directory fsyncs and
+        // file creations from the k-th on (the rename happened for some k).
+        faults.arm(
+            FaultPlan::persistent(k, Fault::EIO)
+                .counting(OpKindSet::of([OpKind::SyncDir, OpKind::CreateNew])),
+        );
+        let first = ob.drain(PARENT);
+        faults.disarm();
+        let Err(e) = first else { continue };
+        if e.records_state() != RecordsState::Consumed {
+            continue;
+        }
+        reached += 1;
+        ob.commit(PARENT, record("w1")).unwrap();
+        let second = ob.drain(PARENT).unwrap();
+        assert_eq!(children(&second.records), BTreeSet::from(["w1".to_owned()]));
+        for image in disk.crash_images(64) {
+            let rebooted = CrashIo::from_image(&image);
+            let again = Outbox::open_with(ROOT, rebooted).unwrap();
+            let drained = children(&again.drain(PARENT).unwrap().records);
+            assert!(
+                !drained.contains("w1"),
+                "k {k}: w1, returned by a drain that returned Ok, came again after a \
+                 power cut: {drained:?}"
+            );
+        }
+    }
+    assert!(
+        reached > 0,
+        "no k left the ledger renamed with its undo failed"
+    );
+}

@@ -1239,10 +1239,12 @@ const STEPS: usize = 400;
 /// failed ledger append said its records stayed consumed; 0 and 3, which
 /// found defects 12 and 5, are among the fixed seeds), 36496 by the clean
 /// campaign (a model gap: a record whose commit failed, promised pending,
-/// lost to a later power cut). Add a failing seed here when you fix what
-/// it found.
+/// lost to a later power cut), 54191 by the same campaign (an outbox
+/// defect: marks appended to a ledger whose rewrite's directory fsync had
+/// failed were lost with the file in a power cut). Add a failing seed here
+/// when you fix what it found.
 pub const REGRESSIONS: &[u64] = &[
-    99, 254, 1166, 1352, 1694, 1912, 2595, 2698, 10000, 19624, 27636, 36496, 38152, 63798,
+    99, 254, 1166, 1352, 1694, 1912, 2595, 2698, 10000, 19624, 27636, 36496, 38152, 54191, 63798,
 ];
 
 /// A seed no earlier run chose: the clock's nanoseconds and the process's
