@@ -24,21 +24,36 @@ use clap::Args;
 /// merge the fragment into .claude/settings.json or
 /// .claude/settings.local.json of a project only that side runs in. Not
 /// ~/.claude/settings.json, which every session reads.
+///
+/// `outbox hooks install` and `outbox hooks uninstall` merge the same hooks
+/// into a settings file, or take them out again (see their --help).
 #[derive(Debug, Args)]
-#[command(after_help = "\
+#[command(
+    after_help = "\
 Examples:
   outbox hooks --parent conductor                # for the parent's settings.json
   outbox hooks --parent conductor --child        # for each child's
-  claude --settings \"$(outbox hooks --parent conductor --child)\"")]
+  claude --settings \"$(outbox hooks --parent conductor --child --title parser)\"
+  outbox hooks install --parent conductor --scope local",
+    subcommand_negates_reqs = true,
+    args_conflicts_with_subcommands = true
+)]
 pub struct HooksArgs {
+    /// Install the hooks into a Claude Code settings file, or uninstall
+    /// them.
+    #[command(subcommand)]
+    pub action: Option<crate::settings::HooksAction>,
     /// The parent session: the inbox the children commit to and the parent
     /// drains.
-    #[arg(long, value_name = "ID")]
-    pub parent: String,
+    #[arg(long, value_name = "ID", required = true)]
+    pub parent: Option<String>,
     /// Print a child's hook (commit --from-hook) instead of the parent's
     /// (stop-hook).
     #[arg(long)]
     pub child: bool,
+    /// The child's display title, passed to its commit command (--title).
+    #[arg(long, value_name = "TEXT", requires = "child")]
+    pub title: Option<String>,
 }
 
 /// The store a hook's command names.
@@ -53,26 +68,18 @@ pub enum StoreArg {
 /// The fragment for `args`: a pretty-printed JSON object and a newline.
 /// `binary` and a root must be absolute; a path that is not UTF-8 cannot be
 /// written into JSON and is an error naming it.
-pub fn fragment(binary: &Path, store: &StoreArg, args: &HooksArgs) -> Result<String, String> {
-    let utf8 = |what: &str, path: &Path| {
-        path.to_str()
-            .map(shell_quote)
-            .ok_or_else(|| format!("{what} {} is not UTF-8", path.display()))
-    };
-    let store = match store {
-        StoreArg::Root(root) => format!("--root {}", utf8("the data root", root)?),
-        StoreArg::Store(url) => format!("--store {}", shell_quote(url)),
-    };
+pub fn fragment(
+    binary: &Path,
+    store: &StoreArg,
+    parent: &str,
+    args: &HooksArgs,
+) -> Result<String, String> {
     let subcommand = if args.child {
-        "commit --parent {} --from-hook"
+        child_words(parent, args.title.as_deref())
     } else {
-        "stop-hook --parent {}"
+        format!("stop-hook --parent {}", shell_quote(parent))
     };
-    let command = format!(
-        "{} {store} {}",
-        utf8("the binary's path", binary)?,
-        subcommand.replace("{}", &shell_quote(&args.parent))
-    );
+    let command = command_line(binary, store, &subcommand)?;
     // Written by hand to keep the keys in Claude Code's documented order
     // (`type` before `command`); the command is a JSON string literal.
     let command = serde_json::to_string(&command).map_err(|e| e.to_string())?;
@@ -92,6 +99,37 @@ pub fn fragment(binary: &Path, store: &StoreArg, args: &HooksArgs) -> Result<Str
   }}
 }}
 "#
+    ))
+}
+
+/// A child's commit command after the store: `commit --parent P
+/// --from-hook [--title T]`, each word quoted for the shell.
+pub fn child_words(parent: &str, title: Option<&str>) -> String {
+    let mut words = format!("commit --parent {} --from-hook", shell_quote(parent));
+    if let Some(title) = title {
+        words.push_str(" --title ");
+        words.push_str(&shell_quote(title));
+    }
+    words
+}
+
+/// A hook's command line: this binary and the store by absolute path, then
+/// `subcommand` (already quoted). `binary` and a root must be absolute; a
+/// path that is not UTF-8 cannot be written into JSON and is an error
+/// naming it.
+pub fn command_line(binary: &Path, store: &StoreArg, subcommand: &str) -> Result<String, String> {
+    let utf8 = |what: &str, path: &Path| {
+        path.to_str()
+            .map(shell_quote)
+            .ok_or_else(|| format!("{what} {} is not UTF-8", path.display()))
+    };
+    let store = match store {
+        StoreArg::Root(root) => format!("--root {}", utf8("the data root", root)?),
+        StoreArg::Store(url) => format!("--store {}", shell_quote(url)),
+    };
+    Ok(format!(
+        "{} {store} {subcommand}",
+        utf8("the binary's path", binary)?
     ))
 }
 
@@ -123,12 +161,15 @@ mod tests {
     #[test]
     fn the_fragment_names_the_binary_root_and_parent() {
         let args = HooksArgs {
-            parent: "my parent".into(),
+            action: None,
+            parent: None,
             child: false,
+            title: None,
         };
         let text = fragment(
             Path::new("/bin/outbox"),
             &StoreArg::Root("/data/ob".into()),
+            "my parent",
             &args,
         )
         .unwrap();
@@ -144,6 +185,7 @@ mod tests {
         let text = fragment(
             Path::new("/bin/outbox"),
             &StoreArg::Root("/data/ob".into()),
+            "my parent",
             &args,
         )
         .unwrap();

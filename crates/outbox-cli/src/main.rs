@@ -20,9 +20,12 @@ mod exec;
 mod from_hook;
 mod generate;
 mod hooks;
+mod jsonspan;
 mod render;
 mod root;
+mod settings;
 mod store;
+mod watch;
 
 use std::ffi::{OsStr, OsString};
 use std::io::{self, Read, Write};
@@ -117,6 +120,8 @@ enum Command {
     StopHook(StopHookArgs),
     Hooks(hooks::HooksArgs),
     Doctor(doctor::DoctorArgs),
+    Watch(watch::WatchArgs),
+    Wait(watch::WaitArgs),
     Completions(generate::CompletionsArgs),
     #[command(hide = true)]
     Man(generate::ManArgs),
@@ -512,6 +517,8 @@ fn run(cli: Cli) -> Result<u8, Failure> {
         Command::Sweep(args) => sweep(&loc, &args),
         Command::StopHook(args) => run_stop_hook(&loc, args),
         Command::Hooks(args) => print_hooks(&loc, &args),
+        Command::Watch(args) => watch::run_watch(&loc, &args),
+        Command::Wait(args) => watch::run_wait(&loc, &args),
         Command::Doctor(_) => {
             let mut report = match &loc {
                 Location::Files(root) => doctor::examine(root, chooser.describe()),
@@ -562,7 +569,19 @@ fn man(args: &generate::ManArgs) -> Result<u8, Failure> {
 /// `outbox hooks`: the settings.json fragment, with this binary's and the
 /// root's absolute paths.
 fn print_hooks(loc: &Location, args: &hooks::HooksArgs) -> Result<u8, Failure> {
-    check_parent(&args.parent)?;
+    if let Some(action) = &args.action {
+        return settings::run(loc, action);
+    }
+    let parent = args.parent.as_deref().unwrap_or_default();
+    check_parent(parent)?;
+    let (binary, store) = hook_binary_and_store(loc)?;
+    let text = hooks::fragment(&binary, &store, parent, args).map_err(Failure::error)?;
+    print(text.as_bytes())
+}
+
+/// What a hook's command names: this binary and the store, by absolute
+/// path.
+fn hook_binary_and_store(loc: &Location) -> Result<(PathBuf, hooks::StoreArg), Failure> {
     let binary = std::env::current_exe()
         .map_err(|e| Failure::error(format!("cannot find this binary's path: {e}")))?;
     let store = match loc {
@@ -571,8 +590,7 @@ fn print_hooks(loc: &Location, args: &hooks::HooksArgs) -> Result<u8, Failure> {
         })?),
         Location::Postgres(url) => hooks::StoreArg::Store(url.clone()),
     };
-    let text = hooks::fragment(&binary, &store, args).map_err(Failure::error)?;
-    print(text.as_bytes())
+    Ok((binary, store))
 }
 
 /// Checks a parent id before anything touches a store (every store takes
