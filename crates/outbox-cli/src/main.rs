@@ -14,6 +14,7 @@
 //! `commit --from-hook`) never exit 2 (Claude Code would read 2 as
 //! "block"): their errors exit 1. See `outbox --help` and `README.md`.
 
+mod claude_doctor;
 mod doctor;
 mod duration;
 mod exec;
@@ -524,6 +525,7 @@ fn run(cli: Cli) -> Result<u8, Failure> {
                 Location::Files(root) => doctor::examine(root, chooser.describe()),
                 Location::Postgres(url) => doctor::examine_postgres(url, chooser.describe()),
             };
+            claude_doctor::examine(&mut report);
             report.lines.insert(
                 0,
                 (

@@ -366,12 +366,13 @@ fn parse_settings(text: &str) -> Result<Node, String> {
     }
 }
 
+/// `hooks` (`None` when absent) and `hooks.<event>` with its index (`None`
+/// when absent).
+type EventList<'a> = (Option<&'a Node>, Option<(usize, &'a Node)>);
+
 /// `hooks` and `hooks.<event>` of a settings object, each checked to be of
 /// the kind Claude Code expects; `None` where absent.
-fn event_list<'a>(
-    root: &'a Node,
-    event: &str,
-) -> Result<(Option<&'a Node>, Option<(usize, &'a Node)>), String> {
+fn event_list<'a>(root: &'a Node, event: &str) -> Result<EventList<'a>, String> {
     let Some((_, hooks)) = root.get("hooks") else {
         return Ok((None, None));
     };
@@ -581,13 +582,16 @@ pub fn run(loc: &Location, action: &HooksAction) -> Result<u8, Failure> {
     if original.is_none() && !install {
         return print(format!("{shown}: no such file; nothing to uninstall\n").as_bytes());
     }
-    if install && !args.force {
-        if let Some(other) = other_side(&text, &binary, &store, &args.parent, &role) {
-            return Err(Failure::error(format!(
-                "{shown} already holds the {other} hooks of {:?}: a session reading it would                  both commit to and drain that inbox; give each side its own settings file,                  or pass --force",
-                args.parent
-            )));
-        }
+    if install
+        && !args.force
+        && let Some(other) = other_side(&text, &binary, &store, &args.parent, &role)
+    {
+        return Err(Failure::error(format!(
+            "{shown} already holds the {other} hooks of {:?}: a session reading it would \
+             both commit to and drain that inbox; give each side its own settings file, or \
+             pass --force",
+            args.parent
+        )));
     }
     let edit = if install {
         install_text(&text, &entries)

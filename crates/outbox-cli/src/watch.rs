@@ -16,7 +16,7 @@
 use std::ffi::OsString;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::sync::mpsc::{self, Receiver, Sender};
 use std::time::{Duration, Instant};
 
 use clap::Args;
@@ -290,12 +290,10 @@ pub fn wait_until_pending(
 fn next(rx: &Receiver<Wake>, deadline: Option<Instant>) -> Option<Wake> {
     match deadline {
         None => rx.recv().ok(),
-        Some(deadline) => {
-            match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
-                Ok(wake) => Some(wake),
-                Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => None,
-            }
-        }
+        // Timed out, or every sender is gone.
+        Some(deadline) => rx
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            .ok(),
     }
 }
 

@@ -434,3 +434,104 @@ fn installed_hooks_carry_a_title_and_connect_child_to_parent() {
         child.as_str()
     );
 }
+
+impl Project {
+    /// `outbox --root <root> doctor` from the project, HOME set.
+    fn doctor(&self) -> Run {
+        let mut cmd = command();
+        cmd.current_dir(self.cwd())
+            .env("HOME", self.home())
+            .env_remove("CLAUDE_CONFIG_DIR")
+            .arg("--root")
+            .arg(self.root())
+            .arg("doctor");
+        run_command(cmd, b"")
+    }
+}
+
+fn problems(run: &Run) -> Vec<&str> {
+    run.stdout
+        .lines()
+        .filter(|l| l.starts_with("problem: "))
+        .collect()
+}
+
+#[test]
+fn doctor_is_content_with_a_clean_install() {
+    let p = Project::new();
+    p.ok(&["install", "--parent", PARENT, "--scope", "local"]);
+    commit_finished(&p.root(), PARENT, "w1", "success");
+    let run = p.doctor();
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(problems(&run).is_empty(), "{run:?}");
+    assert!(
+        run.stdout
+            .contains("(local): the parent hook of parent \"conductor\" on Stop"),
+        "{run:?}"
+    );
+    assert!(
+        run.stdout.ends_with("ok: nothing needs attention\n"),
+        "{run:?}"
+    );
+}
+
+#[test]
+fn doctor_reports_missing_duplicated_and_misplaced_hooks() {
+    let p = Project::new();
+    let run = p.doctor();
+    assert!(
+        run.stdout
+            .contains("info: no outbox hooks in the Claude Code settings"),
+        "{run:?}"
+    );
+
+    // Both sides of one parent in the project file, the parent again at
+    // user scope, and a hook naming a binary that is gone.
+    p.ok(&["install", "--parent", PARENT]);
+    p.ok(&["install", "--parent", PARENT, "--child", "--force"]);
+    p.ok(&["install", "--parent", PARENT, "--scope", "user", "--force"]);
+    let local = p.cwd().join(".claude/settings.local.json");
+    std::fs::write(
+        &local,
+        serde_json::to_string_pretty(&json!({"hooks": {"SubagentStop": [{"hooks": [{
+            "type": "command",
+            "command": "/gone/bin/outbox --root /gone/root commit --parent conductor --from-hook"
+        }]}]}}))
+        .unwrap(),
+    )
+    .unwrap();
+    let run = p.doctor();
+    assert_eq!(run.code, 1, "{run:?}");
+    let problems = problems(&run);
+    let has = |text: &str| problems.iter().any(|l| l.contains(text));
+    assert!(
+        has("at user scope every Claude Code session"),
+        "{problems:#?}"
+    );
+    assert!(
+        has("the parent hook of parent \"conductor\" on Stop is installed 2 times"),
+        "{problems:#?}"
+    );
+    assert!(
+        has("holds both the parent and a child hook"),
+        "{problems:#?}"
+    );
+    assert!(
+        has("its binary /gone/bin/outbox does not exist"),
+        "{problems:#?}"
+    );
+    assert!(
+        has("its data root /gone/root does not exist"),
+        "{problems:#?}"
+    );
+    assert!(!run.stdout.contains("nothing needs attention"), "{run:?}");
+
+    // A settings file that is not JSON is named, not skipped silently.
+    std::fs::write(&local, "{ not json").unwrap();
+    let run = p.doctor();
+    assert!(
+        run.stdout
+            .contains(&format!("{}: not a JSON object", local.display())),
+        "{run:?}"
+    );
+}

@@ -20,3 +20,4 @@ mod perf_cli;
 mod postgres_store;
 mod stop_hook;
 mod util;
+mod watch;
