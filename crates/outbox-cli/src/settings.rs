@@ -34,7 +34,7 @@ use std::path::{Path, PathBuf};
 use clap::{Args, Subcommand};
 use serde::Serialize;
 
-use crate::hooks::{self, StoreArg, shell_quote};
+use crate::hooks::{self, HookEntry as Entry, HooksArgs, Role, StoreArg};
 use crate::jsonspan::{self, Node};
 use crate::store::Location;
 use crate::{Failure, check_parent, hook_binary_and_store, print};
@@ -99,72 +99,39 @@ pub struct InstallArgs {
     pub force: bool,
 }
 
-/// Whose hooks.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Role {
-    /// The parent's: its Stop hook drains its inbox.
-    Parent,
-    /// A child's: its Stop hook commits its last message.
-    Child {
-        /// The child's title, passed through.
-        title: Option<String>,
-    },
-    /// Background subagents of the parent: SubagentStop commits.
-    Subagents,
-}
-
-impl Role {
-    fn of(args: &InstallArgs) -> Self {
-        if args.child {
-            Role::Child {
-                title: args.title.clone(),
-            }
-        } else if args.subagents {
-            Role::Subagents
-        } else {
-            Role::Parent
+impl InstallArgs {
+    /// The same selection as `outbox hooks` flags for `role`, so
+    /// [`hooks::entries`] gives the one list both print and install.
+    fn hooks_args(&self, role: Role) -> HooksArgs {
+        HooksArgs {
+            action: None,
+            parent: Some(self.parent.clone()),
+            child: role == Role::Child,
+            subagents: role == Role::Subagents,
+            title: self.title.clone().filter(|_| role == Role::Child),
         }
     }
 
-    /// How a person names it.
-    pub fn describe(&self) -> &'static str {
-        match self {
-            Role::Parent => "parent",
-            Role::Child { .. } => "child",
-            Role::Subagents => "subagent",
+    /// The role these flags select, by `outbox hooks`' rule.
+    fn role(&self) -> Role {
+        HooksArgs {
+            action: None,
+            parent: None,
+            child: self.child,
+            subagents: self.subagents,
+            title: None,
         }
+        .role()
     }
 }
 
-/// One hook to install: under `event` (and `matcher`), run `command`.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Entry {
-    /// The Claude Code event, e.g. `Stop`.
-    pub event: &'static str,
-    /// The matcher, for events that take one.
-    pub matcher: Option<&'static str>,
-    /// The whole command line.
-    pub command: String,
-}
-
-/// The hooks a role installs: the same set `outbox hooks` prints.
-pub fn entries(
-    binary: &Path,
-    store: &StoreArg,
-    parent: &str,
-    role: &Role,
-) -> Result<Vec<Entry>, String> {
-    let quoted = shell_quote(parent);
-    let (event, words) = match role {
-        Role::Parent => ("Stop", format!("stop-hook --parent {quoted}")),
-        Role::Child { title } => ("Stop", hooks::child_words(parent, title.as_deref())),
-        Role::Subagents => ("SubagentStop", hooks::child_words(parent, None)),
-    };
-    Ok(vec![Entry {
-        event,
-        matcher: None,
-        command: hooks::command_line(binary, store, &words)?,
-    }])
+/// How a person names a role.
+pub fn describe(role: Role) -> &'static str {
+    match role {
+        Role::Parent => "parent",
+        Role::Child => "child",
+        Role::Subagents => "subagent",
+    }
 }
 
 /// The settings files Claude Code reads for the current directory, in
@@ -325,7 +292,7 @@ struct Hook<'a> {
 
 fn group(entry: &Entry) -> Group<'_> {
     Group {
-        matcher: entry.matcher,
+        matcher: None,
         hooks: [Hook {
             kind: "command",
             command: &entry.command,
@@ -522,20 +489,20 @@ fn other_side(
     text: &str,
     binary: &Path,
     store: &StoreArg,
-    parent: &str,
-    role: &Role,
+    args: &InstallArgs,
+    role: Role,
 ) -> Option<&'static str> {
     let other = match role {
-        Role::Parent => Role::Child { title: None },
-        Role::Child { .. } => Role::Parent,
+        Role::Parent => Role::Child,
+        Role::Child => Role::Parent,
         Role::Subagents => return None,
     };
     let root = parse_settings(text).ok()?;
-    let entries = entries(binary, store, parent, &other).ok()?;
+    let entries = hooks::entries(binary, store, &args.hooks_args(other)).ok()?;
     entries.iter().find_map(|entry| {
         let (_, list) = event_list(&root, entry.event).ok()?;
         let (_, list) = list?;
-        (!find(list, entry).is_empty()).then(|| other.describe())
+        (!find(list, entry).is_empty()).then(|| describe(other))
     })
 }
 
@@ -546,7 +513,7 @@ pub fn run(loc: &Location, action: &HooksAction) -> Result<u8, Failure> {
         HooksAction::Uninstall(args) => (args, false),
     };
     check_parent(&args.parent)?;
-    let role = Role::of(args);
+    let role = args.role();
     let (path, is_user) = scope_file(&args.scope)?;
     if install && is_user && !args.force {
         return Err(Failure::error(format!(
@@ -555,12 +522,13 @@ pub fn run(loc: &Location, action: &HooksAction) -> Result<u8, Failure> {
              wrong side); install them at project or local scope of the sessions that need \
              them, or pass --force",
             path.display(),
-            role.describe(),
+            describe(role),
             args.parent
         )));
     }
     let (binary, store) = hook_binary_and_store(loc)?;
-    let entries = entries(&binary, &store, &args.parent, &role).map_err(Failure::error)?;
+    let entries =
+        hooks::entries(&binary, &store, &args.hooks_args(role)).map_err(Failure::error)?;
     let shown = path.display().to_string();
     let original = match fs::read(&path) {
         Ok(bytes) => Some(bytes),
@@ -584,7 +552,7 @@ pub fn run(loc: &Location, action: &HooksAction) -> Result<u8, Failure> {
     }
     if install
         && !args.force
-        && let Some(other) = other_side(&text, &binary, &store, &args.parent, &role)
+        && let Some(other) = other_side(&text, &binary, &store, args, role)
     {
         return Err(Failure::error(format!(
             "{shown} already holds the {other} hooks of {:?}: a session reading it would \
@@ -602,7 +570,7 @@ pub fn run(loc: &Location, action: &HooksAction) -> Result<u8, Failure> {
         edit.map_err(|e| Failure::error(format!("{shown}: {e}; nothing changed")))?;
     let mut report = String::new();
     for (entry, change) in entries.iter().zip(&changes) {
-        let what = format!("{} hook ({})", entry.event, role.describe());
+        let what = format!("{} hook ({})", entry.event, describe(role));
         report.push_str(&match change {
             Change::Added => format!("installed the {what} in {shown}\n"),
             Change::Present => format!("the {what} is already in {shown}\n"),
@@ -695,7 +663,6 @@ mod tests {
     fn entry(event: &'static str, words: &str) -> Entry {
         Entry {
             event,
-            matcher: None,
             command: format!("/bin/outbox --root /data {words}"),
         }
     }
@@ -728,7 +695,7 @@ mod tests {
             "back\\slash",
             "",
         ] {
-            let line = format!("x {} y", shell_quote(word));
+            let line = format!("x {} y", hooks::shell_quote(word));
             assert_eq!(shell_words(&line).unwrap(), ["x", word, "y"], "{line}");
         }
     }

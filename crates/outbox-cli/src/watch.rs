@@ -130,11 +130,13 @@ impl Source {
                 watcher
                     .watch(&watched, RecursiveMode::NonRecursive)
                     .map_err(|e| Failure::error(format!("watch {}: {e}", watched.display())))?;
-                Ok(Source::Files {
+                let mut source = Source::Files {
                     root: root.clone(),
                     watcher,
                     watched,
-                })
+                };
+                source.rearm();
+                Ok(source)
             }
             Location::Postgres(url) => {
                 let store = PgOutbox::connect(url)?;
@@ -149,6 +151,12 @@ impl Source {
     /// Follows the root as it appears: watches the inbox directory once it
     /// exists (until then its nearest existing ancestor). The caller asks
     /// the store again after this, so nothing created meanwhile is missed.
+    ///
+    /// A directory created after the deepest one was found but before the
+    /// watch was placed raises no event, so it looks again after each move
+    /// until nothing deeper exists: from then on every creation is seen.
+    /// (Seen once under load: a commit creating `root/inboxes` one level
+    /// at a time outran a single look, and the record waited.)
     fn rearm(&mut self) {
         if let Source::Files {
             root,
@@ -156,12 +164,18 @@ impl Source {
             watched,
         } = self
         {
-            let target = deepest_existing(root);
-            if target != *watched || !watched.exists() {
-                let _ = watcher.unwatch(watched);
-                if watcher.watch(&target, RecursiveMode::NonRecursive).is_ok() {
-                    *watched = target;
+            // Each move goes deeper (or back to a still existing
+            // ancestor); the bound is only a guard.
+            for _ in 0..64 {
+                let target = deepest_existing(root);
+                if target == *watched && watched.is_dir() {
+                    return;
                 }
+                let _ = watcher.unwatch(watched);
+                if watcher.watch(&target, RecursiveMode::NonRecursive).is_err() {
+                    return;
+                }
+                *watched = target;
             }
         }
     }
@@ -482,6 +496,7 @@ fn deliver(store: &AnyStore, parent: &str, cmd: &[OsString]) -> Result<(), Strin
                 exec::display(cmd)
             ),
             DrainWithError::Outbox(e) => drain_failure(&e),
+            e => format!("drain: {e}"),
         })
 }
 
