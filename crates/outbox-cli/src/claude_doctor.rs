@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use crate::doctor::Report;
+use crate::hooks::{self, HooksArgs, Role, StoreArg};
 use crate::jsonspan::{self, Node};
 use crate::settings::{self, identity, named_paths};
 
@@ -23,14 +24,13 @@ struct Found {
 }
 
 impl Found {
-    /// Which side installs it: `parent`, `child`, `subagent`, or the
-    /// subcommand for hooks this check does not classify.
+    /// Which side installs it ([`side_of`]): `parent`, `child`,
+    /// `subagent`, or the subcommand for an outbox hook this version does
+    /// not install.
     fn side(&self) -> String {
-        match (self.event.as_str(), self.subcommand.as_str()) {
-            ("SubagentStop", "commit") => "subagent".into(),
-            (_, "commit") => "child".into(),
-            (_, "stop-hook") => "parent".into(),
-            (_, other) => other.into(),
+        match side_of(&self.event, &self.subcommand) {
+            Some(role) => settings::describe(role).to_owned(),
+            None => self.subcommand.clone(),
         }
     }
 
@@ -44,6 +44,36 @@ impl Found {
             self.event
         )
     }
+}
+
+/// The roles, in the order `outbox hooks` documents them.
+const ROLES: [Role; 3] = [Role::Parent, Role::Child, Role::Subagents];
+
+/// The (event, subcommand) pairs `role` installs, from [`hooks::entries`]
+/// (the list `outbox hooks` prints and `hooks install` installs).
+fn expected(role: Role) -> Vec<(&'static str, String)> {
+    let args = HooksArgs {
+        action: None,
+        parent: Some("p".to_owned()),
+        child: role == Role::Child,
+        subagents: role == Role::Subagents,
+        title: None,
+    };
+    let store = StoreArg::Root(PathBuf::from("/r"));
+    hooks::entries(Path::new("/outbox"), &store, &args)
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|e| identity(&e.command).map(|(sub, _)| (e.event, sub)))
+        .collect()
+}
+
+/// The role whose hooks include `subcommand` on `event`, if any.
+fn side_of(event: &str, subcommand: &str) -> Option<Role> {
+    ROLES.into_iter().find(|role| {
+        expected(*role)
+            .iter()
+            .any(|(e, s)| *e == event && s == subcommand)
+    })
 }
 
 /// Every command hook whose command runs `outbox`, in `root` (a settings
@@ -134,6 +164,7 @@ pub fn examine(report: &mut Report) {
     }
     check_duplicates(report, &found);
     check_both_sides(report, &found);
+    check_missing(report, &found, expected);
     if closing && !report.has_problems() {
         report.ok("nothing needs attention".to_owned());
     }
@@ -216,5 +247,94 @@ fn check_both_sides(report: &mut Report, found: &[Found]) {
                 child.event
             ));
         }
+    }
+}
+
+/// A role whose hooks of one parent are partly in one file: the events it
+/// should also have there.
+/// `expected` is [`expected`], or a stand-in in tests.
+fn check_missing(
+    report: &mut Report,
+    found: &[Found],
+    expected: impl Fn(Role) -> Vec<(&'static str, String)>,
+) {
+    let side_of = |event: &str, subcommand: &str| {
+        ROLES.into_iter().find(|role| {
+            expected(*role)
+                .iter()
+                .any(|(e, s)| *e == event && s == subcommand)
+        })
+    };
+    let mut sets: BTreeMap<(&Path, &str, &str), Vec<&Found>> = BTreeMap::new();
+    for hook in found {
+        if let Some(role) = side_of(&hook.event, &hook.subcommand) {
+            sets.entry((&hook.path, &hook.parent, settings::describe(role)))
+                .or_default()
+                .push(hook);
+        }
+    }
+    for ((path, parent, side), hooks) in sets {
+        let Some(role) = ROLES.into_iter().find(|r| settings::describe(*r) == side) else {
+            continue;
+        };
+        let missing: Vec<&str> = expected(role)
+            .into_iter()
+            .filter(|(event, sub)| {
+                !hooks
+                    .iter()
+                    .any(|h| h.event == *event && h.subcommand == *sub)
+            })
+            .map(|(event, _)| event)
+            .collect();
+        if !missing.is_empty() {
+            report.problem(format!(
+                "{}: the {side} hooks of parent {parent:?} lack {} (outbox hooks install \
+                 --parent {} ... adds them)",
+                path.display(),
+                missing.join(", "),
+                hooks::shell_quote(parent)
+            ));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn found(event: &str, subcommand: &str) -> Found {
+        Found {
+            scope: "project",
+            path: PathBuf::from("/p/.claude/settings.json"),
+            event: event.to_owned(),
+            command: String::new(),
+            subcommand: subcommand.to_owned(),
+            parent: "c".to_owned(),
+        }
+    }
+
+    #[test]
+    fn a_role_with_some_of_its_events_is_missing_the_others() {
+        // A child role of three events, as the confirmed-delivery work
+        // makes it; this file has two of them.
+        let expected = |role| match role {
+            Role::Child => vec![
+                ("Stop", "commit".to_owned()),
+                ("StopFailure", "commit".to_owned()),
+                ("SessionEnd", "commit".to_owned()),
+            ],
+            _ => vec![("Stop", "stop-hook".to_owned())],
+        };
+        let mut report = Report::default();
+        let hooks = [found("Stop", "commit"), found("SessionEnd", "commit")];
+        check_missing(&mut report, &hooks, expected);
+        let text = report.render();
+        assert!(
+            text.contains("the child hooks of parent \"c\" lack StopFailure"),
+            "{text}"
+        );
+        let mut report = Report::default();
+        check_missing(&mut report, &[found("Stop", "stop-hook")], expected);
+        assert!(!report.has_problems(), "{}", report.render());
     }
 }

@@ -733,4 +733,23 @@ mod tests {
         assert_eq!(changes, [Change::Removed(1)]);
         assert_eq!(text, "{}");
     }
+
+    #[test]
+    fn ours_sharing_a_group_with_another_hook_is_removed_alone() {
+        let ours = entry("Stop", "stop-hook --parent p");
+        let text = format!(
+            "{{\n  \"hooks\": {{\n    \"Stop\": [\n      {{\n        \"hooks\": [\n          \
+             {{\"type\": \"command\", \"command\": \"theirs\"}},\n          \
+             {{\"type\": \"command\", \"command\": {:?}}}\n        ]\n      }}\n    ]\n  }}\n}}\n",
+            ours.command
+        );
+        let (after, changes) = uninstall_text(&text, &[ours]).unwrap();
+        assert_eq!(changes, [Change::Removed(1)]);
+        let json: serde_json::Value = serde_json::from_str(&after).unwrap();
+        assert_eq!(
+            json["hooks"]["Stop"][0]["hooks"],
+            serde_json::json!([{"type": "command", "command": "theirs"}]),
+            "{after}"
+        );
+    }
 }

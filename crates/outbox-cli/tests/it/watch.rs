@@ -165,9 +165,15 @@ impl Watch {
     }
 
     /// Sends SIGTERM and returns the exit code, failing after [`PATIENCE`].
-    fn terminate(mut self) -> i32 {
+    fn terminate(self) -> i32 {
+        self.signal("TERM")
+    }
+
+    /// Sends SIG`name` and returns the exit code, failing after
+    /// [`PATIENCE`].
+    fn signal(mut self, name: &str) -> i32 {
         let status = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
+            .args([&format!("-{name}"), &self.child.id().to_string()])
             .status()
             .unwrap();
         assert!(status.success());
@@ -180,7 +186,7 @@ impl Watch {
             .recv_timeout(PATIENCE)
             .expect("watch exits after SIGTERM")
             .unwrap();
-        self.stderr_until("stopped by SIGTERM");
+        self.stderr_until(&format!("stopped by SIG{name}"));
         status.code().expect("exited, not killed")
     }
 }
@@ -402,4 +408,23 @@ fn wait_returns_when_something_is_pending_postgres() {
     if let Some(store) = StoreArgs::postgres("wait") {
         wait_returns_when_something_is_pending(store);
     }
+}
+
+#[test]
+fn sigint_stops_it_too_and_keeps_what_it_did_not_deliver() {
+    let store = StoreArgs::files();
+    let dir = tempfile::tempdir().unwrap();
+    // A CMD that always fails: the record stays pending through the stop.
+    let watch = Watch::start(
+        &store,
+        &[],
+        &["sh", "-c", "cat >/dev/null; exit 1"],
+        dir.path(),
+    );
+    store.commit("w1");
+    watch.stderr_until("exited with status 1");
+    assert_eq!(watch.signal("INT"), 0);
+    let records = store.outbox(&["peek", "--parent", PARENT, "--json"]);
+    let records: Vec<Value> = serde_json::from_str(&records.stdout).unwrap();
+    assert_eq!(records.len(), 1, "{records:?}");
 }
