@@ -437,6 +437,12 @@ pub fn install_text(text: &str, entries: &[Entry]) -> Result<(String, Vec<Change
                 }
             },
         };
+        // A file with CRLF line ends gets CRLF in what is added too.
+        let with = if text.contains("\r\n") {
+            with.replace('\n', "\r\n")
+        } else {
+            with
+        };
         text.replace_range(range, &with);
         changes.push(change);
     }

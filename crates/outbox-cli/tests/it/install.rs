@@ -122,6 +122,10 @@ fn fixtures() -> Vec<(&'static str, String)> {
         ),
         ("empty object", "{}\n".to_owned()),
         (
+            "CRLF line ends",
+            CLAUDE_STYLE.replace('\n', "\r\n"),
+        ),
+        (
             "a repeated key (the last one counts)",
             "{\n  \"hooks\": 1,\n  \"hooks\": {\n    \"Stop\": [\n      {}\n    ]\n  }\n}\n".to_owned(),
         ),
@@ -148,6 +152,12 @@ fn install_then_uninstall_gives_back_the_file_byte_for_byte() {
 
         // Claude Code reads it: every other key as it was, ours added.
         let text = std::fs::read_to_string(p.settings()).unwrap();
+        if original.contains("\r\n") {
+            assert!(
+                !text.replace("\r\n", "").contains('\n'),
+                "{name}: CRLF kept"
+            );
+        }
         let after: Value = serde_json::from_str(&text)
             .unwrap_or_else(|e| panic!("{name}: install wrote invalid JSON ({e}):\n{text}"));
         for (key, value) in before.as_object().unwrap() {
@@ -311,6 +321,32 @@ fn user_scope_is_refused_without_force_under_any_name() {
     let run = run_command(cmd, b"");
     assert_eq!(run.code, 2, "{run:?}");
     assert!(run.stderr.contains("cfg/settings.json"), "{run:?}");
+}
+
+#[test]
+fn the_project_scope_of_the_home_directory_is_the_user_scope() {
+    // Run from HOME, .claude/settings.json is the user file.
+    let p = Project::new();
+    let mut cmd = command();
+    cmd.current_dir(p.home())
+        .env("HOME", p.home())
+        .env_remove("CLAUDE_CONFIG_DIR")
+        .args(["hooks", "install", "--parent", PARENT]);
+    let run = run_command(cmd, b"");
+    assert_eq!(run.code, 2, "{run:?}");
+    assert!(run.stderr.contains("every Claude Code session"), "{run:?}");
+    assert!(!p.home().join(".claude").exists());
+}
+
+#[test]
+fn a_file_that_is_not_utf8_is_refused_and_left_alone() {
+    let p = Project::new();
+    let bytes = b"{\"model\": \"caf\xe9\"}\n";
+    std::fs::write(p.settings(), bytes).unwrap();
+    let run = p.hooks(&["install", "--parent", PARENT]);
+    assert_eq!(run.code, 2, "{run:?}");
+    assert!(run.stderr.contains("not UTF-8"), "{run:?}");
+    assert_eq!(std::fs::read(p.settings()).unwrap(), bytes);
 }
 
 #[test]
