@@ -610,9 +610,20 @@ fn write_durable(path: &Path, before: Option<&[u8]>, bytes: &[u8]) -> Result<(),
         .filter(|d| !d.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
     if !dir.exists() {
+        // Each directory created is made durable in its parent, from the
+        // first that existed down.
+        let mut missing = vec![dir];
+        while let Some(up) = missing.last().and_then(|d| d.parent()) {
+            if up.as_os_str().is_empty() || up.exists() {
+                break;
+            }
+            missing.push(up);
+        }
         fs::create_dir_all(dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
-        if let Some(up) = dir.parent() {
-            sync_dir(up)?;
+        for created in missing.iter().rev() {
+            if let Some(up) = created.parent().filter(|u| !u.as_os_str().is_empty()) {
+                sync_dir(up)?;
+            }
         }
     }
     let mode = fs::metadata(&target).ok().map(|m| m.permissions().mode());

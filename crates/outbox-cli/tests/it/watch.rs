@@ -428,3 +428,54 @@ fn sigint_stops_it_too_and_keeps_what_it_did_not_deliver() {
     let records: Vec<Value> = serde_json::from_str(&records.stdout).unwrap();
     assert_eq!(records.len(), 1, "{records:?}");
 }
+
+#[test]
+fn the_backoff_is_capped_by_max_backoff() {
+    let store = StoreArgs::files();
+    let dir = tempfile::tempdir().unwrap();
+    // Fails three times, then delivers.
+    let script = "n=$(cat count 2>/dev/null || echo 0); echo $((n+1)) > count; \
+                  if [ $n -ge 3 ]; then cat; else cat >/dev/null; exit 4; fi";
+    let watch = Watch::start(
+        &store,
+        &["--max-backoff", "1s"],
+        &["sh", "-c", script],
+        dir.path(),
+    );
+    store.commit("w1");
+    for _ in 0..3 {
+        // 1 s each time: the doubling stops at --max-backoff.
+        watch.stderr_until("exited with status 4");
+        let line = watch.stderr_until("trying again in");
+        assert!(line.ends_with("trying again in 1s"), "{line}");
+    }
+    assert_eq!(watch.next_record()["child_session_id"], "w1");
+    assert_eq!(watch.terminate(), 0);
+}
+
+#[test]
+fn a_lost_postgres_listener_reconnects_and_misses_nothing() {
+    let Some(store) = StoreArgs::postgres("reconnect") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let watch = Watch::start(&store, &[], &["cat"], dir.path());
+    let (base, schema) = store.cleanup.clone().unwrap();
+    let mut client = postgres::Client::connect(&base, postgres::NoTls).unwrap();
+    let killed: i64 = client
+        .query_one(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity \
+             WHERE query = 'LISTEN outbox_' || md5($1)",
+            &[&format!("\"{schema}\"")],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(killed, 1, "the watch's LISTEN connection");
+    watch.stderr_until("lost the store's notifications");
+    // Committed while nobody listens: found by the look after reconnecting.
+    store.commit("w1");
+    assert_eq!(watch.next_record()["child_session_id"], "w1");
+    store.commit("w2");
+    assert_eq!(watch.next_record()["child_session_id"], "w2");
+    assert_eq!(watch.terminate(), 0);
+}
