@@ -5,6 +5,14 @@
 //! under PostgreSQL's 63-byte limit for any schema name) with the parent
 //! id as payload; PostgreSQL delivers it when the commit commits. A
 //! listener holds a connection of its own on which it ran `LISTEN`.
+//!
+//! Its cost, measured with `examples/latency.rs` (debug build, loopback,
+//! the shared 2-core VM, 2026-12-07, two runs each): one commit with
+//! `synchronous_commit=off` took 0.192 and 0.193 ms with the `pg_notify`,
+//! 0.192 and 0.195 ms without it; with `synchronous_commit=on` both are
+//! dominated by the WAL fsync (3–6 ms). Not measured: many concurrent
+//! committers, where PostgreSQL serialises the commits of notifying
+//! transactions on its notification queue.
 
 use std::time::Duration;
 

@@ -33,17 +33,21 @@ impl Project {
     fn settings(&self) -> std::path::PathBuf {
         self.cwd().join(".claude/settings.json")
     }
-    /// `outbox --root <root> hooks <args...>` from the project, HOME set.
-    fn hooks(&self, args: &[&str]) -> Run {
+    /// `outbox --root <root> <args...>` from the project, HOME set.
+    fn outbox(&self, args: &[&str]) -> Run {
         let mut cmd = command();
         cmd.current_dir(self.cwd())
             .env("HOME", self.home())
             .env_remove("CLAUDE_CONFIG_DIR")
             .arg("--root")
             .arg(self.root())
-            .arg("hooks")
             .args(args);
         run_command(cmd, b"")
+    }
+
+    /// `outbox --root <root> hooks <args...>` from the project, HOME set.
+    fn hooks(&self, args: &[&str]) -> Run {
+        self.outbox(&[&["hooks"], args].concat())
     }
     fn ok(&self, args: &[&str]) -> Run {
         let run = self.hooks(args);
@@ -474,14 +478,7 @@ fn installed_hooks_carry_a_title_and_connect_child_to_parent() {
 impl Project {
     /// `outbox --root <root> doctor` from the project, HOME set.
     fn doctor(&self) -> Run {
-        let mut cmd = command();
-        cmd.current_dir(self.cwd())
-            .env("HOME", self.home())
-            .env_remove("CLAUDE_CONFIG_DIR")
-            .arg("--root")
-            .arg(self.root())
-            .arg("doctor");
-        run_command(cmd, b"")
+        self.outbox(&["doctor"])
     }
 }
 

@@ -93,6 +93,28 @@ impl Drop for StoreArgs {
     }
 }
 
+/// Two tests of `$check`, `$name::files` and `$name::postgres` (SKIPPED
+/// without a database; `$tag` names its schema).
+macro_rules! on_both_stores {
+    ($name:ident, $check:ident, $tag:literal) => {
+        mod $name {
+            use super::*;
+
+            #[test]
+            fn files() {
+                $check(StoreArgs::files());
+            }
+
+            #[test]
+            fn postgres() {
+                if let Some(store) = StoreArgs::postgres($tag) {
+                    $check(store);
+                }
+            }
+        }
+    };
+}
+
 /// A running `outbox watch`, its stdout (CMD's) and stderr as line channels.
 struct Watch {
     child: Child,
@@ -219,17 +241,11 @@ fn delivered_while_running(store: StoreArgs) {
     assert_eq!(run.code, 1, "{run:?}");
 }
 
-#[test]
-fn records_committed_while_watch_runs_are_delivered_files() {
-    delivered_while_running(StoreArgs::files());
-}
-
-#[test]
-fn records_committed_while_watch_runs_are_delivered_postgres() {
-    if let Some(store) = StoreArgs::postgres("delivered") {
-        delivered_while_running(store);
-    }
-}
+on_both_stores!(
+    records_committed_while_watch_runs_are_delivered,
+    delivered_while_running,
+    "delivered"
+);
 
 #[test]
 fn what_was_pending_before_it_started_is_delivered_first() {
@@ -366,17 +382,11 @@ fn sigkill_loses_nothing(store: StoreArgs) {
     assert!(lost.is_empty(), "seed {seed:#x}: lost {lost:?}");
 }
 
-#[test]
-fn sigkill_at_random_points_loses_nothing_files() {
-    sigkill_loses_nothing(StoreArgs::files());
-}
-
-#[test]
-fn sigkill_at_random_points_loses_nothing_postgres() {
-    if let Some(store) = StoreArgs::postgres("sigkill") {
-        sigkill_loses_nothing(store);
-    }
-}
+on_both_stores!(
+    sigkill_at_random_points_loses_nothing,
+    sigkill_loses_nothing,
+    "sigkill"
+);
 
 fn wait_returns_when_something_is_pending(store: StoreArgs) {
     let run = store.outbox(&["wait", "--parent", PARENT, "--timeout", "50ms"]);
@@ -398,17 +408,11 @@ fn wait_returns_when_something_is_pending(store: StoreArgs) {
     assert_eq!(run.code, 0, "already pending: at once, {run:?}");
 }
 
-#[test]
-fn wait_returns_when_something_is_pending_files() {
-    wait_returns_when_something_is_pending(StoreArgs::files());
-}
-
-#[test]
-fn wait_returns_when_something_is_pending_postgres() {
-    if let Some(store) = StoreArgs::postgres("wait") {
-        wait_returns_when_something_is_pending(store);
-    }
-}
+on_both_stores!(
+    wait_returns_when_something_is_pending,
+    wait_returns_when_something_is_pending,
+    "wait"
+);
 
 #[test]
 fn sigint_stops_it_too_and_keeps_what_it_did_not_deliver() {
