@@ -220,15 +220,28 @@ fn check_duplicates(report: &mut Report, found: &[Found]) {
             .iter()
             .map(|h| format!("{} ({})", h.path.display(), h.scope))
             .collect();
-        report.problem(format!(
-            "the {} hook of parent {:?} on {} is installed {} times ({}); every copy with a \
-             different command runs (identical ones run once), so remove all but one",
+        let what = format!(
+            "the {} hook of parent {:?} on {} is installed {} times ({})",
             hooks[0].side(),
             hooks[0].parent,
             hooks[0].event,
             hooks.len(),
             places.join(", ")
-        ));
+        );
+        // Seen with the real client (Claude Code 2.1.337, -p): the same
+        // command in two settings files runs once, two commands that
+        // differ at all (a space) both run.
+        if hooks.iter().all(|h| h.command == hooks[0].command) {
+            report.info(format!(
+                "{what}, with the same command, which Claude Code runs once; uninstalling it \
+                 from one file leaves it running from the other"
+            ));
+        } else {
+            report.problem(format!(
+                "{what} with different commands, which all run (each drains or commits on \
+                 its own, perhaps to another root); remove all but one"
+            ));
+        }
     }
 }
 

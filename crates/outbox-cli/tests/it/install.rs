@@ -523,6 +523,18 @@ fn doctor_reports_missing_duplicated_and_misplaced_hooks() {
     p.ok(&["install", "--parent", PARENT]);
     p.ok(&["install", "--parent", PARENT, "--child", "--force"]);
     p.ok(&["install", "--parent", PARENT, "--scope", "user", "--force"]);
+    // The same hook in the project and user files, identical: Claude Code
+    // runs it once.
+    let run = p.doctor();
+    assert!(
+        run.stdout.contains("installed 2 times") && run.stdout.contains("runs once"),
+        "{run:?}"
+    );
+    // Now the user file's copy names another root: both would run.
+    let user = p.home().join(".claude/settings.json");
+    let text = std::fs::read_to_string(&user).unwrap();
+    let root = p.root().display().to_string();
+    std::fs::write(&user, text.replace(&root, &format!("{root}-other"))).unwrap();
     let local = p.cwd().join(".claude/settings.local.json");
     std::fs::write(
         &local,
@@ -542,7 +554,8 @@ fn doctor_reports_missing_duplicated_and_misplaced_hooks() {
         "{problems:#?}"
     );
     assert!(
-        has("the parent hook of parent \"conductor\" on Stop is installed 2 times"),
+        has("the parent hook of parent \"conductor\" on Stop is installed 2 times")
+            && has("with different commands"),
         "{problems:#?}"
     );
     assert!(
