@@ -5,8 +5,9 @@
 //! arguments, calls one library operation and prints the result. The
 //! Claude Code Stop-hook rule lives in [`outbox::stop_hook`]. The newer
 //! commands live in their own modules: `exec` (`drain --exec`),
-//! `from_hook` (`commit --from-hook`), `hooks`, `doctor` and `generate`
-//! (`completions`, `man`).
+//! `from_hook` (`commit --from-hook`), `hooks`, `settings` (`hooks
+//! install|uninstall`, over `jsonspan`), `watch` (`watch`, `wait`),
+//! `doctor` and `claude_doctor`, and `generate` (`completions`, `man`).
 //!
 //! Exit status: 0 success; 1 a "no" answer (`pending` with nothing
 //! pending, `doctor` with something to fix); 2 a usage or I/O error, with
