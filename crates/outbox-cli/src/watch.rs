@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 use clap::Args;
 use notify::{EventKind, RecursiveMode, Watcher};
 use outbox::{DrainWithError, Outbox, ParentPaths, Store};
+#[cfg(feature = "postgres")]
 use outbox_postgres::PgOutbox;
 
 use crate::store::{AnyStore, Location};
@@ -94,6 +95,7 @@ enum Wake {
     /// on PostgreSQL, the parent that committed.
     Changed(Vec<PathBuf>, Option<String>),
     /// The PostgreSQL listener lost its connection (it reconnects).
+    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
     Lost(String),
     /// A stop signal.
     Stop(i32),
@@ -107,6 +109,7 @@ enum Source {
         watcher: notify::RecommendedWatcher,
         watched: PathBuf,
     },
+    #[cfg(feature = "postgres")]
     Postgres,
 }
 
@@ -138,6 +141,7 @@ impl Source {
                 source.rearm();
                 Ok(source)
             }
+            #[cfg(feature = "postgres")]
             Location::Postgres(url) => {
                 let store = PgOutbox::connect(url)?;
                 let mut listener = store.listen()?;
@@ -157,6 +161,7 @@ impl Source {
     /// until nothing deeper exists: from then on every creation is seen.
     /// (Seen once under load: a commit creating `root/inboxes` one level
     /// at a time outran a single look, and the record waited.)
+    #[cfg_attr(not(feature = "postgres"), allow(irrefutable_let_patterns))]
     fn rearm(&mut self) {
         if let Source::Files {
             root,
@@ -198,6 +203,7 @@ impl Source {
     }
 }
 
+#[cfg(feature = "postgres")]
 /// The PostgreSQL listener's thread: wait, forward, reconnect (1 s, then
 /// twice as long, up to 60 s) when the connection is lost; after a
 /// reconnection it says "changed", since commits in between woke nobody.
@@ -249,6 +255,7 @@ fn deepest_existing(root: &Path) -> PathBuf {
 fn open(loc: &Location) -> Result<AnyStore, Failure> {
     Ok(match loc {
         Location::Files(root) => AnyStore::Files(Outbox::open_lazy(root)),
+        #[cfg(feature = "postgres")]
         Location::Postgres(url) => AnyStore::postgres(url)?,
     })
 }
@@ -316,6 +323,7 @@ fn next(rx: &Receiver<Wake>, deadline: Option<Instant>) -> Option<Wake> {
 fn stem_of(loc: &Location, parent: &str) -> Result<Option<String>, Failure> {
     Ok(match loc {
         Location::Files(root) => Some(ParentPaths::new(root, parent)?.stem),
+        #[cfg(feature = "postgres")]
         Location::Postgres(_) => None,
     })
 }
@@ -496,7 +504,6 @@ fn deliver(store: &AnyStore, parent: &str, cmd: &[OsString]) -> Result<(), Strin
                 exec::display(cmd)
             ),
             DrainWithError::Outbox(e) => drain_failure(&e),
-            e => format!("drain: {e}"),
         })
 }
 
@@ -504,11 +511,15 @@ fn deliver(store: &AnyStore, parent: &str, cmd: &[OsString]) -> Result<(), Strin
 /// those with an inbox or an unfinished drain's WAL; on PostgreSQL, those
 /// with pending rows.
 fn parents(store: &AnyStore, loc: &Location) -> Result<Vec<String>, Failure> {
-    match (store, loc) {
-        (AnyStore::Postgres(pg), _) => {
-            Ok(pg.pending_counts()?.into_iter().map(|(p, _)| p).collect())
-        }
-        (AnyStore::Files(_), Location::Files(root)) => {
+    match loc {
+        #[cfg(feature = "postgres")]
+        Location::Postgres(_) => match store {
+            AnyStore::Postgres(pg) => {
+                Ok(pg.pending_counts()?.into_iter().map(|(p, _)| p).collect())
+            }
+            AnyStore::Files(_) => Ok(Vec::new()),
+        },
+        Location::Files(root) => {
             let mut ids = Vec::new();
             for (dir, suffixes) in [
                 (root.join(INBOX_DIR), &[".jsonl", ".jsonl.claimed"][..]),
@@ -533,10 +544,10 @@ fn parents(store: &AnyStore, loc: &Location) -> Result<Vec<String>, Failure> {
                     }
                 }
             }
+            let _ = store; // The file store is read through its files.
             ids.sort();
             ids.dedup();
             Ok(ids)
         }
-        (AnyStore::Files(_), Location::Postgres(_)) => Ok(Vec::new()),
     }
 }

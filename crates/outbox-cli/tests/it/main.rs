@@ -17,7 +17,11 @@ mod hooks;
 mod input;
 mod install;
 mod perf_cli;
+#[cfg(feature = "postgres")]
 mod postgres_store;
+mod reliability;
 mod stop_hook;
+mod store_choice;
+mod usage;
 mod util;
 mod watch;

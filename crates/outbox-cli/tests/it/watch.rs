@@ -6,7 +6,7 @@
 //! SKIPPED without `OUTBOX_TEST_DATABASE_URL`.
 
 use std::collections::BTreeSet;
-use std::io::{BufRead, BufReader, Write as _};
+use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc::{self, Receiver};
 use std::thread::JoinHandle;
@@ -22,6 +22,7 @@ const PATIENCE: Duration = Duration::from_secs(60);
 /// The store a test runs on: `--root DIR` or `--store URL`.
 struct StoreArgs {
     args: Vec<String>,
+    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
     cleanup: Option<(String, String)>,
     _dir: Option<tempfile::TempDir>,
 }
@@ -40,9 +41,11 @@ impl StoreArgs {
     }
 
     /// A fresh schema on the test database, or `None` (SKIPPED).
+    #[cfg(feature = "postgres")]
     fn postgres(test: &str) -> Option<Self> {
         const VAR: &str = "OUTBOX_TEST_DATABASE_URL";
         let Some(base) = std::env::var(VAR).ok().filter(|u| !u.trim().is_empty()) else {
+            use std::io::Write as _;
             let _ = writeln!(
                 std::io::stderr(),
                 "SKIPPED watch::{test}: {VAR} is not set, so there is no PostgreSQL to test \
@@ -85,6 +88,7 @@ impl StoreArgs {
 
 impl Drop for StoreArgs {
     fn drop(&mut self) {
+        #[cfg(feature = "postgres")]
         if let Some((base, schema)) = &self.cleanup
             && let Ok(mut client) = postgres::Client::connect(base, postgres::NoTls)
         {
@@ -105,6 +109,7 @@ macro_rules! on_both_stores {
                 $check(StoreArgs::files());
             }
 
+            #[cfg(feature = "postgres")]
             #[test]
             fn postgres() {
                 if let Some(store) = StoreArgs::postgres($tag) {
@@ -457,6 +462,7 @@ fn the_backoff_is_capped_by_max_backoff() {
     assert_eq!(watch.terminate(), 0);
 }
 
+#[cfg(feature = "postgres")]
 #[test]
 fn a_lost_postgres_listener_reconnects_and_misses_nothing() {
     let Some(store) = StoreArgs::postgres("reconnect") else {
