@@ -204,7 +204,9 @@ pub fn render(records: &[Record], surface: Surface, opts: &RenderOptions) -> Ren
     let mut used = 0;
     let mut cut = 0;
     for (i, record) in records.iter().enumerate() {
-        let frame = units(&header(i + 1, total, opts)) + units(&trailer(total - i - 1, &command));
+        // The header, and the trailer on a line of its own.
+        let frame =
+            units(&header(i + 1, total, opts)) + 1 + units(&trailer(total - i - 1, &command));
         let room = budget.saturating_sub(frame + used);
         let whole = block(i, record, opts, &command, None);
         let whole_len = units(&whole);
@@ -225,7 +227,6 @@ pub fn render(records: &[Record], surface: Surface, opts: &RenderOptions) -> Ren
     let shown = blocks.len();
     let mut text = header(shown, total, opts);
     for b in &blocks {
-        text.push('\n');
         text.push_str(b);
     }
     text.push('\n');
@@ -374,8 +375,8 @@ fn record_line(
     line
 }
 
-/// A record's block: its line and its text, the text cut so the block
-/// takes at most `limit` units (`None`: whole).
+/// A record's block: a line break, its line and its text, the text cut so
+/// the block takes at most `limit` units (`None`: whole).
 fn block(
     i: usize,
     r: &Record,
@@ -385,14 +386,15 @@ fn block(
 ) -> String {
     let text = shown_text(r);
     let Some(limit) = limit else {
-        let mut out = record_line(i, r, opts, command, None, !text.is_empty());
+        let mut out = String::from("\n");
+        out.push_str(&record_line(i, r, opts, command, None, !text.is_empty()));
         framed_text_into(&mut out, text, usize::MAX);
         return out;
     };
     let total = units(text);
     // The line as long as it can get (kept == total), so the real one,
     // written after the cut, is no longer.
-    let reserved = units(&record_line(
+    let reserved = 1 + units(&record_line(
         i,
         r,
         opts,
@@ -402,7 +404,8 @@ fn block(
     ));
     let mut body = String::new();
     let kept = framed_text_into(&mut body, text, limit.saturating_sub(reserved));
-    let mut out = record_line(i, r, opts, command, Some((kept, total)), true);
+    let mut out = String::from("\n");
+    out.push_str(&record_line(i, r, opts, command, Some((kept, total)), true));
     out.push_str(&body);
     out
 }
@@ -608,8 +611,9 @@ pub fn quote_capped(s: &str) -> String {
 /// `s` as one shell word that bash, zsh and a POSIX.1-2024 `sh` read back
 /// as `s`: as it is when it holds only `[A-Za-z0-9_@%+=:,./-]`; in single
 /// quotes when it holds no [`is_hidden`] character; else in `$'...'` with
-/// `\\`, `\'` and `\uXXXX` / `\UXXXXXXXX` escapes. It never holds a line
-/// break or a hidden character.
+/// `\\`, `\'` and the UTF-8 bytes of each hidden character as three-digit
+/// octal escapes (`\012`; not `\u`, which bash expands only in a UTF-8
+/// locale). It never holds a line break or a hidden character.
 pub fn shell_word(s: &str) -> String {
     let plain = |c: char| c.is_ascii_alphanumeric() || "_@%+=:,./-".contains(c);
     if !s.is_empty() && s.chars().all(plain) {
@@ -631,10 +635,9 @@ pub fn shell_word(s: &str) -> String {
             '\\' => out.push_str(r"\\"),
             '\'' => out.push_str(r"\'"),
             c if is_hidden(c) || (prev_selector && is_variation_selector(c)) => {
-                if u32::from(c) <= 0xffff {
-                    let _ = write!(out, "\\u{:04x}", u32::from(c));
-                } else {
-                    let _ = write!(out, "\\U{:08x}", u32::from(c));
+                let mut buf = [0u8; 4];
+                for byte in c.encode_utf8(&mut buf).bytes() {
+                    let _ = write!(out, "\\{byte:03o}");
                 }
             }
             c => out.push(c),
@@ -716,8 +719,8 @@ mod tests {
         assert_eq!(shell_word("a b"), "'a b'");
         assert_eq!(shell_word("it's"), r"'it'\''s'");
         assert_eq!(shell_word("$(rm -rf ~)"), "'$(rm -rf ~)'");
-        assert_eq!(shell_word("a\nb'\\"), r"$'a\u000ab\'\\'");
-        assert_eq!(shell_word("t\u{e0041}"), r"$'t\U000e0041'");
+        assert_eq!(shell_word("a\nb'\\"), r"$'a\012b\'\\'");
+        assert_eq!(shell_word("t\u{e0041}"), r"$'t\363\240\201\201'");
     }
 
     #[test]
