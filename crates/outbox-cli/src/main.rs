@@ -22,6 +22,7 @@ mod generate;
 mod hooks;
 mod render;
 mod root;
+mod show;
 mod store;
 
 use std::ffi::{OsStr, OsString};
@@ -116,6 +117,7 @@ enum Command {
     Sweep(SweepArgs),
     StopHook(StopHookArgs),
     Hooks(hooks::HooksArgs),
+    Show(show::ShowArgs),
     Doctor(doctor::DoctorArgs),
     Completions(generate::CompletionsArgs),
     #[command(hide = true)]
@@ -512,6 +514,7 @@ fn run(cli: Cli) -> Result<u8, Failure> {
         Command::Sweep(args) => sweep(&loc, &args),
         Command::StopHook(args) => run_stop_hook(&loc, args),
         Command::Hooks(args) => print_hooks(&loc, &args),
+        Command::Show(args) => show::run(&loc, &args),
         Command::Doctor(_) => {
             let mut report = match &loc {
                 Location::Files(root) => doctor::examine(root, chooser.describe()),
@@ -971,18 +974,21 @@ fn run_stop_hook(loc: &Location, args: StopHookArgs) -> Result<u8, Failure> {
     let Some(outbox) = open_existing(loc)? else {
         return Ok(EXIT_OK);
     };
-    let outcome = stop_hook::on_stop(&outbox, &parent, input.stop_hook_active, |json| {
-        write_stdout(format!("{json}\n").as_bytes())
-    })
-    .map_err(|e| match e {
-        StopHookError::Guard(e) => Failure::error(format!(
-            "cannot keep the loop guard ({e}); not blocking, nothing drained"
-        )),
-        StopHookError::Emit(e) => Failure::error(format!(
-            "write stdout: {e}; nothing was marked consumed, the records stay pending"
-        )),
-        StopHookError::Outbox(e) => Failure::error(drain_failure(&e)),
-    })?;
+    let opts = show::render_options(loc, &parent);
+    let outcome =
+        stop_hook::on_stop_with(&outbox, &parent, input.stop_hook_active, &opts, |json| {
+            write_stdout(format!("{json}\n").as_bytes())
+        })
+        .map_err(|e| match e {
+            StopHookError::Guard(e) => Failure::error(format!(
+                "cannot keep the loop guard ({e}); not blocking, nothing drained"
+            )),
+            StopHookError::Emit(e) => Failure::error(format!(
+                "write stdout: {e}; nothing was marked consumed, the records stay pending"
+            )),
+            StopHookError::Outbox(e) => Failure::error(drain_failure(&e)),
+            e @ StopHookError::Changed => Failure::error(format!("{e}; not blocking")),
+        })?;
     match outcome {
         StopOutcome::GuardTripped { blocks } => {
             let _ = writeln!(

@@ -210,7 +210,15 @@ pub fn render(records: &[Record], surface: Surface, opts: &RenderOptions) -> Ren
         let room = budget.saturating_sub(frame + used);
         let whole = block(i, record, opts, &command, None);
         let whole_len = units(&whole);
-        let next = if whole_len <= cap && whole_len <= room {
+        // A record without text is one line, never cut.
+        let cuttable = !shown_text(record).is_empty();
+        let next = if whole_len <= room && (whole_len <= cap || !cuttable) {
+            whole
+        } else if !cuttable {
+            if i > 0 {
+                break;
+            }
+            // Its line fits MIN_BUDGET, hence any budget.
             whole
         } else if i == 0 {
             cut += 1;

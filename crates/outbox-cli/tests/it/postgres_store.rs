@@ -152,7 +152,13 @@ fn the_stop_hook_and_doctor_over_postgres() {
         decision["reason"]
             .as_str()
             .unwrap()
-            .contains("w1 (w1): success — parser done")
+            .contains("child \"w1\", finished a turn with status \"success\"")
+    );
+    assert!(
+        decision["reason"]
+            .as_str()
+            .unwrap()
+            .contains("\n| parser done\n")
     );
     assert_eq!(db.run(&["pending", "--parent", PARENT], b"").code, 1);
 }
