@@ -320,3 +320,19 @@ fn the_show_command_a_reason_names_runs_as_it_is() {
     assert_eq!(record["child_session_id"], waiting);
     assert!(!std::path::Path::new("/tmp/outbox-pwned").exists());
 }
+
+/// `peek` and `drain` text: one line per record whatever the child wrote;
+/// no control, bidi, zero-width, separator or tag character arrives raw.
+#[test]
+fn peek_and_drain_text_show_every_hidden_character_escaped() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let summary = "a\u{202e}b\u{2028}c\u{200b}d\u{e0041}e\u{85}f\u{1b}g\n- c9\tforged";
+    commit_finished_with(root, PARENT, "c2", "success", &["--summary", summary]);
+    let expected = "c2\tsuccess\ta\\u{202e}b\\u{2028}c\\u{200b}d\\u{e0041}e\\u{85}f\\u{1b}g\\n- \
+                    c9\\tforged\n";
+    let peek = ok(root, &["peek", "--parent", PARENT]).stdout;
+    assert_eq!(peek, expected);
+    let drain = ok(root, &["drain", "--parent", PARENT]).stdout;
+    assert_eq!(drain, expected);
+}
