@@ -120,6 +120,7 @@ pub const TEXT_PREFIX: &str = "| ";
 
 /// Where a delivery goes; it chooses the default budget.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Surface {
     /// A Stop hook's `{"decision":"block","reason":...}` reason.
     StopBlock,
@@ -134,6 +135,7 @@ pub enum Surface {
 
 /// What [`render`] needs besides the records.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct RenderOptions {
     /// The parent the records are for (named in the header and the show
     /// command).
@@ -171,6 +173,7 @@ impl RenderOptions {
 
 /// A rendered delivery.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Rendered {
     /// The text, lines separated by `\n`, without a final newline; empty
     /// when there were no records.

@@ -234,6 +234,7 @@ mod ledger;
 mod outbox;
 mod paths;
 mod record;
+mod records_state;
 pub mod stop_hook;
 mod store;
 mod timestamp;
@@ -249,5 +250,6 @@ pub use record::{
     KIND_FINISHED, MAX_FIELD_BYTES, MAX_SUMMARY_BYTES, MAX_TURN_KEY_BYTES, Record,
     TRUNCATION_MARKER, event_fingerprint, turn_fingerprint, turn_id,
 };
+pub use records_state::RecordsState;
 pub use store::{Outcome, Store, StoreError, StoreErrorKind, check_parent_id, stamp};
 pub use timestamp::{Timestamp, TimestampError};
