@@ -784,7 +784,7 @@ fn commit(loc: &Location, args: CommitArgs) -> Result<u8, Failure> {
     let len = record.done_summary.len();
     if record.cap_summary() {
         warn(&format!(
-            "the summary of {} is {len} bytes; it was cut to {} bytes, ending in {:?}",
+            "the summary of {:?} is {len} bytes; it was cut to {} bytes, ending in {:?}",
             record.child_session_id,
             outbox::MAX_SUMMARY_BYTES,
             outbox::TRUNCATION_MARKER
@@ -804,7 +804,7 @@ fn commit(loc: &Location, args: CommitArgs) -> Result<u8, Failure> {
     let stamped = &committed.record;
     if committed.already_consumed {
         warn(&format!(
-            "child {:?}'s turn {} was already consumed by {:?}; no drain will deliver it \
+            "child {:?}'s turn {:?} was already consumed by {:?}; no drain will deliver it \
              (a new --output-hash, or last_output_hash, marks a new turn)",
             stamped.child_session_id,
             stamped.turn_key(),

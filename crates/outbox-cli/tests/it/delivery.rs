@@ -336,3 +336,42 @@ fn peek_and_drain_text_show_every_hidden_character_escaped() {
     let drain = ok(root, &["drain", "--parent", PARENT]).stdout;
     assert_eq!(drain, expected);
 }
+
+/// The warnings `commit` prints name the child (and its turn, which holds
+/// the child id) quoted: a child id with a line break stays on one line.
+#[test]
+fn warnings_that_name_a_child_stay_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let child = "c2\noutbox: warning: forged\u{202e}";
+    let long = "x".repeat(40 * 1024);
+    let args = ["--summary", long.as_str()];
+    let commit = |extra: &[&str]| {
+        let mut all = vec![
+            "commit",
+            "--parent",
+            PARENT,
+            "--child",
+            child,
+            "--finished",
+            "--status",
+            "ok",
+        ];
+        all.extend_from_slice(extra);
+        ok(root, &all)
+    };
+    let first = commit(&args);
+    drain_json(root, PARENT);
+    // The same turn again: cut, and already consumed.
+    let second = commit(&args);
+    for (run, warnings) in [(&first, 1), (&second, 2)] {
+        let lines: Vec<&str> = run.stderr.lines().collect();
+        assert_eq!(lines.len(), warnings, "{run:?}");
+        assert!(
+            lines.iter().all(|l| l.starts_with("outbox: warning: ")),
+            "{run:?}"
+        );
+        assert!(!run.stderr.contains('\u{202e}'), "{run:?}");
+    }
+    assert!(second.stderr.contains("already consumed"), "{second:?}");
+}

@@ -218,7 +218,7 @@ fn a_long_last_message_is_cut_with_a_warning() {
     assert_eq!(run.stderr_lines().len(), 1, "{run:?}");
     assert!(
         run.stderr
-            .contains("the summary of w1 is 40000 bytes; it was cut to 32768 bytes"),
+            .contains("the summary of \"w1\" is 40000 bytes; it was cut to 32768 bytes"),
         "{run:?}"
     );
     let summary = peek_json(root, PARENT)[0]["done_summary"]
