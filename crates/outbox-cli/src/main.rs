@@ -5,8 +5,8 @@
 //! arguments, calls one library operation and prints the result. The
 //! Claude Code Stop-hook rule lives in [`outbox::stop_hook`]. The newer
 //! commands live in their own modules: `exec` (`drain --exec`),
-//! `from_hook` (`commit --from-hook`), `hooks`, `doctor` and `generate`
-//! (`completions`, `man`).
+//! `from_hook` (`commit --from-hook`), `hooks`, `doctor`, `show` and
+//! `generate` (`completions`, `man`).
 //!
 //! Exit status: 0 success; 1 a "no" answer (`pending` with nothing
 //! pending, `doctor` with something to fix); 2 a usage or I/O error, with
@@ -358,8 +358,12 @@ struct SweepArgs {
 /// consecutive blocks the hook stops blocking and leaves the records for
 /// the heartbeat drain. The counter (`runtime/stop-blocks/<id>.json`) is
 /// persisted before draining; if that fails the hook neither blocks nor
-/// drains. Records are marked consumed only after the decision was written.
-/// If the disk then fails both making the consumed ledger durable and
+/// drains. The reason shows the pending records that fit its budget (16 000
+/// characters), each child's text framed as data (lines prefixed "| ");
+/// only those are drained, the rest stay pending for the next stop, and a
+/// record too long for it is shown cut (`outbox show` prints it whole
+/// while it is pending). Records are marked consumed only after the
+/// decision was written. If the disk then fails both making the consumed ledger durable and
 /// putting the old one back, the block stands (exit 0, a warning on stderr):
 /// an error would make Claude Code ignore it while the records stay marked.
 ///

@@ -54,9 +54,14 @@
 //! then says how many remain; the rest stay for the next delivery. A record
 //! longer than the per-record cap (a third of the budget by default, so one
 //! huge summary cannot crowd out the others) is shown **cut**: its record
-//! line says so, with the command that prints it in full. The first record
-//! is always shown (cut to fit if need be), so every delivery makes
+//! line says so, with the command that prints it in full while it is
+//! pending (`outbox show`, which reads only pending records: a caller that
+//! consumes what it shows at once, as today's Stop hook does, leaves the
+//! rest of a cut record unreadable; one that keeps records pending until
+//! the delivery is confirmed keeps it readable until then). The first
+//! record is always shown (cut to fit if need be), so every delivery makes
 //! progress; a later one that does not fit waits, whole, for the next.
+//! Only the [`shown`](Rendered::shown) records may be marked delivered.
 //!
 //! # Where a child's text reaches a reader
 //!
@@ -65,7 +70,7 @@
 //! | output | form |
 //! |---|---|
 //! | the Stop hook's block reason (`outbox stop-hook`, [`stop_hook::block_reason`](crate::stop_hook::block_reason)) | [`render`], [`Surface::StopBlock`] |
-//! | `additionalContext` of the prompt-side hooks, an `asyncRewake` hook's stderr | [`render`], [`Surface::Context`] / [`Surface::Rewake`] (called by those hooks) |
+//! | `additionalContext` of the prompt-side hooks, an `asyncRewake` hook's stderr | [`render`], [`Surface::Context`] / [`Surface::Rewake`] (for the hooks that emit them) |
 //! | `outbox show` (text) | [`render`], [`Surface::Text`] |
 //! | `outbox drain` and `outbox peek` (text) | one line per record, tab-separated columns, backslashes and every [`is_hidden`] character escaped ([`escape_line`]): a field cannot start a line |
 //! | `--json` of `drain`, `peek`, `show`, and `drain --exec`'s input | JSON, which escapes control characters |
@@ -371,9 +376,9 @@ fn record_line(
         Some((kept, total)) => {
             let child = shell_word(&r.child_session_id);
             let how = if units(&child) <= FIELD_CAP {
-                format!("`{command} --child {child}` prints it in full")
+                format!("`{command} --child {child}` prints it in full while it is pending")
             } else {
-                "outbox show prints it in full".to_owned()
+                "outbox show prints it in full while it is pending".to_owned()
             };
             let _ = write!(
                 line,

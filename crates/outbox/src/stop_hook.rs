@@ -15,7 +15,7 @@
 //! 4. persist counter + 1 durably *before* draining; if that fails, do not
 //!    block and do not drain;
 //! 5. render the pending records as a [`Surface::StopBlock`] delivery
-//!    ([`delivery::render`](crate::delivery::render): the child's text framed
+//!    ([`delivery::render`]: the child's text framed
 //!    as data, within the budget) and drain exactly the records it shows
 //!    with [`Store::drain_with_max`] (at-least-once: the ledger is written
 //!    only after the decision was emitted); the rest stay pending for the

@@ -230,14 +230,17 @@ fn parse_record_line(line: &str) -> Result<ParsedRecord, String> {
         c.lit(" of ")?;
         let total = c.number()?;
         c.lit(" characters; ")?;
-        let command = if c.try_lit("outbox show prints it in full.") {
+        let command = if c.try_lit("outbox show prints it in full while it is pending.") {
             None
         } else {
             c.lit("`")?;
             // The command is the tool's (caller's, escaped) and a shell
             // word: it ends at the line's end with this suffix.
-            let Some(command) = c.rest.strip_suffix("` prints it in full.") else {
-                return c.fail("\"` prints it in full.\" at the end");
+            let Some(command) = c
+                .rest
+                .strip_suffix("` prints it in full while it is pending.")
+            else {
+                return c.fail("\"` prints it in full while it is pending.\" at the end");
             };
             c.rest = "";
             Some(command.to_owned())
