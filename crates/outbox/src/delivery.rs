@@ -53,7 +53,9 @@
 //! A delivery shows as many **whole** records as fit, in the order given,
 //! then says how many remain; the rest stay for the next delivery. A record
 //! longer than the per-record cap (a third of the budget by default, so one
-//! huge summary cannot crowd out the others) is shown **cut**: its record
+//! huge summary cannot crowd out the others) is shown **cut** (to the cap,
+//! or, after other records, to the room left when that is at least half
+//! the cap; with less room it waits for the next delivery): its record
 //! line says so, with the command that prints it in full while it is
 //! pending (`outbox show`, which reads only pending records: a caller that
 //! consumes what it shows at once, as today's Stop hook does, leaves the
@@ -231,9 +233,15 @@ pub fn render(records: &[Record], surface: Surface, opts: &RenderOptions) -> Ren
         } else if i == 0 {
             cut += 1;
             block(i, record, opts, &command, Some(cap.min(room)))
-        } else if whole_len > cap && cut_len(i, record, opts, &command, cap) <= room {
+        } else if whole_len > cap && room >= cap.div_ceil(2) {
+            // Cut anyway: to the cap, or to what is left if that is at
+            // least half of it (its line alone may not fit: then it waits).
+            let cut_block = block(i, record, opts, &command, Some(cap.min(room)));
+            if units(&cut_block) > room {
+                break;
+            }
             cut += 1;
-            block(i, record, opts, &command, Some(cap))
+            cut_block
         } else {
             break;
         };
@@ -424,12 +432,6 @@ fn block(
     out.push_str(&record_line(i, r, opts, command, Some((kept, total)), true));
     out.push_str(&body);
     out
-}
-
-/// The length of `block(.., Some(limit))` without building it: at most
-/// `limit`, unless the record line alone is longer.
-fn cut_len(i: usize, r: &Record, opts: &RenderOptions, command: &str, limit: usize) -> usize {
-    units(&block(i, r, opts, command, Some(limit)))
 }
 
 /// Appends `text` as framed lines (`\n| ...`) to `out`, taking at most

@@ -7,8 +7,8 @@
 //! `PROPTEST_CASES` for a longer run.
 
 use outbox::delivery::{
-    COMMAND_CAP, CONTEXT_LIMIT, FIELD_CAP, MIN_BUDGET, RenderOptions, Rendered, Surface,
-    effective_budget, is_hidden, render, shell_word, units,
+    COMMAND_CAP, CONTEXT_LIMIT, DEFAULT_BLOCK_BUDGET, FIELD_CAP, MIN_BUDGET, RenderOptions,
+    Rendered, Surface, effective_budget, is_hidden, render, shell_word, units,
 };
 use outbox::{Record, Timestamp};
 use proptest::prelude::*;
@@ -712,8 +712,8 @@ fn one_huge_summary_cannot_crowd_out_the_others() {
     );
 }
 
-/// A later record longer than the cap is shown cut when the cut fits, and
-/// waits (whole next time would never fit: cut next time) when it does not.
+/// A later record within the cap that does not fit whole waits, whole,
+/// for the next delivery (it is not cut to fill the room).
 #[test]
 fn a_record_that_does_not_fit_waits_for_the_next_delivery() {
     let records = vec![
@@ -721,11 +721,13 @@ fn a_record_that_does_not_fit_waits_for_the_next_delivery() {
         done("b", &"y".repeat(4_000)),
         done("c", &"y".repeat(4_000)),
     ];
-    let opts = RenderOptions::new("p");
+    let mut opts = RenderOptions::new("p");
+    opts.record_cap = Some(5_000);
     let out = render(&records, Surface::Context, &opts);
     check(&records, Surface::Context, &opts, &out);
-    assert!(out.shown < 3 && out.shown >= 1, "{out:?}");
-    assert_eq!(page_through(&records, Surface::Context, &opts), records);
+    assert_eq!((out.shown, out.cut), (2, 0), "{out:?}");
+    let next = render(&records[2..], Surface::Context, &opts);
+    assert_eq!((next.shown, next.cut), (1, 0));
 }
 
 /// The smallest budget holds the worst record line: every quoted value at
@@ -806,4 +808,20 @@ fn the_show_commands_child_reads_back_in_a_shell() {
         assert!(out.status.success(), "{script}");
         assert_eq!(String::from_utf8(out.stdout).unwrap(), id, "{script}");
     }
+}
+
+/// Records over the cap fill a delivery: the third is cut to the room
+/// the frame leaves (more than half the cap), rather than waiting and
+/// leaving a third of the budget unused.
+#[test]
+fn records_over_the_cap_fill_the_delivery() {
+    let records: Vec<Record> = (0..6)
+        .map(|i| done(&format!("c{i}"), &"z".repeat(30_000)))
+        .collect();
+    let opts = RenderOptions::new("conductor");
+    let out = render(&records, Surface::StopBlock, &opts);
+    check(&records, Surface::StopBlock, &opts, &out);
+    assert_eq!((out.shown, out.cut), (3, 3), "{out:?}");
+    assert!(units(&out.text) > DEFAULT_BLOCK_BUDGET - 100);
+    assert_eq!(page_through(&records, Surface::StopBlock, &opts), records);
 }
