@@ -825,3 +825,152 @@ fn records_over_the_cap_fill_the_delivery() {
     assert!(units(&out.text) > DEFAULT_BLOCK_BUDGET - 100);
     assert_eq!(page_through(&records, Surface::StopBlock, &opts), records);
 }
+
+// ---------------------------------------------------------------------------
+// The Stop hook consumes exactly what its reason shows, even when a commit
+// lands between its read and its drain.
+// ---------------------------------------------------------------------------
+
+mod stop_hook_race {
+    use std::cell::Cell;
+    use std::convert::Infallible;
+    use std::time::Duration;
+
+    use outbox::delivery::{DEFAULT_BLOCK_BUDGET, RenderOptions, units};
+    use outbox::stop_hook::{
+        RENDER_ATTEMPTS, StopHookError, StopOutcome, block_decision, block_reason, on_stop,
+    };
+    use outbox::{Committed, DrainWithError, Drained, Outbox, Record, Result, Store, SweepReport};
+
+    use super::done;
+
+    const PARENT: &str = "conductor";
+
+    /// The file outbox, with a rival that commits a short new turn of c0
+    /// just before each read and a long one just before each drain, for
+    /// the next `races` drains.
+    struct Racing {
+        inner: Outbox,
+        races: Cell<u32>,
+        drains: Cell<u32>,
+    }
+
+    impl Racing {
+        /// A new turn of c0 with `summary`.
+        fn rival(&self, parent: &str, summary: &str) {
+            let n = self.drains.get();
+            let mut turn = done("c0", &format!("turn {n}: {summary}"));
+            turn.last_output_hash = format!("h{n}-{}", summary.len());
+            self.inner.commit(parent, turn).unwrap();
+        }
+    }
+
+    impl Store for Racing {
+        fn describe(&self) -> String {
+            self.inner.describe()
+        }
+        fn commit(&self, parent: &str, record: Record) -> Result<Committed> {
+            self.inner.commit(parent, record)
+        }
+        fn drain(&self, parent: &str) -> Result<Drained> {
+            self.inner.drain(parent)
+        }
+        fn drain_with_max<E>(
+            &self,
+            parent: &str,
+            max: usize,
+            deliver: impl FnOnce(&[Record]) -> std::result::Result<(), E>,
+        ) -> std::result::Result<Drained, DrainWithError<E>> {
+            self.drains.set(self.drains.get() + 1);
+            if self.races.get() > 0 {
+                self.races.set(self.races.get() - 1);
+                self.rival(parent, &"L".repeat(30_000));
+            }
+            self.inner.drain_with_max(parent, max, deliver)
+        }
+        fn has_pending(&self, parent: &str) -> Result<bool> {
+            self.inner.has_pending(parent)
+        }
+        fn peek(&self, parent: &str) -> Result<Vec<Record>> {
+            if self.races.get() > 0 {
+                self.rival(parent, "short again");
+            }
+            self.inner.peek(parent)
+        }
+        fn sweep_transition(&self, p: &str, c: &str, from: &str, to: &str) -> Result<usize> {
+            self.inner.sweep_transition(p, c, from, to)
+        }
+        fn sweep_stale(&self, parent: &str, max_age: Duration) -> Result<usize> {
+            self.inner.sweep_stale(parent, max_age)
+        }
+        fn sweep_stale_all(&self, max_age: Duration) -> Result<SweepReport> {
+            self.inner.sweep_stale_all(max_age)
+        }
+        fn forget_child(&self, parent: &str, child: &str) -> Result<usize> {
+            self.inner.forget_child(parent, child)
+        }
+        fn stop_blocks(&self, parent: &str) -> Result<u32> {
+            self.inner.stop_blocks(parent)
+        }
+        fn set_stop_blocks(&self, parent: &str, count: u32) -> Result<()> {
+            self.inner.set_stop_blocks(parent, count)
+        }
+    }
+
+    /// One short record, then records that fill the budget: what a peek
+    /// shows no longer fits once the first child's turn is 30 000 long.
+    fn racing(root: &std::path::Path, races: u32) -> Racing {
+        let inner = Outbox::open(root).unwrap();
+        inner.commit(PARENT, done("c0", "short")).unwrap();
+        for i in 1..6 {
+            inner
+                .commit(PARENT, done(&format!("c{i}"), &"s".repeat(4_000)))
+                .unwrap();
+        }
+        Racing {
+            inner,
+            races: Cell::new(races),
+            drains: Cell::new(0),
+        }
+    }
+
+    #[test]
+    fn a_commit_between_read_and_drain_is_rendered_again() {
+        let root = tempfile::tempdir().unwrap();
+        let store = racing(root.path(), 1);
+        let mut emitted = Vec::new();
+        let outcome = on_stop(&store, PARENT, false, |json: &str| {
+            emitted.push(json.to_owned());
+            Ok::<(), Infallible>(())
+        })
+        .unwrap();
+        let StopOutcome::Blocked { records, .. } = outcome else {
+            panic!("{outcome:?}");
+        };
+        assert_eq!(store.drains.get(), 2, "the first drain delivered nothing");
+        assert_eq!(emitted.len(), 1);
+        let reason = block_reason(&records, &RenderOptions::new(PARENT));
+        assert_eq!(reason.shown, records.len());
+        assert_eq!(emitted[0], block_decision(&reason.text));
+        assert!(units(&reason.text) <= DEFAULT_BLOCK_BUDGET);
+        // Nothing lost: what was not consumed is still pending.
+        let left = store.peek(PARENT).unwrap();
+        assert_eq!(records.len() + left.len(), 6, "{records:?} {left:?}");
+    }
+
+    #[test]
+    fn records_that_keep_changing_are_not_consumed() {
+        let root = tempfile::tempdir().unwrap();
+        let store = racing(root.path(), u32::MAX);
+        let mut emitted = 0;
+        let err = on_stop(&store, PARENT, false, |_: &str| {
+            emitted += 1;
+            Ok::<(), Infallible>(())
+        })
+        .unwrap_err();
+        assert!(matches!(err, StopHookError::Changed), "{err}");
+        assert_eq!(store.drains.get(), RENDER_ATTEMPTS);
+        assert_eq!(emitted, 0);
+        assert_eq!(store.peek(PARENT).unwrap().len(), 6, "nothing consumed");
+    }
+}
