@@ -375,3 +375,61 @@ fn warnings_that_name_a_child_stay_one_line() {
     }
     assert!(second.stderr.contains("already consumed"), "{second:?}");
 }
+
+/// On PostgreSQL: the Stop hook's reason frames the forged summary, stays
+/// within its budget, and names a show command (with `--store`) that
+/// prints a record left pending, run from `/` with an empty environment.
+#[test]
+fn the_stop_hook_frames_and_pages_on_postgres() {
+    let Some(db) = crate::postgres_store::Db::from_env("delivery_frame") else {
+        return;
+    };
+    let commit = |child: &str, summary: &str| {
+        let run = db.run(
+            &[
+                "commit",
+                "--parent",
+                PARENT,
+                "--child",
+                child,
+                "--finished",
+                "--status",
+                "ok",
+                "--summary",
+                summary,
+            ],
+            b"",
+        );
+        assert_eq!(run.code, 0, "{run:?}");
+    };
+    commit("c2", FORGED);
+    for child in ["w1", "w2", "w3", "w4"] {
+        commit(child, &"p".repeat(6_000));
+    }
+    let run = db.run(
+        &["stop-hook", "--parent", PARENT],
+        stop_input("p", false, None).to_string().as_bytes(),
+    );
+    let reason = reason(&run);
+    assert_framed(&reason);
+    assert!(units(&reason) <= BLOCK_BUDGET);
+    let shown = record_lines(&reason);
+    assert!(
+        shown[0].starts_with("outbox: record 1: child \"c2\""),
+        "{reason}"
+    );
+    assert!(shown.len() < 5, "{reason}");
+    let command = backticked(reason.lines().last().unwrap())
+        .strip_suffix(" --child ID")
+        .unwrap();
+    assert!(command.contains(" --store "), "{command}");
+    let mut sh = Command::new("/bin/sh");
+    sh.arg("-c")
+        .arg(format!("{command} --child w4 --json"))
+        .env_clear()
+        .current_dir("/");
+    let shown = run_command(sh, b"");
+    assert_eq!(shown.code, 0, "{shown:?}");
+    let record: Value = serde_json::from_str(&shown.stdout).unwrap();
+    assert_eq!(record["child_session_id"], "w4");
+}

@@ -11,13 +11,13 @@ use crate::util::{PARENT, Run, command, run_command};
 const URL_VAR: &str = "OUTBOX_TEST_DATABASE_URL";
 
 /// A fresh schema on the test database, dropped at the end.
-struct Db {
+pub(crate) struct Db {
     base: String,
     schema: String,
 }
 
 impl Db {
-    fn from_env(test: &str) -> Option<Self> {
+    pub(crate) fn from_env(test: &str) -> Option<Self> {
         let Some(base) = std::env::var(URL_VAR).ok().filter(|u| !u.trim().is_empty()) else {
             // Straight to stderr, past libtest's capture: a skip must show.
             let _ = writeln!(
@@ -32,12 +32,12 @@ impl Db {
     }
 
     /// The store URL: the test database and this test's schema.
-    fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         let sep = if self.base.contains('?') { '&' } else { '?' };
         format!("{}{sep}outbox_schema={}", self.base, self.schema)
     }
 
-    fn run(&self, args: &[&str], stdin: &[u8]) -> Run {
+    pub(crate) fn run(&self, args: &[&str], stdin: &[u8]) -> Run {
         let mut cmd = command();
         cmd.arg("--store").arg(self.url()).args(args);
         run_command(cmd, stdin)
