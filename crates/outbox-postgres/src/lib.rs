@@ -1096,3 +1096,8 @@ mod tests {
         assert_eq!(ts_ns(&r), Some(i64::MAX));
     }
 }
+
+/// This crate's README, whose examples run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+mod readme_doctests {}
