@@ -108,11 +108,15 @@ pub fn render_options(loc: &Location, parent: &str) -> RenderOptions {
             .ok()
             .and_then(|p| p.to_str().map(|p| format!(" --root {}", word(p))))
             .unwrap_or_default(),
+        #[cfg(feature = "postgres")]
         Location::Postgres(url) => {
             format!(" --store {}", word(&outbox_postgres::redact_url(url)))
         }
     };
     let mut opts = RenderOptions::new(parent);
-    opts.show_command = format!("{binary}{store} show --parent {}", word(parent));
+    opts.show_command = format!(
+        "{binary}{store} show {}",
+        delivery::shell_flag("parent", parent)
+    );
     opts
 }
