@@ -158,10 +158,11 @@ pub struct RenderOptions {
     /// yet confirmed; their lines say so.
     pub shown_before: usize,
     /// The command that prints one record in full, without the record's
-    /// selector: ` --child <id>` is appended to it ([`shell_flag`]). It
-    /// should name the same store as the caller (`--root`, `--store`).
+    /// selector: ` --child <id>` is appended to it ([`shell_flag`]).
     /// Empty, or longer than [`COMMAND_CAP`]: `outbox show --parent
-    /// <parent>`. Characters that [`is_hidden`] are escaped.
+    /// <parent>`. It should name the
+    /// same store as the caller (`--root`, `--store`). Characters that
+    /// [`is_hidden`] are escaped.
     pub show_command: String,
 }
 

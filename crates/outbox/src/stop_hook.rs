@@ -542,9 +542,8 @@ mod tests {
     /// The real file system, plus a rival: once the stop-blocks counter is
     /// renamed into place (between the hook's pending check and its drain),
     /// another outbox on the same root drains the parent just before the
-    /// hook next opens the inbox (to read what to render, holding no lock:
-    /// the rival runs on this thread, so it must not run under one of the
-    /// hook's locks).
+    /// hook takes the next lock (its drain's). The counter is written under
+    /// the drain lock, so the rival cannot run inside that rename.
     struct RivalIo {
         inner: crate::io::StdIo,
         rival: Mutex<Option<Outbox>>,
@@ -574,14 +573,6 @@ mod tests {
             self.inner.sync_data(file)
         }
         fn open_read(&self, path: &Path) -> std::io::Result<Option<Self::Reader>> {
-            if self
-                .counter_renamed
-                .load(std::sync::atomic::Ordering::SeqCst)
-                && path.ends_with(format!("inboxes/{PARENT}.jsonl"))
-                && let Some(rival) = self.rival.lock().take()
-            {
-                assert_eq!(rival.drain(PARENT).unwrap().records.len(), 1);
-            }
             self.inner.open_read(path)
         }
         fn rename(&self, from: &Path, to: &Path) -> std::io::Result<()> {
@@ -608,6 +599,13 @@ mod tests {
             self.inner.list_dir(dir)
         }
         fn lock(&self, path: &Path) -> std::io::Result<Self::Lock> {
+            if self
+                .counter_renamed
+                .load(std::sync::atomic::Ordering::SeqCst)
+                && let Some(rival) = self.rival.lock().take()
+            {
+                assert_eq!(rival.drain(PARENT).unwrap().records.len(), 1);
+            }
             self.inner.lock(path)
         }
     }
