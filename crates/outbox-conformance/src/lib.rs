@@ -37,6 +37,8 @@
 
 pub mod checks;
 pub mod model;
+#[cfg(doctest)]
+mod readme_doctests;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
