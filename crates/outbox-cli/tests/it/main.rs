@@ -18,6 +18,7 @@ mod input;
 mod perf_cli;
 #[cfg(feature = "postgres")]
 mod postgres_store;
+mod readme;
 mod stop_hook;
 mod store_choice;
 mod usage;
