@@ -160,6 +160,19 @@
 //! [`already_consumed`](Committed::already_consumed) tells the producer,
 //! who can give a new `last_output_hash` to mark a new turn.
 //!
+//! **Child identity.** A child is its id's exact bytes: no case folding
+//! and no Unicode normalisation (`w1` and `W1`, NFC and NFD `café`, are
+//! two children), because agent-deck's fingerprint hashes the bytes as
+//! they are, and folding would need Unicode tables and change the
+//! fingerprints of existing records. The one exception is surrounding
+//! whitespace, which that fingerprint trims: `w1` and `w1 ` would be one
+//! turn to the ledger and two children to the inbox, so a new commit with
+//! a child or parent id that has leading or trailing whitespace is refused
+//! ([`Error::IdHasSurroundingWhitespace`], by [`stamp`], so on every
+//! store), and records already in agent-deck's files are collapsed by the
+//! trimmed id (one drain never returns one turn twice). The longest id is
+//! [`MAX_FIELD_BYTES`] bytes.
+//!
 //! # Consumed ledger
 //!
 //! Append-only (`runtime/consumed-turns/<id>.jsonl`): a drain appends a
@@ -195,6 +208,14 @@
 //!   (in-process locks) and processes (lock files), so a producer never
 //!   loses a record to a concurrent drain.
 //!
+//! # Deliveries
+//!
+//! What a parent model reads about its children (the Stop hook's reason,
+//! hook context, a rewake message) is rendered by [`delivery::render`]:
+//! facts in lines of the tool's own, each child's text framed as data that
+//! cannot pass for them, within a budget counted in UTF-16 code units
+//! (10 000 for `additionalContext`, Claude Code's cap). See [`delivery`].
+//!
 //! # Fsync cost
 //!
 //! | operation | file fsyncs | directory fsyncs |
@@ -225,15 +246,19 @@
 //! the `outbox-sim` crate (a dev-dependency) has crash-simulating and
 //! fault-injecting ones for the tests.
 
+pub mod delivery;
 mod durable;
 mod error;
 pub mod format;
+mod held;
+pub mod hook_json;
 pub mod io;
 mod json_error;
 mod ledger;
 mod outbox;
 mod paths;
 mod record;
+mod records_state;
 pub mod stop_hook;
 mod store;
 mod timestamp;
@@ -249,6 +274,7 @@ pub use record::{
     KIND_FINISHED, MAX_FIELD_BYTES, MAX_SUMMARY_BYTES, MAX_TURN_KEY_BYTES, Record,
     TRUNCATION_MARKER, event_fingerprint, turn_fingerprint, turn_id,
 };
+pub use records_state::RecordsState;
 pub use store::{Outcome, Store, StoreError, StoreErrorKind, check_parent_id, stamp};
 pub use timestamp::{Timestamp, TimestampError};
 

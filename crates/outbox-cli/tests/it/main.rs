@@ -7,6 +7,7 @@
 
 mod bad_input;
 mod concurrency;
+mod delivery;
 mod doctor;
 mod end_to_end;
 mod exec;
@@ -19,6 +20,7 @@ mod perf_cli;
 #[cfg(feature = "postgres")]
 mod postgres_store;
 mod readme;
+mod reliability;
 mod stop_hook;
 mod store_choice;
 mod usage;
