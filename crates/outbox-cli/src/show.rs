@@ -114,6 +114,9 @@ pub fn render_options(loc: &Location, parent: &str) -> RenderOptions {
         }
     };
     let mut opts = RenderOptions::new(parent);
-    opts.show_command = format!("{binary}{store} show --parent {}", word(parent));
+    opts.show_command = format!(
+        "{binary}{store} show {}",
+        delivery::shell_flag("parent", parent)
+    );
     opts
 }

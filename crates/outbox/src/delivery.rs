@@ -158,8 +158,9 @@ pub struct RenderOptions {
     /// yet confirmed; their lines say so.
     pub shown_before: usize,
     /// The command that prints one record in full, without the record's
-    /// selector: ` --child <id>` is appended to it. Empty, or longer than
-    /// [`COMMAND_CAP`]: `outbox show --parent <parent>`. It should name the
+    /// selector: ` --child <id>` is appended to it ([`shell_flag`]).
+    /// Empty, or longer than [`COMMAND_CAP`]: `outbox show --parent
+    /// <parent>`. It should name the
     /// same store as the caller (`--root`, `--store`). Characters that
     /// [`is_hidden`] are escaped.
     pub show_command: String,
@@ -317,9 +318,9 @@ fn show_command(opts: &RenderOptions) -> String {
     if !given.trim().is_empty() && units(&given) <= COMMAND_CAP {
         return given;
     }
-    let parent = shell_word(&opts.parent);
+    let parent = shell_flag("parent", &opts.parent);
     if units(&parent) <= FIELD_CAP {
-        format!("outbox show --parent {parent}")
+        format!("outbox show {parent}")
     } else {
         "outbox show --parent PARENT".to_owned()
     }
@@ -382,9 +383,9 @@ fn record_line(
     }
     match cut {
         Some((kept, total)) => {
-            let child = shell_word(&r.child_session_id);
+            let child = shell_flag("child", &r.child_session_id);
             let how = if units(&child) <= FIELD_CAP {
-                format!("`{command} --child {child}` prints it in full while it is pending")
+                format!("`{command} {child}` prints it in full while it is pending")
             } else {
                 "outbox show prints it in full while it is pending".to_owned()
             };
@@ -624,6 +625,18 @@ pub fn quote_capped(s: &str) -> String {
     }
     out.push_str("\"…");
     out
+}
+
+/// `--NAME VALUE` for a command line, `VALUE` a [`shell_word`]; written
+/// `--NAME=VALUE` when the value starts with `-`, which a parser would
+/// otherwise take for a flag.
+pub fn shell_flag(name: &str, value: &str) -> String {
+    let word = shell_word(value);
+    if value.starts_with('-') {
+        format!("--{name}={word}")
+    } else {
+        format!("--{name} {word}")
+    }
 }
 
 /// `s` as one shell word that bash, zsh and a POSIX.1-2024 `sh` read back

@@ -276,21 +276,36 @@ fn show_of_a_record_that_is_not_pending_says_so() {
 }
 
 /// The commands a Stop hook's reason names run as they are, from a shell
-/// in `/` with an empty environment (how a model's tool would run them):
-/// the trailer's, given a record that stayed pending, prints it; a cut
-/// record's is the same command with its child.
+/// in `/` with an empty environment (how a model's tool would run them),
+/// for a parent and children whose ids start with `-` or hold a command
+/// substitution: the trailer's, given a record that stayed pending, prints
+/// it; each cut record's parses (it prints the record, or says it is no
+/// longer pending: today the Stop hook consumes what it shows).
 #[test]
 fn the_show_command_a_reason_names_runs_as_it_is() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("a root with 'quotes' and spaces");
-    let children = ["w0", "w1 $(touch /tmp/outbox-pwned)", "w2"];
+    let children = ["-w0", "w1 $(touch /tmp/outbox-pwned)", "w2", "-w3"];
     for child in children {
         let summary = "x".repeat(12_000);
-        commit_finished_with(&root, PARENT, child, "success", &["--summary", &summary]);
+        let child = format!("--child={child}");
+        ok(
+            &root,
+            &[
+                "commit",
+                "--parent=-lead",
+                &child,
+                "--finished",
+                "--status",
+                "ok",
+                "--summary",
+                &summary,
+            ],
+        );
     }
     let run = outbox_in(
         &root,
-        &["stop-hook", "--parent", PARENT],
+        &["stop-hook", "--parent=-lead"],
         stop_input("p", false, None).to_string().as_bytes(),
     );
     let reason = reason(&run);
@@ -300,21 +315,29 @@ fn the_show_command_a_reason_names_runs_as_it_is() {
     let command = backticked(trailer)
         .strip_suffix(" --child ID")
         .expect("the trailer's command ends with --child ID");
+    let sh = |script: String| {
+        let mut sh = Command::new("/bin/sh");
+        sh.arg("-c").arg(script).env_clear().current_dir("/");
+        run_command(sh, b"")
+    };
     // A cut record names the same command with its child.
-    for line in lines.iter().filter(|l| l.contains("cut to the first")) {
-        assert!(
-            backticked(line).starts_with(&format!("{command} --child ")),
-            "{line}"
-        );
+    for (line, child) in lines.iter().zip(children) {
+        let Some((_, clause)) = line.split_once("cut to the first") else {
+            continue;
+        };
+        let cut = backticked(clause);
+        let flag = outbox::delivery::shell_flag("child", child);
+        assert_eq!(cut, format!("{command} {flag}"), "{line}");
+        let run = sh(cut.to_owned());
+        match run.code {
+            0 => assert!(run.stdout.contains(&format!("{:?}", child)), "{run:?}"),
+            1 => assert!(run.stderr.contains("no pending record"), "{run:?}"),
+            _ => panic!("the command did not parse: {run:?}"),
+        }
     }
     let waiting = children[lines.len()];
-    let word = outbox::delivery::shell_word(waiting);
-    let mut sh = Command::new("/bin/sh");
-    sh.arg("-c")
-        .arg(format!("{command} --child {word} --json"))
-        .env_clear()
-        .current_dir("/");
-    let shown = run_command(sh, b"");
+    let flag = outbox::delivery::shell_flag("child", waiting);
+    let shown = sh(format!("{command} {flag} --json"));
     assert_eq!(shown.code, 0, "{shown:?}");
     let record: Value = serde_json::from_str(&shown.stdout).unwrap();
     assert_eq!(record["child_session_id"], waiting);
@@ -376,6 +399,7 @@ fn warnings_that_name_a_child_stay_one_line() {
     assert!(second.stderr.contains("already consumed"), "{second:?}");
 }
 
+#[cfg(feature = "postgres")]
 /// On PostgreSQL: the Stop hook's reason frames the forged summary, stays
 /// within its budget, and names a show command (with `--store`) that
 /// prints a record left pending, run from `/` with an empty environment.

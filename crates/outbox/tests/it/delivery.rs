@@ -8,7 +8,7 @@
 
 use outbox::delivery::{
     COMMAND_CAP, CONTEXT_LIMIT, DEFAULT_BLOCK_BUDGET, FIELD_CAP, MIN_BUDGET, RenderOptions,
-    Rendered, Surface, effective_budget, is_hidden, render, shell_word, units,
+    Rendered, Surface, effective_budget, is_hidden, render, shell_flag, shell_word, units,
 };
 use outbox::{Record, Timestamp};
 use proptest::prelude::*;
@@ -375,8 +375,8 @@ fn expected_command(opts: &RenderOptions) -> String {
     let given = visible(&opts.show_command);
     if !given.trim().is_empty() && units(&given) <= COMMAND_CAP {
         given
-    } else if units(&shell_word(&opts.parent)) <= FIELD_CAP {
-        format!("outbox show --parent {}", shell_word(&opts.parent))
+    } else if units(&shell_flag("parent", &opts.parent)) <= FIELD_CAP {
+        format!("outbox show {}", shell_flag("parent", &opts.parent))
     } else {
         "outbox show --parent PARENT".to_owned()
     }
@@ -458,9 +458,9 @@ fn check(records: &[Record], surface: Surface, opts: &RenderOptions, out: &Rende
                     assert_eq!(
                         *cmd,
                         format!(
-                            "{} --child {}",
+                            "{} {}",
                             parsed.trailer_command,
-                            shell_word(&r.child_session_id)
+                            shell_flag("child", &r.child_session_id)
                         )
                     );
                 }
