@@ -370,3 +370,34 @@ fn every_documented_cargo_install_is_locked() {
         ["cargo install --path x"]
     );
 }
+
+#[test]
+fn the_cli_builds_without_postgres_by_default() {
+    // A Claude Code user on one machine compiles no async runtime or
+    // database client: the PostgreSQL store is the cargo feature
+    // `postgres`, off by default.
+    let packages = packages();
+    let cli = package(&packages, "outbox-cli");
+    let pg = cli["dependencies"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|d| d["name"] == PG_STORE && d["kind"].is_null())
+        .expect("tidy: outbox-cli has a normal dependency on the PostgreSQL store");
+    assert_eq!(
+        pg["optional"], true,
+        "tidy: outbox-cli's `{PG_STORE}` dependency must be optional (the `postgres` feature)"
+    );
+    let default = cli["features"]["default"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert!(
+        default.is_empty(),
+        "tidy: outbox-cli's default features must be empty (PostgreSQL is opt-in): {default:?}"
+    );
+    assert!(
+        cli["features"]["postgres"].is_array(),
+        "tidy: outbox-cli has no `postgres` feature"
+    );
+}
