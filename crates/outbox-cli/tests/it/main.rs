@@ -20,6 +20,7 @@ mod install;
 mod perf_cli;
 #[cfg(feature = "postgres")]
 mod postgres_store;
+mod readme;
 mod reliability;
 mod stop_hook;
 mod store_choice;
