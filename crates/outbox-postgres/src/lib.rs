@@ -81,7 +81,26 @@
 //! Retries happen only where nothing can have committed: a serialization
 //! failure or deadlock the server reported, and a drain whose claim failed
 //! on a pooled connection that had died (a server restart) — retried once on
-//! a new connection before any delivery.
+//! a new connection before any delivery. A pooled connection is checked
+//! before a statement is sent on it (one non-blocking look at its socket,
+//! no round trip): one the server closed (a restart, `idle_session_timeout`)
+//! or the network cut is dropped, so a commit on it is never `Unknown`.
+//!
+//! # Connections
+//!
+//! Each operation takes an idle connection of the handle, or a new one
+//! (`tokio-postgres` on a runtime of its own, over a socket this crate
+//! opens: `conn.rs`). Every round trip has a client-side deadline
+//! ([`DEFAULT_TIMEOUT`], [`PgOutbox::with_timeout`], the URL's
+//! `outbox_timeout=SECONDS`): a stalled connection fails the operation with
+//! [`StoreErrorKind::Timeout`] and its server session is ended from a new
+//! connection, so a drain never leaves its parent locked behind it. TCP
+//! keepalives and `TCP_USER_TIMEOUT` are set on the socket and asked of the
+//! server unless the URL sets its own, so either end gives a vanished peer
+//! up in about a minute. `sslmode` has libpq's meaning (`tls.rs`: rustls;
+//! `prefer` and `require` encrypt without verifying the certificate, as
+//! libpq does). A URL without a password takes libpq's: `PGPASSWORD`, else
+//! `PGPASSFILE` or `~/.pgpass` (`pgpass.rs`).
 //!
 //! # Differences from the file outbox
 //!
