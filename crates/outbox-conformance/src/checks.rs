@@ -10,6 +10,7 @@ use std::time::Duration;
 use outbox::stop_hook::{StopOutcome, on_stop};
 use outbox::{DrainWithError, Error, LEDGER_TTL, Record, Store, StoreErrorKind, Timestamp};
 
+pub use crate::identity::child_ids_are_exact_bytes_and_never_padded;
 use crate::model::{Model, by_child, children};
 // The order and sweep checks live in their own module; the macro finds
 // every check here.
@@ -36,7 +37,7 @@ fn ok(_: &[Record]) -> Result<(), Infallible> {
 fn outbox_error<E: std::fmt::Debug>(e: DrainWithError<E>) -> Error {
     match e {
         DrainWithError::Outbox(e) => e,
-        DrainWithError::Delivery(e) => panic!("unexpected delivery error {e:?}"),
+        other => panic!("unexpected drain_with error {other:?}"),
     }
 }
 

@@ -36,6 +36,7 @@
 //! process without crashes) and a multi-threaded delivery audit.
 
 pub mod checks;
+pub mod identity;
 pub mod model;
 pub mod order;
 
@@ -137,7 +138,8 @@ macro_rules! conformance_tests {
             random_operations_match_the_reference_model,
             a_recommit_during_delivery_starts_a_new_position,
             sweeps_keep_first_seen_order,
-            sweeps_act_on_records_a_failed_delivery_left
+            sweeps_act_on_records_a_failed_delivery_left,
+            child_ids_are_exact_bytes_and_never_padded
         );
     };
     (@each $harness:expr; $($check:ident),* $(,)?) => {
