@@ -3,7 +3,8 @@
 //! (swarm testing), judged by one reference model of the contract
 //! ([`Model`]): nothing committed is lost, no turn a successful drain
 //! consumed is delivered again, and every typed outcome is true (a commit
-//! NotApplied is never delivered; a drain NotApplied consumed nothing).
+//! NotApplied is never delivered; a drain whose error says its records are
+//! `RecordsState::Pending` consumed nothing).
 //!
 //! `cargo test` runs [`FIXED_SEEDS`] and one random seed, printed. A longer
 //! run: `OUTBOX_NET_SIM_SEEDS=1..500 cargo test -p outbox-postgres --test
@@ -13,7 +14,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::io::Write as _;
 use std::time::Duration;
 
-use outbox::{DrainWithError, Error, Outcome, Record, Store};
+use outbox::{DrainWithError, Error, Outcome, Record, RecordsState, Store};
 
 use crate::net_faults::through_proxy;
 use crate::proxy::{Action, Fault};
@@ -56,15 +57,16 @@ enum Committed {
     NotApplied,
 }
 
-/// What a drain returned, with the turns its delivery saw.
+/// What a drain returned (`Ok`, or the typed state of its records the
+/// error reports), with the turns its delivery saw.
 #[derive(Debug)]
 struct Drain {
-    outcome: Result<(), Outcome>,
+    outcome: Result<(), RecordsState>,
     delivered: Vec<String>,
 }
 
 /// A delivery of a turn: the drain's index and outcome.
-type Seen = (usize, Result<(), Outcome>);
+type Seen = (usize, Result<(), RecordsState>);
 
 /// The reference model: the history of attempts, judged at the end.
 #[derive(Default)]
@@ -119,7 +121,7 @@ impl Model {
                 .collect();
             let delivered = candidates.iter().any(|t| {
                 seen.get(t)
-                    .is_some_and(|at| at.iter().any(|(_, o)| *o != Err(Outcome::NotApplied)))
+                    .is_some_and(|at| at.iter().any(|(_, o)| *o != Err(RecordsState::Pending)))
             });
             if !delivered {
                 return Err(format!(
@@ -128,10 +130,10 @@ impl Model {
                 ));
             }
         }
-        // A drain NotApplied consumed nothing: each turn it delivered is
+        // A drain whose error says Pending consumed nothing: each turn it delivered is
         // delivered again later, unless its child committed again after it.
         for (i, (step, d)) in self.drains.iter().enumerate() {
-            if d.outcome != Err(Outcome::NotApplied) {
+            if d.outcome != Err(RecordsState::Pending) {
                 continue;
             }
             for t in &d.delivered {
@@ -142,7 +144,7 @@ impl Model {
                     .any(|(_, o, s)| s > step && *o != Committed::NotApplied);
                 if !again && !superseded {
                     return Err(format!(
-                        "drain {i} (step {step}) was NotApplied, yet {t} was not delivered again"
+                        "drain {i} (step {step}) said its records stayed pending, yet {t} was not delivered again"
                     ));
                 }
             }
@@ -229,12 +231,10 @@ fn run_seed(pg: &Pg, seed: u64) -> Result<(), String> {
                     Ok(())
                 }
                 Err(DrainWithError::Outbox(e)) => {
-                    let o = outcome_of(&e);
-                    if let Error::Store(s) = &e
-                        && o == Outcome::Unknown
-                    {
+                    let o = e.records_state();
+                    if o != RecordsState::Pending {
                         let carried: Vec<&str> =
-                            s.records.iter().map(|r| r.turn_id.as_str()).collect();
+                            e.records().iter().map(|r| r.turn_id.as_str()).collect();
                         if carried != delivered {
                             return Err(format!(
                                 "step {step}: Unknown drain carried {carried:?}, delivered {delivered:?}"
