@@ -557,9 +557,6 @@ impl PgOutbox {
                 }
                 Err(e) => {
                     let answered = server_answered(&e);
-                    if conn.timed_out() {
-                        self.end_session(conn.session());
-                    }
                     if answered {
                         self.give_back(conn);
                     }
@@ -633,7 +630,7 @@ impl PgOutbox {
                 Ok(v) => return Ok((conn, v)),
                 Err(e) => {
                     let kind = classify(&e);
-                    self.rollback(&mut conn);
+                    self.rollback(&mut conn, parent);
                     let retry = (kind == StoreErrorKind::ConnectionLost && reused)
                         || (kind == StoreErrorKind::Serialization && server_answered(&e));
                     if kind != StoreErrorKind::ConnectionLost {
@@ -711,7 +708,7 @@ impl PgOutbox {
             }
         }
         if fresh.is_empty() && children.is_empty() && bad_seqs.is_empty() {
-            self.rollback(&mut conn);
+            self.rollback(&mut conn, parent);
             self.give_back(conn);
             return Ok(drained);
         }
@@ -719,7 +716,7 @@ impl PgOutbox {
             && let Some(deliver) = deliver
             && let Err(e) = deliver(&fresh)
         {
-            self.rollback(&mut conn);
+            self.rollback(&mut conn, parent);
             self.give_back(conn);
             return Err(DrainWithError::Delivery(e));
         }
@@ -750,7 +747,7 @@ impl PgOutbox {
         let (xid, pid): (i64, i32) = match finish {
             Ok(row) => (row.get(1), row.get(2)),
             Err(e) => {
-                self.rollback(&mut conn);
+                self.rollback(&mut conn, parent);
                 if server_answered(&e) {
                     self.give_back(conn);
                 }
@@ -801,11 +798,12 @@ impl PgOutbox {
 
     /// `ROLLBACK`, best effort: a connection that cannot take it is closed
     /// (the server rolls back the transaction of a closed connection). One
-    /// that stalled is ended from a new connection: the server may not see
-    /// it close (a partition) and would keep the parent locked.
-    fn rollback(&self, conn: &mut Conn) {
+    /// that stalled is ended from a new connection, if it holds `parent`'s
+    /// lock: the server may not see it close (a partition) and would keep
+    /// the parent locked.
+    fn rollback(&self, conn: &mut Conn, parent: &str) {
         if conn.timed_out() {
-            self.end_session(conn.session());
+            self.end_session(conn.session(), self.parent_key(parent));
         } else {
             let _ = conn.batch_execute("ROLLBACK");
         }
@@ -832,7 +830,7 @@ impl PgOutbox {
                     Outcome::Unknown
                 };
                 if conn.timed_out() {
-                    self.end_session(conn.session());
+                    self.end_session(conn.session(), self.parent_key(parent));
                 }
                 Err(self.error(op, &e, outcome))
             }
