@@ -139,6 +139,7 @@ macro_rules! conformance_tests {
             a_recommit_during_delivery_starts_a_new_position,
             sweeps_keep_first_seen_order,
             sweeps_act_on_records_a_failed_delivery_left,
+            sweep_stale_all_reaches_records_a_failed_delivery_left,
             child_ids_are_exact_bytes_and_never_padded
         );
     };

@@ -154,3 +154,19 @@ pub fn sweeps_act_on_records_a_failed_delivery_left(h: &impl Harness) {
     assert_eq!(children(&drained.records), ["k", "b"]);
     assert!(ob.peek(PARENT).unwrap().is_empty());
 }
+
+/// `sweep_stale_all` finds a parent whose only pending records are the
+/// ones a failed delivery left (no inbox since): they are pending like any
+/// other and old ones are dropped.
+pub fn sweep_stale_all_reaches_records_a_failed_delivery_left(h: &impl Harness) {
+    let ob = h.open(&TestClock::default());
+    let mut old = Record::transition("old", "running", "waiting");
+    old.timestamp = Timestamp::from_unix(T0 - 8 * 24 * 3600, 0, 0).unwrap();
+    ob.commit(PARENT, old).unwrap();
+    ob.commit(PARENT, finished("fresh", "f1")).unwrap();
+    let failed = ob.drain_with(PARENT, |_| Err::<(), _>("delivery refused"));
+    assert!(failed.is_err(), "the delivery failed");
+    let report = ob.sweep_stale_all(outbox::DEFAULT_STALE_AGE).unwrap();
+    assert_eq!(report.dropped, 1, "{report:?}");
+    assert_eq!(children(&ob.peek(PARENT).unwrap()), ["fresh"]);
+}

@@ -1099,10 +1099,15 @@ impl<I: Io> Outbox<I> {
                     }
                     continue;
                 };
-                let (stem, temp) = match temp_target(text) {
-                    Some(target) => (stem_of_target(kind, target), true),
-                    None if kind == DirKind::Inboxes => (text.strip_suffix(".jsonl"), false),
-                    None => (None, false),
+                // A claim a failed drain left holds pending records too: a
+                // parent with only a claim is swept like one with an inbox.
+                let (stem, temp, claim) = match temp_target(text) {
+                    Some(target) => (stem_of_target(kind, target), true, false),
+                    None if kind == DirKind::Inboxes => match text.strip_suffix(".jsonl") {
+                        Some(stem) => (Some(stem), false, false),
+                        None => (text.strip_suffix(".jsonl.claimed"), false, true),
+                    },
+                    None => (None, false, false),
                 };
                 let Some(stem) = stem else { continue };
                 let path = dir.join(&name);
@@ -1112,7 +1117,7 @@ impl<I: Io> Outbox<I> {
                 });
                 if temp {
                     files.temps.push(path);
-                } else {
+                } else if !claim {
                     files.path = path;
                 }
             }
