@@ -203,6 +203,8 @@ mod sql {
             VALUES ($1, $2, nextval('{s}.commit_seq'), $3, $4, $5, $6, $7, $8)
             ON CONFLICT (parent, child) DO UPDATE SET
                 first_seq = coalesce({s}.pending.first_seq, {s}.pending.seq),
+                recent = (coalesce({s}.pending.recent, '{}') || {s}.pending.seq)
+                    [greatest(cardinality({s}.pending.recent) - 6, 1):],
                 seq = nextval('{s}.commit_seq'), turn_key = excluded.turn_key,
                 from_status = excluded.from_status, to_status = excluded.to_status,
                 ts_ns = excluded.ts_ns, lock_key = excluded.lock_key, line = excluded.line
