@@ -475,3 +475,48 @@ impl Conn {
         self.call(|c| c.batch_execute(sql))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keepalives_default_on_both_ends_unless_the_url_sets_them() {
+        let mut config: Config = "postgres://u@h/db".parse().unwrap();
+        let net = net_settings(&mut config);
+        assert_eq!(net.keepalive_idle, KEEPALIVE_IDLE);
+        assert_eq!(net.user_timeout, USER_TIMEOUT);
+        let options = config.get_options().unwrap();
+        for asked in [
+            "-c tcp_keepalives_idle=30",
+            "-c tcp_keepalives_interval=10",
+            "-c tcp_keepalives_count=3",
+            "-c tcp_user_timeout=60000",
+        ] {
+            assert!(options.contains(asked), "{options}");
+        }
+
+        let mut config: Config = "postgres://u@h/db?keepalives_idle=5\
+             &options=-c%20tcp_keepalives_idle%3D9%20-c%20statement_timeout%3D1s"
+            .parse()
+            .unwrap();
+        // (connect_schema reads the URL's tcp_user_timeout, in ms, as libpq.)
+        config.tcp_user_timeout(Duration::from_millis(7000));
+        let net = net_settings(&mut config);
+        assert_eq!(net.keepalive_idle, Duration::from_secs(5));
+        assert_eq!(net.user_timeout, Duration::from_secs(7));
+        let options = config.get_options().unwrap();
+        assert_eq!(
+            options.matches("tcp_keepalives_idle").count(),
+            1,
+            "{options}"
+        );
+        assert!(options.contains("statement_timeout=1s"), "{options}");
+        assert!(options.contains("-c tcp_user_timeout=7000"), "{options}");
+
+        let mut config: Config = "postgres://u@h/db?keepalives=0".parse().unwrap();
+        let net = net_settings(&mut config);
+        assert!(!net.keepalives);
+        assert!(!config.get_options().unwrap().contains("keepalives"));
+    }
+}

@@ -355,20 +355,23 @@ impl PgOutbox {
     pub fn connect(url: &str) -> Result<Self> {
         let (url, schema) = split_schema(url);
         let (url, timeout) = split_param(&url, "outbox_timeout=");
-        let store = Self::connect_schema(&url, schema.as_deref().unwrap_or(DEFAULT_SCHEMA))?;
-        match timeout.map(|t| t.parse::<f64>()) {
-            None => Ok(store),
-            Some(Ok(secs)) if secs.is_finite() && secs > 0.0 => {
-                Ok(store.with_timeout(Duration::from_secs_f64(secs)))
+        let timeout = match timeout.map(|t| t.parse::<f64>()) {
+            None => DEFAULT_TIMEOUT,
+            Some(Ok(secs)) if secs.is_finite() && secs > 0.0 && secs < 1e9 => {
+                Duration::from_secs_f64(secs)
             }
-            Some(_) => Err(store_error(
-                "parse the store URL",
-                redact_url(&url),
-                StoreErrorKind::Connect,
-                Outcome::NotApplied,
-                "outbox_timeout must be a positive number of seconds",
-            )),
-        }
+            Some(_) => {
+                return Err(store_error(
+                    "parse the store URL",
+                    redact_url(&url),
+                    StoreErrorKind::Connect,
+                    Outcome::NotApplied,
+                    "outbox_timeout must be a positive number of seconds",
+                ));
+            }
+        };
+        let store = Self::connect_schema(&url, schema.as_deref().unwrap_or(DEFAULT_SCHEMA))?;
+        Ok(store.with_timeout(timeout))
     }
 
     /// Connects to the database at `url` and keeps the outbox in `schema`
@@ -379,7 +382,7 @@ impl PgOutbox {
     /// settings such as `statement_timeout` can be passed in the URL's
     /// `options` (`?options=-c%20statement_timeout%3D5s`).
     pub fn connect_schema(url: &str, schema: &str) -> Result<Self> {
-        let mut config: tokio_postgres::Config = url.parse().map_err(|e| {
+        let bad_url = |e: Box<dyn std::error::Error + Send + Sync>| {
             store_error(
                 "parse the store URL",
                 redact_url(url),
@@ -387,7 +390,18 @@ impl PgOutbox {
                 Outcome::NotApplied,
                 e,
             )
-        })?;
+        };
+        // libpq's tcp_user_timeout is in milliseconds; the driver would read
+        // seconds (7000 ms as almost two hours): taken out and read here.
+        let (parsed, user_timeout) = split_param(url, "tcp_user_timeout=");
+        let mut config: tokio_postgres::Config =
+            parsed.parse().map_err(|e| bad_url(Box::new(e)))?;
+        if let Some(ms) = user_timeout {
+            let ms: u64 = ms.parse().map_err(|_| {
+                bad_url("tcp_user_timeout must be a whole number of milliseconds".into())
+            })?;
+            config.tcp_user_timeout(Duration::from_millis(ms));
+        }
         if let Err(why) = schema::check_schema_name(schema) {
             return Err(store_error(
                 "choose the schema",
@@ -1181,6 +1195,16 @@ mod tests {
         assert!(!text.contains("pw@"), "{text}");
         let e = PgOutbox::connect_schema("postgres://u@h/db", "Bad-Name").unwrap_err();
         assert!(e.to_string().contains("\"Bad-Name\""), "{e}");
+    }
+
+    #[test]
+    fn tcp_user_timeout_is_milliseconds_as_in_libpq() {
+        let e = PgOutbox::connect("postgres://u:pw@h/db?tcp_user_timeout=1.5").unwrap_err();
+        let text = e.to_string();
+        assert!(text.contains("whole number of milliseconds"), "{text}");
+        assert!(!text.contains("pw@"), "{text}");
+        let e = PgOutbox::connect("postgres://u@h/db?outbox_timeout=0").unwrap_err();
+        assert!(e.to_string().contains("outbox_timeout"), "{e}");
     }
 
     #[test]
