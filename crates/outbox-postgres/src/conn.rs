@@ -217,7 +217,10 @@ pub(crate) struct Session {
 /// One connection and its prepared statements.
 pub(crate) struct Conn {
     rt: Runtime,
-    client: Client,
+    /// Always `Some` but in `drop`, which closes it first.
+    client: Option<Client>,
+    /// The task that drives the connection (reads and writes the socket).
+    task: tokio::task::JoinHandle<()>,
     session: Session,
     /// A second handle on the socket, only ever peeked at.
     probe: socket2::Socket,
@@ -322,7 +325,9 @@ impl Conn {
                         )
                         .await;
                     match row {
-                        Ok(row) => Ok::<_, PgError>((client, row.get(0), row.get(1), probe)),
+                        Ok(row) => {
+                            Ok::<_, PgError>((client, connection, row.get(0), row.get(1), probe))
+                        }
                         Err(e) => {
                             connection.abort();
                             Err(e.into())
@@ -332,10 +337,11 @@ impl Conn {
                 .await
             });
             match attempt {
-                Ok(Ok((client, pid, started, probe))) => {
+                Ok(Ok((client, task, pid, started, probe))) => {
                     return Ok(Self {
                         rt,
-                        client,
+                        client: Some(client),
+                        task,
                         session: Session { pid, started },
                         probe,
                         deadline: crate::DEFAULT_TIMEOUT,
@@ -356,7 +362,7 @@ impl Conn {
     /// sent unasked (a `FATAL` before closing, such as
     /// `idle_session_timeout`'s). One non-blocking `peek`, no round trip.
     pub(crate) fn is_alive(&self) -> bool {
-        if self.broken || self.client.is_closed() {
+        if !self.reusable() {
             return false;
         }
         let peeked = self.probe.peek(&mut [std::mem::MaybeUninit::new(0u8); 1]);
@@ -381,7 +387,7 @@ impl Conn {
 
     /// Whether the connection may go back to the idle list.
     pub(crate) fn reusable(&self) -> bool {
-        !self.broken && !self.client.is_closed()
+        !self.broken && self.client.as_ref().is_some_and(|c| !c.is_closed())
     }
 
     /// Runs one round trip under the deadline; a timeout closes the
@@ -390,11 +396,11 @@ impl Conn {
     where
         F: Future<Output = Result<T, tokio_postgres::Error>> + 'a,
     {
-        if self.broken {
+        let (false, Some(client)) = (self.broken, &self.client) else {
             return Err(PgError::TimedOut(self.deadline));
-        }
+        };
         let deadline = self.deadline;
-        let round_trip = f(&self.client);
+        let round_trip = f(client);
         // The timer is made inside the runtime (it needs its time driver).
         match self
             .rt
@@ -473,6 +479,23 @@ impl Conn {
 
     pub(crate) fn batch_execute(&mut self, sql: &str) -> Result<(), PgError> {
         self.call(|c| c.batch_execute(sql))
+    }
+}
+
+impl Drop for Conn {
+    /// Closes the connection as a client should (a `Terminate` message),
+    /// waiting a moment for it to be written, so the server logs a clean
+    /// end rather than a lost client. A connection that stalled is just
+    /// dropped.
+    fn drop(&mut self) {
+        drop(self.client.take());
+        if self.broken {
+            return;
+        }
+        let task = &mut self.task;
+        let _ = self
+            .rt
+            .block_on(async { tokio::time::timeout(Duration::from_millis(200), task).await });
     }
 }
 
