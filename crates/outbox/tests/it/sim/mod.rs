@@ -44,6 +44,7 @@ mod sched;
 
 use std::collections::BTreeMap;
 use std::hash::{BuildHasher, DefaultHasher, Hash, Hasher};
+use std::io::Write as _;
 use std::path::Path;
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -1283,7 +1284,10 @@ fn seeded_whole_system_simulation() {
         // Beside the fixed seeds: the regressions, and one seed no run
         // chose before (printed first, so a failure can be replayed).
         let seed = random_seed();
-        println!(
+        // Straight to the process's stderr, past libtest's capture: shown
+        // on every run, passing or not.
+        let _ = writeln!(
+            std::io::stderr(),
             "sim: random seed {seed} (replay: cargo xtask sim --seed {seed}, or \
              OUTBOX_SIM_SEED={seed} cargo test -p outbox --test it sim::)"
         );
