@@ -233,6 +233,7 @@ mod ledger;
 mod outbox;
 mod paths;
 mod record;
+mod root_check;
 pub mod stop_hook;
 mod store;
 mod timestamp;
@@ -248,5 +249,6 @@ pub use record::{
     KIND_FINISHED, MAX_FIELD_BYTES, MAX_SUMMARY_BYTES, MAX_TURN_KEY_BYTES, Record,
     TRUNCATION_MARKER, event_fingerprint, turn_fingerprint, turn_id,
 };
+pub use root_check::{DirRole, LAYOUT_DIRS, RootPolicy, UnsafeReason, UnsafeRoot};
 pub use store::{Outcome, Store, StoreError, StoreErrorKind, check_parent_id, stamp};
 pub use timestamp::{Timestamp, TimestampError};

@@ -21,6 +21,7 @@ use crate::paths::{
     quarantine_name, stem_of_target, temp_target,
 };
 use crate::record::Record;
+use crate::root_check::RootPolicy;
 
 /// How old a pending record must be before [`Outbox::sweep_stale`] drops it
 /// by default: 7 days.
@@ -40,6 +41,7 @@ type Clock = Arc<dyn Fn() -> SystemTime + Send + Sync>;
 pub struct Outbox<I: Io = StdIo> {
     inner: Arc<Inner<I>>,
     clock: Clock,
+    policy: RootPolicy,
 }
 
 struct Inner<I> {
@@ -54,6 +56,10 @@ struct Inner<I> {
     /// The directories every write needs exist, durably (set by the eager
     /// open, or by the first write of a lazily opened outbox).
     layout_ready: AtomicBool,
+    /// The root passed the check of [`RootPolicy::Private`] (which implies
+    /// `Shared`'s), or of `Shared`: each is run at most once per outbox.
+    root_private: AtomicBool,
+    root_shared: AtomicBool,
     /// Each parent's consumed ledger as last read, by ledger path: a read
     /// resumes where the last one stopped (see the `ledger` module).
     /// Bounded: emptied when it holds [`MAX_CACHED_LEDGERS`].
@@ -70,6 +76,7 @@ impl<I: Io> Clone for Outbox<I> {
         Self {
             inner: Arc::clone(&self.inner),
             clock: Arc::clone(&self.clock),
+            policy: self.policy,
         }
     }
 }
@@ -212,10 +219,52 @@ impl<I: Io> Outbox<I> {
                 locks: Mutex::new(HashMap::new()),
                 holders: Mutex::new(HashMap::new()),
                 layout_ready: AtomicBool::new(false),
+                root_private: AtomicBool::new(false),
+                root_shared: AtomicBool::new(false),
                 ledgers: Mutex::new(HashMap::new()),
             }),
             clock: Arc::new(SystemTime::now),
+            policy: RootPolicy::Private,
         }
+    }
+
+    /// Sets how this handle (and the clones made from it afterwards)
+    /// treats a data root that is not its user's alone; the default is
+    /// [`RootPolicy::Private`]. Every operation checks the root once, before
+    /// it first touches it (an error, [`Error::UnsafeRoot`], touches
+    /// nothing). An eager [`open_with`](Self::open_with) checks at once, so
+    /// to accept a shared root open lazily:
+    ///
+    /// ```no_run
+    /// use outbox::{Outbox, RootPolicy};
+    /// // A risk: anyone who can write /srv/team/outbox can forge records.
+    /// let outbox = Outbox::open_lazy("/srv/team/outbox").with_root_policy(RootPolicy::Shared);
+    /// ```
+    pub fn with_root_policy(mut self, policy: RootPolicy) -> Self {
+        self.policy = policy;
+        self
+    }
+
+    /// Checks the data root under this handle's [`RootPolicy`] now (the
+    /// check every operation runs once before it touches the root); `Ok`
+    /// when it is safe, [`Error::UnsafeRoot`] naming the directory that is
+    /// not. Reads only metadata; creates nothing.
+    pub fn check_root(&self) -> Result<()> {
+        crate::root_check::check_root(&self.inner.io, &self.inner.root, self.policy)
+    }
+
+    /// [`check_root`](Self::check_root), once per outbox and policy.
+    pub(crate) fn ensure_root_checked(&self) -> Result<()> {
+        let passed = match self.policy {
+            RootPolicy::Private => &self.inner.root_private,
+            RootPolicy::Shared => &self.inner.root_shared,
+        };
+        if passed.load(Ordering::Acquire) || self.inner.root_private.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        self.check_root()?;
+        passed.store(true, Ordering::Release);
+        Ok(())
     }
 
     /// Creates the directories every write needs, once per outbox value.
@@ -223,6 +272,7 @@ impl<I: Io> Outbox<I> {
         if self.inner.layout_ready.load(Ordering::Acquire) {
             return Ok(());
         }
+        self.ensure_root_checked()?;
         let root = &self.inner.root;
         ensure_dirs(
             &self.inner.io,
@@ -232,6 +282,9 @@ impl<I: Io> Outbox<I> {
                 root.join(LEDGER_DIR),
             ],
         )?;
+        // What existed was judged before; what another process created
+        // in between (instead of us) is judged now.
+        self.check_root()?;
         self.inner.layout_ready.store(true, Ordering::Release);
         Ok(())
     }
@@ -274,6 +327,7 @@ impl<I: Io> Outbox<I> {
     /// when this thread already holds them (a call from inside a
     /// `drain_with` callback).
     pub(crate) fn lock(&self, path: &Path) -> Result<ThreadAndFileLock<'_, I>> {
+        self.ensure_root_checked()?;
         let me = std::thread::current().id();
         if self.inner.holders.lock().get(path) == Some(&me) {
             return Err(Error::Reentrant {
@@ -887,6 +941,7 @@ impl<I: Io> Outbox<I> {
     /// ledger. Takes no lock, consumes nothing.
     pub fn has_pending(&self, parent: &str) -> Result<bool> {
         let paths = self.paths(parent)?;
+        self.ensure_root_checked()?;
         let io = &self.inner.io;
         for path in [&paths.inbox, &paths.claimed, &paths.wal] {
             if io.file_len(path).at("stat", path)?.unwrap_or(0) > 0 {
@@ -901,6 +956,7 @@ impl<I: Io> Outbox<I> {
     /// be rewriting the files meanwhile).
     pub fn peek(&self, parent: &str) -> Result<Vec<Record>> {
         let paths = self.paths(parent)?;
+        self.ensure_root_checked()?;
         // The inbox first, then agent-deck's WAL, then the claim: a drain
         // moves records inbox -> claim and agent-deck's WAL -> claim, so
         // records moving are seen (at least) once.

@@ -339,6 +339,7 @@ impl<I: Io> Outbox<I> {
     /// unreadable.
     pub fn stop_blocks(&self, parent: &str) -> OutboxResult<u32> {
         let paths = self.paths(parent)?;
+        self.ensure_root_checked()?;
         let Some(reader) = self
             .io()
             .open_read(&paths.stop_blocks)

@@ -14,6 +14,7 @@ mod hardening_files;
 mod hardening_semantics;
 mod perf_op_counts;
 mod perf_outbox;
+mod private_root;
 mod semantics;
 mod sim;
 mod stop_hook;
