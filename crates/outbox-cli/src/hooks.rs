@@ -46,8 +46,14 @@ pub struct HooksArgs {
 pub enum StoreArg {
     /// `--root DIR`: the file store on this (absolute) data root.
     Root(PathBuf),
-    /// `--store URL`: the PostgreSQL store.
+    /// `--allow-shared-root --root DIR`: the same, on a root other users
+    /// can write (the user accepted the risk).
+    SharedRoot(PathBuf),
+    /// `--store URL`: the PostgreSQL store (a URL without a password; see
+    /// `private::hook_store_arg`).
     Store(String),
+    /// `--store-file FILE`: the store whose URL this (absolute) file holds.
+    StoreFile(PathBuf),
 }
 
 /// The fragment for `args`: a pretty-printed JSON object and a newline.
@@ -61,7 +67,14 @@ pub fn fragment(binary: &Path, store: &StoreArg, args: &HooksArgs) -> Result<Str
     };
     let store = match store {
         StoreArg::Root(root) => format!("--root {}", utf8("the data root", root)?),
+        StoreArg::SharedRoot(root) => {
+            format!(
+                "--allow-shared-root --root {}",
+                utf8("the data root", root)?
+            )
+        }
         StoreArg::Store(url) => format!("--store {}", shell_quote(url)),
+        StoreArg::StoreFile(path) => format!("--store-file {}", utf8("the store file", path)?),
     };
     let subcommand = if args.child {
         "commit --parent {} --from-hook"

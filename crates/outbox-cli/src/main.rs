@@ -20,6 +20,7 @@ mod exec;
 mod from_hook;
 mod generate;
 mod hooks;
+mod private;
 mod render;
 mod root;
 mod store;
@@ -32,7 +33,7 @@ use std::time::Duration;
 
 use clap::{Args, CommandFactory, Parser, Subcommand};
 use outbox::stop_hook::{self, HookInput, StopHookError, StopOutcome};
-use outbox::{DrainWithError, Outbox, Record, Store, SweepReport};
+use outbox::{DrainWithError, Record, Store, SweepReport};
 
 use crate::store::{AnyStore, Location};
 use serde::Deserialize;
@@ -103,6 +104,21 @@ struct Cli {
     /// $OUTBOX_STORE, else the data root].
     #[arg(long, global = true, value_name = "URL", conflicts_with = "root")]
     store: Option<String>,
+    /// Read the store's URL from FILE, which must be yours and private
+    /// (chmod 600): keeps a password out of argv and hook settings
+    /// [default: $OUTBOX_STORE_FILE].
+    #[arg(
+        long = "store-file",
+        global = true,
+        value_name = "FILE",
+        conflicts_with_all = ["root", "store"]
+    )]
+    store_file: Option<PathBuf>,
+    /// RISK: use a data root that other users can write or own (anyone who
+    /// can write it can plant, remove or reorder records). Without it such
+    /// a root is refused; see the README's Security section.
+    #[arg(long = "allow-shared-root", global = true)]
+    allow_shared_root: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -401,7 +417,7 @@ impl Failure {
 
 impl From<outbox::Error> for Failure {
     fn from(e: outbox::Error) -> Self {
-        Failure::error(e)
+        Failure::error(private::message(&e))
     }
 }
 
@@ -424,7 +440,7 @@ fn main() -> ExitCode {
             if e.kind() == clap::error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
                 let _ = e.print(); // `outbox` alone: the help, on stderr.
             } else {
-                let line = usage_error_line(&e.render().to_string());
+                let line = private::scrub(&usage_error_line(&e.render().to_string()));
                 let _ = writeln!(io::stderr(), "{line}");
             }
             return ExitCode::from(code);
@@ -440,7 +456,7 @@ fn main() -> ExitCode {
         Err(failure) => {
             // One line, whatever the message holds; a closed stderr is
             // ignored, never a panic.
-            let message = failure.message.replace(['\n', '\r'], " ");
+            let message = private::scrub(&failure.message.replace(['\n', '\r'], " "));
             let _ = writeln!(io::stderr(), "{}: {message}", hook.unwrap_or("outbox"));
             // A hook's error must not read as "block" (see `StopHookArgs`).
             let code = if hook.is_some() {
@@ -484,7 +500,7 @@ fn runs_as_hook(args: &[OsString]) -> bool {
 fn subcommand_of(args: &[OsString]) -> Option<&OsStr> {
     let mut rest = args.iter().skip(1);
     while let Some(arg) = rest.next() {
-        if arg == "--root" || arg == "--store" {
+        if arg == "--root" || arg == "--store" || arg == "--store-file" {
             rest.next();
         } else if !arg.as_encoded_bytes().starts_with(b"-") {
             return Some(arg);
@@ -502,8 +518,11 @@ fn run(cli: Cli) -> Result<u8, Failure> {
         Command::Man(args) => return man(args),
         _ => {}
     }
-    let (loc, chooser) = store::resolve(cli.store, cli.root, |name| std::env::var_os(name))
-        .map_err(Failure::error)?;
+    private::set_policy(cli.allow_shared_root);
+    let (loc, chooser) = store::resolve(cli.store, cli.store_file, cli.root, |name| {
+        std::env::var_os(name)
+    })
+    .map_err(Failure::error)?;
     match cli.command {
         Command::Commit(args) => commit(&loc, args),
         Command::Drain(args) => drain(&loc, &args),
@@ -511,7 +530,7 @@ fn run(cli: Cli) -> Result<u8, Failure> {
         Command::Peek(args) => peek(&loc, &args),
         Command::Sweep(args) => sweep(&loc, &args),
         Command::StopHook(args) => run_stop_hook(&loc, args),
-        Command::Hooks(args) => print_hooks(&loc, &args),
+        Command::Hooks(args) => print_hooks(&loc, &chooser, &args),
         Command::Doctor(_) => {
             let mut report = match &loc {
                 Location::Files(root) => doctor::examine(root, chooser.describe()),
@@ -527,7 +546,7 @@ fn run(cli: Cli) -> Result<u8, Failure> {
                     ),
                 ),
             );
-            print(report.render().as_bytes())?;
+            print(private::scrub(&report.render()).as_bytes())?;
             Ok(if report.has_problems() {
                 EXIT_NO
             } else {
@@ -561,16 +580,15 @@ fn man(args: &generate::ManArgs) -> Result<u8, Failure> {
 
 /// `outbox hooks`: the settings.json fragment, with this binary's and the
 /// root's absolute paths.
-fn print_hooks(loc: &Location, args: &hooks::HooksArgs) -> Result<u8, Failure> {
+fn print_hooks(
+    loc: &Location,
+    chooser: &store::Chooser,
+    args: &hooks::HooksArgs,
+) -> Result<u8, Failure> {
     check_parent(&args.parent)?;
     let binary = std::env::current_exe()
         .map_err(|e| Failure::error(format!("cannot find this binary's path: {e}")))?;
-    let store = match loc {
-        Location::Files(root) => hooks::StoreArg::Root(std::path::absolute(root).map_err(|e| {
-            Failure::error(format!("{}: cannot make it absolute: {e}", root.display()))
-        })?),
-        Location::Postgres(url) => hooks::StoreArg::Store(url.clone()),
-    };
+    let store = private::hook_store_arg(loc, chooser).map_err(Failure::error)?;
     let text = hooks::fragment(&binary, &store, args).map_err(Failure::error)?;
     print(text.as_bytes())
 }
@@ -605,7 +623,7 @@ fn open_existing(loc: &Location) -> Result<Option<AnyStore>, Failure> {
     for dir in ["inboxes", "runtime/inbox-inflight"] {
         if !matches!(root.join(dir).try_exists(), Ok(false)) {
             // Present, or unknown: let the library open it and report.
-            return Ok(Some(AnyStore::Files(Outbox::open_lazy(root))));
+            return Ok(Some(AnyStore::Files(private::open_lazy(root))));
         }
     }
     Ok(None)
@@ -630,6 +648,7 @@ fn print(bytes: &[u8]) -> Result<u8, Failure> {
 }
 
 fn warn(message: &str) {
+    let message = private::scrub(message);
     let _ = writeln!(io::stderr(), "outbox: warning: {message}");
 }
 
@@ -788,7 +807,7 @@ fn commit(loc: &Location, args: CommitArgs) -> Result<u8, Failure> {
         ));
     }
     let store = match loc {
-        Location::Files(root) => AnyStore::Files(Outbox::open(root)?),
+        Location::Files(root) => AnyStore::Files(private::open_lazy(root)),
         Location::Postgres(url) => AnyStore::postgres(url)?,
     };
     let committed = store.commit(&args.parent, record)?;

@@ -85,6 +85,7 @@
 //! [`BadLine`] of this store names the row's `seq`
 //! as its `line_no` (offset 0).
 
+mod redact;
 mod schema;
 
 use std::collections::HashSet;
@@ -101,6 +102,7 @@ use postgres::error::SqlState;
 use postgres::{Client, NoTls, Row, Statement};
 use sha2::{Digest, Sha256};
 
+pub use redact::{has_password, redact_text, redact_url};
 pub use schema::VERSION as SCHEMA_VERSION;
 
 /// The schema [`PgOutbox::connect`] uses.
@@ -264,7 +266,14 @@ fn classify(e: &postgres::Error) -> StoreErrorKind {
 
 /// The driver's error with its causes: its `Display` is only its kind
 /// ("db error", "error connecting to server"), the reason is in `source`.
+/// Scrubbed of passwords ([`redact_text`]): neither the driver nor the
+/// server should echo a connection string, but a message is no place to
+/// find out they did.
 fn reason(e: &postgres::Error) -> String {
+    redact_text(&unredacted_reason(e))
+}
+
+fn unredacted_reason(e: &postgres::Error) -> String {
     let mut text = e.to_string();
     let mut source = std::error::Error::source(e);
     while let Some(s) = source {
@@ -332,7 +341,7 @@ impl PgOutbox {
                 redact_url(url),
                 StoreErrorKind::Connect,
                 Outcome::NotApplied,
-                e,
+                reason(&e),
             )
         })?;
         if let Err(why) = schema::check_schema_name(schema) {
@@ -797,39 +806,6 @@ fn store_error(
         records: Vec::new(),
         source: source.into(),
     }))
-}
-
-/// `url` with any password replaced (in its user info, a query parameter,
-/// or a `key=value` string), for messages about a URL that was refused.
-pub fn redact_url(url: &str) -> String {
-    let Some(scheme) = url.find("://") else {
-        return if url.to_ascii_lowercase().contains("pass") {
-            "the store URL (it names a password)".to_owned()
-        } else {
-            url.to_owned()
-        };
-    };
-    let mut text = match url.rfind('@') {
-        Some(at) if at > scheme => match url[scheme + 3..at].split_once(':') {
-            Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
-            None => url.to_owned(),
-        },
-        _ => url.to_owned(),
-    };
-    if let Some(q) = text.find('?') {
-        let params: Vec<String> = text[q + 1..]
-            .split('&')
-            .map(|p| match p.split_once('=') {
-                // `%`: a key may be percent-encoded (`pass%77ord`).
-                Some((k, _)) if k.to_ascii_lowercase().contains("pass") || k.contains('%') => {
-                    format!("{k}=***")
-                }
-                _ => p.to_owned(),
-            })
-            .collect();
-        text = format!("{}?{}", &text[..q], params.join("&"));
-    }
-    text
 }
 
 /// `postgres://user@host:port/db (schema s)`, without the password.

@@ -1,0 +1,224 @@
+//! A store URL's password never reaches a message: the one place that
+//! decides what a password looks like in a URL or a `key=value` connection
+//! string, and masks it.
+//!
+//! [`redact_url`] masks one URL (for a message about it); [`redact_text`]
+//! masks every URL and `password=` setting inside free text (a driver's
+//! error, a usage error that echoes an argument), so an output path can be
+//! scrubbed as a whole before it is written; [`has_password`] says whether
+//! a URL carries one (`outbox hooks` refuses to write such a URL into a
+//! hook's command).
+
+/// The mask written instead of a password.
+pub const MASK: &str = "***";
+
+/// Whether a query or `key=value` key names a password: any key with
+/// `pass` in it (`password`, `sslpassword`, `passfile` is harmless but
+/// masked too), or a percent-encoded key, which could spell one.
+fn is_secret_key(key: &str) -> bool {
+    key.to_ascii_lowercase().contains("pass") || key.contains('%')
+}
+
+/// The byte range of the password in `url`'s user info
+/// (`scheme://user:PASSWORD@host`), if it has one.
+fn userinfo_password(url: &str) -> Option<std::ops::Range<usize>> {
+    let start = url.find("://")? + 3;
+    // The authority ends at the first '/', '?' or '#' after the last '@'
+    // that precedes it; a password may itself hold '@' (unencoded), so
+    // take the last '@' before the path.
+    let rest = &url[start..];
+    let path_start = rest
+        .char_indices()
+        .scan(None::<usize>, |last_at, (i, c)| {
+            if c == '@' {
+                *last_at = Some(i);
+            }
+            Some((i, c, *last_at))
+        })
+        .find(|&(_, c, last_at)| matches!(c, '/' | '?' | '#') && last_at.is_some())
+        .map_or(rest.len(), |(i, _, _)| i);
+    let authority = &rest[..path_start];
+    let at = authority.rfind('@')?;
+    let colon = authority[..at].find(':')?;
+    Some(start + colon + 1..start + at)
+}
+
+/// `url` with any password replaced by [`MASK`]: in its user info, in a
+/// query parameter (`?password=`), or anywhere in a `key=value` string
+/// (`host=h password=x`). Everything else is kept, so the message still
+/// names the host, port, database and user.
+pub fn redact_url(url: &str) -> String {
+    if !url.contains("://") {
+        return redact_key_values(url);
+    }
+    let mut text = match userinfo_password(url) {
+        Some(range) => format!("{}{MASK}{}", &url[..range.start], &url[range.end..]),
+        None => url.to_owned(),
+    };
+    if let Some(q) = text.find('?') {
+        let params: Vec<String> = text[q + 1..]
+            .split('&')
+            .map(|p| match p.split_once('=') {
+                Some((k, _)) if is_secret_key(k) => format!("{k}={MASK}"),
+                _ => p.to_owned(),
+            })
+            .collect();
+        text = format!("{}?{}", &text[..q], params.join("&"));
+    }
+    text
+}
+
+/// Whether `url` carries a password (in its user info, a query parameter
+/// or a `key=value` setting): what [`redact_url`] would mask.
+pub fn has_password(url: &str) -> bool {
+    redact_url(url) != url
+}
+
+/// A `key=value ...` string with the value of every secret key masked
+/// (values in single quotes included).
+fn redact_key_values(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(eq) = rest.find('=') {
+        let key_start = rest[..eq]
+            .rfind(|c: char| c.is_whitespace() || c == '?' || c == '&')
+            .map_or(0, |i| i + 1);
+        let key = &rest[key_start..eq];
+        out.push_str(&rest[..=eq]);
+        let after = &rest[eq + 1..];
+        let value_len = value_len(after);
+        if !key.is_empty() && is_secret_key(key) {
+            out.push_str(MASK);
+        } else {
+            out.push_str(&after[..value_len]);
+        }
+        rest = &after[value_len..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// The length of a `key=value` value at the start of `text`: a single-quoted
+/// string (with `\'` escapes), else up to whitespace, `&` or a quote.
+fn value_len(text: &str) -> usize {
+    if let Some(quoted) = text.strip_prefix('\'') {
+        let mut escaped = false;
+        for (i, c) in quoted.char_indices() {
+            match c {
+                '\\' if !escaped => escaped = true,
+                '\'' if !escaped => return i + 2,
+                _ => escaped = false,
+            }
+        }
+        return text.len();
+    }
+    text.find(|c: char| c.is_whitespace() || matches!(c, '&' | '"' | '\'' | '`'))
+        .unwrap_or(text.len())
+}
+
+/// `text` with every password masked: each URL in it (a word holding
+/// `://`) through [`redact_url`], and every `key=value` setting whose key
+/// names a password. For a whole message or output line, when it may echo
+/// a URL or connection string it did not format itself.
+pub fn redact_text(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while !rest.is_empty() {
+        // A word: up to whitespace or a quote, which no URL holds unencoded.
+        let boundary = |c: char| c.is_whitespace() || matches!(c, '"' | '\'' | '`' | '<' | '>');
+        let start = rest.find(|c: char| !boundary(c)).unwrap_or(rest.len());
+        out.push_str(&rest[..start]);
+        rest = &rest[start..];
+        let end = rest.find(boundary).unwrap_or(rest.len());
+        let word = &rest[..end];
+        if word.contains("://") {
+            out.push_str(&redact_url(word));
+        } else {
+            out.push_str(word);
+        }
+        rest = &rest[end..];
+    }
+    redact_key_values_in_text(&out)
+}
+
+/// The `key=value` pass of [`redact_text`]: only settings whose key names a
+/// password, so other `=` in a message (`count=3`) are left alone.
+fn redact_key_values_in_text(text: &str) -> String {
+    if !text.to_ascii_lowercase().contains("pass") {
+        return text.to_owned();
+    }
+    redact_key_values(text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SECRET: &str = "s3cr3t";
+
+    #[test]
+    fn the_password_of_a_url_is_masked_and_the_rest_kept() {
+        assert_eq!(
+            redact_url("postgres://u:s3cr3t@h:5432/db"),
+            "postgres://u:***@h:5432/db"
+        );
+        assert_eq!(redact_url("postgres://u@h/db"), "postgres://u@h/db");
+        assert_eq!(
+            redact_url("postgres://u@h/db?password=s3cr3t&port=5"),
+            "postgres://u@h/db?password=***&port=5"
+        );
+        // '@' in the password, unencoded; '@' in the query only.
+        assert_eq!(
+            redact_url("postgres://u:s3@cr3t@h/db"),
+            "postgres://u:***@h/db"
+        );
+        assert_eq!(
+            redact_url("postgres://u@h/db?application_name=a@b"),
+            "postgres://u@h/db?application_name=a@b"
+        );
+        assert_eq!(
+            redact_url("postgresql://:s3cr3t@h/db"),
+            "postgresql://:***@h/db"
+        );
+    }
+
+    #[test]
+    fn nothing_that_spells_a_password_survives() {
+        for url in [
+            "postgres://u:s3cr3t@h:5432/db",
+            "postgres://u:s3cr3t@h1,h2:5433/db?sslmode=require",
+            "postgres://h/db?user=u&password=s3cr3t",
+            "postgres://h/db?PASSWORD=s3cr3t",
+            "postgres://h/db?pass%77ord=s3cr3t",
+            "postgres://u:s3cr3t@/db?host=/run/postgresql",
+            "host=h password=s3cr3t dbname=db",
+            "host=h password='s3 cr3t' dbname=db",
+            "host=h PASSWORD=s3cr3t",
+            "postgres://u:s3cr3t@h:x/db",
+        ] {
+            let shown = redact_url(url);
+            assert!(
+                !shown.contains(SECRET) && !shown.contains("cr3t"),
+                "{url} -> {shown}"
+            );
+            assert!(has_password(url), "{url}");
+        }
+        assert!(!has_password("postgres://u@h:5432/db?sslmode=require"));
+        assert!(!has_password("host=h user=u dbname=db"));
+    }
+
+    #[test]
+    fn urls_inside_text_are_masked_wherever_they_stand() {
+        let text = "error: unexpected argument 'postgres://u:s3cr3t@h/db' found; \
+                    see \"postgres://v:s3cr3t@h/db\" and (postgres://w:s3cr3t@h/db), \
+                    host=h password=s3cr3t, count=3";
+        let shown = redact_text(text);
+        assert!(!shown.contains(SECRET), "{shown}");
+        assert!(shown.contains("postgres://u:***@h/db"), "{shown}");
+        assert!(shown.contains("count=3"), "{shown}");
+        assert_eq!(
+            redact_text("nothing to hide = here"),
+            "nothing to hide = here"
+        );
+    }
+}
