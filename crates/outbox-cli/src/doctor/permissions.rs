@@ -7,7 +7,7 @@ use std::fs;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-use outbox::{LAYOUT_DIRS, RootPolicy};
+use outbox::{LAYOUT_DIRS, Outbox, RootPolicy};
 
 use super::Report;
 use crate::private;
@@ -17,16 +17,21 @@ const SHOWN: usize = 10;
 
 /// Adds the privacy findings for `root` (which exists) to `report`.
 pub fn check(report: &mut Report, root: &Path) {
+    let cannot = |e: outbox::Error| format!("cannot check who can change {}: {e}", root.display());
     match private::open_lazy(root).check_root() {
-        Ok(()) => {}
-        Err(e @ outbox::Error::UnsafeRoot(_)) if private::policy() == RootPolicy::Shared => {
-            report.info(format!("accepted by --allow-shared-root: {e}"));
+        // Shared and passed: say what the flag accepted, if anything.
+        Ok(()) if private::policy() == RootPolicy::Shared => {
+            match Outbox::open_lazy(root).check_root() {
+                Ok(()) => {}
+                Err(e @ outbox::Error::UnsafeRoot(_)) => {
+                    report.info(format!("accepted by --allow-shared-root: {e}"));
+                }
+                Err(e) => report.problem(cannot(e)),
+            }
         }
+        Ok(()) => {}
         Err(e @ outbox::Error::UnsafeRoot(_)) => report.problem(private::message(&e)),
-        Err(e) => report.problem(format!(
-            "cannot check who can change {}: {e}",
-            root.display()
-        )),
+        Err(e) => report.problem(cannot(e)),
     }
     let open = open_paths(root);
     for (path, mode, dir) in open.iter().take(SHOWN) {

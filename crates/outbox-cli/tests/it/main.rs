@@ -17,5 +17,6 @@ mod hooks;
 mod input;
 mod perf_cli;
 mod postgres_store;
+mod private_files;
 mod stop_hook;
 mod util;

@@ -34,10 +34,12 @@ impl Run {
 }
 
 /// A command for the binary with a clean environment for the data root:
-/// `OUTBOX_STORE`, `OUTBOX_ROOT`, `XDG_DATA_HOME` and `HOME` removed.
+/// `OUTBOX_STORE`, `OUTBOX_STORE_FILE`, `OUTBOX_ROOT`, `XDG_DATA_HOME` and
+/// `HOME` removed.
 pub fn command() -> Command {
     let mut cmd = Command::new(BIN);
     cmd.env_remove("OUTBOX_STORE")
+        .env_remove("OUTBOX_STORE_FILE")
         .env_remove("OUTBOX_ROOT")
         .env_remove("XDG_DATA_HOME")
         .env_remove("HOME")
