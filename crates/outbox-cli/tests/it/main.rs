@@ -18,5 +18,6 @@ mod input;
 mod perf_cli;
 mod postgres_store;
 mod private_files;
+mod secrets;
 mod stop_hook;
 mod util;
