@@ -16,6 +16,8 @@ use outbox_postgres::{PgOutbox, SCHEMA_VERSION};
 mod permissions;
 
 /// Check the store. The file store: which setting chose the data root,
+/// whether other users can change it (the check every command runs), what
+/// in it group or others can read (with the chmod that fixes it),
 /// permissions, pending records, unfinished drains, quarantined lines,
 /// stray temporary files and the consumed ledgers' sizes. The PostgreSQL
 /// store (--store postgres://...): whether it can connect, the schema's

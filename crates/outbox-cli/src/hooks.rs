@@ -24,6 +24,11 @@ use clap::Args;
 /// merge the fragment into .claude/settings.json or
 /// .claude/settings.local.json of a project only that side runs in. Not
 /// ~/.claude/settings.json, which every session reads.
+///
+/// A store URL with a password is refused (the settings, every hook's argv
+/// and Claude Code's messages to the model would carry it): keep the
+/// password in ~/.pgpass, or the URL in a private file named by
+/// --store-file, which the commands then name instead.
 #[derive(Debug, Args)]
 #[command(after_help = "\
 Examples:

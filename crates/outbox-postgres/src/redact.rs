@@ -43,7 +43,7 @@ fn userinfo_password(url: &str) -> Option<std::ops::Range<usize>> {
     Some(start + colon + 1..start + at)
 }
 
-/// `url` with any password replaced by [`MASK`]: in its user info, in a
+/// `url` with any password replaced by `***`: in its user info, in a
 /// query parameter (`?password=`), or anywhere in a `key=value` string
 /// (`host=h password=x`). Everything else is kept, so the message still
 /// names the host, port, database and user.

@@ -98,6 +98,18 @@
 //! [`stop_blocks`](Outbox::stop_blocks)) create nothing on any root, and
 //! its first write creates the directories as `open` would.
 //!
+//! **Private by default.** [`StdIo`] creates every file 0600 and every
+//! directory 0700 whatever the umask, and never opens an existing file
+//! through a symbolic link (see [`io`]). Every operation first checks the
+//! data root once ([`RootPolicy`], like ssh's `StrictModes`): a root, a
+//! directory of its layout, or a non-sticky directory above it that
+//! another user owns or group or others can write is refused with
+//! [`Error::UnsafeRoot`] before anything is read or written;
+//! [`Outbox::with_root_policy`] with [`RootPolicy::Shared`] accepts it (a
+//! risk: anyone who can write it can forge, drop or reorder records), but
+//! still refuses a layout directory that is a symbolic link. agent-deck,
+//! running as the same user, reads and writes the 0600 files as before.
+//!
 //! **agent-deck running.** agent-deck does not take this crate's locks and
 //! rewrites the inbox on commit: an append it makes while a drain claims
 //! the inbox, or a line this crate appends while agent-deck rewrites it,
