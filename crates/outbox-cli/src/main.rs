@@ -423,6 +423,11 @@ impl From<outbox::Error> for Failure {
 
 fn main() -> ExitCode {
     let args: Vec<OsString> = std::env::args_os().collect();
+    // Before anything can fail: a password given anywhere is masked in
+    // every line written from here on.
+    for given in args.iter().cloned().chain(std::env::var_os("OUTBOX_STORE")) {
+        private::remember_secrets(&given.to_string_lossy());
+    }
     let cli = match Cli::try_parse_from(&args) {
         Ok(cli) => cli,
         Err(e) => {

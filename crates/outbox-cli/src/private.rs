@@ -6,7 +6,7 @@
 use std::io::Read;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock};
 
 use outbox::io::Io;
 use outbox::{Outbox, RootPolicy, StdIo};
@@ -98,6 +98,7 @@ pub fn read_store_file(path: &Path) -> Result<String, String> {
     }
     let text = String::from_utf8(bytes).map_err(|_| "not UTF-8".to_owned())?;
     let url = text.lines().next().unwrap_or_default().trim();
+    remember_secrets(url);
     if url.is_empty() {
         return Err("empty; it should hold one store URL (postgres://...)".to_owned());
     }
@@ -105,7 +106,8 @@ pub fn read_store_file(path: &Path) -> Result<String, String> {
 }
 
 /// The store a hook's command names for `loc`, chosen by `chooser`: a data
-/// root by absolute path (with `--allow-shared-root` when it was given), a
+/// root by absolute path (with `--allow-shared-root` when it was given; a
+/// root the hooks would refuse is refused here), a
 /// store file by absolute path, or a URL without a password. A URL with a
 /// password is refused: the command would carry it into settings.json,
 /// every hook's argv (`/proc/PID/cmdline`) and, through Claude Code's
@@ -118,6 +120,9 @@ pub fn hook_store_arg(loc: &Location, chooser: &Chooser) -> Result<StoreArg, Str
     match (loc, chooser) {
         (Location::Files(root), _) => {
             let root = absolute(root)?;
+            // A root every hook would refuse (exit 1, blocking nothing, so
+            // no record would ever reach the parent) is refused now.
+            open_lazy(&root).check_root().map_err(|e| message(&e))?;
             Ok(match policy() {
                 RootPolicy::Shared => StoreArg::SharedRoot(root),
                 _ => StoreArg::Root(root),
@@ -138,9 +143,42 @@ pub fn hook_store_arg(loc: &Location, chooser: &Chooser) -> Result<StoreArg, Str
     }
 }
 
+/// The passwords of the store URLs this process was given (its arguments,
+/// `OUTBOX_STORE`, a store file), as written and percent-decoded.
+static SECRETS: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+/// The shortest remembered password masked wherever it appears: masking
+/// every "a" of the output would garble it, and a password that short
+/// guards nothing. Shorter ones are still masked inside URLs.
+const MIN_SECRET_CHARS: usize = 4;
+
+/// Remembers the passwords `text` (an argument, a variable, a store file's
+/// URL) carries, so that [`scrub`] masks them wherever they appear, even
+/// where the text around them no longer reads as a URL.
+pub fn remember_secrets(text: &str) {
+    let found = outbox_postgres::passwords(text);
+    if found.is_empty() {
+        return;
+    }
+    let mut secrets = SECRETS.lock().unwrap_or_else(|e| e.into_inner());
+    secrets.extend(found);
+    // Longest first, so a password that contains another is masked whole.
+    secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
+    secrets.dedup();
+}
+
 /// `text` as it may be shown: every password of a URL or connection string
-/// in it masked (`outbox_postgres::redact_text`). Every line this tool
-/// writes to stderr, and `doctor`'s report, goes through it.
+/// in it masked (`outbox_postgres::redact_text`), and every password this
+/// process was given ([`remember_secrets`]) masked wherever it appears.
+/// Every line this tool writes to stderr, and `doctor`'s report, goes
+/// through it.
 pub fn scrub(text: &str) -> String {
-    outbox_postgres::redact_text(text)
+    let mut text = outbox_postgres::redact_text(text);
+    let secrets = SECRETS.lock().unwrap_or_else(|e| e.into_inner());
+    for secret in secrets.iter() {
+        if secret.chars().count() >= MIN_SECRET_CHARS {
+            text = text.replace(secret.as_str(), outbox_postgres::MASK);
+        }
+    }
+    text
 }

@@ -102,7 +102,7 @@ use postgres::error::SqlState;
 use postgres::{Client, NoTls, Row, Statement};
 use sha2::{Digest, Sha256};
 
-pub use redact::{has_password, redact_text, redact_url};
+pub use redact::{MASK, has_password, passwords, redact_text, redact_url};
 pub use schema::VERSION as SCHEMA_VERSION;
 
 /// The schema [`PgOutbox::connect`] uses.

@@ -68,10 +68,78 @@ pub fn redact_url(url: &str) -> String {
     text
 }
 
+/// The passwords `url` carries, as written and percent-decoded (each
+/// once): its user info's, and the value of every secret query parameter
+/// or `key=value` setting. For a caller that knows the URL it was given
+/// and masks those exact strings wherever they appear (`outbox`'s scrub),
+/// which catches a password that [`redact_text`] cannot see as one (a
+/// space in it splits the URL into words).
+pub fn passwords(url: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    if let Some(range) = userinfo_password(url) {
+        found.push(url[range].to_owned());
+    }
+    let settings = match url.split_once('?') {
+        Some((_, query)) if url.contains("://") => query,
+        _ if !url.contains("://") => url,
+        _ => "",
+    };
+    for (key, value) in key_values(settings) {
+        if is_secret_key(key) {
+            found.push(value.trim_matches('\'').to_owned());
+        }
+    }
+    let decoded: Vec<String> = found.iter().map(|p| percent_decode(p)).collect();
+    found.extend(decoded);
+    found.retain(|p| !p.is_empty());
+    found.sort();
+    found.dedup();
+    found
+}
+
+/// `text` with each `%XX` escape decoded (bytes that do not form UTF-8
+/// are replaced); anything else kept.
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| (b as char).to_digit(16);
+        if bytes[i] == b'%'
+            && i + 2 < bytes.len()
+            && let (Some(h), Some(l)) = (hex(bytes[i + 1]), hex(bytes[i + 2]))
+        {
+            out.push((h * 16 + l) as u8);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 /// Whether `url` carries a password (in its user info, a query parameter
 /// or a `key=value` setting): what [`redact_url`] would mask.
 pub fn has_password(url: &str) -> bool {
     redact_url(url) != url
+}
+
+/// The `key=value` settings of `text` (separated by whitespace or `&`;
+/// a value may be single-quoted, quotes kept), in order.
+fn key_values(text: &str) -> Vec<(&str, &str)> {
+    let mut out = Vec::new();
+    let mut rest = text;
+    while let Some(eq) = rest.find('=') {
+        let key_start = rest[..eq]
+            .rfind(|c: char| c.is_whitespace() || c == '?' || c == '&')
+            .map_or(0, |i| i + 1);
+        let after = &rest[eq + 1..];
+        let len = value_len(after);
+        out.push((&rest[key_start..eq], &after[..len]));
+        rest = &after[len..];
+    }
+    out
 }
 
 /// A `key=value ...` string with the value of every secret key masked
@@ -124,8 +192,9 @@ pub fn redact_text(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
     while !rest.is_empty() {
-        // A word: up to whitespace or a quote, which no URL holds unencoded.
-        let boundary = |c: char| c.is_whitespace() || matches!(c, '"' | '\'' | '`' | '<' | '>');
+        // A word: up to whitespace. Quotes stay in the word (a password may
+        // hold one); the scheme is found inside it wherever it starts.
+        let boundary = |c: char| c.is_whitespace();
         let start = rest.find(|c: char| !boundary(c)).unwrap_or(rest.len());
         out.push_str(&rest[..start]);
         rest = &rest[start..];
@@ -205,6 +274,26 @@ mod tests {
         }
         assert!(!has_password("postgres://u@h:5432/db?sslmode=require"));
         assert!(!has_password("host=h user=u dbname=db"));
+    }
+
+    #[test]
+    fn the_passwords_of_a_url_are_found_as_written_and_decoded() {
+        assert_eq!(passwords("postgres://u:p%40ss@h/db"), ["p%40ss", "p@ss"]);
+        assert_eq!(
+            passwords("postgres://h/db?password=x%20y&port=1"),
+            ["x y", "x%20y"]
+        );
+        assert_eq!(passwords("host=h password='a b' user=u"), ["a b"]);
+        assert!(passwords("postgres://u@h:5432/db").is_empty());
+    }
+
+    #[test]
+    fn a_quote_in_a_password_does_not_split_it() {
+        let shown = redact_text("found 'postgres://u:ab'cd@h/db' here");
+        assert!(
+            !shown.contains("ab'cd") && !shown.contains("cd@"),
+            "{shown}"
+        );
     }
 
     #[test]

@@ -377,7 +377,15 @@ impl Io for StdIo {
         }
         for created in missing.into_iter().rev() {
             match fs::DirBuilder::new().mode(DIR_MODE).create(created) {
-                Ok(()) => fs::set_permissions(created, Permissions::from_mode(DIR_MODE))?,
+                // Through a handle that did not follow a link: had another
+                // user swapped the new directory for a link in between
+                // (possible only in a shared root), a chmod by path would
+                // change the link's target.
+                Ok(()) => OpenOptions::new()
+                    .read(true)
+                    .custom_flags(libc::O_NOFOLLOW | libc::O_DIRECTORY)
+                    .open(created)?
+                    .set_permissions(Permissions::from_mode(DIR_MODE))?,
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists && created.is_dir() => {}
                 Err(e) => return Err(e),
             }

@@ -165,6 +165,11 @@ fn a_root_others_can_write_is_refused_with_one_line_unless_allowed() {
     chmod(&root, 0o777);
     let uid = my_uid();
 
+    // hooks refuses to print hooks that would refuse the root.
+    let hooks = outbox(&root, &["hooks", "--parent", PARENT]);
+    assert_eq!((hooks.code, hooks.stdout.as_str()), (2, ""), "{hooks:?}");
+    assert!(hooks.stderr.contains("can be written by"), "{hooks:?}");
+
     let run = run_args(&commit_args(&root), b"");
     assert_eq!(run.code, 2, "{run:?}");
     assert_eq!(run.stderr_lines().len(), 1, "{run:?}");

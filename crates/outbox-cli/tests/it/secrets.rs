@@ -260,6 +260,39 @@ fn connection_and_usage_errors_never_show_the_password() {
         hides(&run, "stop-hook");
         assert_eq!(run.code, 1, "{run:?}");
     }
+    // Passwords a URL-shaped scan cannot see whole (a quote, a space, an
+    // escape): the ones the process was given are masked as such.
+    for (url, shown) in [
+        (
+            "postgres://agents:Sup3r'S3cretPw@127.0.0.1:1/agents?connect_timeout=5",
+            "Sup3r'S3cretPw",
+        ),
+        (
+            "postgres://agents:Sup3r S3cretPw@127.0.0.1:1/agents?connect_timeout=5",
+            "Sup3r S3cretPw",
+        ),
+        (
+            "postgres://agents:Sup3r%20S3cretPw@127.0.0.1:1/agents?connect_timeout=5",
+            "Sup3r%20S3cretPw",
+        ),
+    ] {
+        for args in [
+            &["peek", "--parent", PARENT][..],
+            &["doctor"],
+            &["peek", url],
+        ] {
+            let mut all = vec!["--store", url];
+            all.extend_from_slice(args);
+            let run = outbox(&all, &[], b"");
+            assert_ne!(run.code, 0, "{run:?}");
+            for part in [shown, "S3cretPw"] {
+                assert!(
+                    !run.stdout.contains(part) && !run.stderr.contains(part),
+                    "{part:?} of {url} shown: {run:?}"
+                );
+            }
+        }
+    }
     // A usage error that echoes the URL (a misplaced argument).
     let run = outbox(&["peek", &closed], &[], b"");
     hides(&run, "a usage error");
