@@ -836,13 +836,11 @@ fn commit(loc: &Location, args: CommitArgs) -> Result<u8, Failure> {
 }
 
 /// The message of a drain that failed in the outbox, saying what became of
-/// the records: pending, unless the error itself says otherwise.
+/// the records, by the error's typed [`outbox::RecordsState`].
 fn drain_failure(e: &outbox::Error) -> String {
-    match e {
-        // It says what is marked and which children.
-        outbox::Error::MarksKept { .. } => e.to_string(),
-        // A COMMIT that failed in flight: it says what may be marked.
-        e if e.outcome_unknown() => e.to_string(),
+    match e.records_state() {
+        // The error says what may be marked, and which children.
+        outbox::RecordsState::Consumed | outbox::RecordsState::MaybeConsumed => e.to_string(),
         _ => format!("{e}; nothing was marked consumed, the records stay pending"),
     }
 }
@@ -867,6 +865,7 @@ fn drain(loc: &Location, args: &DrainArgs) -> Result<u8, Failure> {
                 "write stdout: {e}; nothing was marked consumed, the records stay pending"
             )),
             DrainWithError::Outbox(e) => Failure::error(drain_failure(&e)),
+            e => Failure::error(format!("drain: {e}")),
         })?;
     warn_about(&drained);
     if drained.records.is_empty() {
@@ -905,6 +904,7 @@ fn drain_exec(
                 exec::display(cmd)
             )),
             DrainWithError::Outbox(e) => Failure::error(drain_failure(&e)),
+            e => Failure::error(format!("drain: {e}")),
         })?;
     warn_about(&drained);
     Ok(EXIT_OK)
@@ -1006,6 +1006,7 @@ fn run_stop_hook(loc: &Location, args: StopHookArgs) -> Result<u8, Failure> {
             "write stdout: {e}; nothing was marked consumed, the records stay pending"
         )),
         StopHookError::Outbox(e) => Failure::error(drain_failure(&e)),
+        e => Failure::error(format!("{e}; not blocking")),
     })?;
     match outcome {
         StopOutcome::GuardTripped { blocks } => {

@@ -30,7 +30,7 @@ fn ok(_: &[Record]) -> Result<(), Infallible> {
 fn outbox_error<E: std::fmt::Debug>(e: DrainWithError<E>) -> Error {
     match e {
         DrainWithError::Outbox(e) => e,
-        DrainWithError::Delivery(e) => panic!("unexpected delivery error {e:?}"),
+        other => panic!("unexpected drain_with error {other:?}"),
     }
 }
 
@@ -586,6 +586,7 @@ pub fn concurrent_producers_and_drainers_deliver_each_record_once(h: &impl Harne
                             Ok(drained) if finished && drained.records.is_empty() => break,
                             Ok(_) | Err(DrainWithError::Delivery(_)) => {}
                             Err(DrainWithError::Outbox(e)) => panic!("drainer {d}: {e}"),
+                            Err(e) => panic!("drainer {d}: {e:?}"),
                         }
                         std::thread::yield_now();
                     }

@@ -632,12 +632,12 @@ impl PgOutbox {
         for row in rows {
             match row.record {
                 Err(reason) => {
-                    drained.bad_lines.push(BadLine {
-                        line_no: u64::try_from(row.seq).unwrap_or(0),
-                        offset: 0,
-                        len: 0,
-                        reason: BadLineReason::Unparsable(reason.clone()),
-                    });
+                    drained.bad_lines.push(BadLine::new(
+                        u64::try_from(row.seq).unwrap_or(0),
+                        0,
+                        0,
+                        BadLineReason::Unparsable(reason.clone()),
+                    ));
                     bad_children.push(row.child);
                     bad_seqs.push(row.seq);
                     bad_reasons.push(reason);
@@ -798,14 +798,7 @@ fn store_error(
     outcome: Outcome,
     source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
 ) -> Error {
-    Error::Store(Box::new(StoreError {
-        op,
-        store,
-        kind,
-        outcome,
-        records: Vec::new(),
-        source: source.into(),
-    }))
+    Error::Store(Box::new(StoreError::new(op, store, kind, outcome, source)))
 }
 
 /// `postgres://user@host:port/db (schema s)`, without the password.
@@ -884,10 +877,7 @@ impl Store for PgOutbox {
     fn drain(&self, parent: &str) -> Result<Drained> {
         let none = None::<fn(&[Record]) -> std::result::Result<(), std::convert::Infallible>>;
         self.drain_impl(parent, usize::MAX, none)
-            .map_err(|e| match e {
-                DrainWithError::Outbox(e) => e,
-                DrainWithError::Delivery(never) => match never {},
-            })
+            .map_err(DrainWithError::into_outbox)
     }
 
     fn drain_with_max<E>(
@@ -948,10 +938,9 @@ impl Store for PgOutbox {
             let st = c.statement(q, sql::SWEEP_STALE_ALL)?;
             c.client.execute(&st, &[&cutoff])
         })?;
-        Ok(SweepReport {
-            dropped: usize::try_from(n).unwrap_or(usize::MAX),
-            ..SweepReport::default()
-        })
+        let mut report = SweepReport::default();
+        report.dropped = usize::try_from(n).unwrap_or(usize::MAX);
+        Ok(report)
     }
 
     fn forget_child(&self, parent: &str, child: &str) -> Result<usize> {

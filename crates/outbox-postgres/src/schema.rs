@@ -143,6 +143,7 @@ pub fn check_schema_name(name: &str) -> Result<(), &'static str> {
 
 /// What [`migrate`] found or did.
 #[derive(Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Migrated {
     /// The schema was at [`VERSION`] already.
     Current,
@@ -152,6 +153,7 @@ pub enum Migrated {
 
 /// Why a migration failed.
 #[derive(Debug)]
+#[non_exhaustive]
 pub enum MigrateError {
     /// The server refused or the connection failed.
     Db(postgres::Error),

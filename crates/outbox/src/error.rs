@@ -10,6 +10,7 @@ use crate::Record;
 ///
 /// Every file-system error names the operation and the path it failed on.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum Error {
     /// The parent id cannot name an inbox.
     #[error("invalid parent id {id:?}: {reason}")]
@@ -216,6 +217,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// The error of [`Outbox::drain_with`](crate::Outbox::drain_with).
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum DrainWithError<E> {
     /// The outbox failed. Nothing is marked consumed: the records stay
     /// pending (staged for the next drain), whether or not `deliver` ran.
@@ -227,4 +229,15 @@ pub enum DrainWithError<E> {
     /// records will be delivered again by the next drain.
     #[error("delivery failed: {0}")]
     Delivery(E),
+}
+
+impl DrainWithError<std::convert::Infallible> {
+    /// The outbox's error: a delivery that cannot fail leaves no other
+    /// (for stores whose `drain` is a `drain_with` without a delivery).
+    pub fn into_outbox(self) -> Error {
+        match self {
+            Self::Outbox(e) => e,
+            Self::Delivery(never) => match never {},
+        }
+    }
 }

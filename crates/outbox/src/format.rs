@@ -18,6 +18,7 @@ pub const MAX_LINE_BYTES: usize = 16 * 1024 * 1024;
 
 /// Why a line was not read as a record.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum BadLineReason {
     /// The line is longer than the reader's limit.
     TooLong,
@@ -27,6 +28,7 @@ pub enum BadLineReason {
 
 /// A non-blank line that did not yield a record.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct BadLine {
     /// 1-based line number.
     pub line_no: u64,
@@ -39,8 +41,22 @@ pub struct BadLine {
     pub reason: BadLineReason,
 }
 
+impl BadLine {
+    /// A bad line at `offset`, `len` bytes long, line number `line_no`
+    /// (1-based); for stores and readers outside this crate.
+    pub fn new(line_no: u64, offset: u64, len: u64, reason: BadLineReason) -> Self {
+        Self {
+            line_no,
+            offset,
+            len,
+            reason,
+        }
+    }
+}
+
 /// The content of one file of records.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Scan {
     /// The records, in file order.
     pub records: Vec<Record>,

@@ -43,6 +43,7 @@ pub const DIR_MODE: u32 = 0o700;
 
 /// What kind of entry a path names, without following a final symlink.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum EntryKind {
     /// A directory.
     Dir,

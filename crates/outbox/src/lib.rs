@@ -237,6 +237,7 @@
 //! the `outbox-sim` crate (a dev-dependency) has crash-simulating and
 //! fault-injecting ones for the tests.
 
+pub mod delivery;
 mod durable;
 mod error;
 pub mod format;
@@ -245,6 +246,7 @@ mod ledger;
 mod outbox;
 mod paths;
 mod record;
+mod records_state;
 mod root_check;
 pub mod stop_hook;
 mod store;
@@ -261,6 +263,7 @@ pub use record::{
     KIND_FINISHED, MAX_FIELD_BYTES, MAX_SUMMARY_BYTES, MAX_TURN_KEY_BYTES, Record,
     TRUNCATION_MARKER, event_fingerprint, turn_fingerprint, turn_id,
 };
+pub use records_state::RecordsState;
 pub use root_check::{DirRole, LAYOUT_DIRS, RootPolicy, UnsafeReason, UnsafeRoot};
 pub use store::{Outcome, Store, StoreError, StoreErrorKind, check_parent_id, stamp};
 pub use timestamp::{Timestamp, TimestampError};

@@ -91,6 +91,7 @@ impl<I: Io> std::fmt::Debug for Outbox<I> {
 
 /// What a drain returned.
 #[derive(Debug, Default)]
+#[non_exhaustive]
 pub struct Drained {
     /// The records handed to the caller: one per child, the latest, each
     /// turn at most once, in the order the children were first seen.
@@ -158,6 +159,7 @@ impl<I: Io> Drop for ThreadAndFileLock<'_, I> {
 
 /// What [`Outbox::sweep_stale_all`] did.
 #[derive(Debug, Default)]
+#[non_exhaustive]
 pub struct SweepReport {
     /// Pending records dropped as stale, over every parent.
     pub dropped: usize,

@@ -44,6 +44,7 @@ pub const LAYOUT_DIRS: [&str; 5] = [INBOX_DIR, "runtime", WAL_DIR, LEDGER_DIR, S
 /// How an outbox treats a data root that is not its user's alone (see
 /// [`Outbox::with_root_policy`](crate::Outbox::with_root_policy)).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum RootPolicy {
     /// Refuse a root, a directory of its layout or a directory above it
     /// that another user owns or can write ([`Error::UnsafeRoot`]). The
@@ -58,6 +59,7 @@ pub enum RootPolicy {
 
 /// Why [`Error::UnsafeRoot`] refused a directory.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum UnsafeReason {
     /// Group or others can write it.
     Writable,
@@ -71,6 +73,7 @@ pub enum UnsafeReason {
 /// The facts of an [`Error::UnsafeRoot`]: which directory, why, and who
 /// owns it with which mode.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct UnsafeRoot {
     /// The data root that was refused.
     pub root: PathBuf,
@@ -91,6 +94,7 @@ pub struct UnsafeRoot {
 
 /// Where a judged directory sits relative to the data root.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum DirRole {
     /// The root itself.
     Root,

@@ -86,6 +86,7 @@ pub const STOP_EVENTS: [&str; 2] = ["Stop", "SubagentStop"];
 /// and `hook_event_name` empty).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
 #[serde(default)]
+#[non_exhaustive]
 pub struct HookInput {
     /// The session the hook runs in.
     #[serde(deserialize_with = "nullable")]
@@ -102,6 +103,7 @@ pub struct HookInput {
 
 /// Why a hook input was rejected.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum InputError {
     /// The input is not JSON, or a known field has the wrong type.
     #[error("hook input is not valid JSON: {0}")]
@@ -150,6 +152,7 @@ impl HookInput {
 
 /// What [`on_stop`] decided.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum StopOutcome {
     /// Nothing was pending: no decision was emitted and nothing was written.
     NothingPending,
@@ -188,6 +191,7 @@ pub enum StopOutcome {
 /// Why [`on_stop`] failed. In no case is a record lost; the caller should
 /// not block (print nothing more) and report the error.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum StopHookError<E> {
     /// The consecutive-block counter could not be read or persisted: no
     /// decision was emitted and nothing was consumed.

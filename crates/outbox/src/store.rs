@@ -267,6 +267,7 @@ pub enum Outcome {
 
 /// What kind of failure a [`StoreError`] is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum StoreErrorKind {
     /// The store could not be reached (connection refused, authentication,
     /// a bad URL).
@@ -309,6 +310,7 @@ impl StoreErrorKind {
 /// the operation, the store, the kind, whether the operation's effect is
 /// known, and the driver's message.
 #[derive(Debug)]
+#[non_exhaustive]
 pub struct StoreError {
     /// What was being done, e.g. `"drain: claim the parent's records"`.
     pub op: &'static str,
@@ -325,6 +327,35 @@ pub struct StoreError {
     pub records: Vec<Record>,
     /// The driver's or server's error.
     pub source: Box<dyn std::error::Error + Send + Sync>,
+}
+
+impl StoreError {
+    /// A store error with no records (see
+    /// [`with_records`](Self::with_records)); for implementations of
+    /// [`Store`] outside this crate.
+    pub fn new(
+        op: &'static str,
+        store: String,
+        kind: StoreErrorKind,
+        outcome: Outcome,
+        source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+    ) -> Self {
+        Self {
+            op,
+            store,
+            kind,
+            outcome,
+            records: Vec::new(),
+            source: source.into(),
+        }
+    }
+
+    /// The same error carrying `records`, the ones a drain had claimed when
+    /// its outcome became [`Outcome::Unknown`].
+    pub fn with_records(mut self, records: Vec<Record>) -> Self {
+        self.records = records;
+        self
+    }
 }
 
 impl fmt::Display for StoreError {

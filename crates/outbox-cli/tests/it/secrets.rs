@@ -82,10 +82,17 @@ fn store_file(dir: &Path, url: &str, mode: u32) -> PathBuf {
     path
 }
 
-/// The one command of a fragment `outbox hooks` printed.
+/// The command of the first hook of a fragment `outbox hooks` printed
+/// (`Stop`, or `SubagentStop` for `--subagents`).
 fn hook_command(fragment: &str) -> String {
     let json: Value = serde_json::from_str(fragment).expect("hooks prints JSON");
-    json["hooks"]["Stop"][0]["hooks"][0]["command"]
+    let (_, entries) = json["hooks"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .next()
+        .expect("an event");
+    entries[0]["hooks"][0]["command"]
         .as_str()
         .expect("a command")
         .to_owned()
@@ -105,7 +112,7 @@ fn hooks_refuse_a_url_with_a_password_and_say_what_to_do() {
         format!("postgres://agents:{SECRET}@db.internal:5432/agents"),
         format!("postgres://db.internal/agents?user=agents&password={SECRET}"),
     ] {
-        for side in [&[][..], &["--child"][..]] {
+        for side in [&[][..], &["--child"], &["--subagents"]] {
             let mut args = vec!["hooks", "--parent", PARENT];
             args.extend_from_slice(side);
             let mut flag = vec!["--store", url.as_str()];
@@ -362,11 +369,12 @@ fn hooks_with_a_store_file_name_the_file_and_work_from_a_bare_environment() {
     };
     let parent = hooks(&[], &[]);
     let child = hooks(&["--child"], &[]);
+    let subagents = hooks(&["--subagents"], &[]);
     assert_eq!(
         hooks(&[], &[("OUTBOX_STORE_FILE", file.to_str().unwrap())]),
         parent
     );
-    for command in [&parent, &child] {
+    for command in [&parent, &child, &subagents] {
         assert!(!command.contains(SECRET), "{command}");
         assert!(
             command.contains(&format!("--store-file {} ", file.display())),

@@ -722,15 +722,13 @@ fn files_a_stopped_agent_deck_left_drain_correctly() {
         line("c-wal", "y") + &line("c-consumed", "z"),
     )
     .unwrap();
-    let consumed = Record {
-        child_session_id: "c-consumed".into(),
-        kind: "finished".into(),
-        done_status: "success".into(),
-        done_summary: "z".into(),
-        from_status: "running".into(),
-        to_status: "waiting".into(),
-        ..Record::default()
-    };
+    let mut consumed = Record::default();
+    consumed.child_session_id = "c-consumed".into();
+    consumed.kind = "finished".into();
+    consumed.done_status = "success".into();
+    consumed.done_summary = "z".into();
+    consumed.from_status = "running".into();
+    consumed.to_status = "waiting".into();
     std::fs::write(
         root.join(format!("runtime/consumed-turns/{stem}.json")),
         format!("{{\"{}\":1764000000}}", outbox::turn_fingerprint(&consumed)),

@@ -457,7 +457,7 @@ impl World {
                         });
                         let result = result.map_err(|e| match &e {
                             DrainWithError::Outbox(inner) => Failure::of(inner),
-                            DrainWithError::Delivery(_) => Failure {
+                            _ => Failure {
                                 message: e.to_string(),
                                 marks_kept: None,
                             },
