@@ -69,8 +69,9 @@ const LONG_ABOUT: &str = "\
 A durable per-parent outbox: child sessions commit completion records, the
 parent drains each turn once.
 
-Store: --store URL, else --root DIR, else $OUTBOX_STORE, else $OUTBOX_ROOT,
-else $XDG_DATA_HOME/outbox, else ~/.local/share/outbox. A postgres:// URL is the
+Store: --store URL (or --store-file FILE), else --root DIR, else $OUTBOX_STORE
+(or $OUTBOX_STORE_FILE), else $OUTBOX_ROOT, else $XDG_DATA_HOME/outbox, else
+~/.local/share/outbox. A postgres:// URL is the
 PostgreSQL store (for agents on several hosts); a path or file:PATH is the
 file store (the default) on that data root. The layout is agent-deck's, so --root may point at an
 agent-deck data directory, but only while agent-deck is stopped: agent-deck does
