@@ -109,6 +109,10 @@ impl UnsafeRoot {
     pub fn fix(&self) -> String {
         let path = self.path.display();
         match self.reason {
+            UnsafeReason::Writable if self.role == DirRole::Ancestor => format!(
+                "chmod go-w {path} (or chmod +t {path}, so nobody can rename what is not \
+                 theirs), or choose a root elsewhere"
+            ),
             UnsafeReason::Writable => format!("chmod go-w {path}"),
             UnsafeReason::NotOwned => format!(
                 "use a directory of your own, or have it owned by you (chown {} {path})",

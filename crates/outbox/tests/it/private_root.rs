@@ -143,6 +143,15 @@ fn an_ancestor_others_can_write_counts_unless_it_is_sticky() {
         (facts.reason, facts.role, facts.path.as_path()),
         (UnsafeReason::Writable, DirRole::Ancestor, shared.as_path())
     );
+    let line = Error::UnsafeRoot(Box::new(facts)).to_string();
+    assert!(
+        line.starts_with(&format!(
+            "directory above data root {}: {} can be written by",
+            root.display(),
+            shared.display()
+        )) && line.contains(&format!("chmod +t {}", shared.display())),
+        "{line}"
+    );
 }
 
 #[test]
