@@ -21,26 +21,21 @@ fn is_secret_key(key: &str) -> bool {
 
 /// The byte range of the password in `url`'s user info
 /// (`scheme://user:PASSWORD@host`), if it has one.
+///
+/// An unencoded `@`, `/`, `?` or `#` in a password makes a URL ambiguous,
+/// and readers disagree: the driver (`tokio-postgres`) ends the user info
+/// at the first `@`, a person at the one before the host. The range covers
+/// every reading: a password exists when a `:` precedes the first `@` (as
+/// the driver reads it), and it is taken to run to the *last* `@` of the
+/// URL. So whatever the driver sends, and whatever the user meant, is
+/// masked; the cost is a host masked too when a query value holds an `@`.
 fn userinfo_password(url: &str) -> Option<std::ops::Range<usize>> {
     let start = url.find("://")? + 3;
-    // The authority ends at the first '/', '?' or '#' after the last '@'
-    // that precedes it; a password may itself hold '@' (unencoded), so
-    // take the last '@' before the path.
     let rest = &url[start..];
-    let path_start = rest
-        .char_indices()
-        .scan(None::<usize>, |last_at, (i, c)| {
-            if c == '@' {
-                *last_at = Some(i);
-            }
-            Some((i, c, *last_at))
-        })
-        .find(|&(_, c, last_at)| matches!(c, '/' | '?' | '#') && last_at.is_some())
-        .map_or(rest.len(), |(i, _, _)| i);
-    let authority = &rest[..path_start];
-    let at = authority.rfind('@')?;
-    let colon = authority[..at].find(':')?;
-    Some(start + colon + 1..start + at)
+    let first_at = rest.find('@')?;
+    let colon = rest[..first_at].find(':')?;
+    let last_at = rest.rfind('@')?;
+    Some(start + colon + 1..start + last_at)
 }
 
 /// `url` with any password replaced by `***`: in its user info, in a
@@ -285,6 +280,43 @@ mod tests {
         );
         assert_eq!(passwords("host=h password='a b' user=u"), ["a b"]);
         assert!(passwords("postgres://u@h:5432/db").is_empty());
+    }
+
+    #[test]
+    fn an_ambiguous_password_is_masked_as_every_reader_would_split_it() {
+        for (url, shown) in [
+            // The driver sends "Qa"; the user meant "Qa@b/cZ".
+            (
+                "postgres://u:Qa@b/cZ@h:5432/db",
+                "postgres://u:***@h:5432/db",
+            ),
+            ("postgres://u:Qa?bZ@h/db", "postgres://u:***@h/db"),
+            ("postgres://u:Qa#bZ@h/db", "postgres://u:***@h/db"),
+        ] {
+            assert_eq!(redact_url(url), shown, "{url}");
+        }
+    }
+
+    proptest::proptest! {
+        /// A password of any characters a person might type, unencoded,
+        /// in the user info: neither end of it survives (its first and
+        /// last characters are letters found nowhere else in the URL).
+        #[test]
+        fn no_typed_password_survives_in_the_user_info(
+            middle in "[a-z0-9@:/?#&=%' !.+-]{0,24}",
+            query in proptest::option::of("[a-z_]{1,8}=[a-z0-9@:/.]{0,8}"),
+        ) {
+            let password = format!("Q{middle}Z");
+            let mut url = format!("postgres://agent:{password}@db.internal:5432/agents");
+            if let Some(q) = &query {
+                url = format!("{url}?{q}");
+            }
+            let shown = redact_url(&url);
+            proptest::prop_assert!(!shown.contains('Q') && !shown.contains('Z'), "{url} -> {shown}");
+            proptest::prop_assert!(has_password(&url));
+            let text = redact_text(&format!("error: cannot use '{url}' here"));
+            proptest::prop_assert!(!text.contains('Q') && !text.contains('Z') || middle.contains(' '), "{text}");
+        }
     }
 
     #[test]
