@@ -92,8 +92,10 @@ pub enum StoreArg {
     SharedRoot(PathBuf),
     /// `--store URL`: the PostgreSQL store (a URL without a password; see
     /// `private::hook_store_arg`).
+    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
     Store(String),
     /// `--store-file FILE`: the store whose URL this (absolute) file holds.
+    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
     StoreFile(PathBuf),
 }
 
@@ -134,10 +136,10 @@ pub fn entries(
         StoreArg::StoreFile(path) => format!("--store-file {}", utf8("the store file", path)?),
     };
     let prefix = format!("{} {store}", utf8("the binary's path", binary)?);
-    let parent = shell_quote(&args.parent);
+    let parent = parent_arg(&args.parent);
     let command = |sub: &str| format!("{prefix} {}", sub.replace("{}", &parent));
-    let commit = command("commit --parent {} --from-hook");
-    let stop = command("stop-hook --parent {}");
+    let commit = command("commit {} --from-hook");
+    let stop = command("stop-hook {}");
     let entry = |event, command: &String| HookEntry {
         event,
         command: command.clone(),
@@ -176,6 +178,17 @@ pub fn fragment(binary: &Path, store: &StoreArg, args: &HooksArgs) -> Result<Str
         "{{\n  \"hooks\": {{\n{}\n  }}\n}}\n",
         events.join(",\n")
     ))
+}
+
+/// The `--parent` argument of a hook's command: `--parent ID`, or
+/// `--parent=ID` for an id that starts with `-`, which the parser would
+/// otherwise take for an option (`--parent -conductor`).
+fn parent_arg(id: &str) -> String {
+    if id.starts_with('-') {
+        format!("--parent={}", shell_quote(id))
+    } else {
+        format!("--parent {}", shell_quote(id))
+    }
 }
 
 /// `word` as one POSIX shell word: unchanged when it holds only characters

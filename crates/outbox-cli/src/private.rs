@@ -128,17 +128,20 @@ pub fn hook_store_arg(loc: &Location, chooser: &Chooser) -> Result<StoreArg, Str
                 _ => StoreArg::Root(root),
             })
         }
+        #[cfg(feature = "postgres")]
         (Location::Postgres(_), Chooser::StoreFile { path, .. }) => {
             Ok(StoreArg::StoreFile(absolute(path)?))
         }
-        (Location::Postgres(url), _) if outbox_postgres::has_password(url) => Err(format!(
+        #[cfg(feature = "postgres")]
+        (Location::Postgres(url), _) if outbox::redact::has_password(url) => Err(format!(
             "the store URL {} has a password, which the hook's command would carry into \
              settings.json, every hook's argv and the model's context: take it out of the \
              URL and put it in ~/.pgpass (or $PGPASSFILE), or write the whole URL into a \
              file only you can read (chmod 600 FILE) and pass --store-file FILE (or set \
              $OUTBOX_STORE_FILE); nothing printed",
-            outbox_postgres::redact_url(url)
+            outbox::redact::redact_url(url)
         )),
+        #[cfg(feature = "postgres")]
         (Location::Postgres(url), _) => Ok(StoreArg::Store(url.clone())),
     }
 }
@@ -156,7 +159,7 @@ const MIN_SECRET_CHARS: usize = 4;
 /// URL) carries, so that [`scrub`] masks them wherever they appear, even
 /// where the text around them no longer reads as a URL.
 pub fn remember_secrets(text: &str) {
-    let found = outbox_postgres::passwords(text);
+    let found = outbox::redact::passwords(text);
     if found.is_empty() {
         return;
     }
@@ -168,16 +171,16 @@ pub fn remember_secrets(text: &str) {
 }
 
 /// `text` as it may be shown: every password of a URL or connection string
-/// in it masked (`outbox_postgres::redact_text`), and every password this
+/// in it masked (`outbox::redact::redact_text`), and every password this
 /// process was given ([`remember_secrets`]) masked wherever it appears.
 /// Every line this tool writes to stderr, and `doctor`'s report, goes
 /// through it.
 pub fn scrub(text: &str) -> String {
-    let mut text = outbox_postgres::redact_text(text);
+    let mut text = outbox::redact::redact_text(text);
     let secrets = SECRETS.lock().unwrap_or_else(|e| e.into_inner());
     for secret in secrets.iter() {
         if secret.chars().count() >= MIN_SECRET_CHARS {
-            text = text.replace(secret.as_str(), outbox_postgres::MASK);
+            text = text.replace(secret.as_str(), outbox::redact::MASK);
         }
     }
     text

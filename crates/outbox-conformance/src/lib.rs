@@ -36,6 +36,7 @@
 //! process without crashes) and a multi-threaded delivery audit.
 
 pub mod checks;
+pub mod identity;
 pub mod model;
 
 use std::sync::Arc;
@@ -133,7 +134,8 @@ macro_rules! conformance_tests {
             the_stop_hook_blocks_three_times_then_waits,
             parents_are_independent,
             concurrent_producers_and_drainers_deliver_each_record_once,
-            random_operations_match_the_reference_model
+            random_operations_match_the_reference_model,
+            child_ids_are_exact_bytes_and_never_padded
         );
     };
     (@each $harness:expr; $($check:ident),* $(,)?) => {

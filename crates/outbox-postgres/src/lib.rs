@@ -85,7 +85,6 @@
 //! [`BadLine`] of this store names the row's `seq`
 //! as its `line_no` (offset 0).
 
-mod redact;
 mod schema;
 
 use std::collections::HashSet;
@@ -102,7 +101,8 @@ use postgres::error::SqlState;
 use postgres::{Client, NoTls, Row, Statement};
 use sha2::{Digest, Sha256};
 
-pub use redact::{MASK, has_password, passwords, redact_text, redact_url};
+// Kept here too: callers of this crate found them here first.
+pub use outbox::redact::{MASK, has_password, passwords, redact_text, redact_url};
 pub use schema::VERSION as SCHEMA_VERSION;
 
 /// The schema [`PgOutbox::connect`] uses.
@@ -1072,3 +1072,8 @@ mod tests {
         assert_eq!(ts_ns(&r), Some(i64::MAX));
     }
 }
+
+/// This crate's README, whose examples run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+mod readme_doctests {}

@@ -172,6 +172,19 @@
 //! [`already_consumed`](Committed::already_consumed) tells the producer,
 //! who can give a new `last_output_hash` to mark a new turn.
 //!
+//! **Child identity.** A child is its id's exact bytes: no case folding
+//! and no Unicode normalisation (`w1` and `W1`, NFC and NFD `café`, are
+//! two children), because agent-deck's fingerprint hashes the bytes as
+//! they are, and folding would need Unicode tables and change the
+//! fingerprints of existing records. The one exception is surrounding
+//! whitespace, which that fingerprint trims: `w1` and `w1 ` would be one
+//! turn to the ledger and two children to the inbox, so a new commit with
+//! a child or parent id that has leading or trailing whitespace is refused
+//! ([`Error::IdHasSurroundingWhitespace`], by [`stamp`], so on every
+//! store), and records already in agent-deck's files are collapsed by the
+//! trimmed id (one drain never returns one turn twice). The longest id is
+//! [`MAX_FIELD_BYTES`] bytes.
+//!
 //! # Consumed ledger
 //!
 //! Append-only (`runtime/consumed-turns/<id>.jsonl`): a drain appends a
@@ -241,12 +254,16 @@ pub mod delivery;
 mod durable;
 mod error;
 pub mod format;
+mod held;
+pub mod hook_json;
 pub mod io;
+mod json_error;
 mod ledger;
 mod outbox;
 mod paths;
 mod record;
 mod records_state;
+pub mod redact;
 mod root_check;
 pub mod stop_hook;
 mod store;
@@ -267,3 +284,8 @@ pub use records_state::RecordsState;
 pub use root_check::{DirRole, LAYOUT_DIRS, RootPolicy, UnsafeReason, UnsafeRoot};
 pub use store::{Outcome, Store, StoreError, StoreErrorKind, check_parent_id, stamp};
 pub use timestamp::{Timestamp, TimestampError};
+
+/// This crate's README, whose examples run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+mod readme_doctests {}

@@ -6,7 +6,6 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::thread::ThreadId;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use parking_lot::{Mutex, RawMutex, lock_api::ArcMutexGuard};
@@ -14,6 +13,7 @@ use parking_lot::{Mutex, RawMutex, lock_api::ArcMutexGuard};
 use crate::durable::{create_temp, nonce, rename_into_place, write_durable, write_renamed};
 use crate::error::{DrainWithError, Error, IoContext, Result};
 use crate::format::{BadLine, MAX_LINE_BYTES, Scan, encode_line, for_each_record};
+use crate::held::Held;
 use crate::io::{Io, StdIo, parent_dir};
 use crate::ledger::{Ledger, MarkFailed};
 use crate::paths::{
@@ -50,9 +50,6 @@ struct Inner<I> {
     /// One mutex per lock file, so threads of this process exclude each
     /// other before they contend for the (per-process) file lock.
     locks: Mutex<HashMap<PathBuf, Arc<Mutex<()>>>>,
-    /// The thread holding each lock of `locks`, so a thread that asks
-    /// again for a lock it holds gets an error instead of a deadlock.
-    holders: Mutex<HashMap<PathBuf, ThreadId>>,
     /// The directories every write needs exist, durably (set by the eager
     /// open, or by the first write of a lazily opened outbox).
     layout_ready: AtomicBool,
@@ -141,20 +138,13 @@ struct Staged {
 }
 
 /// Both locks of one lock file, the in-process mutex and the file lock, and
-/// this thread's entry in the holders map (cleared on drop, while the
-/// mutex is still held). Field order is drop order: the file lock is
-/// released first.
-pub(crate) struct ThreadAndFileLock<'a, I: Io> {
+/// this thread's entry in the process-wide registry of holders ([`Held`]:
+/// re-entry through any handle is an error, not a deadlock). Field order is
+/// drop order: the file lock is released first, the registration last.
+pub(crate) struct ThreadAndFileLock<I: Io> {
     _file: I::Lock,
     _thread: ArcMutexGuard<RawMutex, ()>,
-    holders: &'a Mutex<HashMap<PathBuf, ThreadId>>,
-    path: PathBuf,
-}
-
-impl<I: Io> Drop for ThreadAndFileLock<'_, I> {
-    fn drop(&mut self) {
-        self.holders.lock().remove(&self.path);
-    }
+    _held: Held,
 }
 
 /// What [`Outbox::sweep_stale_all`] did.
@@ -210,16 +200,17 @@ impl<I: Io> Outbox<I> {
     /// Opens the outbox at `root` with the file-system seam `io` without
     /// touching the disk. The read-only operations ([`peek`](Self::peek),
     /// [`has_pending`](Self::has_pending), [`stop_blocks`](Self::stop_blocks))
-    /// then create nothing, on any root; the first operation that writes
-    /// creates the directories [`open_with`](Self::open_with) would have
-    /// created, as durably and with the same fsyncs.
+    /// then create nothing, on any root, nor does a drain or a sweep that
+    /// finds nothing to do (no file of the parent: no directory, no lock
+    /// file); the first operation that writes creates the directories
+    /// [`open_with`](Self::open_with) would have created, as durably and
+    /// with the same fsyncs.
     pub fn open_lazy_with(root: impl Into<PathBuf>, io: I) -> Self {
         Self {
             inner: Arc::new(Inner {
                 root: root.into(),
                 io,
                 locks: Mutex::new(HashMap::new()),
-                holders: Mutex::new(HashMap::new()),
                 layout_ready: AtomicBool::new(false),
                 root_private: AtomicBool::new(false),
                 root_shared: AtomicBool::new(false),
@@ -326,25 +317,18 @@ impl<I: Io> Outbox<I> {
     }
 
     /// Takes both locks of the lock file `path`; an error, not a deadlock,
-    /// when this thread already holds them (a call from inside a
-    /// `drain_with` callback).
-    pub(crate) fn lock(&self, path: &Path) -> Result<ThreadAndFileLock<'_, I>> {
+    /// when this thread already holds them, through this handle or any
+    /// other of the process (a call from inside a `drain_with` callback).
+    pub(crate) fn lock(&self, path: &Path) -> Result<ThreadAndFileLock<I>> {
         self.ensure_root_checked()?;
-        let me = std::thread::current().id();
-        if self.inner.holders.lock().get(path) == Some(&me) {
-            return Err(Error::Reentrant {
-                path: path.to_owned(),
-            });
-        }
+        let held = Held::enter(path)?;
         let mutex = Arc::clone(self.inner.locks.lock().entry(path.to_owned()).or_default());
         let thread = mutex.lock_arc();
         let file = self.inner.io.lock(path).at("lock", path)?;
-        self.inner.holders.lock().insert(path.to_owned(), me);
         Ok(ThreadAndFileLock {
             _file: file,
             _thread: thread,
-            holders: &self.inner.holders,
-            path: path.to_owned(),
+            _held: held,
         })
     }
 
@@ -509,12 +493,12 @@ impl<I: Io> Outbox<I> {
         // record never brings an older one back.
         let mut last: HashMap<&str, usize> = HashMap::new();
         for (i, (r, _)) in lines.iter().enumerate() {
-            last.insert(r.child_session_id.as_str(), i);
+            last.insert(child_of(r), i);
         }
         let mut kept = Vec::new();
         let mut dropped = 0;
         for (i, (r, bytes)) in lines.iter().enumerate() {
-            if last.get(r.child_session_id.as_str()) != Some(&i) {
+            if last.get(child_of(r)) != Some(&i) {
                 continue;
             }
             if keep(r) {
@@ -644,8 +628,9 @@ impl<I: Io> Outbox<I> {
     /// of the fdatasync: 2 in all), amortised over as many drains as the
     /// ledger has entries; +1 file + 1 directory per quarantine file.
     pub fn drain(&self, parent: &str) -> Result<Drained> {
-        let paths = self.paths(parent)?;
-        self.ensure_layout()?;
+        let Some(paths) = self.drain_paths(parent)? else {
+            return Ok(Drained::default());
+        };
         let _drain = self.lock(&paths.drain_lock)?;
         let staged = self.stage_claim(&paths)?;
         let no_delivery = None::<fn(&[Record]) -> Result<(), Infallible>>;
@@ -682,8 +667,9 @@ impl<I: Io> Outbox<I> {
         parent: &str,
         deliver: impl FnOnce(&[Record]) -> Result<(), E>,
     ) -> Result<Drained, DrainWithError<E>> {
-        let paths = self.paths(parent)?;
-        self.ensure_layout()?;
+        let Some(paths) = self.drain_paths(parent)? else {
+            return Ok(Drained::default());
+        };
         let _drain = self.lock(&paths.drain_lock)?;
         let staged = self.stage_claim(&paths)?;
         self.finalize(&paths, staged, usize::MAX, Some(deliver))
@@ -713,11 +699,33 @@ impl<I: Io> Outbox<I> {
         max: usize,
         deliver: impl FnOnce(&[Record]) -> Result<(), E>,
     ) -> Result<Drained, DrainWithError<E>> {
-        let paths = self.paths(parent)?;
-        self.ensure_layout()?;
+        let Some(paths) = self.drain_paths(parent)? else {
+            return Ok(Drained::default());
+        };
         let _drain = self.lock(&paths.drain_lock)?;
         let staged = self.stage_claim(&paths)?;
         self.finalize(&paths, staged, max, Some(deliver))
+    }
+
+    /// `parent`'s files for a drain, with the directories every write needs;
+    /// `None` when an outbox opened lazily whose first write this would be
+    /// finds nothing to drain (no inbox, claim or agent-deck WAL: three
+    /// stats), so that a drain of nothing creates nothing on any root. A
+    /// commit racing with it is drained next time, as if it came after.
+    fn drain_paths(&self, parent: &str) -> Result<Option<ParentPaths>> {
+        let paths = self.paths(parent)?;
+        if !self.inner.layout_ready.load(Ordering::Acquire) {
+            let io = &self.inner.io;
+            let mut any = false;
+            for path in [&paths.inbox, &paths.claimed, &paths.wal] {
+                any = any || io.file_len(path).at("stat", path)?.is_some();
+            }
+            if !any {
+                return Ok(None);
+            }
+        }
+        self.ensure_layout()?;
+        Ok(Some(paths))
     }
 
     /// Phase 1: claim everything pending into the WAL
@@ -896,7 +904,11 @@ impl<I: Io> Outbox<I> {
                     error,
                     undo,
                     marks_visible,
+                    marked,
                 }) => {
+                    // Only the marks that reached the file: the others are
+                    // pending, like any record of a failed drain.
+                    fresh.truncate(marked);
                     return Err(Error::MarksKept {
                         error,
                         marks_visible,
@@ -980,9 +992,10 @@ impl<I: Io> Outbox<I> {
     // Housekeeping
     // ----------------------------------------------------------------------
 
-    /// Drops `parent`'s pending records of `child` whose `from_status` and
-    /// `to_status` are `from` and `to`; returns how many. Fsyncs only when
-    /// something is dropped (1 file + 1 directory).
+    /// Drops `parent`'s pending records of `child` (compared trimmed, as
+    /// every child id) whose `from_status` and `to_status` are `from` and
+    /// `to`; returns how many. Fsyncs only when something is dropped (1
+    /// file + 1 directory).
     pub fn sweep_transition(
         &self,
         parent: &str,
@@ -993,8 +1006,9 @@ impl<I: Io> Outbox<I> {
         let paths = self.paths(parent)?;
         self.ensure_layout()?;
         let _held = self.lock(&paths.inbox_lock)?;
+        let child = child.trim();
         self.rewrite_inbox(&paths, |r| {
-            !(r.child_session_id == child && r.from_status == from && r.to_status == to)
+            !(child_of(r) == child && r.from_status == from && r.to_status == to)
         })
     }
 
@@ -1020,8 +1034,12 @@ impl<I: Io> Outbox<I> {
     /// callback of the same parent.
     pub fn sweep_stale(&self, parent: &str, max_age: Duration) -> Result<usize> {
         let paths = self.paths(parent)?;
-        self.ensure_layout()?;
         let (found, _) = self.parent_files()?;
+        if !self.inner.layout_ready.load(Ordering::Acquire) && !found.contains_key(&paths.stem) {
+            // A lazily opened outbox: nothing to sweep, nothing created.
+            return Ok(0);
+        }
+        self.ensure_layout()?;
         let temps = found.get(&paths.stem).map_or(&[][..], |f| &f.temps);
         Ok(self.sweep_parent(&paths, temps, max_age)?.0)
     }
@@ -1032,10 +1050,14 @@ impl<I: Io> Outbox<I> {
     /// [`SweepReport::skipped`] and the sweep goes on with the others. An
     /// error is returned only when a directory cannot be listed.
     pub fn sweep_stale_all(&self, max_age: Duration) -> Result<SweepReport> {
-        self.ensure_layout()?;
         let mut report = SweepReport::default();
         let (found, odd) = self.parent_files()?;
         report.skipped = odd;
+        if found.is_empty() {
+            // Nothing to sweep: a lazily opened outbox creates nothing.
+            return Ok(report);
+        }
+        self.ensure_layout()?;
         for (stem, files) in found {
             let result = match id_of_stem(&stem) {
                 Some(id) => self
@@ -1203,26 +1225,31 @@ fn encode(r: &Record) -> Result<Vec<u8>> {
     })
 }
 
+/// A record's child, as identity: its id trimmed, as agent-deck's turn
+/// fingerprint takes it (a new commit may not pad an id, see
+/// [`Error::IdHasSurroundingWhitespace`]; lines agent-deck wrote may).
+fn child_of(r: &Record) -> &str {
+    r.child_session_id.trim()
+}
+
 /// Whether `records` hold at most one record per child.
 fn one_per_child(records: &[Record]) -> bool {
     let mut seen = std::collections::HashSet::with_capacity(records.len());
-    records
-        .iter()
-        .all(|r| seen.insert(r.child_session_id.as_str()))
+    records.iter().all(|r| seen.insert(child_of(r)))
 }
 
-/// One record per child, the last in `records` (which are in commit order:
-/// the WAL's, then the inbox's), in the order the children were first
-/// seen. Timestamps play no part: a clock step or a producer's stamp cannot
-/// make an older record win.
+/// One record per child ([`child_of`]), the last in `records` (which are
+/// in commit order: the WAL's, then the inbox's), in the order the
+/// children were first seen. Timestamps play no part: a clock step or a
+/// producer's stamp cannot make an older record win.
 pub(crate) fn collapse(records: Vec<Record>) -> Vec<Record> {
     let mut out: Vec<Record> = Vec::new();
     let mut index: HashMap<String, usize> = HashMap::new();
     for r in records {
-        match index.get(&r.child_session_id) {
+        match index.get(child_of(&r)) {
             Some(&i) => out[i] = r,
             None => {
-                index.insert(r.child_session_id.clone(), out.len());
+                index.insert(child_of(&r).to_owned(), out.len());
                 out.push(r);
             }
         }

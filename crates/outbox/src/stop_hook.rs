@@ -64,6 +64,7 @@ use std::path::PathBuf;
 
 use crate::durable::write_durable;
 use crate::error::{DrainWithError, Error, IoContext, Result as OutboxResult};
+use crate::format::JsonError;
 use crate::io::{Io, parent_dir};
 use crate::outbox::ensure_dirs;
 use crate::paths::STOP_BLOCKS_DIR;
@@ -107,7 +108,7 @@ pub struct HookInput {
 pub enum InputError {
     /// The input is not JSON, or a known field has the wrong type.
     #[error("hook input is not valid JSON: {0}")]
-    Json(#[from] serde_json::Error),
+    Json(#[from] JsonError),
     /// The input is JSON but not an object.
     #[error("hook input must be a JSON object, got {0}")]
     NotAnObject(&'static str),
@@ -137,9 +138,11 @@ impl HookInput {
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return Ok(Self::default());
         }
-        let value: serde_json::Value = serde_json::from_slice(bytes)?;
+        let value = crate::hook_json::parse(bytes).map_err(JsonError::new)?;
         let kind = match &value {
-            serde_json::Value::Object(_) => return Ok(Self::deserialize(value)?),
+            serde_json::Value::Object(_) => {
+                return Self::deserialize(value).map_err(|e| JsonError::new(e).into());
+            }
             serde_json::Value::Null => "null",
             serde_json::Value::Bool(_) => "a boolean",
             serde_json::Value::Number(_) => "a number",

@@ -193,12 +193,24 @@ pub fn check_parent_id(id: &str) -> Result<()> {
 /// rules of [`Outbox::commit`], shared by every store so records and lines
 /// are byte-identical whatever holds them. Refuses an invalid parent id,
 /// an id or key over [`MAX_FIELD_BYTES`] and a line over
-/// [`MAX_LINE_BYTES`]; caps `done_summary`, derives `turn_fingerprint`
+/// [`MAX_LINE_BYTES`], and a child or parent id with surrounding
+/// whitespace ([`Error::IdHasSurroundingWhitespace`]); caps `done_summary`, derives `turn_fingerprint`
 /// (and [`turn_id`]) when empty, sets `target_session_id` to `parent` when
 /// empty and `timestamp` to `now` when zero, and computes `fp`. Returns the
 /// stamped record and its JSON line, newline included.
 pub fn stamp(parent: &str, mut record: Record, now: SystemTime) -> Result<(Record, Vec<u8>)> {
     check_parent_id(parent)?;
+    for (field, id) in [
+        ("parent id", parent),
+        ("child_session_id", record.child_session_id.as_str()),
+    ] {
+        if id.trim() != id {
+            return Err(Error::IdHasSurroundingWhitespace {
+                field,
+                id: id.to_owned(),
+            });
+        }
+    }
     if let Some((field, len)) = record.oversized_field() {
         return Err(Error::FieldTooLong {
             field,

@@ -16,8 +16,12 @@ mod hardening_semantics;
 mod hooks;
 mod input;
 mod perf_cli;
+#[cfg(feature = "postgres")]
 mod postgres_store;
 mod private_files;
+mod reliability;
 mod secrets;
 mod stop_hook;
+mod store_choice;
+mod usage;
 mod util;

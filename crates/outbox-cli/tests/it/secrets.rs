@@ -3,14 +3,19 @@
 //! file), in the argv of the hook commands, in connection errors, usage
 //! errors or `doctor`; a store file must be its user's and private. The
 //! cases that need a server use `OUTBOX_TEST_DATABASE_URL` (trust auth, so
-//! a password in the URL is accepted and ignored) and say when skipped.
+//! a password in the URL is accepted and ignored) and say when skipped;
+//! those and the PostgreSQL-specific messages need the cargo feature
+//! `postgres` (a build without it refuses every postgres:// URL, and the
+//! rest of these cases check that it shows no password doing so).
 
 use std::fs;
 use std::io::Write as _;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
+#[cfg(feature = "postgres")]
 use std::process::Command;
 
+#[cfg(feature = "postgres")]
 use serde_json::{Value, json};
 
 use crate::util::{PARENT, Run, command, run_command};
@@ -35,6 +40,7 @@ fn outbox(args: &[&str], env: &[(&str, &str)], stdin: &[u8]) -> Run {
     run_command(cmd, stdin)
 }
 
+#[cfg(feature = "postgres")]
 /// The test database's URL with [`SECRET`] as the password and a schema of
 /// this test's own; `None` (and a SKIPPED line) without a database.
 fn db_url_with_password(test: &str) -> Option<(String, String)> {
@@ -67,6 +73,7 @@ fn db_url_with_password(test: &str) -> Option<(String, String)> {
     Some((format!("{url}{sep}outbox_schema={schema}"), schema))
 }
 
+#[cfg(feature = "postgres")]
 fn drop_schema(schema: &str) {
     let base = std::env::var("OUTBOX_TEST_DATABASE_URL").unwrap();
     if let Ok(mut client) = postgres::Client::connect(&base, postgres::NoTls) {
@@ -82,6 +89,7 @@ fn store_file(dir: &Path, url: &str, mode: u32) -> PathBuf {
     path
 }
 
+#[cfg(feature = "postgres")]
 /// The command of the first hook of a fragment `outbox hooks` printed
 /// (`Stop`, or `SubagentStop` for `--subagents`).
 fn hook_command(fragment: &str) -> String {
@@ -98,6 +106,7 @@ fn hook_command(fragment: &str) -> String {
         .to_owned()
 }
 
+#[cfg(feature = "postgres")]
 /// Runs a hook command as Claude Code does: `sh -c`, in `/`, with an
 /// empty environment.
 fn run_hook(command: &str, input: &Value) -> Run {
@@ -124,6 +133,7 @@ fn hooks_refuse_a_url_with_a_password_and_say_what_to_do() {
                 hides(&run, "hooks");
                 assert_eq!((run.code, run.stdout.as_str()), (2, ""), "{run:?}");
                 assert_eq!(run.stderr_lines().len(), 1, "{run:?}");
+                #[cfg(feature = "postgres")]
                 for needle in [
                     "has a password",
                     "~/.pgpass",
@@ -136,6 +146,7 @@ fn hooks_refuse_a_url_with_a_password_and_say_what_to_do() {
         }
     }
     // Without a password the URL is fine to print.
+    #[cfg(feature = "postgres")]
     let run = outbox(
         &[
             "--store",
@@ -147,7 +158,9 @@ fn hooks_refuse_a_url_with_a_password_and_say_what_to_do() {
         &[],
         b"",
     );
+    #[cfg(feature = "postgres")]
     assert_eq!(run.code, 0, "{run:?}");
+    #[cfg(feature = "postgres")]
     assert!(hook_command(&run.stdout).contains("--store postgres://agents@db.internal/agents"));
 }
 
@@ -254,6 +267,7 @@ fn connection_and_usage_errors_never_show_the_password() {
             hides(&run, &format!("{args:?} on {url}"));
             assert_ne!(run.code, 0, "{run:?}");
             // Still useful: the message names the database.
+            #[cfg(feature = "postgres")]
             assert!(
                 format!("{}{}", run.stdout, run.stderr).contains("agents"),
                 "{run:?}"
@@ -310,6 +324,7 @@ fn connection_and_usage_errors_never_show_the_password() {
     );
 }
 
+#[cfg(feature = "postgres")]
 #[test]
 fn an_unknown_database_and_doctor_never_show_the_password() {
     let Some((url, schema)) = db_url_with_password("doctor") else {
@@ -343,6 +358,7 @@ fn an_unknown_database_and_doctor_never_show_the_password() {
     drop_schema(&schema);
 }
 
+#[cfg(feature = "postgres")]
 #[test]
 fn hooks_with_a_store_file_name_the_file_and_work_from_a_bare_environment() {
     let Some((url, schema)) = db_url_with_password("store_file") else {

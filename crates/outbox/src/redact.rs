@@ -1,6 +1,8 @@
 //! A store URL's password never reaches a message: the one place that
 //! decides what a password looks like in a URL or a `key=value` connection
-//! string, and masks it.
+//! string, and masks it. It lives here, beside the [`Store`](crate::Store)
+//! trait, so every store and every front end (a CLI built without a
+//! database store included) masks the same way.
 //!
 //! [`redact_url`] masks one URL (for a message about it); [`redact_text`]
 //! masks every URL and `password=` setting inside free text (a driver's
