@@ -136,7 +136,7 @@ pub fn hook_store_arg(loc: &Location, chooser: &Chooser) -> Result<StoreArg, Str
         (Location::Postgres(url), _) if outbox::redact::has_password(url) => Err(format!(
             "the store URL {} has a password, which the hook's command would carry into \
              settings.json, every hook's argv and the model's context: take it out of the \
-             URL and put it in ~/.pgpass (or $PGPASSFILE), or write the whole URL into a \
+             URL and put it in ~/.pgpass (or $PGPASSFILE, $PGPASSWORD), or write the whole URL into a \
              file only you can read (chmod 600 FILE) and pass --store-file FILE (or set \
              $OUTBOX_STORE_FILE); nothing printed",
             outbox::redact::redact_url(url)

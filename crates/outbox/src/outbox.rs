@@ -23,6 +23,8 @@ use crate::paths::{
 use crate::record::Record;
 use crate::root_check::RootPolicy;
 
+mod sweep;
+
 /// How old a pending record must be before [`Outbox::sweep_stale`] drops it
 /// by default: 7 days.
 pub const DEFAULT_STALE_AGE: Duration = Duration::from_secs(7 * 24 * 3600);
@@ -91,7 +93,11 @@ impl<I: Io> std::fmt::Debug for Outbox<I> {
 #[non_exhaustive]
 pub struct Drained {
     /// The records handed to the caller: one per child, the latest, each
-    /// turn at most once, in the order the children were first seen.
+    /// turn at most once, in the order the children were first seen: a
+    /// child's place is its first commit among its pending records since it
+    /// was last delivered (a re-commit keeps it; a commit made while a drain
+    /// delivers the child's earlier record takes a new one; a sweep that
+    /// drops other children moves nobody). Every store keeps this order.
     pub records: Vec<Record>,
     /// How many records were recovered from the WAL of an earlier drain that
     /// did not finish.
@@ -497,10 +503,15 @@ impl<I: Io> Outbox<I> {
         }
         let mut kept = Vec::new();
         let mut dropped = 0;
-        for (i, (r, bytes)) in lines.iter().enumerate() {
-            if last.get(child_of(r)) != Some(&i) {
+        // Each child keeps its place, its first line's (first-seen order);
+        // its content is its last line's.
+        let mut seen = std::collections::HashSet::new();
+        for (r, _) in &lines {
+            let child = child_of(r);
+            if !seen.insert(child) {
                 continue;
             }
+            let (r, bytes) = &lines[last[child]];
             if keep(r) {
                 kept.extend_from_slice(bytes);
                 kept.push(b'\n');
@@ -714,6 +725,7 @@ impl<I: Io> Outbox<I> {
     /// commit racing with it is drained next time, as if it came after.
     fn drain_paths(&self, parent: &str) -> Result<Option<ParentPaths>> {
         let paths = self.paths(parent)?;
+        self.ensure_root_checked()?;
         if !self.inner.layout_ready.load(Ordering::Acquire) {
             let io = &self.inner.io;
             let mut any = false;
@@ -992,10 +1004,17 @@ impl<I: Io> Outbox<I> {
     // Housekeeping
     // ----------------------------------------------------------------------
 
-    /// Drops `parent`'s pending records of `child` (compared trimmed, as
-    /// every child id) whose `from_status` and `to_status` are `from` and
-    /// `to`; returns how many. Fsyncs only when something is dropped (1
-    /// file + 1 directory).
+    /// Drops `parent`'s pending records of `child` whose `from_status` and
+    /// `to_status` are `from` and `to` (the child compared trimmed, as every
+    /// child id); returns how many. Acts on every
+    /// pending record, judged by the child's latest: those in the inbox and
+    /// those a drain claimed and did not deliver (its delivery failed, or it
+    /// crashed). Holds the drain lock, so a drain in progress finishes
+    /// first: what it delivers is out of reach, and a call from inside a
+    /// [`drain_with`](Self::drain_with) callback of the same parent is an
+    /// [`Error::Reentrant`]. The other children keep their order. Fsyncs
+    /// only when something is dropped (1 file + 1 directory, per file
+    /// rewritten).
     pub fn sweep_transition(
         &self,
         parent: &str,
@@ -1005,9 +1024,10 @@ impl<I: Io> Outbox<I> {
     ) -> Result<usize> {
         let paths = self.paths(parent)?;
         self.ensure_layout()?;
-        let _held = self.lock(&paths.inbox_lock)?;
         let child = child.trim();
-        self.rewrite_inbox(&paths, |r| {
+        let _drain = self.lock(&paths.drain_lock)?;
+        let _inbox = self.lock(&paths.inbox_lock)?;
+        self.sweep_records(&paths, |r| {
             !(child_of(r) == child && r.from_status == from && r.to_status == to)
         })
     }
@@ -1015,10 +1035,12 @@ impl<I: Io> Outbox<I> {
     /// Drops the records in `parent`'s inbox older than `max_age` by their
     /// timestamp ([`DEFAULT_STALE_AGE`] is the usual value); returns how
     /// many. A record without a timestamp (or with the zero time) has no
-    /// known age and is kept, as agent-deck keeps it. Records a drain
-    /// already staged in its WAL (one that failed or crashed before
-    /// finishing) are being delivered and are kept too: the next drain
-    /// delivers them, however old.
+    /// known age and is kept, as agent-deck keeps it. Like
+    /// [`sweep_transition`](Self::sweep_transition), it acts on records a
+    /// drain claimed and did not deliver (a failed delivery, a crash) as on
+    /// any pending record, judged by each child's latest, and waits for a
+    /// drain in progress (what it delivers is out of reach). agent-deck's
+    /// own WAL is left to the next drain.
     ///
     /// Also removes `parent`'s stale temporary files: those of writers
     /// killed between creating and renaming them. Every writer of a file
@@ -1034,6 +1056,7 @@ impl<I: Io> Outbox<I> {
     /// callback of the same parent.
     pub fn sweep_stale(&self, parent: &str, max_age: Duration) -> Result<usize> {
         let paths = self.paths(parent)?;
+        self.ensure_root_checked()?;
         let (found, _) = self.parent_files()?;
         if !self.inner.layout_ready.load(Ordering::Acquire) && !found.contains_key(&paths.stem) {
             // A lazily opened outbox: nothing to sweep, nothing created.
@@ -1050,6 +1073,7 @@ impl<I: Io> Outbox<I> {
     /// [`SweepReport::skipped`] and the sweep goes on with the others. An
     /// error is returned only when a directory cannot be listed.
     pub fn sweep_stale_all(&self, max_age: Duration) -> Result<SweepReport> {
+        self.ensure_root_checked()?;
         let mut report = SweepReport::default();
         let (found, odd) = self.parent_files()?;
         report.skipped = odd;
@@ -1098,7 +1122,7 @@ impl<I: Io> Outbox<I> {
                 removed += 1;
             }
         }
-        let dropped = self.rewrite_inbox(paths, |r| {
+        let dropped = self.sweep_records(paths, |r| {
             r.timestamp.is_zero() || r.timestamp.age_at(now) <= max_age
         })?;
         Ok((dropped, removed))

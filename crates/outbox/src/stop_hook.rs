@@ -552,7 +552,11 @@ mod tests {
                 .load(std::sync::atomic::Ordering::SeqCst)
                 && let Some(rival) = self.rival.lock().take()
             {
-                assert_eq!(rival.drain(PARENT).unwrap().records.len(), 1);
+                // Another thread, as another process would be: this one
+                // is inside `Outbox::lock`, and a drain from it would be
+                // (rightly) `Reentrant`.
+                let drained = std::thread::scope(|s| s.spawn(|| rival.drain(PARENT)).join());
+                assert_eq!(drained.unwrap().unwrap().records.len(), 1);
             }
             self.inner.lock(path)
         }

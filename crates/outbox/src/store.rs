@@ -96,12 +96,18 @@ pub trait Store {
 
     /// Drops `parent`'s pending records of `child` whose `from_status` and
     /// `to_status` are `from` and `to`; returns how many (see
-    /// [`Outbox::sweep_transition`]).
+    /// [`Outbox::sweep_transition`]). Like every sweep it acts on every
+    /// pending record (records an earlier drain claimed and failed to
+    /// deliver included), judged by each child's latest, keeps the other
+    /// children's order, and waits for a drain in progress of `parent`
+    /// (from inside its callback: an error, never a deadlock).
     fn sweep_transition(&self, parent: &str, child: &str, from: &str, to: &str) -> Result<usize>;
 
     /// Drops `parent`'s pending records older than `max_age` by their
-    /// timestamp; records without one, and records a drain is delivering,
-    /// are kept (see [`Outbox::sweep_stale`]).
+    /// timestamp; records without one are kept, and so are the records a
+    /// drain in progress is delivering (the sweep waits for it); records an
+    /// earlier drain failed to deliver are pending like any other (see
+    /// [`Outbox::sweep_stale`]).
     fn sweep_stale(&self, parent: &str, max_age: Duration) -> Result<usize>;
 
     /// [`sweep_stale`](Self::sweep_stale) over every parent.
