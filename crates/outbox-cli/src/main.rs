@@ -534,6 +534,7 @@ fn run(cli: Cli) -> Result<u8, Failure> {
         std::env::var_os(name)
     })
     .map_err(Failure::error)?;
+    private::set_chooser(chooser.clone());
     match cli.command {
         Command::Commit(args) => commit(&loc, args),
         Command::Drain(args) => drain(&loc, &args),
@@ -541,7 +542,7 @@ fn run(cli: Cli) -> Result<u8, Failure> {
         Command::Peek(args) => peek(&loc, &args),
         Command::Sweep(args) => sweep(&loc, &args),
         Command::StopHook(args) => run_stop_hook(&loc, args),
-        Command::Hooks(args) => print_hooks(&loc, &chooser, &args),
+        Command::Hooks(args) => print_hooks(&loc, &args),
         Command::Doctor(_) => {
             let mut report = match &loc {
                 Location::Files(root) => doctor::examine(root, chooser.describe()),
@@ -592,15 +593,11 @@ fn man(args: &generate::ManArgs) -> Result<u8, Failure> {
 
 /// `outbox hooks`: the settings.json fragment, with this binary's and the
 /// root's absolute paths.
-fn print_hooks(
-    loc: &Location,
-    chooser: &store::Chooser,
-    args: &hooks::HooksArgs,
-) -> Result<u8, Failure> {
+fn print_hooks(loc: &Location, args: &hooks::HooksArgs) -> Result<u8, Failure> {
     check_parent(&args.parent)?;
     let binary = std::env::current_exe()
         .map_err(|e| Failure::error(format!("cannot find this binary's path: {e}")))?;
-    let store = private::hook_store_arg(loc, chooser).map_err(Failure::error)?;
+    let store = private::hook_store_arg(loc).map_err(Failure::error)?;
     let text = hooks::fragment(&binary, &store, args).map_err(Failure::error)?;
     print(text.as_bytes())
 }

@@ -14,6 +14,15 @@ use outbox::{Outbox, RootPolicy, StdIo};
 use crate::hooks::StoreArg;
 use crate::store::{Chooser, Location};
 
+/// The setting that chose this process's store, set once in `run` (a
+/// store file is named in hooks by its path, not by its URL).
+static CHOOSER: OnceLock<Chooser> = OnceLock::new();
+
+/// Remembers which setting chose the store, for [`hook_store_arg`].
+pub fn set_chooser(chooser: Chooser) {
+    let _ = CHOOSER.set(chooser);
+}
+
 /// The policy of this process's data root: set once from the command
 /// line (`--allow-shared-root`) before any store is opened.
 static POLICY: OnceLock<RootPolicy> = OnceLock::new();
@@ -105,19 +114,22 @@ pub fn read_store_file(path: &Path) -> Result<String, String> {
     Ok(url.to_owned())
 }
 
-/// The store a hook's command names for `loc`, chosen by `chooser`: a data
+/// The store a hook's command (or any command this tool prints for
+/// someone to run) names for `loc`, chosen by the setting [`set_chooser`]
+/// remembered: a data
 /// root by absolute path (with `--allow-shared-root` when it was given; a
 /// root the hooks would refuse is refused here), a
 /// store file by absolute path, or a URL without a password. A URL with a
 /// password is refused: the command would carry it into settings.json,
 /// every hook's argv (`/proc/PID/cmdline`) and, through Claude Code's
 /// "Stop hook blocking error from command" line, the model's context.
-pub fn hook_store_arg(loc: &Location, chooser: &Chooser) -> Result<StoreArg, String> {
+pub fn hook_store_arg(loc: &Location) -> Result<StoreArg, String> {
+    let chooser = CHOOSER.get().cloned().unwrap_or(Chooser::StoreFlag);
     let absolute = |path: &Path| -> Result<PathBuf, String> {
         std::path::absolute(path)
             .map_err(|e| format!("{}: cannot make it absolute: {e}", path.display()))
     };
-    match (loc, chooser) {
+    match (loc, &chooser) {
         (Location::Files(root), _) => {
             let root = absolute(root)?;
             // A root every hook would refuse (exit 1, blocking nothing, so
