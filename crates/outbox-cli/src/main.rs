@@ -5,8 +5,8 @@
 //! arguments, calls one library operation and prints the result. The
 //! Claude Code Stop-hook rule lives in [`outbox::stop_hook`]. The newer
 //! commands live in their own modules: `exec` (`drain --exec`),
-//! `from_hook` (`commit --from-hook`), `hooks`, `doctor` and `generate`
-//! (`completions`, `man`).
+//! `from_hook` (`commit --from-hook`), `hooks`, `doctor`, `show` and
+//! `generate` (`completions`, `man`).
 //!
 //! Exit status: 0 success; 1 a "no" answer (`pending` with nothing
 //! pending, `doctor` with something to fix); 2 a usage or I/O error, with
@@ -24,6 +24,7 @@ mod hooks;
 mod private;
 mod render;
 mod root;
+mod show;
 mod store;
 
 use std::ffi::{OsStr, OsString};
@@ -134,6 +135,7 @@ enum Command {
     Sweep(SweepArgs),
     StopHook(StopHookArgs),
     Hooks(hooks::HooksArgs),
+    Show(show::ShowArgs),
     Doctor(doctor::DoctorArgs),
     Completions(generate::CompletionsArgs),
     #[command(hide = true)]
@@ -368,8 +370,12 @@ struct SweepArgs {
 /// consecutive blocks the hook stops blocking and leaves the records for
 /// the heartbeat drain. The counter (`runtime/stop-blocks/<id>.json`) is
 /// persisted before draining; if that fails the hook neither blocks nor
-/// drains. Records are marked consumed only after the decision was written.
-/// If the disk then fails both making the consumed ledger durable and
+/// drains. The reason shows the pending records that fit its budget (16 000
+/// characters), each child's text framed as data (lines prefixed "| ");
+/// only those are drained, the rest stay pending for the next stop, and a
+/// record too long for it is shown cut (`outbox show` prints it whole
+/// while it is pending). Records are marked consumed only after the
+/// decision was written. If the disk then fails both making the consumed ledger durable and
 /// putting the old one back, the block stands (exit 0, a warning on stderr):
 /// an error would make Claude Code ignore it while the records stay marked.
 ///
@@ -543,6 +549,7 @@ fn run(cli: Cli) -> Result<u8, Failure> {
         Command::Sweep(args) => sweep(&loc, &args),
         Command::StopHook(args) => run_stop_hook(&loc, args),
         Command::Hooks(args) => print_hooks(&loc, &args),
+        Command::Show(args) => show::run(&loc, &args),
         Command::Doctor(_) => {
             let mut report = match &loc {
                 Location::Files(root) => doctor::examine(root, chooser.describe()),
@@ -815,7 +822,7 @@ fn commit(loc: &Location, args: CommitArgs) -> Result<u8, Failure> {
     let len = record.done_summary.len();
     if record.cap_summary() {
         warn(&format!(
-            "the summary of {} is {len} bytes; it was cut to {} bytes, ending in {:?}",
+            "the summary of {:?} is {len} bytes; it was cut to {} bytes, ending in {:?}",
             record.child_session_id,
             outbox::MAX_SUMMARY_BYTES,
             outbox::TRUNCATION_MARKER
@@ -836,7 +843,7 @@ fn commit(loc: &Location, args: CommitArgs) -> Result<u8, Failure> {
     let stamped = &committed.record;
     if committed.already_consumed {
         warn(&format!(
-            "child {:?}'s turn {} was already consumed by {:?}; no drain will deliver it \
+            "child {:?}'s turn {:?} was already consumed by {:?}; no drain will deliver it \
              (a new --output-hash, or last_output_hash, marks a new turn)",
             stamped.child_session_id,
             stamped.turn_key(),
@@ -1004,19 +1011,21 @@ fn run_stop_hook(loc: &Location, args: StopHookArgs) -> Result<u8, Failure> {
     let Some(outbox) = open_existing(loc)? else {
         return Ok(EXIT_OK);
     };
-    let outcome = stop_hook::on_stop(&outbox, &parent, input.stop_hook_active, |json| {
-        write_stdout(format!("{json}\n").as_bytes())
-    })
-    .map_err(|e| match e {
-        StopHookError::Guard(e) => Failure::error(format!(
-            "cannot keep the loop guard ({e}); not blocking, nothing drained"
-        )),
-        StopHookError::Emit(e) => Failure::error(format!(
-            "write stdout: {e}; nothing was marked consumed, the records stay pending"
-        )),
-        StopHookError::Outbox(e) => Failure::error(drain_failure(&e)),
-        e => Failure::error(format!("{e}; not blocking")),
-    })?;
+    let opts = show::render_options(loc, &parent);
+    let outcome =
+        stop_hook::on_stop_with(&outbox, &parent, input.stop_hook_active, &opts, |json| {
+            write_stdout(format!("{json}\n").as_bytes())
+        })
+        .map_err(|e| match e {
+            StopHookError::Guard(e) => Failure::error(format!(
+                "cannot keep the loop guard ({e}); not blocking, nothing drained"
+            )),
+            StopHookError::Emit(e) => Failure::error(format!(
+                "write stdout: {e}; nothing was marked consumed, the records stay pending"
+            )),
+            StopHookError::Outbox(e) => Failure::error(drain_failure(&e)),
+            e => Failure::error(format!("{e}; not blocking")),
+        })?;
     match outcome {
         StopOutcome::GuardTripped { blocks } => {
             let _ = writeln!(

@@ -23,6 +23,39 @@ pub fn set_chooser(chooser: Chooser) {
     let _ = CHOOSER.set(chooser);
 }
 
+/// The store as command-line words, each after a space, for a command
+/// this tool prints for someone to run (the show command a delivery names):
+/// what a hook carries ([`hook_store_arg`]: a root by absolute path, with
+/// `--allow-shared-root` when given; a store file; a URL without a
+/// password), each word through `word` (shell quoting). Where a hook would
+/// be refused, the location as it is, a URL's password masked (that
+/// command cannot connect as printed: its reader gets no password either
+/// way); a path that is not UTF-8, as nothing.
+pub fn store_words(loc: &Location, word: impl Fn(&str) -> String) -> String {
+    let path = |flag: &str, p: &Path| {
+        p.to_str()
+            .map(|p| format!(" {flag} {}", word(p)))
+            .unwrap_or_default()
+    };
+    match hook_store_arg(loc) {
+        Ok(StoreArg::Root(root)) => path("--root", &root),
+        Ok(StoreArg::SharedRoot(root)) => {
+            format!(" --allow-shared-root{}", path("--root", &root))
+        }
+        Ok(StoreArg::StoreFile(file)) => path("--store-file", &file),
+        Ok(StoreArg::Store(url)) => format!(" --store {}", word(&url)),
+        Err(_) => match loc {
+            Location::Files(root) => std::path::absolute(root)
+                .map(|root| path("--root", &root))
+                .unwrap_or_default(),
+            #[cfg(feature = "postgres")]
+            Location::Postgres(url) => {
+                format!(" --store {}", word(&outbox::redact::redact_url(url)))
+            }
+        },
+    }
+}
+
 /// The policy of this process's data root: set once from the command
 /// line (`--allow-shared-root`) before any store is opened.
 static POLICY: OnceLock<RootPolicy> = OnceLock::new();

@@ -133,6 +133,7 @@ macro_rules! conformance_tests {
             a_second_finished_turn_with_a_new_output_hash_is_delivered,
             reentrant_calls_from_a_callback_are_errors_not_deadlocks,
             the_stop_hook_blocks_three_times_then_waits,
+            the_stop_hook_consumes_only_what_its_reason_shows,
             parents_are_independent,
             concurrent_producers_and_drainers_deliver_each_record_once,
             random_operations_match_the_reference_model,

@@ -220,6 +220,14 @@
 //!   (in-process locks) and processes (lock files), so a producer never
 //!   loses a record to a concurrent drain.
 //!
+//! # Deliveries
+//!
+//! What a parent model reads about its children (the Stop hook's reason,
+//! hook context, a rewake message) is rendered by [`delivery::render`]:
+//! facts in lines of the tool's own, each child's text framed as data that
+//! cannot pass for them, within a budget counted in UTF-16 code units
+//! (10 000 for `additionalContext`, Claude Code's cap). See [`delivery`].
+//!
 //! # Fsync cost
 //!
 //! | operation | file fsyncs | directory fsyncs |

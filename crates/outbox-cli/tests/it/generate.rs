@@ -4,11 +4,12 @@
 use crate::util::*;
 
 /// The visible subcommands, as `outbox --help` lists them.
-const COMMANDS: [&str; 9] = [
+const COMMANDS: [&str; 10] = [
     "commit",
     "drain",
     "pending",
     "peek",
+    "show",
     "sweep",
     "stop-hook",
     "hooks",

@@ -7,6 +7,7 @@
 
 mod bad_input;
 mod concurrency;
+mod delivery;
 mod doctor;
 mod end_to_end;
 mod exec;

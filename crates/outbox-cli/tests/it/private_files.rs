@@ -344,3 +344,76 @@ fn doctor_names_what_is_not_private_with_the_fix() {
         "{run:?}"
     );
 }
+
+/// The show command a Stop hook's reason names carries the store as a hook
+/// does: on a shared root accepted with the flag, the flag too, so the
+/// command runs as printed (from `/`, with an empty environment).
+#[test]
+fn the_show_command_of_a_shared_root_carries_the_flag() {
+    let base = tempfile::tempdir().unwrap();
+    let root = base.path().join("shared");
+    fs::create_dir(&root).unwrap();
+    chmod(&root, 0o777);
+    let root_s = root.to_str().unwrap();
+    let shared = |args: &[&str], stdin: &[u8]| {
+        let mut cmd = command();
+        cmd.args(["--allow-shared-root", "--root", root_s])
+            .args(args);
+        run_command(cmd, stdin)
+    };
+    // Big enough that the reason pages: it names the show command.
+    for child in ["w0", "w1", "w2"] {
+        let summary = "x".repeat(12_000);
+        let run = shared(
+            &[
+                "commit",
+                "--parent",
+                PARENT,
+                "--child",
+                child,
+                "--finished",
+                "--status",
+                "ok",
+                "--summary",
+                &summary,
+            ],
+            b"",
+        );
+        assert_eq!(run.code, 0, "{run:?}");
+    }
+    let run = shared(&["stop-hook", "--parent", PARENT], &stop_input(false));
+    let decision: Value = serde_json::from_str(run.stdout.trim()).expect("a block");
+    let reason = decision["reason"].as_str().unwrap();
+    let trailer = reason.lines().last().unwrap();
+    let command = trailer
+        .split('`')
+        .nth(1)
+        .expect("a show command in backticks");
+    assert!(
+        command.contains(&format!("--allow-shared-root --root {root_s} show")),
+        "{command}"
+    );
+    // A record pending now (the reason delivered the others).
+    let run = shared(
+        &[
+            "commit",
+            "--parent",
+            PARENT,
+            "--child",
+            "w9",
+            "--finished",
+            "--status",
+            "ok",
+            "--summary",
+            &"x".repeat(12_000),
+        ],
+        b"",
+    );
+    assert_eq!(run.code, 0, "{run:?}");
+    let command = command.replace(" --child ID", " --child w9");
+    let mut sh = Command::new("/bin/sh");
+    sh.arg("-c").arg(&command).env_clear().current_dir("/");
+    let shown = run_command(sh, b"");
+    assert_eq!(shown.code, 0, "{command}: {shown:?}");
+    assert!(shown.stdout.contains(&"x".repeat(12_000)), "{shown:?}");
+}

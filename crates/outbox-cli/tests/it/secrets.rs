@@ -409,7 +409,13 @@ fn hooks_with_a_store_file_name_the_file_and_work_from_a_bare_environment() {
     assert_eq!(run.code, 0, "{run:?}");
     let decision: Value = serde_json::from_str(run.stdout.trim()).unwrap();
     assert_eq!(decision["decision"], "block", "{run:?}");
-    assert!(decision["reason"].as_str().unwrap().contains("parser done"));
+    let reason = decision["reason"].as_str().unwrap();
+    assert!(reason.contains("parser done"), "{reason}");
+    // The show command the reason names carries the file, as the hooks do.
+    assert!(
+        reason.contains(&format!("--store-file {} show", file.display())),
+        "{reason}"
+    );
     // doctor through the file, too.
     let run = outbox(
         &["--store-file", file.to_str().unwrap(), "doctor"],
