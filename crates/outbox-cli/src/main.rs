@@ -1035,7 +1035,7 @@ fn run_stop_hook(loc: &Location, args: StopHookArgs) -> Result<u8, Failure> {
             );
         }
         StopOutcome::BlockedNotDurable { warning, .. } => {
-            let warning = warning.replace(['\n', '\r'], " ");
+            let warning = private::scrub(&warning.replace(['\n', '\r'], " "));
             let _ = writeln!(io::stderr(), "outbox stop-hook: warning: {warning}");
         }
         _ => {}
