@@ -38,18 +38,30 @@ use clap::Args;
 /// and Claude Code's messages to the model would carry it): keep the
 /// password in ~/.pgpass, or the URL in a private file named by
 /// --store-file, which the commands then name instead.
+///
+/// `outbox hooks install` and `outbox hooks uninstall` merge the same hooks
+/// into a settings file, or take exactly them out again.
 #[derive(Debug, Args)]
-#[command(after_help = "\
+#[command(
+    after_help = "\
 Examples:
   outbox hooks --parent conductor                # for the parent's settings.json
   outbox hooks --parent conductor --child        # for each child's
   outbox hooks --parent conductor --subagents    # the parent's background subagents
-  claude --settings \"$(outbox hooks --parent conductor --child)\"")]
+  claude --settings \"$(outbox hooks --parent conductor --child --title parser)\"
+  outbox hooks install --parent conductor --scope local",
+    subcommand_negates_reqs = true,
+    args_conflicts_with_subcommands = true
+)]
 pub struct HooksArgs {
+    /// Install the hooks into a Claude Code settings file, or uninstall
+    /// them (see `outbox hooks install --help`).
+    #[command(subcommand)]
+    pub action: Option<crate::settings::HooksAction>,
     /// The parent session: the inbox the children commit to and the parent
     /// drains.
-    #[arg(long, value_name = "ID")]
-    pub parent: String,
+    #[arg(long, value_name = "ID", required = true)]
+    pub parent: Option<String>,
     /// Print a child's hooks (commit --from-hook on Stop, StopFailure and
     /// SessionEnd) instead of the parent's.
     #[arg(long, conflicts_with = "subagents")]
@@ -58,6 +70,9 @@ pub struct HooksArgs {
     /// commits each finished subagent into the parent's inbox.
     #[arg(long)]
     pub subagents: bool,
+    /// The child's display title, passed to its commit command (--title).
+    #[arg(long, value_name = "TEXT", requires = "child")]
+    pub title: Option<String>,
 }
 
 /// Which side's hooks a fragment installs.
@@ -136,9 +151,13 @@ pub fn entries(
         StoreArg::StoreFile(path) => format!("--store-file {}", utf8("the store file", path)?),
     };
     let prefix = format!("{} {store}", utf8("the binary's path", binary)?);
-    let parent = parent_arg(&args.parent);
+    let parent = parent_arg(args.parent.as_deref().unwrap_or_default());
     let command = |sub: &str| format!("{prefix} {}", sub.replace("{}", &parent));
     let commit = command("commit {} --from-hook");
+    let child_commit = match &args.title {
+        Some(title) => format!("{commit} --title {}", shell_quote(title)),
+        None => commit.clone(),
+    };
     let stop = command("stop-hook {}");
     let entry = |event, command: &String| HookEntry {
         event,
@@ -146,7 +165,7 @@ pub fn entries(
     };
     Ok(match args.role() {
         Role::Parent => vec![entry("Stop", &stop)],
-        Role::Child => vec![entry("Stop", &commit)],
+        Role::Child => vec![entry("Stop", &child_commit)],
         Role::Subagents => vec![entry("SubagentStop", &commit)],
     })
 }
@@ -219,9 +238,11 @@ mod tests {
     #[test]
     fn the_fragment_names_the_binary_root_and_parent() {
         let args = HooksArgs {
-            parent: "my parent".into(),
+            action: None,
+            parent: Some("my parent".into()),
             child: false,
             subagents: false,
+            title: None,
         };
         let text = fragment(
             Path::new("/bin/outbox"),
@@ -259,9 +280,11 @@ mod tests {
             (false, true, vec!["SubagentStop"]),
         ] {
             let args = HooksArgs {
-                parent: "p".into(),
+                action: None,
+                parent: Some("p".into()),
                 child,
                 subagents,
+                title: None,
             };
             let list = entries(Path::new("/bin/outbox"), &store, &args).unwrap();
             let names: Vec<_> = list.iter().map(|e| e.event).collect();

@@ -183,7 +183,7 @@ pub fn hook_store_arg(loc: &Location) -> Result<StoreArg, String> {
              settings.json, every hook's argv and the model's context: take it out of the \
              URL and put it in ~/.pgpass (or $PGPASSFILE, $PGPASSWORD), or write the whole URL into a \
              file only you can read (chmod 600 FILE) and pass --store-file FILE (or set \
-             $OUTBOX_STORE_FILE); nothing printed",
+             $OUTBOX_STORE_FILE); nothing printed or installed",
             outbox::redact::redact_url(url)
         )),
         #[cfg(feature = "postgres")]

@@ -426,3 +426,56 @@ fn hooks_with_a_store_file_name_the_file_and_work_from_a_bare_environment() {
     assert!(run.stdout.contains("(from --store-file)"), "{run:?}");
     drop_schema(&schema);
 }
+
+/// `hooks install` takes the store as `hooks` does: a URL with a password is
+/// refused and nothing is written; a store file is installed by its path,
+/// recognised again (installing twice adds nothing) and uninstalled.
+#[cfg(feature = "postgres")]
+#[test]
+fn hooks_install_writes_no_password_and_knows_its_store_file_hooks() {
+    let dir = tempfile::tempdir().unwrap();
+    let settings = dir.path().join("settings.json");
+    let settings_s = settings.to_str().unwrap();
+    let url = format!("postgres://agents:{SECRET}@127.0.0.1:1/agents");
+    let install = [
+        "hooks", "install", "--parent", PARENT, "--scope", settings_s,
+    ];
+    let mut args = vec!["--store", url.as_str()];
+    args.extend_from_slice(&install);
+    let run = outbox(&args, &[], b"");
+    hides(&run, "hooks install");
+    assert_eq!(run.code, 2, "{run:?}");
+    assert!(
+        run.stderr.contains("nothing printed or installed"),
+        "{run:?}"
+    );
+    assert!(!settings.exists(), "nothing written");
+
+    let file = store_file(dir.path(), &url, 0o600);
+    let mut args = vec!["--store-file", file.to_str().unwrap()];
+    args.extend_from_slice(&install);
+    for _ in 0..2 {
+        let run = outbox(&args, &[], b"");
+        hides(&run, "hooks install");
+        assert_eq!(run.code, 0, "{run:?}");
+    }
+    let text = fs::read_to_string(&settings).unwrap();
+    assert!(!text.contains(SECRET), "{text}");
+    assert_eq!(
+        text.matches(&format!("--store-file {} stop-hook", file.display()))
+            .count(),
+        1,
+        "installed once: {text}"
+    );
+    let mut args = vec!["--store-file", file.to_str().unwrap()];
+    args.extend_from_slice(&[
+        "hooks",
+        "uninstall",
+        "--parent",
+        PARENT,
+        "--scope",
+        settings_s,
+    ]);
+    assert_eq!(outbox(&args, &[], b"").code, 0);
+    assert!(!fs::read_to_string(&settings).unwrap().contains("stop-hook"));
+}
