@@ -19,6 +19,7 @@ mod duration;
 mod exec;
 mod from_hook;
 mod generate;
+mod handover_cmd;
 mod hooks;
 mod render;
 mod root;
@@ -115,6 +116,7 @@ enum Command {
     Peek(PeekArgs),
     Sweep(SweepArgs),
     StopHook(StopHookArgs),
+    ContextHook(handover_cmd::ContextHookArgs),
     Hooks(hooks::HooksArgs),
     Doctor(doctor::DoctorArgs),
     Completions(generate::CompletionsArgs),
@@ -347,27 +349,39 @@ struct SweepArgs {
     older_than: Duration,
 }
 
-/// The Claude Code Stop hook: read the hook's JSON on stdin and, when
-/// child sessions completed, print {"decision":"block","reason":...} so the
-/// agent handles them before it stops.
+/// The Claude Code Stop hook of a parent: read the hook's JSON on stdin
+/// and, when child sessions completed, print
+/// {"decision":"block","reason":...} so the agent handles them before it
+/// stops.
 ///
-/// Nothing pending: prints nothing and writes nothing. "stop_hook_active":
-/// false (or missing) resets the consecutive-block counter; after 3
-/// consecutive blocks the hook stops blocking and leaves the records for
-/// the heartbeat drain. The counter (`runtime/stop-blocks/<id>.json`) is
-/// persisted before draining; if that fails the hook neither blocks nor
-/// drains. Records are marked consumed only after the decision was written.
-/// If the disk then fails both making the consumed ledger durable and
-/// putting the old one back, the block stands (exit 0, a warning on stderr):
-/// an error would make Claude Code ignore it while the records stay marked.
+/// Confirmed delivery (the default): the records shown stay pending until
+/// the session's next move proves the model acted on them. The next Stop
+/// with "stop_hook_active": true (Claude continued because of the block)
+/// confirms and consumes exactly the turns shown; a Stop with
+/// "stop_hook_active": false, or a UserPromptSubmit or SessionStart
+/// (context-hook) of the session first, means the block was not acted on
+/// (the user pressed Esc, which fires no hook): the same records are shown
+/// again, first, marked [again]. The state (what was shown to which
+/// session, and the block counter) is persisted before printing
+/// (`runtime/stop-blocks/<id>.json` on the file store). After 3
+/// consecutive blocks in a session the hook stops blocking; the records
+/// stay pending for the session's next prompt (context-hook). Nothing
+/// drains them in the background.
 ///
-/// Empty stdin reads as {}. Unknown fields are ignored. A hook_event_name
-/// other than Stop or SubagentStop (the hook is installed under the wrong
-/// event) is an error. Every error (malformed JSON, an unusable root, a
-/// guard that cannot be persisted) prints one line on stderr, blocks
-/// nothing and exits 1 — never 2, which Claude Code would take as "block"
-/// and could trap the agent in a loop. `outbox hooks` prints the settings
-/// to install it.
+/// --consume-on-print keeps the older rule: the records are consumed as
+/// soon as the decision was written, so a block Claude Code does not act
+/// on loses them to the parent.
+///
+/// Nothing pending: prints nothing and writes nothing. Empty stdin reads as
+/// {}. Unknown fields are ignored. hook_event_name must be Stop (or
+/// absent); SubagentStop is refused (a block there keeps the *subagent*
+/// working and hands it the parent's records) unless --allow-subagent;
+/// install `commit --from-hook` under SubagentStop instead (`outbox hooks
+/// --subagents`). Every error (malformed JSON, an unusable root, a state
+/// that cannot be persisted) prints one line on stderr, blocks nothing,
+/// consumes nothing and exits 1 — never 2, which Claude Code would take as
+/// "block" and could trap the agent in a loop. `outbox hooks` prints the
+/// settings to install it.
 #[derive(Debug, Args)]
 #[command(after_help = "\
 Example, in .claude/settings.json of the parent's session:
@@ -380,6 +394,14 @@ struct StopHookArgs {
     /// input's session_id].
     #[arg(long, value_name = "ID")]
     parent: Option<String>,
+    /// Consume the records as soon as the block decision was written (the
+    /// older rule), instead of on the session's confirmation.
+    #[arg(long = "consume-on-print")]
+    consume_on_print: bool,
+    /// Accept a SubagentStop input: block the subagent with the parent's
+    /// records (they then reach the subagent, not the parent).
+    #[arg(long = "allow-subagent")]
+    allow_subagent: bool,
 }
 
 /// A command that failed: its exit status and a message for stderr.
@@ -432,6 +454,7 @@ fn main() -> ExitCode {
     };
     let hook = match &cli.command {
         Command::StopHook(_) => Some("outbox stop-hook"),
+        Command::ContextHook(_) => Some("outbox context-hook"),
         Command::Commit(args) if args.from_hook => Some("outbox commit --from-hook"),
         _ => None,
     };
@@ -473,7 +496,7 @@ fn usage_error_line(rendered: &str) -> String {
 /// not 2.
 fn runs_as_hook(args: &[OsString]) -> bool {
     match subcommand_of(args) {
-        Some(sub) if sub == "stop-hook" => true,
+        Some(sub) if sub == "stop-hook" || sub == "context-hook" => true,
         Some(sub) if sub == "commit" => args.iter().any(|a| a == "--from-hook"),
         _ => false,
     }
@@ -511,6 +534,7 @@ fn run(cli: Cli) -> Result<u8, Failure> {
         Command::Peek(args) => peek(&loc, &args),
         Command::Sweep(args) => sweep(&loc, &args),
         Command::StopHook(args) => run_stop_hook(&loc, args),
+        Command::ContextHook(args) => handover_cmd::context(&loc, args),
         Command::Hooks(args) => print_hooks(&loc, &args),
         Command::Doctor(_) => {
             let mut report = match &loc {
@@ -739,12 +763,15 @@ fn read_summary_file(path: &Path) -> Result<String, Failure> {
 }
 
 fn commit(loc: &Location, args: CommitArgs) -> Result<u8, Failure> {
+    let mut only_if_nothing_pending = false;
     let mut record = if args.json {
         parse_record(&read_stdin()?)?
     } else if args.from_hook {
         let bytes = read_stdin()?;
-        let mut record = from_hook::record(&bytes)
+        let hooked = from_hook::record(&bytes)
             .map_err(|e| Failure::error(format!("{e}; nothing committed, not blocking")))?;
+        only_if_nothing_pending = hooked.only_if_nothing_pending;
+        let mut record = hooked.record;
         if let Some(title) = args.title {
             record.child_title = title;
         }
@@ -791,6 +818,23 @@ fn commit(loc: &Location, args: CommitArgs) -> Result<u8, Failure> {
         Location::Files(root) => AnyStore::Files(Outbox::open(root)?),
         Location::Postgres(url) => AnyStore::postgres(url)?,
     };
+    if only_if_nothing_pending
+        && let Some(pending) = store
+            .peek(&args.parent)?
+            .into_iter()
+            .find(|r| r.child_session_id == record.child_session_id)
+    {
+        // SessionEnd: the child's last report is still pending; the end
+        // would supersede it (last wins) before the parent saw it.
+        warn(&format!(
+            "{}'s last report ({}) is still pending for {:?}; the session's end is not \
+             committed over it",
+            record.child_session_id,
+            pending.turn_key(),
+            args.parent
+        ));
+        return Ok(EXIT_OK);
+    }
     let committed = store.commit(&args.parent, record)?;
     for path in &committed.quarantined {
         warn(&format!(
@@ -958,6 +1002,18 @@ fn run_stop_hook(loc: &Location, args: StopHookArgs) -> Result<u8, Failure> {
             stop_hook::STOP_EVENTS.join(" or ")
         )));
     }
+    if input.hook_event_name == "SubagentStop" && !args.allow_subagent {
+        return Err(Failure::error(
+            "stdin: hook_event_name is \"SubagentStop\": a block there would keep the subagent \
+             working and hand it the parent's records, which the parent would never see; \
+             install `outbox commit --parent P --from-hook` under SubagentStop instead \
+             (outbox hooks --subagents), or pass --allow-subagent; not blocking, nothing \
+             consumed",
+        ));
+    }
+    if !args.consume_on_print {
+        return handover_cmd::stop(loc, args.parent, &input);
+    }
     let parent = match args.parent {
         Some(parent) => parent,
         None if !input.session_id.trim().is_empty() => input.session_id,
@@ -971,24 +1027,25 @@ fn run_stop_hook(loc: &Location, args: StopHookArgs) -> Result<u8, Failure> {
     let Some(outbox) = open_existing(loc)? else {
         return Ok(EXIT_OK);
     };
-    let outcome = stop_hook::on_stop(&outbox, &parent, input.stop_hook_active, |json| {
-        write_stdout(format!("{json}\n").as_bytes())
-    })
-    .map_err(|e| match e {
-        StopHookError::Guard(e) => Failure::error(format!(
-            "cannot keep the loop guard ({e}); not blocking, nothing drained"
-        )),
-        StopHookError::Emit(e) => Failure::error(format!(
-            "write stdout: {e}; nothing was marked consumed, the records stay pending"
-        )),
-        StopHookError::Outbox(e) => Failure::error(drain_failure(&e)),
-    })?;
+    let outcome =
+        stop_hook::on_stop_consume_on_print(&outbox, &parent, input.stop_hook_active, |json| {
+            write_stdout(format!("{json}\n").as_bytes())
+        })
+        .map_err(|e| match e {
+            StopHookError::Guard(e) => Failure::error(format!(
+                "cannot keep the loop guard ({e}); not blocking, nothing drained"
+            )),
+            StopHookError::Emit(e) => Failure::error(format!(
+                "write stdout: {e}; nothing was marked consumed, the records stay pending"
+            )),
+            StopHookError::Outbox(e) => Failure::error(drain_failure(&e)),
+        })?;
     match outcome {
         StopOutcome::GuardTripped { blocks } => {
             let _ = writeln!(
                 io::stderr(),
-                "outbox stop-hook: {blocks} consecutive blocks; not blocking again, the \
-                 records stay pending for the heartbeat drain"
+                "outbox stop-hook: {blocks} consecutive blocks; not blocking again: the \
+                 records stay pending for this session's next prompt (context-hook)"
             );
         }
         StopOutcome::BlockedNotDurable { warning, .. } => {

@@ -131,6 +131,9 @@ macro_rules! conformance_tests {
             a_second_finished_turn_with_a_new_output_hash_is_delivered,
             reentrant_calls_from_a_callback_are_errors_not_deadlocks,
             the_stop_hook_blocks_three_times_then_waits,
+            the_handover_state_round_trips,
+            consume_turns_consumes_exactly_the_turns_given,
+            confirmed_delivery_follows_the_session,
             parents_are_independent,
             concurrent_producers_and_drainers_deliver_each_record_once,
             random_operations_match_the_reference_model

@@ -13,7 +13,7 @@ use postgres::Client;
 use crate::lock_key;
 
 /// The schema version this code reads and writes.
-pub const VERSION: i32 = 2;
+pub const VERSION: i32 = 3;
 
 /// The steps, in order: step `n` (1-based) moves the schema from version
 /// `n - 1` to `n`. `{s}` is the quoted schema name. Never edit a step that
@@ -114,6 +114,19 @@ $fn$;
 -- that created the row, and NULL means "the row's own seq" (every row
 -- written before this step, and every row a commit inserts).
 ALTER TABLE {s}.pending ADD COLUMN first_seq bigint;
+"#,
+    r#"
+-- The Stop-hook guard becomes the parent's handover state (confirmed
+-- delivery, `outbox::handover`): besides the consecutive-block counter,
+-- the session the records were shown to, where (`surface`: stop_block,
+-- prompt_context, session_context, rewake; NULL when nothing awaits
+-- confirmation), the turn keys shown, a rewake's delivery id, and when.
+ALTER TABLE {s}.stop_blocks
+    ADD COLUMN session_id text   NOT NULL DEFAULT '',
+    ADD COLUMN surface    text,
+    ADD COLUMN shown      text[] NOT NULL DEFAULT '{}',
+    ADD COLUMN delivery   text   NOT NULL DEFAULT '',
+    ADD COLUMN shown_at   bigint NOT NULL DEFAULT 0;
 "#,
 ];
 

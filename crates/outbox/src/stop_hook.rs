@@ -1,22 +1,30 @@
-//! The Claude Code Stop-hook adapter: the drain's real caller.
+//! The Claude Code Stop-hook input, the block reason, and the
+//! *consume-on-print* mode.
 //!
 //! A Claude Code Stop hook receives a JSON object on stdin ([`HookInput`])
 //! when the agent is about to end its turn, and may print
 //! `{"decision":"block","reason":"..."}`: the stop is cancelled and the
-//! reason becomes the agent's next input. [`on_stop`] applies the
-//! drain-on-Stop rule of the protocol to one parent:
+//! reason becomes the agent's next input. The default rule, confirmed
+//! delivery (records stay pending until the model's next move shows it
+//! acted on them), is [`crate::handover`]. This module keeps the older rule
+//! as an explicit mode for callers that want it,
+//! [`on_stop_consume_on_print`]: the records are consumed as soon as the
+//! decision was printed, so a block that Claude Code does not act on (Esc,
+//! a killed session, a wrapper that drops it) loses them to the parent.
 //!
 //! 1. nothing pending: decide nothing, write nothing (leaf sessions stay
 //!    inert);
 //! 2. `stop_hook_active` false (the stop was not caused by an earlier block)
 //!    resets the consecutive-block counter to 0;
-//! 3. after [`MAX_CONSECUTIVE_BLOCKS`] consecutive blocks, stop blocking and
-//!    leave the records for the heartbeat drain;
-//! 4. persist counter + 1 durably *before* draining; if that fails, do not
-//!    block and do not drain;
-//! 5. drain with [`Outbox::drain_with`] (at-least-once: the ledger is
-//!    written only after the decision was emitted); none left (another drain
-//!    won): reset the counter and do not block;
+//! 3. after [`MAX_CONSECUTIVE_BLOCKS`] consecutive blocks, stop blocking; the
+//!    records stay pending (for the next block after a stop the hook did
+//!    not cause, or for the UserPromptSubmit / SessionStart hook);
+//! 4. persist counter + 1 durably (in the parent's [`Handover`](crate::handover::Handover)
+//!    state) *before* draining; if that fails, do not block and do not
+//!    drain;
+//! 5. drain with [`Store::drain_with`] (the ledger is written only after the
+//!    decision was emitted); none left (another drain won): reset the
+//!    counter and do not block;
 //! 6. else block with [`block_reason`].
 //!
 //! The caller does the process glue (reading stdin, writing stdout); this
@@ -32,7 +40,7 @@
 //!
 //! // Nothing pending: no decision, nothing written.
 //! let mut printed = String::new();
-//! let outcome = stop_hook::on_stop(&outbox, "conductor", input.stop_hook_active, |json| {
+//! let outcome = stop_hook::on_stop_consume_on_print(&outbox, "conductor", input.stop_hook_active, |json| {
 //!     printed.push_str(json);
 //!     Ok::<(), std::io::Error>(())
 //! })?;
@@ -44,7 +52,7 @@
 //! done.child_title = "parser".into();
 //! done.done_summary = "wrote the parser".into();
 //! outbox.commit("conductor", done)?;
-//! let outcome = stop_hook::on_stop(&outbox, "conductor", false, |json| {
+//! let outcome = stop_hook::on_stop_consume_on_print(&outbox, "conductor", false, |json| {
 //!     printed.push_str(json);
 //!     Ok::<(), std::io::Error>(())
 //! })?;
@@ -59,20 +67,15 @@ use std::fmt::Write as _;
 
 use serde::Deserialize;
 
-use std::io::Read;
 use std::path::PathBuf;
 
-use crate::durable::write_durable;
-use crate::error::{DrainWithError, Error, IoContext, Result as OutboxResult};
-use crate::io::{Io, parent_dir};
-use crate::outbox::ensure_dirs;
+use crate::error::{DrainWithError, Error};
+use crate::io::Io;
 use crate::paths::STOP_BLOCKS_DIR;
 use crate::record::nullable;
 use crate::{Outbox, Record, Store};
 
-/// How many consecutive Stop-hook blocks are allowed before the hook stops
-/// blocking and leaves the records for the heartbeat drain.
-pub const MAX_CONSECUTIVE_BLOCKS: u32 = 3;
+pub use crate::handover::MAX_CONSECUTIVE_BLOCKS;
 
 /// The hook events whose input is a Stop-hook input and whose
 /// `{"decision":"block"}` keeps the agent (or subagent) working: `Stop` and
@@ -98,6 +101,12 @@ pub struct HookInput {
     /// agent is already handling an earlier block).
     #[serde(deserialize_with = "nullable")]
     pub stop_hook_active: bool,
+    /// A UserPromptSubmit's prompt; empty for other events.
+    #[serde(deserialize_with = "nullable")]
+    pub prompt: String,
+    /// A SubagentStop's subagent id; empty for other events.
+    #[serde(deserialize_with = "nullable")]
+    pub agent_id: String,
 }
 
 /// Why a hook input was rejected.
@@ -148,7 +157,7 @@ impl HookInput {
     }
 }
 
-/// What [`on_stop`] decided.
+/// What [`on_stop_consume_on_print`] decided.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum StopOutcome {
     /// Nothing was pending: no decision was emitted and nothing was written.
@@ -185,7 +194,7 @@ pub enum StopOutcome {
     },
 }
 
-/// Why [`on_stop`] failed. In no case is a record lost; the caller should
+/// Why [`on_stop_consume_on_print`] failed. In no case is a record lost; the caller should
 /// not block (print nothing more) and report the error.
 #[derive(Debug, thiserror::Error)]
 pub enum StopHookError<E> {
@@ -207,14 +216,15 @@ pub enum StopHookError<E> {
     Emit(#[source] E),
 }
 
-/// Applies the drain-on-Stop rule (see the module documentation) to
-/// `parent` of any [`Store`] (the file outbox, or another store). `emit` receives the block decision as one line of JSON (without
-/// a newline), `{"decision":"block","reason":"..."}`; it is called at most
-/// once, and the records are marked consumed only after it returned `Ok`.
+/// Applies the consume-on-print rule (see the module documentation) to
+/// `parent` of any [`Store`] (the file outbox, or another store). `emit`
+/// receives the block decision as one line of JSON (without a newline),
+/// `{"decision":"block","reason":"..."}`; it is called at most once, and
+/// the records are marked consumed only after it returned `Ok`.
 ///
 /// Writes nothing when nothing is pending. Otherwise: the counter (1 file +
 /// 1 directory fsync), then the drain's own fsyncs.
-pub fn on_stop<S: Store, E>(
+pub fn on_stop_consume_on_print<S: Store, E>(
     outbox: &S,
     parent: &str,
     stop_hook_active: bool,
@@ -225,19 +235,17 @@ pub fn on_stop<S: Store, E>(
     }
     // A stop that no block of ours caused starts a new run of blocks. The
     // reset reaches the disk with the increment below.
-    let previous = if stop_hook_active {
-        outbox.stop_blocks(parent).map_err(StopHookError::Guard)?
-    } else {
-        0
-    };
+    let mut state = outbox.handover(parent).map_err(StopHookError::Guard)?;
+    let previous = if stop_hook_active { state.blocks } else { 0 };
     if previous >= MAX_CONSECUTIVE_BLOCKS {
         return Ok(StopOutcome::GuardTripped { blocks: previous });
     }
     let blocks = previous + 1;
     // Durable before the drain: a hook that crashes after emitting a block
     // must still count it, or a crash loop could block forever.
+    state.blocks = blocks;
     outbox
-        .set_stop_blocks(parent, blocks)
+        .set_handover(parent, &state)
         .map_err(StopHookError::Guard)?;
 
     let drained = match outbox.drain_with(parent, |records| emit(&block_decision(records))) {
@@ -263,8 +271,9 @@ pub fn on_stop<S: Store, E>(
         Err(DrainWithError::Delivery(e)) => return Err(StopHookError::Emit(e)),
     };
     if drained.records.is_empty() {
+        state.blocks = 0;
         outbox
-            .set_stop_blocks(parent, 0)
+            .set_handover(parent, &state)
             .map_err(StopHookError::Guard)?;
         return Ok(StopOutcome::NoneLeft);
     }
@@ -330,54 +339,10 @@ pub fn block_reason(records: &[Record]) -> String {
     reason
 }
 
-/// The Stop-hook loop guard: how many times in a row the hook blocked a
-/// stop of `parent`. It lives here, beside the rule that reads and writes
-/// it ([`on_stop`]).
 impl<I: Io> Outbox<I> {
-    /// The Stop-hook consecutive-block counter of `parent`
-    /// (`runtime/stop-blocks/<id>.json`, `{"count": n}`); 0 when absent or
-    /// unreadable.
-    pub fn stop_blocks(&self, parent: &str) -> OutboxResult<u32> {
-        let paths = self.paths(parent)?;
-        let Some(reader) = self
-            .io()
-            .open_read(&paths.stop_blocks)
-            .at("open", &paths.stop_blocks)?
-        else {
-            return Ok(0);
-        };
-        let mut bytes = Vec::new();
-        reader
-            .take(64 * 1024)
-            .read_to_end(&mut bytes)
-            .at("read", &paths.stop_blocks)?;
-        #[derive(serde::Deserialize)]
-        struct Guard {
-            count: u32,
-        }
-        Ok(serde_json::from_slice::<Guard>(&bytes).map_or(0, |g| g.count))
-    }
-
-    /// Sets the Stop-hook consecutive-block counter of `parent`, durably
-    /// (1 file + 1 directory fsync; the first call also creates
-    /// `runtime/stop-blocks/`, +1 directory fsync). Holds the parent's
-    /// drain lock while writing, like every writer of the parent's
-    /// `runtime/` files (so a sweep can tell its temporary files are
-    /// stale); do not call it from a [`drain_with`](Self::drain_with)
-    /// callback of the same parent.
-    pub fn set_stop_blocks(&self, parent: &str, count: u32) -> OutboxResult<()> {
-        let paths = self.paths(parent)?;
-        self.ensure_layout()?;
-        let io = self.io();
-        ensure_dirs(io, &[parent_dir(&paths.stop_blocks).to_owned()])?;
-        let _drain = self.lock(&paths.drain_lock)?;
-        let bytes = format!("{{\"count\":{count}}}");
-        write_durable(io, &paths.stop_blocks, bytes.as_bytes())?;
-        Ok(())
-    }
-
-    /// The directory of the Stop-hook loop guards, relative to the root.
-    pub fn stop_blocks_dir(&self) -> PathBuf {
+    /// The directory of the handover states (the Stop-hook loop guards of
+    /// older versions), relative to the root.
+    pub fn handover_dir(&self) -> PathBuf {
         self.root().join(STOP_BLOCKS_DIR)
     }
 }
@@ -392,6 +357,13 @@ mod tests {
 
     const PARENT: &str = "conductor";
 
+    fn blocks(n: u32) -> crate::handover::Handover {
+        crate::handover::Handover {
+            blocks: n,
+            ..Default::default()
+        }
+    }
+
     fn emit_into(out: &mut Vec<String>) -> impl FnOnce(&str) -> Result<(), Infallible> + '_ {
         |json| {
             out.push(json.to_owned());
@@ -400,7 +372,7 @@ mod tests {
     }
 
     fn stop(ob: &Outbox, active: bool, out: &mut Vec<String>) -> StopOutcome {
-        on_stop(ob, PARENT, active, emit_into(out)).unwrap()
+        on_stop_consume_on_print(ob, PARENT, active, emit_into(out)).unwrap()
     }
 
     #[test]
@@ -446,7 +418,7 @@ mod tests {
         assert_eq!(stop(&ob, false, &mut out), StopOutcome::NothingPending);
         assert_eq!(stop(&ob, true, &mut out), StopOutcome::NothingPending);
         assert!(out.is_empty());
-        assert!(!ob.stop_blocks_dir().exists());
+        assert!(!ob.handover_dir().exists());
     }
 
     #[test]
@@ -462,7 +434,7 @@ mod tests {
                 matches!(outcome, StopOutcome::Blocked { blocks, .. } if blocks == turn),
                 "{outcome:?}"
             );
-            assert_eq!(ob.stop_blocks(PARENT).unwrap(), turn);
+            assert_eq!(ob.handover(PARENT).unwrap().blocks, turn);
         }
         ob.commit(PARENT, Record::finished("c1", "turn 4")).unwrap();
         assert_eq!(
@@ -554,7 +526,7 @@ mod tests {
     fn a_drain_that_wins_the_race_resets_the_counter() {
         let root = tempfile::tempdir().unwrap();
         let ob = Outbox::open(root.path()).unwrap();
-        ob.set_stop_blocks(PARENT, 2).unwrap();
+        ob.set_handover(PARENT, &blocks(2)).unwrap();
         ob.commit(PARENT, Record::finished("c1", "done")).unwrap();
         let io = RivalIo {
             inner: crate::io::StdIo::new(),
@@ -563,18 +535,18 @@ mod tests {
         };
         let hooked = Outbox::open_with(root.path(), io).unwrap();
         let mut out = Vec::new();
-        let outcome = on_stop(&hooked, PARENT, true, emit_into(&mut out)).unwrap();
+        let outcome = on_stop_consume_on_print(&hooked, PARENT, true, emit_into(&mut out)).unwrap();
         assert_eq!(outcome, StopOutcome::NoneLeft);
         assert!(hooked.io().rival.lock().is_none(), "the rival drained");
         assert!(out.is_empty());
-        assert_eq!(ob.stop_blocks(PARENT).unwrap(), 0);
+        assert_eq!(ob.handover(PARENT).unwrap().blocks, 0);
     }
 
     #[test]
     fn a_re_emitted_consumed_turn_is_nothing_pending() {
         let root = tempfile::tempdir().unwrap();
         let ob = Outbox::open(root.path()).unwrap();
-        ob.set_stop_blocks(PARENT, 2).unwrap();
+        ob.set_handover(PARENT, &blocks(2)).unwrap();
         ob.commit(PARENT, Record::finished("c1", "done")).unwrap();
         let turn = ob.peek(PARENT).unwrap();
         // Consume the turn, then put the same turn back: the inbox is not
@@ -586,7 +558,7 @@ mod tests {
         let mut out = Vec::new();
         assert_eq!(stop(&ob, true, &mut out), StopOutcome::NothingPending);
         assert!(out.is_empty());
-        assert_eq!(ob.stop_blocks(PARENT).unwrap(), 2);
+        assert_eq!(ob.handover(PARENT).unwrap().blocks, 2);
     }
 
     #[test]
@@ -594,10 +566,10 @@ mod tests {
         let root = tempfile::tempdir().unwrap();
         let ob = Outbox::open(root.path()).unwrap();
         // A file where the guard directory should be: it cannot be created.
-        std::fs::write(ob.stop_blocks_dir(), b"not a directory").unwrap();
+        std::fs::write(ob.handover_dir(), b"not a directory").unwrap();
         ob.commit(PARENT, Record::finished("c1", "done")).unwrap();
         let mut out = Vec::new();
-        let err = on_stop(&ob, PARENT, false, emit_into(&mut out)).unwrap_err();
+        let err = on_stop_consume_on_print(&ob, PARENT, false, emit_into(&mut out)).unwrap_err();
         assert!(matches!(err, StopHookError::Guard(_)), "{err}");
         assert!(out.is_empty());
         assert_eq!(ob.peek(PARENT).unwrap().len(), 1);
@@ -608,7 +580,8 @@ mod tests {
         let root = tempfile::tempdir().unwrap();
         let ob = Outbox::open(root.path()).unwrap();
         ob.commit(PARENT, Record::finished("c1", "done")).unwrap();
-        let err = on_stop(&ob, PARENT, false, |_| Err("stdout closed")).unwrap_err();
+        let err =
+            on_stop_consume_on_print(&ob, PARENT, false, |_| Err("stdout closed")).unwrap_err();
         assert!(matches!(err, StopHookError::Emit("stdout closed")));
         assert_eq!(ob.peek(PARENT).unwrap().len(), 1);
     }

@@ -4,13 +4,14 @@
 use crate::util::*;
 
 /// The visible subcommands, as `outbox --help` lists them.
-const COMMANDS: [&str; 9] = [
+const COMMANDS: [&str; 10] = [
     "commit",
     "drain",
     "pending",
     "peek",
     "sweep",
     "stop-hook",
+    "context-hook",
     "hooks",
     "doctor",
     "completions",

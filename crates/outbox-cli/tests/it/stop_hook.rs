@@ -79,10 +79,52 @@ fn pending_records_block_with_a_reason_listing_each_child() {
          - w2 (w2): error\n\
          - w3 (w3): failed"
     );
-    // Delivered: consumed, and the next stop is inert.
-    assert_eq!(outbox(root, &["pending", "--parent", PARENT]).code, 1);
+    // Shown, not yet delivered: pending until the session's next Stop
+    // with stop_hook_active (Claude continued because of the block).
+    assert_eq!(outbox(root, &["pending", "--parent", PARENT]).code, 0);
     let run = hook(root, ACTIVE);
     assert_eq!((run.code, run.stdout.as_str()), (0, ""));
+    assert_eq!(outbox(root, &["pending", "--parent", PARENT]).code, 1);
+    // And the stop after that is inert.
+    let run = hook(root, ACTIVE);
+    assert_eq!(
+        (run.code, run.stdout.as_str(), run.stderr.as_str()),
+        (0, "", "")
+    );
+}
+
+#[test]
+fn consume_on_print_consumes_as_soon_as_the_decision_is_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    commit_finished(root, PARENT, "w1", "success");
+    let args = ["stop-hook", "--parent", PARENT, "--consume-on-print"];
+    let run = outbox_in(root, &args, INACTIVE.as_bytes());
+    assert!(decision(&run)["reason"].as_str().unwrap().contains("(w1)"));
+    assert_eq!(outbox(root, &["pending", "--parent", PARENT]).code, 1);
+    let run = outbox_in(root, &args, ACTIVE.as_bytes());
+    assert_eq!((run.code, run.stdout.as_str()), (0, ""));
+}
+
+#[test]
+fn a_block_not_acted_on_is_shown_again_first_and_marked() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    commit_finished_with(root, PARENT, "w1", "success", &["--summary", "one"]);
+    decision(&hook(root, INACTIVE));
+    commit_finished_with(root, PARENT, "w2", "success", &["--summary", "two"]);
+    // The user pressed Esc (no hook), and the next turn stops normally.
+    let json = decision(&hook(root, INACTIVE));
+    assert_eq!(
+        json["reason"],
+        "2 child sessions completed; each one needs handling (1 shown before and not yet \
+         handled, marked [again]):\n\
+         - [again] w1 (w1): success — one\n\
+         - w2 (w2): success — two"
+    );
+    let run = hook(root, ACTIVE);
+    assert_eq!((run.code, run.stdout.as_str()), (0, ""), "{run:?}");
+    assert!(peek_json(root, PARENT).is_empty());
 }
 
 #[test]
@@ -121,6 +163,8 @@ fn three_consecutive_blocks_then_no_block_and_the_records_wait() {
     assert!(json["reason"].as_str().unwrap().contains("turn-4"));
     let count: Value = serde_json::from_slice(&std::fs::read(&guard).unwrap()).unwrap();
     assert_eq!(count["count"], 1);
+    // Confirmed by the next Stop with stop_hook_active: consumed.
+    assert_eq!(hook(root, ACTIVE).stdout, "");
     assert!(peek_json(root, PARENT).is_empty());
 }
 

@@ -3,7 +3,7 @@
 
 use std::convert::Infallible;
 
-use outbox::stop_hook::{StopOutcome, on_stop};
+use outbox::stop_hook::{StopOutcome, on_stop_consume_on_print};
 use outbox::{Outbox, Record};
 use outbox_sim::{CrashIo, Fault, FaultIo, FaultPlan, OpKind, OpKindSet};
 
@@ -22,7 +22,7 @@ fn a_block_whose_marks_cannot_be_undone_stands() {
     fs.install_dir(SIM_ROOT);
     let fio = FaultIo::new(fs);
     let ob = Outbox::open_with(SIM_ROOT, fio.clone()).unwrap();
-    ob.set_stop_blocks(PARENT, 0).unwrap();
+    ob.set_handover(PARENT, &Default::default()).unwrap();
     ob.commit(PARENT, Record::finished("c1", "done")).unwrap();
     // Renames and directory fsyncs: the counter's (0, 1), the claim's
     // rename (2; protocol v2: no fsync), the new ledger's (3, 4); from the
@@ -32,7 +32,7 @@ fn a_block_whose_marks_cannot_be_undone_stands() {
             .counting(OpKindSet::of([OpKind::Rename, OpKind::SyncDir])),
     );
     let mut out = Vec::new();
-    let outcome = on_stop(&ob, PARENT, false, emit_into(&mut out)).unwrap();
+    let outcome = on_stop_consume_on_print(&ob, PARENT, false, emit_into(&mut out)).unwrap();
     fio.disarm();
     match outcome {
         StopOutcome::BlockedNotDurable {

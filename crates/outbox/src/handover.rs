@@ -1,0 +1,640 @@
+//! Confirmed delivery to a Claude Code parent: records shown to the model
+//! stay pending until the parent's next move proves it acted on them.
+//!
+//! A record reaches the parent's model on one of three *surfaces*
+//! ([`Surface`]): a Stop-hook block (`{"decision":"block","reason":…}`),
+//! `additionalContext` of a UserPromptSubmit or SessionStart hook, or a
+//! rewake (an idle session woken with the text). Printing is not
+//! delivery: the user may press Esc (which fires no hook), Claude Code may
+//! be killed, or a wrapper may drop the decision. So this module never
+//! consumes on print. It keeps, per parent, one small durable
+//! [`Handover`]: which session was shown which turns ([`Record::turn_key`]),
+//! on which surface, and the consecutive-block counter. The records stay
+//! pending; the next hook event of that session decides:
+//!
+//! | shown on | confirmed by | not acted on (shown again, first, marked "again") |
+//! |---|---|---|
+//! | Stop block | the next Stop with `stop_hook_active: true` (Claude continued because of the block) | a Stop with `stop_hook_active: false`, a UserPromptSubmit, a SessionStart |
+//! | rewake | the woken turn's Stop (`stop_hook_active: true`) | as a Stop block; the woken turn's own UserPromptSubmit (its prompt is the rewake text, recognised by the delivery id in it) is neither |
+//! | UserPromptSubmit / SessionStart context | the Stop that ends the turn (any `stop_hook_active`) | a UserPromptSubmit (Esc before any output undoes the turn and its context), a SessionStart |
+//!
+//! A confirmation consumes exactly the turns shown ([`Store::consume_turns`]):
+//! a child that committed a newer turn meanwhile keeps the newer record
+//! pending. An event of another session never confirms: the records are
+//! shown to the session at hand, again. A SessionStart context is still in
+//! the conversation at the first UserPromptSubmit of that session, so that
+//! prompt does not repeat it (only records new since are added).
+//!
+//! **Order of effects.** Show: peek (first-seen order, records shown
+//! before first), render within the surface's budget ([`render`]: records
+//! that do not fit stay pending and come next), persist the new
+//! [`Handover`] durably, *then* emit. A crash before the emit: nothing was
+//! shown, nothing is lost (the state names turns the model never saw; the
+//! next event shows them again). After the emit the records are still
+//! pending, so nothing can be lost. Confirm: consume the turns (durable),
+//! then clear the state; a crash in between leaves a state naming consumed
+//! turns, which the next event confirms again (consuming nothing) or, not
+//! finding them pending, does not show. The one duplicate: a crash (or a
+//! failed write) after the emit and before the next event is judged shows
+//! the records once more, marked "again".
+//!
+//! **Loop guard.** At most [`MAX_CONSECUTIVE_BLOCKS`] consecutive Stop
+//! blocks of one session (Claude Code's own cap is 8). After that the Stop
+//! hook does not block; the records stay pending, and the session's next
+//! UserPromptSubmit or SessionStart shows them as context (or a rewake
+//! waiter wakes the idle session with them). Nothing drains them in the
+//! background: a parent that never prompts again is never told.
+//!
+//! **One session per parent.** Two sessions hooked to the same parent id
+//! each get the records (at least once each); the state follows the last
+//! one shown.
+//!
+//! ```
+//! use outbox::{Outbox, Record, Store, handover};
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let root = tempfile::tempdir()?;
+//! let outbox = Outbox::open(root.path())?;
+//! outbox.commit("conductor", Record::finished("child-1", "success"))?;
+//! let mut printed = Vec::new();
+//! let mut emit = |json: &str| {
+//!     printed.push(json.to_owned());
+//!     Ok::<(), std::io::Error>(())
+//! };
+//!
+//! // The parent's session stops: blocked with the record, still pending.
+//! let stop = handover::Event::Stop { stop_hook_active: false };
+//! let done = handover::handle(&outbox, "conductor", "s1", &stop, &mut emit)?;
+//! assert!(matches!(done.action, handover::Action::Shown(_)));
+//! assert!(printed[0].starts_with(r#"{"decision":"block""#));
+//! assert!(outbox.has_pending("conductor")?);
+//!
+//! // Claude continued because of the block: confirmed, consumed.
+//! let again = handover::Event::Stop { stop_hook_active: true };
+//! let done = handover::handle(&outbox, "conductor", "s1", &again, &mut emit)?;
+//! assert_eq!(done.confirmed.len(), 1);
+//! assert!(!outbox.has_pending("conductor")?);
+//! # Ok(())
+//! # }
+//! ```
+
+use std::fmt::Write as _;
+use std::io::Read;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+
+use crate::durable::{nonce, write_durable};
+use crate::error::{Error, IoContext, Result as OutboxResult};
+use crate::io::{Io, parent_dir};
+use crate::outbox::ensure_dirs;
+use crate::record::nullable;
+use crate::{Outbox, Record, Store};
+
+/// How many consecutive Stop blocks of one session are allowed before the
+/// Stop hook stops blocking (Claude Code ends the turn anyway after 8).
+pub const MAX_CONSECUTIVE_BLOCKS: u32 = 3;
+
+/// The most records one delivery shows; the rest stay pending and come
+/// next (it also bounds the [`Handover`] state).
+pub const MAX_SHOWN: usize = 50;
+
+/// The most bytes of a Stop block's or a rewake's text. Claude Code passes
+/// a 31 000-character reason whole (seen with the real client).
+pub const BLOCK_BUDGET: usize = 30_000;
+
+/// The most bytes of an `additionalContext`: Claude Code replaces one over
+/// 10 000 characters by a file path and a preview, so stay under it with
+/// room to spare (bytes are at least characters).
+pub const CONTEXT_BUDGET: usize = 9_500;
+
+/// The most bytes of the state file read back (the state is bounded by
+/// [`MAX_SHOWN`] keys of at most [`MAX_TURN_KEY_BYTES`](crate::MAX_TURN_KEY_BYTES)).
+const MAX_STATE_BYTES: u64 = 1 << 20;
+
+/// Where a delivery was shown to the model.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Surface {
+    /// A Stop-hook block decision's reason.
+    StopBlock,
+    /// A UserPromptSubmit hook's `additionalContext`.
+    PromptContext,
+    /// A SessionStart hook's `additionalContext`.
+    SessionContext,
+    /// The text that woke an idle session (an `asyncRewake` hook's exit 2).
+    Rewake,
+}
+
+impl Surface {
+    /// The name stored for it (`stop_block`, `prompt_context`,
+    /// `session_context`, `rewake`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::StopBlock => "stop_block",
+            Self::PromptContext => "prompt_context",
+            Self::SessionContext => "session_context",
+            Self::Rewake => "rewake",
+        }
+    }
+
+    /// The surface named `name` ([`as_str`](Self::as_str)); `None` for any
+    /// other name.
+    pub fn parse(name: &str) -> Option<Self> {
+        [
+            Self::StopBlock,
+            Self::PromptContext,
+            Self::SessionContext,
+            Self::Rewake,
+        ]
+        .into_iter()
+        .find(|s| s.as_str() == name)
+    }
+
+    /// The most bytes of text this surface carries.
+    pub fn budget(self) -> usize {
+        match self {
+            Self::StopBlock | Self::Rewake => BLOCK_BUDGET,
+            Self::PromptContext | Self::SessionContext => CONTEXT_BUDGET,
+        }
+    }
+}
+
+/// A parent's handover state: what was last shown to which session, and
+/// the Stop hook's consecutive-block counter. One small value per parent
+/// ([`Store::handover`], [`Store::set_handover`]); the default is "nothing
+/// shown, no block".
+///
+/// On the file store it is `runtime/stop-blocks/<id>.json`, the file of the
+/// older bare counter, whose `count` field it keeps (an older file reads as
+/// that counter with nothing shown).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Handover {
+    /// Consecutive Stop blocks of `session_id`.
+    #[serde(rename = "count")]
+    pub blocks: u32,
+    /// The session the records were shown to (and the blocks counted in).
+    #[serde(deserialize_with = "nullable")]
+    pub session_id: String,
+    /// Where they were shown; `None` when nothing awaits confirmation.
+    pub surface: Option<Surface>,
+    /// The turn keys shown and not yet confirmed, in the order shown.
+    pub shown: Vec<String>,
+    /// The delivery's id, in a rewake's text (so its woken turn's prompt
+    /// is recognised); empty for other surfaces.
+    #[serde(deserialize_with = "nullable")]
+    pub delivery: String,
+    /// When it was shown, in Unix seconds (for people; no rule reads it).
+    pub shown_at: i64,
+}
+
+impl Handover {
+    /// Whether a delivery awaits confirmation.
+    pub fn awaits_confirmation(&self) -> bool {
+        self.surface.is_some() && !self.shown.is_empty()
+    }
+
+    fn clear_shown(&mut self) {
+        self.surface = None;
+        self.shown.clear();
+        self.delivery.clear();
+    }
+}
+
+/// A hook event of the parent's session, as far as the rules care.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Event {
+    /// The session is about to end its turn (Claude Code's `Stop`).
+    Stop {
+        /// Whether Claude is continuing because a Stop hook blocked.
+        stop_hook_active: bool,
+    },
+    /// The user (or a rewake) submitted a prompt.
+    UserPromptSubmit {
+        /// The prompt's text.
+        prompt: String,
+    },
+    /// The session started, resumed, was cleared or compacted.
+    SessionStart,
+    /// A waiter is about to wake the idle session with the records.
+    Rewake,
+}
+
+impl Event {
+    fn surface(&self) -> Surface {
+        match self {
+            Self::Stop { .. } => Surface::StopBlock,
+            Self::UserPromptSubmit { .. } => Surface::PromptContext,
+            Self::SessionStart => Surface::SessionContext,
+            Self::Rewake => Surface::Rewake,
+        }
+    }
+}
+
+/// What an event says about the delivery awaiting confirmation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// Nothing awaits confirmation.
+    NothingShown,
+    /// The model acted on it: consume the turns shown.
+    Confirmed,
+    /// It was not acted on (or shown to another session): show it again.
+    NotActedOn,
+    /// It is still in the conversation this event continues (a rewake's
+    /// woken prompt, the first prompt after a SessionStart context): do
+    /// not repeat it.
+    StillInContext,
+}
+
+/// The rules of the table in the module documentation, as a pure function
+/// of the state, the event's session and the event.
+pub fn judge(state: &Handover, session: &str, event: &Event) -> Verdict {
+    let Some(surface) = state.surface.filter(|_| !state.shown.is_empty()) else {
+        return Verdict::NothingShown;
+    };
+    if state.session_id != session {
+        return Verdict::NotActedOn;
+    }
+    match (event, surface) {
+        (Event::Stop { stop_hook_active }, Surface::StopBlock | Surface::Rewake) => {
+            if *stop_hook_active {
+                Verdict::Confirmed
+            } else {
+                Verdict::NotActedOn
+            }
+        }
+        (Event::Stop { .. }, Surface::PromptContext | Surface::SessionContext) => {
+            Verdict::Confirmed
+        }
+        (Event::UserPromptSubmit { prompt }, Surface::Rewake)
+            if !state.delivery.is_empty() && prompt.contains(&delivery_tag(&state.delivery)) =>
+        {
+            Verdict::StillInContext
+        }
+        (Event::UserPromptSubmit { .. }, Surface::SessionContext) => Verdict::StillInContext,
+        _ => Verdict::NotActedOn,
+    }
+}
+
+/// What [`handle`] did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Handled {
+    /// The records a confirmation consumed (empty when none).
+    pub confirmed: Vec<Record>,
+    /// What was shown, or why nothing was.
+    pub action: Action,
+}
+
+/// What [`handle`] showed, or why it showed nothing.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Action {
+    /// Nothing is pending (or all of it is still in the conversation):
+    /// nothing was emitted.
+    NothingPending,
+    /// The Stop hook had already blocked [`MAX_CONSECUTIVE_BLOCKS`] times in
+    /// a row in this session: nothing was emitted; the records stay pending
+    /// for the session's next prompt (or a rewake).
+    GuardTripped {
+        /// The consecutive-block counter, as read.
+        blocks: u32,
+    },
+    /// A delivery was emitted; its records stay pending until confirmed.
+    Shown(Delivery),
+}
+
+/// One delivery that was emitted.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Delivery {
+    /// Where.
+    pub surface: Surface,
+    /// The records shown, in the order shown.
+    pub records: Vec<Record>,
+    /// How many of them (the first ones) were shown before and not acted
+    /// on.
+    pub again: usize,
+    /// How many pending records did not fit and wait for the next delivery.
+    pub left: usize,
+    /// The consecutive-block counter after this delivery (0 but for a Stop
+    /// block).
+    pub blocks: u32,
+    /// The text shown.
+    pub text: String,
+    /// The delivery's id (in the text of a rewake).
+    pub delivery: String,
+}
+
+/// Why [`handle`] failed. In no case is a record lost or consumed without
+/// confirmation; the caller should emit nothing more and report it.
+#[derive(Debug, thiserror::Error)]
+pub enum HandoverError<E> {
+    /// The handover state could not be read or persisted: nothing was
+    /// emitted.
+    #[error("handover state: {0}")]
+    State(#[source] Error),
+    /// Peeking, or consuming a confirmed delivery, failed: nothing was
+    /// emitted; a confirmation not made is made by the next event.
+    #[error(transparent)]
+    Outbox(Error),
+    /// Emitting failed after the state was persisted: the records are
+    /// pending, and the next event shows them again.
+    #[error("emit: {0}")]
+    Emit(#[source] E),
+}
+
+/// Applies the rules (see the module documentation) to one event of
+/// `session`, the parent `parent`'s session: confirms what the event
+/// confirms, then shows what is pending. `emit` gets the text to print, at
+/// most once, after the state is durable: for a Stop the block decision
+/// (one line of JSON), for UserPromptSubmit and SessionStart the
+/// `hookSpecificOutput` object with `additionalContext` (one line of JSON),
+/// for a rewake the plain text (for stderr).
+///
+/// Writes nothing when nothing is pending and nothing awaits confirmation.
+pub fn handle<S: Store, E>(
+    store: &S,
+    parent: &str,
+    session: &str,
+    event: &Event,
+    emit: impl FnOnce(&str) -> Result<(), E>,
+) -> Result<Handled, HandoverError<E>> {
+    let mut state = store.handover(parent).map_err(HandoverError::State)?;
+    let verdict = judge(&state, session, event);
+    let mut confirmed = Vec::new();
+    let mut dirty = false;
+    let (mut again_keys, mut in_context) = (Vec::new(), Vec::new());
+    match verdict {
+        Verdict::NothingShown => {}
+        Verdict::Confirmed => {
+            confirmed = store
+                .consume_turns(parent, &state.shown)
+                .map_err(HandoverError::Outbox)?
+                .records;
+            state.clear_shown();
+            dirty = true;
+        }
+        Verdict::NotActedOn => again_keys = std::mem::take(&mut state.shown),
+        Verdict::StillInContext => in_context = state.shown.clone(),
+    }
+    let previous = match event {
+        Event::Stop {
+            stop_hook_active: true,
+        } if state.session_id == session => state.blocks,
+        _ => 0,
+    };
+    let done = |action| Handled {
+        confirmed: confirmed.clone(),
+        action,
+    };
+    if matches!(event, Event::Stop { .. }) && previous >= MAX_CONSECUTIVE_BLOCKS {
+        if dirty {
+            store
+                .set_handover(parent, &state)
+                .map_err(HandoverError::State)?;
+        }
+        return Ok(done(Action::GuardTripped { blocks: previous }));
+    }
+    let pending = store.peek(parent).map_err(HandoverError::Outbox)?;
+    let (again, new): (Vec<Record>, Vec<Record>) = pending
+        .into_iter()
+        .filter(|r| !in_context.contains(&r.turn_key()))
+        .partition(|r| again_keys.contains(&r.turn_key()));
+    if again.is_empty() && new.is_empty() {
+        if dirty || verdict == Verdict::NotActedOn {
+            // Nothing of it is pending any more (another drain took it).
+            state.clear_shown();
+            store
+                .set_handover(parent, &state)
+                .map_err(HandoverError::State)?;
+        }
+        return Ok(done(Action::NothingPending));
+    }
+    let mut surface = event.surface();
+    if !in_context.is_empty() {
+        // What is still in the conversation and what is added now are
+        // confirmed together, by the turn's Stop.
+        surface = Surface::PromptContext;
+    }
+    let delivery = if surface == Surface::Rewake {
+        format!("{:016x}", nonce())
+    } else {
+        String::new()
+    };
+    let rendered = render(
+        &again,
+        &new,
+        surface.budget(),
+        Some(delivery.as_str()).filter(|d| !d.is_empty()),
+    );
+    let mut records = again;
+    records.extend(new);
+    let left = records.len() - rendered.shown;
+    records.truncate(rendered.shown);
+    let again = rendered.again;
+    let blocks = match event {
+        Event::Stop { .. } => previous + 1,
+        _ => 0,
+    };
+    let mut shown: Vec<String> = in_context;
+    shown.extend(records.iter().map(Record::turn_key));
+    let state = Handover {
+        blocks,
+        session_id: session.to_owned(),
+        surface: Some(surface),
+        shown,
+        delivery: delivery.clone(),
+        shown_at: SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX)),
+    };
+    store
+        .set_handover(parent, &state)
+        .map_err(HandoverError::State)?;
+    let output = match event {
+        Event::Stop { .. } => {
+            serde_json::json!({"decision": "block", "reason": rendered.text}).to_string()
+        }
+        Event::UserPromptSubmit { .. } | Event::SessionStart => {
+            let name = if *event == Event::SessionStart {
+                "SessionStart"
+            } else {
+                "UserPromptSubmit"
+            };
+            serde_json::json!({"hookSpecificOutput": {
+                "hookEventName": name,
+                "additionalContext": rendered.text,
+            }})
+            .to_string()
+        }
+        Event::Rewake => rendered.text.clone(),
+    };
+    emit(&output).map_err(HandoverError::Emit)?;
+    Ok(done(Action::Shown(Delivery {
+        surface,
+        records,
+        again,
+        left,
+        blocks,
+        text: rendered.text,
+        delivery,
+    })))
+}
+
+/// The tag a rewake's text carries, by which its woken prompt is known.
+pub fn delivery_tag(delivery: &str) -> String {
+    format!("[outbox delivery {delivery}]")
+}
+
+/// A rendered delivery: the text and how many leading records it shows.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Rendered {
+    /// The text, at most the budget's bytes.
+    pub text: String,
+    /// How many records it shows: the first `shown` of `again` then `new`.
+    pub shown: usize,
+    /// How many of those are from `again`.
+    pub again: usize,
+}
+
+/// The text of a delivery of `again` (shown before, not yet handled: first,
+/// each line marked `[again]`) then `new`, within `budget` bytes: a header,
+/// one line per record (`- [again] <title or child id> (<child id>):
+/// <status>[ — <summary>]`, as [`block_reason`](crate::stop_hook::block_reason)
+/// without the mark), a line saying how many more wait, and the delivery's
+/// tag when given. At most [`MAX_SHOWN`] records; records that do not fit
+/// wait. The first record is always shown, its summary cut to fit (ending
+/// in a note that `outbox peek` shows it whole).
+pub fn render(again: &[Record], new: &[Record], budget: usize, delivery: Option<&str>) -> Rendered {
+    let all: Vec<(&Record, bool)> = again
+        .iter()
+        .map(|r| (r, true))
+        .chain(new.iter().map(|r| (r, false)))
+        .collect();
+    let total = all.len();
+    let mut footer_room = 80;
+    if let Some(d) = delivery {
+        footer_room += delivery_tag(d).len() + 1;
+    }
+    let mut lines = Vec::new();
+    let mut used = 120; // the header, at most
+    for (i, (r, is_again)) in all.iter().enumerate().take(MAX_SHOWN) {
+        let line = record_line(r, *is_again);
+        if used + line.len() + 1 + footer_room <= budget {
+            used += line.len() + 1;
+            lines.push(line);
+        } else if i == 0 {
+            let room = budget.saturating_sub(used + footer_room + 1);
+            let line = cut(&line, room);
+            used += line.len() + 1;
+            lines.push(line);
+        } else {
+            break;
+        }
+    }
+    let shown = lines.len();
+    let shown_again = shown.min(again.len());
+    let mut text = match shown {
+        1 => "1 child session completed; it needs handling".to_owned(),
+        n => format!("{n} child sessions completed; each one needs handling"),
+    };
+    if shown_again > 0 {
+        let _ = write!(
+            text,
+            " ({shown_again} shown before and not yet handled, marked [again])"
+        );
+    }
+    text.push(':');
+    for line in lines {
+        text.push('\n');
+        text.push_str(&line);
+    }
+    if total > shown {
+        let _ = write!(text, "\n({} more pending: shown next time)", total - shown);
+    }
+    if let Some(d) = delivery {
+        text.push('\n');
+        text.push_str(&delivery_tag(d));
+    }
+    Rendered {
+        text,
+        shown,
+        again: shown_again,
+    }
+}
+
+/// One record's line.
+fn record_line(r: &Record, again: bool) -> String {
+    let child = r.child_session_id.as_str();
+    let title = match r.child_title.trim() {
+        "" => child,
+        title => title,
+    };
+    let status = if r.is_finished() {
+        &r.done_status
+    } else {
+        &r.to_status
+    };
+    let mark = if again { "[again] " } else { "" };
+    let mut line = format!("- {mark}{title} ({child}): {status}");
+    let summary = r.done_summary.trim();
+    if r.is_finished() && !summary.is_empty() {
+        line.push_str(" — ");
+        line.push_str(summary);
+    }
+    line
+}
+
+/// `line` cut to at most `room` bytes (on a character boundary), ending in
+/// a note when cut.
+fn cut(line: &str, room: usize) -> String {
+    if line.len() <= room {
+        return line.to_owned();
+    }
+    const NOTE: &str = " …[cut; `outbox peek` shows it whole]";
+    let mut end = room.saturating_sub(NOTE.len());
+    while !line.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}{NOTE}", &line[..end])
+}
+
+/// The handover state of the file store: `runtime/stop-blocks/<id>.json`,
+/// beside the rules that read and write it ([`handle`]).
+impl<I: Io> Outbox<I> {
+    /// The handover state of `parent` ([`Handover`]); the default when the
+    /// file is absent or unreadable (nothing shown: the records are shown
+    /// again, never lost). Creates nothing.
+    pub fn handover(&self, parent: &str) -> OutboxResult<Handover> {
+        let paths = self.paths(parent)?;
+        let path = &paths.stop_blocks;
+        let Some(reader) = self.io().open_read(path).at("open", path)? else {
+            return Ok(Handover::default());
+        };
+        let mut bytes = Vec::new();
+        reader
+            .take(MAX_STATE_BYTES)
+            .read_to_end(&mut bytes)
+            .at("read", path)?;
+        Ok(serde_json::from_slice(&bytes).unwrap_or_default())
+    }
+
+    /// Sets the handover state of `parent`, durably (1 file + 1 directory
+    /// fsync; the first call also creates `runtime/stop-blocks/`, +1
+    /// directory fsync). Holds the parent's drain lock while writing, like
+    /// every writer of the parent's `runtime/` files (so a sweep can tell
+    /// its temporary files are stale); do not call it from a
+    /// [`drain_with`](Self::drain_with) callback of the same parent.
+    pub fn set_handover(&self, parent: &str, state: &Handover) -> OutboxResult<()> {
+        let paths = self.paths(parent)?;
+        self.ensure_layout()?;
+        let io = self.io();
+        ensure_dirs(io, &[parent_dir(&paths.stop_blocks).to_owned()])?;
+        let _drain = self.lock(&paths.drain_lock)?;
+        let bytes = serde_json::to_vec(state).map_err(|source| Error::Encode {
+            child: String::new(),
+            source,
+        })?;
+        write_durable(io, &paths.stop_blocks, &bytes)?;
+        Ok(())
+    }
+}
