@@ -79,6 +79,12 @@ fn run(loc: &Location, parent: &str, input: &HookInput, event: &Event) -> Result
             "write stdout: {e}; the records stay pending and are shown again"
         )),
         HandoverError::Outbox(e) => Failure::error(format!("{}; {not}", drain_failure(&e))),
+        // Exit 1: Claude Code then ignores what was printed, as the state
+        // (not marked emitted) says.
+        HandoverError::Marked(e) => Failure::error(format!(
+            "printed, but recording that failed ({e}); exiting with an error so that it is \
+             ignored: the records stay pending and are shown again"
+        )),
     })?;
     if let Action::GuardTripped { blocks } = handled.action {
         let _ = writeln!(

@@ -557,6 +557,7 @@ pub fn the_handover_state_round_trips(h: &impl Harness) {
         shown: vec!["c1@a".into(), long_key, "c2@b".into()],
         delivery: "00ff00ff00ff00ff".into(),
         shown_at: T0,
+        emitted: true,
     };
     ob.set_handover(PARENT, &state).unwrap();
     assert_eq!(ob.handover(PARENT).unwrap(), state);

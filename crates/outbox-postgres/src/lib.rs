@@ -205,14 +205,16 @@ mod sql {
     pub const PENDING_COUNTS: &str =
         "SELECT parent, count(*) FROM {s}.pending GROUP BY parent ORDER BY parent";
     pub const HANDOVER: &str = "\
-        SELECT count, session_id, surface, shown, delivery, shown_at
+        SELECT count, session_id, surface, shown, delivery, shown_at, emitted
         FROM {s}.stop_blocks WHERE parent = $1";
     pub const SET_HANDOVER: &str = "\
-        INSERT INTO {s}.stop_blocks (parent, count, session_id, surface, shown, delivery, shown_at)
-        VALUES ($1, $2, $3, $4, $5, $6, $7)
+        INSERT INTO {s}.stop_blocks
+            (parent, count, session_id, surface, shown, delivery, shown_at, emitted)
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
         ON CONFLICT (parent) DO UPDATE SET count = excluded.count,
             session_id = excluded.session_id, surface = excluded.surface,
-            shown = excluded.shown, delivery = excluded.delivery, shown_at = excluded.shown_at";
+            shown = excluded.shown, delivery = excluded.delivery,
+            shown_at = excluded.shown_at, emitted = excluded.emitted";
     pub const TURN_ROWS: &str = "\
         SELECT p.child, p.seq, p.line, EXISTS (SELECT 1 FROM {s}.consumed c
             WHERE c.parent = $1 AND c.turn_key = p.turn_key)
@@ -1018,6 +1020,7 @@ impl Store for PgOutbox {
             shown: row.get(3),
             delivery: row.get(4),
             shown_at: row.get(5),
+            emitted: row.get(6),
         })
     }
 
@@ -1037,6 +1040,7 @@ impl Store for PgOutbox {
                     &state.shown,
                     &state.delivery,
                     &state.shown_at,
+                    &state.emitted,
                 ],
             )
         })?;

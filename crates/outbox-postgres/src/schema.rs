@@ -120,13 +120,15 @@ ALTER TABLE {s}.pending ADD COLUMN first_seq bigint;
 -- delivery, `outbox::handover`): besides the consecutive-block counter,
 -- the session the records were shown to, where (`surface`: stop_block,
 -- prompt_context, session_context, rewake; NULL when nothing awaits
--- confirmation), the turn keys shown, a rewake's delivery id, and when.
+-- confirmation), the turn keys shown, a rewake's delivery id, when, and
+-- whether the delivery was emitted.
 ALTER TABLE {s}.stop_blocks
     ADD COLUMN session_id text   NOT NULL DEFAULT '',
     ADD COLUMN surface    text,
     ADD COLUMN shown      text[] NOT NULL DEFAULT '{}',
     ADD COLUMN delivery   text   NOT NULL DEFAULT '',
-    ADD COLUMN shown_at   bigint NOT NULL DEFAULT 0;
+    ADD COLUMN shown_at   bigint NOT NULL DEFAULT 0,
+    ADD COLUMN emitted    boolean NOT NULL DEFAULT false;
 "#,
 ];
 

@@ -28,15 +28,20 @@
 //! **Order of effects.** Show: peek (first-seen order, records shown
 //! before first), render within the surface's budget ([`render`]: records
 //! that do not fit stay pending and come next), persist the new
-//! [`Handover`] durably, *then* emit. A crash before the emit: nothing was
-//! shown, nothing is lost (the state names turns the model never saw; the
-//! next event shows them again). After the emit the records are still
-//! pending, so nothing can be lost. Confirm: consume the turns (durable),
-//! then clear the state; a crash in between leaves a state naming consumed
-//! turns, which the next event confirms again (consuming nothing) or, not
-//! finding them pending, does not show. The one duplicate: a crash (or a
-//! failed write) after the emit and before the next event is judged shows
-//! the records once more, marked "again".
+//! [`Handover`] durably, *then* emit, then record that it was emitted
+//! ([`Handover::emitted`], a second durable write). A crash before the
+//! emit: nothing was shown, nothing is lost, and the state, not marked
+//! emitted, confirms nothing (even a `stop_hook_active: true` caused by
+//! another hook's block); the next event shows the records as new. After
+//! the emit the records are still pending, so nothing can be lost.
+//! Confirm: consume the turns (durable), then clear the state; a crash in
+//! between leaves a state naming consumed turns, which the next event
+//! confirms again (consuming nothing). Duplicates, each shown once more
+//! (marked "again" once marked emitted): a crash between the emit and its
+//! mark, and a delivery emitted and then not acted on. The one window for
+//! a confirmation without evidence: the hook is killed after the mark and
+//! before it exits (Claude Code then ignores its output) and another Stop
+//! hook's block makes the next `stop_hook_active` true.
 //!
 //! **Loop guard.** At most [`MAX_CONSECUTIVE_BLOCKS`] consecutive Stop
 //! blocks of one session (Claude Code's own cap is 8). After that the Stop
@@ -187,6 +192,12 @@ pub struct Handover {
     pub delivery: String,
     /// When it was shown, in Unix seconds (for people; no rule reads it).
     pub shown_at: i64,
+    /// Whether the delivery's text was emitted (the second write of a
+    /// delivery, after the print): a delivery persisted and then not
+    /// printed (a crash, a failed write) is never confirmed, whatever the
+    /// next event says (another Stop hook's block also makes
+    /// `stop_hook_active` true).
+    pub emitted: bool,
 }
 
 impl Handover {
@@ -250,7 +261,10 @@ pub enum Verdict {
 /// The rules of the table in the module documentation, as a pure function
 /// of the state, the event's session and the event.
 pub fn judge(state: &Handover, session: &str, event: &Event) -> Verdict {
-    let Some(surface) = state.surface.filter(|_| !state.shown.is_empty()) else {
+    let Some(surface) = state
+        .surface
+        .filter(|_| !state.shown.is_empty() && state.emitted)
+    else {
         return Verdict::NothingShown;
     };
     if state.session_id != session {
@@ -340,6 +354,12 @@ pub enum HandoverError<E> {
     /// pending, and the next event shows them again.
     #[error("emit: {0}")]
     Emit(#[source] E),
+    /// The text was emitted, but recording that it was failed: the state
+    /// says "not emitted", so the next event shows the records again and
+    /// never confirms them. A hook should exit with an error so that
+    /// Claude Code ignores what was printed.
+    #[error("record that the delivery was emitted: {0}")]
+    Marked(#[source] Error),
 }
 
 /// Applies the rules (see the module documentation) to one event of
@@ -437,7 +457,7 @@ pub fn handle<S: Store, E>(
     };
     let mut shown: Vec<String> = in_context;
     shown.extend(records.iter().map(Record::turn_key));
-    let state = Handover {
+    let mut state = Handover {
         blocks,
         session_id: session.to_owned(),
         surface: Some(surface),
@@ -446,6 +466,7 @@ pub fn handle<S: Store, E>(
         shown_at: SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX)),
+        emitted: false,
     };
     store
         .set_handover(parent, &state)
@@ -469,6 +490,10 @@ pub fn handle<S: Store, E>(
         Event::Rewake => rendered.text.clone(),
     };
     emit(&output).map_err(HandoverError::Emit)?;
+    state.emitted = true;
+    store
+        .set_handover(parent, &state)
+        .map_err(HandoverError::Marked)?;
     Ok(done(Action::Shown(Delivery {
         surface,
         records,
@@ -636,5 +661,219 @@ impl<I: Io> Outbox<I> {
         })?;
         write_durable(io, &paths.stop_blocks, &bytes)?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::convert::Infallible;
+
+    const PARENT: &str = "conductor";
+
+    fn shown(surface: Surface) -> Handover {
+        Handover {
+            blocks: 1,
+            session_id: "s1".into(),
+            surface: Some(surface),
+            shown: vec!["c1@k".into()],
+            delivery: "d00d".into(),
+            shown_at: 0,
+            emitted: true,
+        }
+    }
+
+    fn stop(active: bool) -> Event {
+        Event::Stop {
+            stop_hook_active: active,
+        }
+    }
+
+    fn prompt(text: &str) -> Event {
+        Event::UserPromptSubmit {
+            prompt: text.into(),
+        }
+    }
+
+    /// The table of the module documentation, row by row.
+    #[test]
+    fn the_verdicts_follow_the_table() {
+        use Surface::*;
+        use Verdict::*;
+        let woken = prompt(&format!("wake up\n{}", delivery_tag("d00d")));
+        let cases = [
+            (StopBlock, stop(true), Confirmed),
+            (StopBlock, stop(false), NotActedOn),
+            (StopBlock, prompt("hi"), NotActedOn),
+            (StopBlock, Event::SessionStart, NotActedOn),
+            (StopBlock, woken.clone(), NotActedOn),
+            (Rewake, stop(true), Confirmed),
+            (Rewake, stop(false), NotActedOn),
+            (Rewake, woken.clone(), StillInContext),
+            (Rewake, prompt("wake up [outbox delivery 0000]"), NotActedOn),
+            (Rewake, Event::SessionStart, NotActedOn),
+            (PromptContext, stop(false), Confirmed),
+            (PromptContext, stop(true), Confirmed),
+            (PromptContext, prompt("hi"), NotActedOn),
+            (PromptContext, Event::SessionStart, NotActedOn),
+            (SessionContext, stop(false), Confirmed),
+            (SessionContext, prompt("hi"), StillInContext),
+            (SessionContext, Event::SessionStart, NotActedOn),
+            (StopBlock, Event::Rewake, NotActedOn),
+        ];
+        for (surface, event, verdict) in cases {
+            let state = shown(surface);
+            assert_eq!(judge(&state, "s1", &event), verdict, "{surface:?} {event:?}");
+            // Another session never confirms, and never counts as in context.
+            assert_eq!(judge(&state, "s2", &event), NotActedOn, "{surface:?} {event:?}");
+            // Not emitted: never confirmed, never "shown before".
+            let unprinted = Handover {
+                emitted: false,
+                ..state.clone()
+            };
+            assert_eq!(judge(&unprinted, "s1", &event), NothingShown);
+            let empty = Handover {
+                shown: Vec::new(),
+                ..state
+            };
+            assert_eq!(judge(&empty, "s1", &event), NothingShown);
+        }
+        assert_eq!(judge(&Handover::default(), "", &stop(true)), NothingShown);
+    }
+
+    fn rec(child: &str, summary: &str) -> Record {
+        let mut r = Record::finished(child, "success");
+        r.done_summary = summary.into();
+        r
+    }
+
+    #[test]
+    fn render_marks_the_records_shown_before_and_keeps_within_the_budget() {
+        let text = render(&[rec("a", "one")], &[rec("b", "")], 1000, None);
+        assert_eq!(
+            text.text,
+            "2 child sessions completed; each one needs handling (1 shown before and not yet \
+             handled, marked [again]):\n- [again] a (a): success — one\n- b (b): success"
+        );
+        assert_eq!((text.shown, text.again), (2, 1));
+        // Many records, a small budget: a prefix fits, the rest wait.
+        let many: Vec<Record> = (0..200).map(|i| rec(&format!("c{i}"), &"x".repeat(90))).collect();
+        for budget in [CONTEXT_BUDGET, BLOCK_BUDGET, 400] {
+            let r = render(&[], &many, budget, Some("0123456789abcdef"));
+            assert!(r.text.len() <= budget, "{budget}: {}", r.text.len());
+            assert!(r.shown >= 1 && r.shown <= MAX_SHOWN, "{}", r.shown);
+            assert!(r.text.contains(&format!("({} more pending", 200 - r.shown)));
+            assert!(r.text.ends_with(&delivery_tag("0123456789abcdef")));
+        }
+        // One record over the budget: shown, its summary cut on a
+        // character boundary.
+        let huge = rec("big", &"é".repeat(20_000));
+        let r = render(&[], &[huge], CONTEXT_BUDGET, None);
+        assert_eq!(r.shown, 1);
+        assert!(r.text.len() <= CONTEXT_BUDGET, "{}", r.text.len());
+        assert!(r.text.ends_with("…[cut; `outbox peek` shows it whole]"), "{}", &r.text[r.text.len() - 60..]);
+    }
+
+    fn run(ob: &Outbox, session: &str, event: &Event, out: &mut Vec<String>) -> Handled {
+        handle(ob, PARENT, session, event, |t: &str| {
+            out.push(t.to_owned());
+            Ok::<(), Infallible>(())
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn a_rewakes_own_prompt_does_not_repeat_it_and_adds_only_what_is_new() {
+        let root = tempfile::tempdir().unwrap();
+        let ob = Outbox::open(root.path()).unwrap();
+        let mut out = Vec::new();
+        ob.commit(PARENT, rec("c1", "one")).unwrap();
+        let Action::Shown(d) = run(&ob, "s1", &Event::Rewake, &mut out).action else {
+            panic!()
+        };
+        assert_eq!(d.surface, Surface::Rewake);
+        assert!(out[0].ends_with(&delivery_tag(&d.delivery)), "{}", out[0]);
+        // The woken turn's prompt is the rewake text: nothing to add.
+        let woken = prompt(&out[0]);
+        assert_eq!(run(&ob, "s1", &woken, &mut out).action, Action::NothingPending);
+        assert_eq!(out.len(), 1);
+        // A record new since: added, and both confirmed by the turn's Stop.
+        ob.commit(PARENT, rec("c2", "two")).unwrap();
+        let Action::Shown(d) = run(&ob, "s1", &woken, &mut out).action else {
+            panic!()
+        };
+        assert_eq!((d.surface, d.records.len()), (Surface::PromptContext, 1));
+        assert!(out[1].contains("c2 (c2)") && !out[1].contains("c1 (c1)"), "{}", out[1]);
+        let handled = run(&ob, "s1", &stop(true), &mut out);
+        assert_eq!(handled.confirmed.len(), 2);
+        assert!(!ob.has_pending(PARENT).unwrap());
+    }
+
+    #[test]
+    fn the_first_prompt_after_a_session_start_context_does_not_repeat_it() {
+        let root = tempfile::tempdir().unwrap();
+        let ob = Outbox::open(root.path()).unwrap();
+        let mut out = Vec::new();
+        ob.commit(PARENT, rec("c1", "one")).unwrap();
+        run(&ob, "s1", &Event::SessionStart, &mut out);
+        let json: serde_json::Value = serde_json::from_str(&out[0]).unwrap();
+        assert_eq!(json["hookSpecificOutput"]["hookEventName"], "SessionStart");
+        assert!(json["hookSpecificOutput"]["additionalContext"]
+            .as_str()
+            .unwrap()
+            .contains("c1 (c1): success — one"));
+        assert_eq!(run(&ob, "s1", &prompt("hi"), &mut out).action, Action::NothingPending);
+        assert_eq!(run(&ob, "s1", &stop(false), &mut out).confirmed.len(), 1);
+        assert_eq!(out.len(), 1);
+    }
+
+    #[test]
+    fn a_failed_print_or_mark_confirms_nothing() {
+        let root = tempfile::tempdir().unwrap();
+        let ob = Outbox::open(root.path()).unwrap();
+        ob.commit(PARENT, rec("c1", "one")).unwrap();
+        let err = handle(&ob, PARENT, "s1", &stop(false), |_| Err("closed")).unwrap_err();
+        assert!(matches!(err, HandoverError::Emit("closed")));
+        assert!(!ob.handover(PARENT).unwrap().emitted);
+        // Another hook's block makes stop_hook_active true: still nothing
+        // confirmed (it was never printed); shown, as new.
+        let mut out = Vec::new();
+        let handled = run(&ob, "s1", &stop(true), &mut out);
+        assert!(handled.confirmed.is_empty());
+        let Action::Shown(d) = handled.action else { panic!() };
+        assert_eq!((d.again, d.blocks), (0, 2));
+        assert!(ob.handover(PARENT).unwrap().emitted);
+    }
+
+    #[test]
+    fn the_guard_trips_after_three_blocks_and_the_prompt_hook_delivers() {
+        let root = tempfile::tempdir().unwrap();
+        let ob = Outbox::open(root.path()).unwrap();
+        let mut out = Vec::new();
+        for n in 1..=3u32 {
+            ob.commit(PARENT, rec(&format!("c{n}"), "done")).unwrap();
+            let Action::Shown(d) = run(&ob, "s1", &stop(n > 1), &mut out).action else {
+                panic!("{n}")
+            };
+            assert_eq!(d.blocks, n);
+        }
+        ob.commit(PARENT, rec("c4", "done")).unwrap();
+        let handled = run(&ob, "s1", &stop(true), &mut out);
+        assert_eq!(children(&handled.confirmed), ["c3"]);
+        assert_eq!(handled.action, Action::GuardTripped { blocks: 3 });
+        assert_eq!(out.len(), 3);
+        // Still tripped while Claude keeps continuing.
+        assert_eq!(run(&ob, "s1", &stop(true), &mut out).action, Action::GuardTripped { blocks: 3 });
+        // The next prompt delivers it as context, as new.
+        let Action::Shown(d) = run(&ob, "s1", &prompt("next"), &mut out).action else {
+            panic!()
+        };
+        assert_eq!((children(&d.records), d.again, d.blocks), (vec!["c4"], 0, 0));
+        assert!(out[3].contains("\"hookEventName\":\"UserPromptSubmit\""), "{}", out[3]);
+        assert_eq!(children(&run(&ob, "s1", &stop(false), &mut out).confirmed), ["c4"]);
+    }
+
+    fn children(records: &[Record]) -> Vec<&str> {
+        records.iter().map(|r| r.child_session_id.as_str()).collect()
     }
 }

@@ -393,6 +393,7 @@ fn the_handover_state_round_trips_durably_and_reads_the_older_counter() {
         shown: vec!["c1@k".into()],
         delivery: String::new(),
         shown_at: 7,
+        emitted: true,
     };
     ob.set_handover(PARENT, &state).unwrap();
     assert_eq!(open(dir.path()).handover(PARENT).unwrap(), state);
