@@ -723,9 +723,17 @@ mod tests {
         ];
         for (surface, event, verdict) in cases {
             let state = shown(surface);
-            assert_eq!(judge(&state, "s1", &event), verdict, "{surface:?} {event:?}");
+            assert_eq!(
+                judge(&state, "s1", &event),
+                verdict,
+                "{surface:?} {event:?}"
+            );
             // Another session never confirms, and never counts as in context.
-            assert_eq!(judge(&state, "s2", &event), NotActedOn, "{surface:?} {event:?}");
+            assert_eq!(
+                judge(&state, "s2", &event),
+                NotActedOn,
+                "{surface:?} {event:?}"
+            );
             // Not emitted: never confirmed, never "shown before".
             let unprinted = Handover {
                 emitted: false,
@@ -757,7 +765,9 @@ mod tests {
         );
         assert_eq!((text.shown, text.again), (2, 1));
         // Many records, a small budget: a prefix fits, the rest wait.
-        let many: Vec<Record> = (0..200).map(|i| rec(&format!("c{i}"), &"x".repeat(90))).collect();
+        let many: Vec<Record> = (0..200)
+            .map(|i| rec(&format!("c{i}"), &"x".repeat(90)))
+            .collect();
         for budget in [CONTEXT_BUDGET, BLOCK_BUDGET, 400] {
             let r = render(&[], &many, budget, Some("0123456789abcdef"));
             assert!(r.text.len() <= budget, "{budget}: {}", r.text.len());
@@ -771,7 +781,11 @@ mod tests {
         let r = render(&[], &[huge], CONTEXT_BUDGET, None);
         assert_eq!(r.shown, 1);
         assert!(r.text.len() <= CONTEXT_BUDGET, "{}", r.text.len());
-        assert!(r.text.ends_with("…[cut; `outbox peek` shows it whole]"), "{}", &r.text[r.text.len() - 60..]);
+        assert!(
+            r.text.ends_with("…[cut; `outbox peek` shows it whole]"),
+            "{}",
+            &r.text[r.text.len() - 60..]
+        );
     }
 
     fn run(ob: &Outbox, session: &str, event: &Event, out: &mut Vec<String>) -> Handled {
@@ -795,7 +809,10 @@ mod tests {
         assert!(out[0].ends_with(&delivery_tag(&d.delivery)), "{}", out[0]);
         // The woken turn's prompt is the rewake text: nothing to add.
         let woken = prompt(&out[0]);
-        assert_eq!(run(&ob, "s1", &woken, &mut out).action, Action::NothingPending);
+        assert_eq!(
+            run(&ob, "s1", &woken, &mut out).action,
+            Action::NothingPending
+        );
         assert_eq!(out.len(), 1);
         // A record new since: added, and both confirmed by the turn's Stop.
         ob.commit(PARENT, rec("c2", "two")).unwrap();
@@ -803,7 +820,11 @@ mod tests {
             panic!()
         };
         assert_eq!((d.surface, d.records.len()), (Surface::PromptContext, 1));
-        assert!(out[1].contains("c2 (c2)") && !out[1].contains("c1 (c1)"), "{}", out[1]);
+        assert!(
+            out[1].contains("c2 (c2)") && !out[1].contains("c1 (c1)"),
+            "{}",
+            out[1]
+        );
         let handled = run(&ob, "s1", &stop(true), &mut out);
         assert_eq!(handled.confirmed.len(), 2);
         assert!(!ob.has_pending(PARENT).unwrap());
@@ -818,11 +839,16 @@ mod tests {
         run(&ob, "s1", &Event::SessionStart, &mut out);
         let json: serde_json::Value = serde_json::from_str(&out[0]).unwrap();
         assert_eq!(json["hookSpecificOutput"]["hookEventName"], "SessionStart");
-        assert!(json["hookSpecificOutput"]["additionalContext"]
-            .as_str()
-            .unwrap()
-            .contains("c1 (c1): success — one"));
-        assert_eq!(run(&ob, "s1", &prompt("hi"), &mut out).action, Action::NothingPending);
+        assert!(
+            json["hookSpecificOutput"]["additionalContext"]
+                .as_str()
+                .unwrap()
+                .contains("c1 (c1): success — one")
+        );
+        assert_eq!(
+            run(&ob, "s1", &prompt("hi"), &mut out).action,
+            Action::NothingPending
+        );
         assert_eq!(run(&ob, "s1", &stop(false), &mut out).confirmed.len(), 1);
         assert_eq!(out.len(), 1);
     }
@@ -840,7 +866,9 @@ mod tests {
         let mut out = Vec::new();
         let handled = run(&ob, "s1", &stop(true), &mut out);
         assert!(handled.confirmed.is_empty());
-        let Action::Shown(d) = handled.action else { panic!() };
+        let Action::Shown(d) = handled.action else {
+            panic!()
+        };
         assert_eq!((d.again, d.blocks), (0, 2));
         assert!(ob.handover(PARENT).unwrap().emitted);
     }
@@ -863,17 +891,33 @@ mod tests {
         assert_eq!(handled.action, Action::GuardTripped { blocks: 3 });
         assert_eq!(out.len(), 3);
         // Still tripped while Claude keeps continuing.
-        assert_eq!(run(&ob, "s1", &stop(true), &mut out).action, Action::GuardTripped { blocks: 3 });
+        assert_eq!(
+            run(&ob, "s1", &stop(true), &mut out).action,
+            Action::GuardTripped { blocks: 3 }
+        );
         // The next prompt delivers it as context, as new.
         let Action::Shown(d) = run(&ob, "s1", &prompt("next"), &mut out).action else {
             panic!()
         };
-        assert_eq!((children(&d.records), d.again, d.blocks), (vec!["c4"], 0, 0));
-        assert!(out[3].contains("\"hookEventName\":\"UserPromptSubmit\""), "{}", out[3]);
-        assert_eq!(children(&run(&ob, "s1", &stop(false), &mut out).confirmed), ["c4"]);
+        assert_eq!(
+            (children(&d.records), d.again, d.blocks),
+            (vec!["c4"], 0, 0)
+        );
+        assert!(
+            out[3].contains("\"hookEventName\":\"UserPromptSubmit\""),
+            "{}",
+            out[3]
+        );
+        assert_eq!(
+            children(&run(&ob, "s1", &stop(false), &mut out).confirmed),
+            ["c4"]
+        );
     }
 
     fn children(records: &[Record]) -> Vec<&str> {
-        records.iter().map(|r| r.child_session_id.as_str()).collect()
+        records
+            .iter()
+            .map(|r| r.child_session_id.as_str())
+            .collect()
     }
 }
