@@ -15,6 +15,7 @@ mod hardening_files;
 mod hardening_semantics;
 mod hooks;
 mod input;
+mod loop_e2e;
 mod perf_cli;
 mod postgres_store;
 mod stop_hook;

@@ -11,13 +11,14 @@ use crate::util::{PARENT, Run, command, run_command};
 const URL_VAR: &str = "OUTBOX_TEST_DATABASE_URL";
 
 /// A fresh schema on the test database, dropped at the end.
-struct Db {
+pub struct Db {
     base: String,
     schema: String,
 }
 
 impl Db {
-    fn from_env(test: &str) -> Option<Self> {
+    /// `None` (after saying it is skipped) when no database is configured.
+    pub fn from_env(test: &str) -> Option<Self> {
         let Some(base) = std::env::var(URL_VAR).ok().filter(|u| !u.trim().is_empty()) else {
             // Straight to stderr, past libtest's capture: a skip must show.
             let _ = writeln!(
@@ -32,7 +33,7 @@ impl Db {
     }
 
     /// The store URL: the test database and this test's schema.
-    fn url(&self) -> String {
+    pub fn url(&self) -> String {
         let sep = if self.base.contains('?') { '&' } else { '?' };
         format!("{}{sep}outbox_schema={}", self.base, self.schema)
     }
@@ -41,6 +42,18 @@ impl Db {
         let mut cmd = command();
         cmd.arg("--store").arg(self.url()).args(args);
         run_command(cmd, stdin)
+    }
+}
+
+impl Db {
+    /// The test database's URL, without the schema.
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    /// This test's schema.
+    pub fn schema(&self) -> &str {
+        &self.schema
     }
 }
 
