@@ -241,3 +241,123 @@ fn malformed_input_never_blocks_and_never_exits_2() {
     // Nothing was consumed by any of it.
     assert_eq!(peek_json(root, PARENT).len(), 1);
 }
+
+fn context_hook(root: &std::path::Path, input: &str) -> Run {
+    outbox_in(
+        root,
+        &["context-hook", "--parent", PARENT],
+        input.as_bytes(),
+    )
+}
+
+#[test]
+fn context_hook_adds_the_pending_records_and_refuses_other_events() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    // Nothing pending, a root that does not exist: nothing printed, nothing
+    // created.
+    let prompt =
+        r#"{"session_id":"s1","hook_event_name":"UserPromptSubmit","prompt":"hi","new":{}}"#;
+    let run = context_hook(&root.join("none"), prompt);
+    assert_eq!((run.code, run.stdout.as_str()), (0, ""), "{run:?}");
+    assert!(!root.join("none").exists());
+    commit_finished_with(root, PARENT, "w1", "success", &["--summary", "tests pass"]);
+    let run = context_hook(root, prompt);
+    assert_eq!(run.code, 0, "{run:?}");
+    let json: Value = serde_json::from_str(&run.stdout).unwrap();
+    assert_eq!(
+        json["hookSpecificOutput"]["hookEventName"],
+        "UserPromptSubmit"
+    );
+    assert_eq!(
+        json["hookSpecificOutput"]["additionalContext"],
+        "1 child session completed; it needs handling:\n- w1 (w1): success — tests pass"
+    );
+    assert_eq!(
+        peek_json(root, PARENT).len(),
+        1,
+        "pending until the turn's Stop"
+    );
+    // Errors exit 1, never 2 (which would erase the user's prompt), and
+    // show nothing.
+    for (input, says) in [
+        (
+            r#"{"session_id":"s1","hook_event_name":"Stop"}"#,
+            "hook_event_name is \"Stop\"",
+        ),
+        (r#"{"session_id":"s1"}"#, "hook_event_name is \"\""),
+        ("{", "not valid JSON"),
+        (
+            r#"{"hook_event_name":"SessionStart","prompt":7}"#,
+            "invalid type",
+        ),
+    ] {
+        let run = context_hook(root, input);
+        assert_eq!((run.code, run.stdout.as_str()), (1, ""), "{input}: {run:?}");
+        assert_eq!(run.stderr_lines().len(), 1, "{run:?}");
+        assert!(run.stderr.starts_with("outbox context-hook: "), "{run:?}");
+        assert!(run.stderr.contains(says), "{input}: {run:?}");
+        assert!(run.stderr.contains("nothing shown"), "{input}: {run:?}");
+    }
+    let run = outbox_in(root, &["context-hook", "--bogus"], prompt.as_bytes());
+    assert_eq!((run.code, run.stdout.as_str()), (1, ""), "{run:?}");
+    // Without --parent, the parent is the session.
+    commit_finished(root, "s9", "w2", "success");
+    let run = outbox_in(
+        root,
+        &["context-hook"],
+        br#"{"session_id":"s9","hook_event_name":"SessionStart","source":"startup"}"#,
+    );
+    let json: Value = serde_json::from_str(&run.stdout).unwrap();
+    assert_eq!(json["hookSpecificOutput"]["hookEventName"], "SessionStart");
+    assert!(
+        json["hookSpecificOutput"]["additionalContext"]
+            .as_str()
+            .unwrap()
+            .contains("(w2)")
+    );
+}
+
+#[test]
+fn a_context_over_the_cap_shows_what_fits_and_the_rest_comes_next() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let summary = "s".repeat(3000);
+    for i in 0..8 {
+        commit_finished_with(
+            root,
+            PARENT,
+            &format!("w{i}"),
+            "success",
+            &["--summary", &summary],
+        );
+    }
+    let prompt = r#"{"session_id":"s1","hook_event_name":"UserPromptSubmit","prompt":"hi"}"#;
+    let mut seen = Vec::new();
+    for _ in 0..8 {
+        let run = context_hook(root, prompt);
+        if run.stdout.is_empty() {
+            break;
+        }
+        let json: Value = serde_json::from_str(&run.stdout).unwrap();
+        let text = json["hookSpecificOutput"]["additionalContext"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        assert!(text.chars().count() < 10_000, "{}", text.len());
+        for i in 0..8 {
+            if text.contains(&format!("- w{i} (w{i})")) && !seen.contains(&i) {
+                seen.push(i);
+            }
+        }
+        // The turn's Stop confirms what was shown; the rest waits.
+        let run = hook(root, r#"{"session_id":"s1","hook_event_name":"Stop"}"#);
+        assert_eq!(run.code, 0, "{run:?}");
+        if !run.stdout.is_empty() {
+            // The Stop blocks with what was left: confirm it too.
+            assert_eq!(hook(root, ACTIVE).code, 0);
+        }
+    }
+    assert!(peek_json(root, PARENT).is_empty());
+    assert!(seen.len() >= 3, "{seen:?}");
+}
