@@ -3,16 +3,18 @@
 //!
 //! Thin glue over the [`outbox`] library: each subcommand parses its
 //! arguments, calls one library operation and prints the result. The
-//! Claude Code Stop-hook rule lives in [`outbox::stop_hook`]. The newer
-//! commands live in their own modules: `exec` (`drain --exec`),
-//! `from_hook` (`commit --from-hook`), `hooks`, `doctor` and `generate`
-//! (`completions`, `man`).
+//! Claude Code hook rules live in [`outbox::handover`] and
+//! [`outbox::stop_hook`]. The newer commands live in their own modules:
+//! `exec` (`drain --exec`), `from_hook` (`commit --from-hook`),
+//! `handover_cmd` (`stop-hook`'s default mode, `context-hook`), `hooks`,
+//! `doctor` and `generate` (`completions`, `man`).
 //!
 //! Exit status: 0 success; 1 a "no" answer (`pending` with nothing
 //! pending, `doctor` with something to fix); 2 a usage or I/O error, with
 //! one line on stderr naming what and where. The hooks (`stop-hook`,
-//! `commit --from-hook`) never exit 2 (Claude Code would read 2 as
-//! "block"): their errors exit 1. See `outbox --help` and `README.md`.
+//! `context-hook`, `commit --from-hook`) never exit 2 (Claude Code would
+//! read 2 as "block"): their errors exit 1. See `outbox --help` and
+//! `README.md`.
 
 mod doctor;
 mod duration;
@@ -81,8 +83,8 @@ rewrites the same inbox is lost. `pending` and `peek` never write; `drain`,
 Exit status: 0 success; 1 a \"no\" answer (`pending` with nothing pending,
 `doctor` with something to fix); 2 a usage or I/O error (or a `drain --exec`
 command that did not confirm), with one line on stderr naming what and where.
-The hooks (`stop-hook`, `commit --from-hook`) never exit 2 (Claude Code reads
-2 as \"block\"): their errors exit 1.";
+The hooks (`stop-hook`, `context-hook`, `commit --from-hook`) never exit 2
+(Claude Code reads 2 as \"block\"): their errors exit 1.";
 
 const AFTER_HELP: &str = "\
 Example:
@@ -136,11 +138,13 @@ enum Command {
 /// will deliver it; a new --output-hash marks a new turn) and when
 /// unreadable lines of the inbox were set aside in a quarantine file.
 ///
-/// --from-hook reads the Stop (or SubagentStop) hook's JSON on stdin and
-/// commits a completion: the child is session_id (agent_id for
-/// SubagentStop), the status `success`, the summary last_assistant_message
-/// (empty when absent). hook_event_name must be Stop or SubagentStop;
-/// unknown fields are ignored. Its errors print one line on stderr and exit
+/// --from-hook reads a child's hook JSON on stdin and commits a
+/// completion: the child is session_id (agent_id for SubagentStop). Stop
+/// and SubagentStop: status `success`, summary last_assistant_message
+/// (empty when absent). StopFailure: status `error`, the error and the last
+/// message. SessionEnd: status `ended` with the reason, not committed
+/// while a record of the child is pending (it would replace that report).
+/// Unknown fields are ignored. Its errors print one line on stderr and exit
 /// 1, never 2 (Claude Code reads 2 as "block"), so a broken hook never
 /// traps the agent. `outbox hooks --child` prints the settings to install
 /// it.
@@ -215,8 +219,8 @@ struct CommitArgs {
         ]
     )]
     json: bool,
-    /// Read a Claude Code Stop or SubagentStop hook input on stdin and
-    /// commit the child's completion (see above).
+    /// Read a Claude Code Stop, StopFailure, SessionEnd or SubagentStop
+    /// hook input on stdin and commit the child's completion (see above).
     #[arg(
         long = "from-hook",
         conflicts_with_all = [

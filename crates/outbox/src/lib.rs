@@ -142,6 +142,14 @@
 //!   `drain_with` callback of the same parent is an [`Error::Reentrant`],
 //!   not a deadlock.
 //!
+//! # Claude Code hooks
+//!
+//! [`handover`] delivers a parent's records to its Claude Code session
+//! (a Stop block, a prompt's or SessionStart's context, a rewake) and
+//! consumes them only once the session's next move confirms the model
+//! acted on them; [`stop_hook`] holds the hook input, the block reason and
+//! the older consume-on-print rule.
+//!
 //! # Turn identity
 //!
 //! A turn is delivered at most once; its identity is [`Record::turn_key`],
