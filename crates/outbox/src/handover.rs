@@ -62,21 +62,22 @@
 //! let outbox = Outbox::open(root.path())?;
 //! outbox.commit("conductor", Record::finished("child-1", "success"))?;
 //! let mut printed = Vec::new();
-//! let mut emit = |json: &str| {
-//!     printed.push(json.to_owned());
-//!     Ok::<(), std::io::Error>(())
-//! };
 //!
 //! // The parent's session stops: blocked with the record, still pending.
 //! let stop = handover::Event::Stop { stop_hook_active: false };
-//! let done = handover::handle(&outbox, "conductor", "s1", &stop, &mut emit)?;
+//! let done = handover::handle(&outbox, "conductor", "s1", &stop, |json: &str| {
+//!     printed.push(json.to_owned());
+//!     Ok::<(), std::io::Error>(())
+//! })?;
 //! assert!(matches!(done.action, handover::Action::Shown(_)));
 //! assert!(printed[0].starts_with(r#"{"decision":"block""#));
 //! assert!(outbox.has_pending("conductor")?);
 //!
 //! // Claude continued because of the block: confirmed, consumed.
 //! let again = handover::Event::Stop { stop_hook_active: true };
-//! let done = handover::handle(&outbox, "conductor", "s1", &again, &mut emit)?;
+//! let done = handover::handle(&outbox, "conductor", "s1", &again, |_: &str| {
+//!     Ok::<(), std::io::Error>(())
+//! })?;
 //! assert_eq!(done.confirmed.len(), 1);
 //! assert!(!outbox.has_pending("conductor")?);
 //! # Ok(())
