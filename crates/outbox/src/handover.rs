@@ -229,7 +229,12 @@ pub enum Event {
     },
     /// The session started, resumed, was cleared or compacted.
     SessionStart,
-    /// A waiter is about to wake the idle session with the records.
+    /// A waiter is about to wake the idle session with the records (an
+    /// `asyncRewake` hook: the text goes to stderr, then exit 2). Only
+    /// once the session is idle: at the Stop the waiter starts from, the
+    /// synchronous Stop hook delivers what is pending, and a rewake
+    /// handled at the same time would show it twice (no loss: the second
+    /// delivery replaces the first as the one to confirm).
     Rewake,
 }
 

@@ -453,17 +453,20 @@ fn the_loop(store: &Store) {
 fn killed_hooks(store: &Store) {
     let mut l = Loop::new(store);
     let children = ["k-1", "k-2", "k-3"];
+    let all = ["k-1", "k-2", "k-3", "k-4"];
 
-    // A child's commit hook, killed waiting for its input: nothing
-    // committed (Claude Code reports the hook's failure); killed blocked in
-    // its print: the commit was durable before, the record is pending.
-    for child in children {
-        kill_at_read(&l.child["Stop"]);
-        kill_at_print(
-            &l.child["Stop"],
-            &stop_input(child, false, Some(&format!("{child} done"))),
-            || store.pending().iter().any(|c| c == child),
-        );
+    // A child's hooks (Stop, StopFailure, SessionEnd), killed waiting for
+    // their input: nothing committed (Claude Code reports the hook's
+    // failure); killed blocked in their print: the commit was durable
+    // before, the record is pending.
+    for (child, event) in children.iter().zip(["Stop", "StopFailure", "SessionEnd"]) {
+        kill_at_read(&l.child[event]);
+        let mut input = stop_input(child, false, Some(&format!("{child} done")));
+        input["hook_event_name"] = json!(event);
+        input["reason"] = json!("other");
+        kill_at_print(&l.child[event], &input, || {
+            store.pending().iter().any(|c| c == child)
+        });
     }
     assert_eq!(pending(store), children);
 
@@ -494,25 +497,49 @@ fn killed_hooks(store: &Store) {
     );
     assert!(l.stop(false).is_some(), "shown at the turn's Stop");
     assert_eq!(pending(store), children);
-    // Now acted on: consumed, exactly once.
+    // Acted on, while a fourth child finished: the Stop that confirms is
+    // killed in the print of its next block. The confirmation was durable
+    // before it: the three are consumed, the fourth is pending, not shown.
+    l.child_stop("k-4", "k-4 done");
     kill_at_read(&l.parent["Stop"]);
-    assert_eq!(l.stop(true), None);
+    kill_at_print(&l.parent["Stop"], &stop_input(SESSION, true, None), || {
+        store.state() == (Some("stop_block".into()), false)
+    });
+    assert_eq!(pending(store), ["k-4"]);
+    // The turn ended (Claude Code ignored the killed hook); a new session
+    // starts: the fourth is shown, as new, and the first prompt does not
+    // repeat it; its turn's Stop confirms.
+    kill_at_read(&l.parent["SessionStart"]);
+    kill_at_print(
+        &l.parent["SessionStart"],
+        &event_input("SessionStart", json!({"source": "resume"})),
+        || store.state() == (Some("session_context".into()), false),
+    );
+    let context = l
+        .context("SessionStart", json!({"source": "resume"}))
+        .expect("shown at SessionStart");
+    assert!(
+        context.contains("(k-4):") && !context.contains("[again]"),
+        "{context}"
+    );
+    assert_eq!(l.prompt("hi"), None);
+    assert_eq!(l.stop(false), None);
     assert!(pending(store).is_empty());
-    for child in children {
-        let record = json!({"child_session_id": child, "kind": "finished",
-                            "done_status": "success", "done_summary": format!("{child} done")});
-        let run = store.outbox(
-            &["commit", "--parent", PARENT, "--json"],
-            record.to_string().as_bytes(),
-        );
-        assert!(run.stderr.contains("already consumed"), "{child}: {run:?}");
-    }
+    // Consumed exactly once: the same turn committed again is not
+    // delivered again.
+    let record = json!({"child_session_id": "k-4", "kind": "finished",
+                        "done_status": "success", "done_summary": "k-4 done"});
+    let run = store.outbox(
+        &["commit", "--parent", PARENT, "--json"],
+        record.to_string().as_bytes(),
+    );
+    assert!(run.stderr.contains("already consumed"), "{run:?}");
     assert!(pending(store).is_empty());
-    let seen: BTreeSet<&str> = children
+    let seen: BTreeSet<&str> = all
         .into_iter()
         .filter(|c| l.shown.iter().any(|t| t.contains(&format!("({c}):"))))
         .collect();
-    assert_eq!(seen.len(), children.len());
+    assert_eq!(seen.len(), all.len(), "{seen:?}");
 }
 
 fn files() -> Store {

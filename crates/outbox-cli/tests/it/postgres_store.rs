@@ -167,6 +167,17 @@ fn the_stop_hook_and_doctor_over_postgres() {
             .unwrap()
             .contains("w1 (w1): success — parser done")
     );
+    // Pending until the next Stop with stop_hook_active confirms it.
+    assert_eq!(db.run(&["pending", "--parent", PARENT], b"").code, 0);
+    let confirm = db.run(
+        &["stop-hook", "--parent", PARENT],
+        br#"{"stop_hook_active":true}"#,
+    );
+    assert_eq!(
+        (confirm.code, confirm.stdout.as_str()),
+        (0, ""),
+        "{confirm:?}"
+    );
     assert_eq!(db.run(&["pending", "--parent", PARENT], b"").code, 1);
 }
 
