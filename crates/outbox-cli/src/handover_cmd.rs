@@ -21,7 +21,8 @@ use crate::{
 /// {"hookSpecificOutput":{"hookEventName":...,"additionalContext":...}}
 /// with the pending records (at most 9 500 bytes: Claude Code replaces a
 /// context over 10 000 characters by a file path; what does not fit stays
-/// pending and comes next). Records stay pending until the Stop that ends
+/// pending and comes next, and a record too long for any context is named
+/// and comes whole in the turn's Stop block). Records stay pending until the Stop that ends
 /// the turn confirms them (see `stop-hook --help`); records shown before
 /// and not acted on come first, marked [again]. A rewake's own prompt
 /// (it carries the delivery's tag) and the first prompt after a SessionStart

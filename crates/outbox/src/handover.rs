@@ -105,9 +105,12 @@ pub const MAX_CONSECUTIVE_BLOCKS: u32 = 3;
 /// next (it also bounds the [`Handover`] state).
 pub const MAX_SHOWN: usize = 50;
 
-/// The most bytes of a Stop block's or a rewake's text. Claude Code passes
-/// a 31 000-character reason whole (seen with the real client).
-pub const BLOCK_BUDGET: usize = 30_000;
+/// The most bytes of a Stop block's or a rewake's text: room for a record
+/// with a summary of [`MAX_SUMMARY_BYTES`](crate::MAX_SUMMARY_BYTES) and
+/// its header. Claude Code passes a Stop reason of 40 000 characters whole
+/// (seen with the real client, 2.1.337, through `/work/shared/realcc`; a
+/// rewake's stderr was seen whole at 31 000).
+pub const BLOCK_BUDGET: usize = 40_000;
 
 /// The most bytes of an `additionalContext`: Claude Code replaces one over
 /// 10 000 characters by a file path and a preview, so stay under it with
@@ -164,6 +167,27 @@ impl Surface {
             Self::PromptContext | Self::SessionContext => CONTEXT_BUDGET,
         }
     }
+
+    /// What this surface does with a record too long for it alone: a block
+    /// cuts it (nothing carries more); a context defers it to the next
+    /// Stop block, which carries it whole.
+    pub fn oversized(self) -> Oversized {
+        match self {
+            Self::StopBlock | Self::Rewake => Oversized::Cut,
+            Self::PromptContext | Self::SessionContext => Oversized::Defer,
+        }
+    }
+}
+
+/// What [`render`] does with a record whose line alone exceeds the budget.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Oversized {
+    /// Show it cut to fit, saying how many bytes were left out; it counts as
+    /// shown (a confirmation consumes it).
+    Cut,
+    /// Name it in one line saying it comes whole at the next stop; it is not
+    /// shown (it stays pending for the Stop block).
+    Defer,
 }
 
 /// A parent's handover state: what was last shown to which session, and
@@ -450,12 +474,23 @@ pub fn handle<S: Store, E>(
         &again,
         &new,
         surface.budget(),
+        surface.oversized(),
         Some(delivery.as_str()).filter(|d| !d.is_empty()),
     );
-    let mut records = again;
-    records.extend(new);
-    let left = records.len() - rendered.shown;
-    records.truncate(rendered.shown);
+    let mut all = again;
+    all.extend(new);
+    let left = all.len() - rendered.shown.len();
+    let records: Vec<Record> = rendered.shown.iter().map(|&i| all[i].clone()).collect();
+    if records.is_empty() {
+        // Only records too long for a context: they wait for the turn's
+        // Stop block, which carries them whole.
+        if dirty {
+            store
+                .set_handover(parent, &state)
+                .map_err(HandoverError::State)?;
+        }
+        return Ok(done(Action::NothingPending));
+    }
     let again = rendered.again;
     let blocks = match event {
         Event::Stop { .. } => previous + 1,
@@ -477,24 +512,7 @@ pub fn handle<S: Store, E>(
     store
         .set_handover(parent, &state)
         .map_err(HandoverError::State)?;
-    let output = match event {
-        Event::Stop { .. } => {
-            serde_json::json!({"decision": "block", "reason": rendered.text}).to_string()
-        }
-        Event::UserPromptSubmit { .. } | Event::SessionStart => {
-            let name = if *event == Event::SessionStart {
-                "SessionStart"
-            } else {
-                "UserPromptSubmit"
-            };
-            serde_json::json!({"hookSpecificOutput": {
-                "hookEventName": name,
-                "additionalContext": rendered.text,
-            }})
-            .to_string()
-        }
-        Event::Rewake => rendered.text.clone(),
-    };
+    let output = output(event, &rendered.text);
     emit(&output).map_err(HandoverError::Emit)?;
     state.emitted = true;
     store
@@ -511,20 +529,42 @@ pub fn handle<S: Store, E>(
     })))
 }
 
+/// What a hook prints for `event`: the block decision (Stop), the
+/// `hookSpecificOutput` with `additionalContext` (UserPromptSubmit,
+/// SessionStart), or the text itself (a rewake's stderr).
+fn output(event: &Event, text: &str) -> String {
+    let name = match event {
+        Event::Stop { .. } => {
+            return serde_json::json!({"decision": "block", "reason": text}).to_string();
+        }
+        Event::Rewake => return text.to_owned(),
+        Event::SessionStart => "SessionStart",
+        Event::UserPromptSubmit { .. } => "UserPromptSubmit",
+    };
+    serde_json::json!({"hookSpecificOutput": {
+        "hookEventName": name,
+        "additionalContext": text,
+    }})
+    .to_string()
+}
+
 /// The tag a rewake's text carries, by which its woken prompt is known.
 pub fn delivery_tag(delivery: &str) -> String {
     format!("[outbox delivery {delivery}]")
 }
 
-/// A rendered delivery: the text and how many leading records it shows.
+/// A rendered delivery: the text and which records it shows.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Rendered {
     /// The text, at most the budget's bytes.
     pub text: String,
-    /// How many records it shows: the first `shown` of `again` then `new`.
-    pub shown: usize,
+    /// The records it shows, as indices into `again` then `new` (in order;
+    /// a deferred record is named, not shown).
+    pub shown: Vec<usize>,
     /// How many of those are from `again`.
     pub again: usize,
+    /// How many records it names as deferred ([`Oversized::Defer`]).
+    pub deferred: usize,
 }
 
 /// The text of a delivery of `again` (shown before, not yet handled: first,
@@ -532,46 +572,69 @@ pub struct Rendered {
 /// one line per record (`- [again] <title or child id> (<child id>):
 /// <status>[ — <summary>]`, as [`block_reason`](crate::stop_hook::block_reason)
 /// without the mark), a line saying how many more wait, and the delivery's
-/// tag when given. At most [`MAX_SHOWN`] records; records that do not fit
-/// wait. The first record is always shown, its summary cut to fit (ending
-/// in a note that `outbox peek` shows it whole).
-pub fn render(again: &[Record], new: &[Record], budget: usize, delivery: Option<&str>) -> Rendered {
+/// tag when given. At most [`MAX_SHOWN`] records; the records after the
+/// first that does not fit wait for the next delivery. A record too long
+/// for the budget on its own is cut (its line ends saying how many bytes
+/// were left out) or deferred (named, with the note that it comes whole
+/// at the next stop), as `oversized` says.
+pub fn render(
+    again: &[Record],
+    new: &[Record],
+    budget: usize,
+    oversized: Oversized,
+    delivery: Option<&str>,
+) -> Rendered {
+    const HEADER: usize = 120;
     let all: Vec<(&Record, bool)> = again
         .iter()
         .map(|r| (r, true))
         .chain(new.iter().map(|r| (r, false)))
         .collect();
-    let total = all.len();
-    let mut footer_room = 80;
+    let mut footer = 80;
     if let Some(d) = delivery {
-        footer_room += delivery_tag(d).len() + 1;
+        footer += delivery_tag(d).len() + 1;
     }
-    let mut lines = Vec::new();
-    let mut used = 120; // the header, at most
-    for (i, (r, is_again)) in all.iter().enumerate().take(MAX_SHOWN) {
-        let line = record_line(r, *is_again);
-        if used + line.len() + 1 + footer_room <= budget {
-            used += line.len() + 1;
-            lines.push(line);
-        } else if i == 0 {
-            let room = budget.saturating_sub(used + footer_room + 1);
-            let line = cut(&line, room);
-            used += line.len() + 1;
-            lines.push(line);
-        } else {
+    let room = budget.saturating_sub(HEADER + footer);
+    let (mut lines, mut shown, mut deferred) = (Vec::new(), Vec::new(), 0);
+    let mut used = 0;
+    for (i, (r, is_again)) in all.iter().enumerate() {
+        if shown.len() + deferred == MAX_SHOWN {
             break;
         }
+        let mut line = record_line(r, *is_again);
+        let mut is_shown = true;
+        if line.len() + 1 > room {
+            match oversized {
+                Oversized::Cut if lines.is_empty() => line = cut(&line, room.saturating_sub(1)),
+                Oversized::Cut => break,
+                Oversized::Defer => {
+                    line = deferred_line(r, *is_again, line.len());
+                    is_shown = false;
+                }
+            }
+        }
+        if used + line.len() + 1 > room {
+            break;
+        }
+        used += line.len() + 1;
+        lines.push(line);
+        if is_shown {
+            shown.push(i);
+        } else {
+            deferred += 1;
+        }
     }
-    let shown = lines.len();
-    let shown_again = shown.min(again.len());
-    let mut text = match shown {
+    let again_shown = shown.iter().filter(|&&i| i < again.len()).count();
+    let mut text = match lines.len() {
         1 => "1 child session completed; it needs handling".to_owned(),
         n => format!("{n} child sessions completed; each one needs handling"),
     };
-    if shown_again > 0 {
+    // The lines are the first records, in order.
+    let again_named = again.len().min(lines.len());
+    if again_named > 0 {
         let _ = write!(
             text,
-            " ({shown_again} shown before and not yet handled, marked [again])"
+            " ({again_named} shown before and not yet handled, marked [again])"
         );
     }
     text.push(':');
@@ -579,8 +642,9 @@ pub fn render(again: &[Record], new: &[Record], budget: usize, delivery: Option<
         text.push('\n');
         text.push_str(&line);
     }
-    if total > shown {
-        let _ = write!(text, "\n({} more pending: shown next time)", total - shown);
+    let waiting = all.len() - shown.len() - deferred;
+    if waiting > 0 {
+        let _ = write!(text, "\n({waiting} more pending: shown next time)");
     }
     if let Some(d) = delivery {
         text.push('\n');
@@ -589,8 +653,25 @@ pub fn render(again: &[Record], new: &[Record], budget: usize, delivery: Option<
     Rendered {
         text,
         shown,
-        again: shown_again,
+        again: again_shown,
+        deferred,
     }
+}
+
+/// The line naming a record deferred to the next stop.
+fn deferred_line(r: &Record, again: bool, len: usize) -> String {
+    let mut line = record_line(
+        &Record {
+            done_summary: String::new(),
+            ..r.clone()
+        },
+        again,
+    );
+    let _ = write!(
+        line,
+        " — (its report, {len} bytes, is too long for here: it comes whole at your next stop)"
+    );
+    line
 }
 
 /// One record's line.
@@ -616,17 +697,17 @@ fn record_line(r: &Record, again: bool) -> String {
 }
 
 /// `line` cut to at most `room` bytes (on a character boundary), ending in
-/// a note when cut.
+/// a note saying how many bytes were left out.
 fn cut(line: &str, room: usize) -> String {
     if line.len() <= room {
         return line.to_owned();
     }
-    const NOTE: &str = " …[cut; `outbox peek` shows it whole]";
-    let mut end = room.saturating_sub(NOTE.len());
+    let note = |n: usize| format!(" …[{n} more bytes not shown]");
+    let mut end = room.saturating_sub(note(line.len()).len());
     while !line.is_char_boundary(end) {
         end -= 1;
     }
-    format!("{}{NOTE}", &line[..end])
+    format!("{}{}", &line[..end], note(line.len() - end))
 }
 
 /// The handover state of the file store: `runtime/stop-blocks/<id>.json`,
@@ -763,35 +844,115 @@ mod tests {
 
     #[test]
     fn render_marks_the_records_shown_before_and_keeps_within_the_budget() {
-        let text = render(&[rec("a", "one")], &[rec("b", "")], 1000, None);
+        let text = render(
+            &[rec("a", "one")],
+            &[rec("b", "")],
+            1000,
+            Oversized::Cut,
+            None,
+        );
         assert_eq!(
             text.text,
             "2 child sessions completed; each one needs handling (1 shown before and not yet \
              handled, marked [again]):\n- [again] a (a): success — one\n- b (b): success"
         );
-        assert_eq!((text.shown, text.again), (2, 1));
+        assert_eq!((text.shown, text.again), (vec![0, 1], 1));
         // Many records, a small budget: a prefix fits, the rest wait.
         let many: Vec<Record> = (0..200)
             .map(|i| rec(&format!("c{i}"), &"x".repeat(90)))
             .collect();
         for budget in [CONTEXT_BUDGET, BLOCK_BUDGET, 400] {
-            let r = render(&[], &many, budget, Some("0123456789abcdef"));
+            let r = render(
+                &[],
+                &many,
+                budget,
+                Oversized::Defer,
+                Some("0123456789abcdef"),
+            );
             assert!(r.text.len() <= budget, "{budget}: {}", r.text.len());
-            assert!(r.shown >= 1 && r.shown <= MAX_SHOWN, "{}", r.shown);
-            assert!(r.text.contains(&format!("({} more pending", 200 - r.shown)));
+            let n = r.shown.len();
+            assert!((1..=MAX_SHOWN).contains(&n), "{n}");
+            assert_eq!(r.shown, (0..n).collect::<Vec<_>>());
+            assert!(r.text.contains(&format!("({} more pending", 200 - n)));
             assert!(r.text.ends_with(&delivery_tag("0123456789abcdef")));
         }
-        // One record over the budget: shown, its summary cut on a
-        // character boundary.
+        // One record over the budget: a block shows it cut on a character
+        // boundary, saying how much is left out; a context defers it.
         let huge = rec("big", &"é".repeat(20_000));
-        let r = render(&[], &[huge], CONTEXT_BUDGET, None);
-        assert_eq!(r.shown, 1);
+        let r = render(
+            &[],
+            &[huge.clone(), rec("small", "s")],
+            CONTEXT_BUDGET,
+            Oversized::Cut,
+            None,
+        );
+        assert_eq!(r.shown, [0]);
         assert!(r.text.len() <= CONTEXT_BUDGET, "{}", r.text.len());
         assert!(
-            r.text.ends_with("…[cut; `outbox peek` shows it whole]"),
+            r.text.contains("more bytes not shown]"),
             "{}",
-            &r.text[r.text.len() - 60..]
+            &r.text[r.text.len() - 80..]
         );
+        assert!(
+            r.text.ends_with("(1 more pending: shown next time)"),
+            "{}",
+            &r.text[r.text.len() - 80..]
+        );
+        let r = render(
+            &[],
+            &[huge, rec("small", "s")],
+            CONTEXT_BUDGET,
+            Oversized::Defer,
+            None,
+        );
+        assert_eq!((r.shown.clone(), r.deferred), (vec![1], 1));
+        assert!(r.text.len() < 500, "{}", r.text);
+        assert!(
+            r.text.contains("- big (big): success — (its report, 40025 bytes, is too long for here: it comes whole at your next stop)"),
+            "{}",
+            r.text
+        );
+        // A whole maximal summary fits a block.
+        let max = rec("max", &"x".repeat(crate::MAX_SUMMARY_BYTES));
+        let r = render(&[], &[max], BLOCK_BUDGET, Oversized::Cut, None);
+        assert!(r.text.ends_with(&"x".repeat(100)), "not cut");
+    }
+
+    #[test]
+    fn a_record_too_long_for_a_context_comes_whole_in_the_next_block() {
+        let root = tempfile::tempdir().unwrap();
+        let ob = Outbox::open(root.path()).unwrap();
+        let mut out = Vec::new();
+        ob.commit(PARENT, rec("big", &"b".repeat(31_000))).unwrap();
+        ob.commit(PARENT, rec("small", "s")).unwrap();
+        let Action::Shown(d) = run(&ob, "s1", &prompt("hi"), &mut out).action else {
+            panic!()
+        };
+        assert_eq!((children(&d.records), d.left), (vec!["small"], 1));
+        assert!(out[0].contains("too long for here"), "{}", out[0]);
+        // The turn's Stop confirms the context and blocks with it whole.
+        let handled = run(&ob, "s1", &stop(false), &mut out);
+        assert_eq!(children(&handled.confirmed), ["small"]);
+        let Action::Shown(d) = handled.action else {
+            panic!()
+        };
+        assert_eq!(children(&d.records), ["big"]);
+        assert!(out[1].contains(&"b".repeat(31_000)), "whole");
+        assert_eq!(
+            children(&run(&ob, "s1", &stop(true), &mut out).confirmed),
+            ["big"]
+        );
+        // Alone in a context: nothing shown there, it waits for the Stop.
+        ob.commit(PARENT, rec("big2", &"c".repeat(31_000))).unwrap();
+        assert_eq!(
+            run(&ob, "s1", &prompt("hi"), &mut out).action,
+            Action::NothingPending
+        );
+        assert_eq!(out.len(), 2);
+        assert!(matches!(
+            run(&ob, "s1", &stop(false), &mut out).action,
+            Action::Shown(_)
+        ));
     }
 
     fn run(ob: &Outbox, session: &str, event: &Event, out: &mut Vec<String>) -> Handled {
