@@ -91,6 +91,7 @@ pub enum StoreArg {
     /// `--root DIR`: the file store on this (absolute) data root.
     Root(PathBuf),
     /// `--store URL`: the PostgreSQL store.
+    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
     Store(String),
 }
 
@@ -124,13 +125,10 @@ pub fn entries(
         StoreArg::Store(url) => format!("--store {}", shell_quote(url)),
     };
     let prefix = format!("{} {store}", utf8("the binary's path", binary)?);
-    let parent = shell_quote(&args.parent);
+    let parent = parent_arg(&args.parent);
     let command = |sub: &str| format!("{prefix} {}", sub.replace("{}", &parent));
-    let commit = command("commit --parent {} --from-hook");
-    let (stop, context) = (
-        command("stop-hook --parent {}"),
-        command("context-hook --parent {}"),
-    );
+    let commit = command("commit {} --from-hook");
+    let (stop, context) = (command("stop-hook {}"), command("context-hook {}"));
     let entry = |event, command: &String| HookEntry {
         event,
         command: command.clone(),
@@ -177,6 +175,17 @@ pub fn fragment(binary: &Path, store: &StoreArg, args: &HooksArgs) -> Result<Str
         "{{\n  \"hooks\": {{\n{}\n  }}\n}}\n",
         events.join(",\n")
     ))
+}
+
+/// The `--parent` argument of a hook's command: `--parent ID`, or
+/// `--parent=ID` for an id that starts with `-`, which the parser would
+/// otherwise take for an option (`--parent -conductor`).
+fn parent_arg(id: &str) -> String {
+    if id.starts_with('-') {
+        format!("--parent={}", shell_quote(id))
+    } else {
+        format!("--parent {}", shell_quote(id))
+    }
 }
 
 /// `word` as one POSIX shell word: unchanged when it holds only characters

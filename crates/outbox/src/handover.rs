@@ -744,7 +744,7 @@ impl<I: Io> Outbox<I> {
         let _drain = self.lock(&paths.drain_lock)?;
         let bytes = serde_json::to_vec(state).map_err(|source| Error::Encode {
             child: String::new(),
-            source,
+            source: crate::format::JsonError::new(source),
         })?;
         write_durable(io, &paths.stop_blocks, &bytes)?;
         Ok(())

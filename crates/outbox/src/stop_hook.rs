@@ -70,6 +70,7 @@ use serde::Deserialize;
 use std::path::PathBuf;
 
 use crate::error::{DrainWithError, Error};
+use crate::format::JsonError;
 use crate::io::Io;
 use crate::paths::STOP_BLOCKS_DIR;
 use crate::record::nullable;
@@ -89,6 +90,7 @@ pub const STOP_EVENTS: [&str; 2] = ["Stop", "SubagentStop"];
 /// and `hook_event_name` empty).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
 #[serde(default)]
+#[non_exhaustive]
 pub struct HookInput {
     /// The session the hook runs in.
     #[serde(deserialize_with = "nullable")]
@@ -111,10 +113,11 @@ pub struct HookInput {
 
 /// Why a hook input was rejected.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum InputError {
     /// The input is not JSON, or a known field has the wrong type.
     #[error("hook input is not valid JSON: {0}")]
-    Json(#[from] serde_json::Error),
+    Json(#[from] JsonError),
     /// The input is JSON but not an object.
     #[error("hook input must be a JSON object, got {0}")]
     NotAnObject(&'static str),
@@ -144,9 +147,11 @@ impl HookInput {
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return Ok(Self::default());
         }
-        let value: serde_json::Value = serde_json::from_slice(bytes)?;
+        let value = crate::hook_json::parse(bytes).map_err(JsonError::new)?;
         let kind = match &value {
-            serde_json::Value::Object(_) => return Ok(Self::deserialize(value)?),
+            serde_json::Value::Object(_) => {
+                return Self::deserialize(value).map_err(|e| JsonError::new(e).into());
+            }
             serde_json::Value::Null => "null",
             serde_json::Value::Bool(_) => "a boolean",
             serde_json::Value::Number(_) => "a number",
@@ -159,6 +164,7 @@ impl HookInput {
 
 /// What [`on_stop_consume_on_print`] decided.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum StopOutcome {
     /// Nothing was pending: no decision was emitted and nothing was written.
     NothingPending,
@@ -197,6 +203,7 @@ pub enum StopOutcome {
 /// Why [`on_stop_consume_on_print`] failed. In no case is a record lost; the caller should
 /// not block (print nothing more) and report the error.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum StopHookError<E> {
     /// The consecutive-block counter could not be read or persisted: no
     /// decision was emitted and nothing was consumed.
@@ -516,7 +523,11 @@ mod tests {
                 .load(std::sync::atomic::Ordering::SeqCst)
                 && let Some(rival) = self.rival.lock().take()
             {
-                assert_eq!(rival.drain(PARENT).unwrap().records.len(), 1);
+                // Another thread, as another process would be: this one
+                // is inside `Outbox::lock`, and a drain from it would be
+                // (rightly) `Reentrant`.
+                let drained = std::thread::scope(|s| s.spawn(|| rival.drain(PARENT)).join());
+                assert_eq!(drained.unwrap().unwrap().records.len(), 1);
             }
             self.inner.lock(path)
         }

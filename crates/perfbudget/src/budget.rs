@@ -18,6 +18,7 @@ pub const MULTIPLIER_ENV: &str = "PERF_BUDGET_MULTIPLIER";
 
 /// Which kind of work a walltime gate times; the class picks the factor.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum Class {
     /// Crosses a boundary whose variance the test cannot control: spawning a
     /// process, fsync on a real disk, the network. Budget factor 5.

@@ -23,6 +23,7 @@ pub const RECORD_SCHEMA: u32 = 1;
 
 /// One gate's outcome, as written to the runner.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[non_exhaustive]
 pub struct Record {
     /// Layout version, [`RECORD_SCHEMA`].
     pub schema: u32,
@@ -50,6 +51,7 @@ pub struct Record {
 
 /// The numbers behind an instruction-count verdict.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[non_exhaustive]
 pub struct InstructionRecord {
     /// Instructions the measured call executed (callgrind's `Ir`).
     pub observed: u64,
@@ -66,6 +68,7 @@ pub struct InstructionRecord {
 /// The numbers behind a walltime verdict. Durations are whole nanoseconds,
 /// saturating at `u64::MAX`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[non_exhaustive]
 pub struct WalltimeRecord {
     /// Mean of the middle 7 samples: the compared value.
     pub trimmed_mean_ns: u64,
@@ -115,6 +118,7 @@ pub struct WalltimeRecord {
 
 /// One expected-versus-observed count of a count gate.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
 pub struct CountRecord {
     /// What was counted, e.g. `"file fsyncs"`.
     pub what: String,

@@ -17,6 +17,10 @@ mod hooks;
 mod input;
 mod loop_e2e;
 mod perf_cli;
+#[cfg(feature = "postgres")]
 mod postgres_store;
+mod reliability;
 mod stop_hook;
+mod store_choice;
+mod usage;
 mod util;
