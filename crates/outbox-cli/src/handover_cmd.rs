@@ -9,6 +9,7 @@ use clap::Args;
 use outbox::handover::{self, Action, Event, HandoverError};
 use outbox::stop_hook::HookInput;
 
+use crate::hooks::shell_quote;
 use crate::store::Location;
 use crate::{
     EXIT_OK, Failure, check_parent, drain_failure, open_existing, read_stdin, write_stdout,
@@ -19,12 +20,12 @@ use crate::{
 ///
 /// Reads the hook's JSON on stdin and prints
 /// {"hookSpecificOutput":{"hookEventName":...,"additionalContext":...}}
-/// with the pending records (at most 9 500 bytes: Claude Code replaces a
-/// context over 10 000 characters by a file path; what does not fit stays
-/// pending and comes next, and a record too long for any context is named
-/// and comes whole in the turn's Stop block). Records stay pending until the Stop that ends
+/// with the pending records (outbox::delivery's frame, at most 10 000
+/// characters: Claude Code replaces a longer context by a file path; a
+/// record too long for its share is cut and names the command that prints
+/// it in full; what does not fit stays pending and comes next). Records stay pending until the Stop that ends
 /// the turn confirms them (see `stop-hook --help`); records shown before
-/// and not acted on come first, marked [again]. A rewake's own prompt
+/// and not acted on come first, saying so. A rewake's own prompt
 /// (it carries the delivery's tag) and the first prompt after a SessionStart
 /// context do not repeat what the conversation holds.
 ///
@@ -69,7 +70,8 @@ fn run(loc: &Location, parent: &str, input: &HookInput, event: &Event) -> Result
     let Some(store) = open_existing(loc)? else {
         return Ok(EXIT_OK);
     };
-    let handled = handover::handle(&store, parent, &input.session_id, event, |json| {
+    let show = show_command(loc, parent);
+    let handled = handover::handle_with(&store, parent, &input.session_id, event, &show, |json| {
         write_stdout(format!("{json}\n").as_bytes())
     })
     .map_err(|e| match e {
@@ -95,6 +97,32 @@ fn run(loc: &Location, parent: &str, input: &HookInput, event: &Event) -> Result
         );
     }
     Ok(EXIT_OK)
+}
+
+/// The command a delivery names for printing one record in full: this
+/// binary and the file store's root by absolute path (the hook's own), so
+/// the model can run it from any directory. Empty (the renderer's default,
+/// `outbox show --parent P`) on PostgreSQL, whose URL may hold a password
+/// the model must not see, or when a path is not UTF-8.
+fn show_command(loc: &Location, parent: &str) -> String {
+    #[allow(irrefutable_let_patterns)]
+    let Location::Files(root) = loc else {
+        return String::new();
+    };
+    let (Ok(binary), Ok(root)) = (std::env::current_exe(), std::path::absolute(root)) else {
+        return String::new();
+    };
+    match (binary.to_str(), root.to_str()) {
+        // `--parent=ID` for an id the parser would take for an option.
+        (Some(binary), Some(root)) => format!(
+            "{} --root {} show --parent{}{}",
+            shell_quote(binary),
+            shell_quote(root),
+            if parent.starts_with('-') { "=" } else { " " },
+            shell_quote(parent)
+        ),
+        _ => String::new(),
+    }
 }
 
 /// `stop-hook` in the default mode: a Stop of the parent's session.

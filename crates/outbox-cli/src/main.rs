@@ -360,7 +360,7 @@ struct SweepArgs {
 /// "stop_hook_active": false, or a UserPromptSubmit or SessionStart
 /// (context-hook) of the session first, means the block was not acted on
 /// (the user pressed Esc, which fires no hook): the same records are shown
-/// again, first, marked [again]. The state (what was shown to which
+/// again, first, each saying it was shown before. The state (what was shown to which
 /// session, and the block counter) is persisted before printing
 /// (`runtime/stop-blocks/<id>.json` on the file store). After 3
 /// consecutive blocks in a session the hook stops blocking; the records

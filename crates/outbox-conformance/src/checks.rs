@@ -667,10 +667,15 @@ pub fn confirmed_delivery_follows_the_session(h: &impl Harness) {
     assert!(handled.confirmed.is_empty());
     assert_eq!((d.surface, d.again), (Surface::PromptContext, 1));
     assert!(
-        out.last()
-            .unwrap()
-            .contains("[again] c1 (c1): success — one")
+        d.text
+            .contains("child \"c1\", finished a turn with status \"success\"")
+            && d.text
+                .contains("It was shown before and is not yet confirmed.")
+            && d.text.contains("\n| one"),
+        "{}",
+        d.text
     );
+    assert!(out.last().unwrap().contains("additionalContext"));
     // The turn's Stop confirms the context, whatever stop_hook_active.
     ob.commit(PARENT, finished("c2", "two")).unwrap();
     let handled = run(&ob, "s2", &stop(false), &mut out);

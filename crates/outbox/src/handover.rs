@@ -84,12 +84,12 @@
 //! # }
 //! ```
 
-use std::fmt::Write as _;
 use std::io::Read;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
+use crate::delivery::{self, RenderOptions};
 use crate::durable::{nonce, write_durable};
 use crate::error::{Error, IoContext, Result as OutboxResult};
 use crate::io::{Io, parent_dir};
@@ -101,25 +101,10 @@ use crate::{Outbox, Record, Store};
 /// Stop hook stops blocking (Claude Code ends the turn anyway after 8).
 pub const MAX_CONSECUTIVE_BLOCKS: u32 = 3;
 
-/// The most records one delivery shows; the rest stay pending and come
-/// next (it also bounds the [`Handover`] state).
-pub const MAX_SHOWN: usize = 50;
-
-/// The most bytes of a Stop block's or a rewake's text: room for a record
-/// with a summary of [`MAX_SUMMARY_BYTES`](crate::MAX_SUMMARY_BYTES) and
-/// its header. Claude Code passes a Stop reason of 40 000 characters whole
-/// (seen with the real client, 2.1.337, through `/work/shared/realcc`; a
-/// rewake's stderr was seen whole at 31 000).
-pub const BLOCK_BUDGET: usize = 40_000;
-
-/// The most bytes of an `additionalContext`: Claude Code replaces one over
-/// 10 000 characters by a file path and a preview, so stay under it with
-/// room to spare (bytes are at least characters).
-pub const CONTEXT_BUDGET: usize = 9_500;
-
-/// The most bytes of the state file read back (the state is bounded by
-/// [`MAX_SHOWN`] keys of at most [`MAX_TURN_KEY_BYTES`](crate::MAX_TURN_KEY_BYTES)).
-const MAX_STATE_BYTES: u64 = 1 << 20;
+/// The most bytes of the state file read back: the turn keys of one
+/// delivery (as many records as [`delivery::render`] fits in its budget,
+/// each key at most [`MAX_TURN_KEY_BYTES`](crate::MAX_TURN_KEY_BYTES)).
+const MAX_STATE_BYTES: u64 = 16 << 20;
 
 /// Where a delivery was shown to the model.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -160,34 +145,14 @@ impl Surface {
         .find(|s| s.as_str() == name)
     }
 
-    /// The most bytes of text this surface carries.
-    pub fn budget(self) -> usize {
+    /// The renderer's surface ([`delivery::Surface`]): its budget.
+    pub fn rendered_as(self) -> delivery::Surface {
         match self {
-            Self::StopBlock | Self::Rewake => BLOCK_BUDGET,
-            Self::PromptContext | Self::SessionContext => CONTEXT_BUDGET,
+            Self::StopBlock => delivery::Surface::StopBlock,
+            Self::PromptContext | Self::SessionContext => delivery::Surface::Context,
+            Self::Rewake => delivery::Surface::Rewake,
         }
     }
-
-    /// What this surface does with a record too long for it alone: a block
-    /// cuts it (nothing carries more); a context defers it to the next
-    /// Stop block, which carries it whole.
-    pub fn oversized(self) -> Oversized {
-        match self {
-            Self::StopBlock | Self::Rewake => Oversized::Cut,
-            Self::PromptContext | Self::SessionContext => Oversized::Defer,
-        }
-    }
-}
-
-/// What [`render`] does with a record whose line alone exceeds the budget.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Oversized {
-    /// Show it cut to fit, saying how many bytes were left out; it counts as
-    /// shown (a confirmation consumes it).
-    Cut,
-    /// Name it in one line saying it comes whole at the next stop; it is not
-    /// shown (it stays pending for the Stop block).
-    Defer,
 }
 
 /// A parent's handover state: what was last shown to which session, and
@@ -401,11 +366,29 @@ pub enum HandoverError<E> {
 /// for a rewake the plain text (for stderr).
 ///
 /// Writes nothing when nothing is pending and nothing awaits confirmation.
+/// The text is [`delivery::render`]'s with the default show command; see
+/// [`handle_with`].
 pub fn handle<S: Store, E>(
     store: &S,
     parent: &str,
     session: &str,
     event: &Event,
+    emit: impl FnOnce(&str) -> Result<(), E>,
+) -> Result<Handled, HandoverError<E>> {
+    handle_with(store, parent, session, event, "", emit)
+}
+
+/// [`handle`], the text naming `show_command` as the command that prints
+/// a record in full ([`RenderOptions::show_command`]: it should name the
+/// same binary and store as the hook). A record cut to fit the surface's
+/// budget stays pending until the confirmation, so the model can run it
+/// while it acts on the delivery.
+pub fn handle_with<S: Store, E>(
+    store: &S,
+    parent: &str,
+    session: &str,
+    event: &Event,
+    show_command: &str,
     emit: impl FnOnce(&str) -> Result<(), E>,
 ) -> Result<Handled, HandoverError<E>> {
     let mut state = store.handover(parent).map_err(HandoverError::State)?;
@@ -470,28 +453,25 @@ pub fn handle<S: Store, E>(
     } else {
         String::new()
     };
-    let rendered = render(
-        &again,
-        &new,
-        surface.budget(),
-        surface.oversized(),
-        Some(delivery.as_str()).filter(|d| !d.is_empty()),
-    );
     let mut all = again;
+    let again_count = all.len();
     all.extend(new);
-    let left = all.len() - rendered.shown.len();
-    let records: Vec<Record> = rendered.shown.iter().map(|&i| all[i].clone()).collect();
-    if records.is_empty() {
-        // Only records too long for a context: they wait for the turn's
-        // Stop block, which carries them whole.
-        if dirty {
-            store
-                .set_handover(parent, &state)
-                .map_err(HandoverError::State)?;
-        }
-        return Ok(done(Action::NothingPending));
+    let mut opts = RenderOptions::new(parent);
+    opts.shown_before = again_count;
+    opts.show_command = show_command.to_owned();
+    let tag = (!delivery.is_empty()).then(|| delivery_tag(&delivery));
+    if let Some(tag) = &tag {
+        let budget = delivery::effective_budget(surface.rendered_as(), &opts);
+        opts.budget = Some(budget.saturating_sub(delivery::units(tag) + 1));
     }
-    let again = rendered.again;
+    let mut rendered = delivery::render(&all, surface.rendered_as(), &opts);
+    if let Some(tag) = &tag {
+        rendered.text.push('\n');
+        rendered.text.push_str(tag);
+    }
+    let records: Vec<Record> = all[..rendered.shown].to_vec();
+    let left = rendered.remaining;
+    let again = again_count.min(records.len());
     let blocks = match event {
         Event::Stop { .. } => previous + 1,
         _ => 0,
@@ -551,163 +531,6 @@ fn output(event: &Event, text: &str) -> String {
 /// The tag a rewake's text carries, by which its woken prompt is known.
 pub fn delivery_tag(delivery: &str) -> String {
     format!("[outbox delivery {delivery}]")
-}
-
-/// A rendered delivery: the text and which records it shows.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Rendered {
-    /// The text, at most the budget's bytes.
-    pub text: String,
-    /// The records it shows, as indices into `again` then `new` (in order;
-    /// a deferred record is named, not shown).
-    pub shown: Vec<usize>,
-    /// How many of those are from `again`.
-    pub again: usize,
-    /// How many records it names as deferred ([`Oversized::Defer`]).
-    pub deferred: usize,
-}
-
-/// The text of a delivery of `again` (shown before, not yet handled: first,
-/// each line marked `[again]`) then `new`, within `budget` bytes: a header,
-/// one line per record (`- [again] <title or child id> (<child id>):
-/// <status>[ — <summary>]`, as [`block_reason`](crate::stop_hook::block_reason)
-/// without the mark), a line saying how many more wait, and the delivery's
-/// tag when given. At most [`MAX_SHOWN`] records; the records after the
-/// first that does not fit wait for the next delivery. A record too long
-/// for the budget on its own is cut (its line ends saying how many bytes
-/// were left out) or deferred (named, with the note that it comes whole
-/// at the next stop), as `oversized` says.
-pub fn render(
-    again: &[Record],
-    new: &[Record],
-    budget: usize,
-    oversized: Oversized,
-    delivery: Option<&str>,
-) -> Rendered {
-    const HEADER: usize = 120;
-    let all: Vec<(&Record, bool)> = again
-        .iter()
-        .map(|r| (r, true))
-        .chain(new.iter().map(|r| (r, false)))
-        .collect();
-    let mut footer = 80;
-    if let Some(d) = delivery {
-        footer += delivery_tag(d).len() + 1;
-    }
-    let room = budget.saturating_sub(HEADER + footer);
-    let (mut lines, mut shown, mut deferred) = (Vec::new(), Vec::new(), 0);
-    let mut used = 0;
-    for (i, (r, is_again)) in all.iter().enumerate() {
-        if shown.len() + deferred == MAX_SHOWN {
-            break;
-        }
-        let mut line = record_line(r, *is_again);
-        let mut is_shown = true;
-        if line.len() + 1 > room {
-            match oversized {
-                Oversized::Cut if lines.is_empty() => line = cut(&line, room.saturating_sub(1)),
-                Oversized::Cut => break,
-                Oversized::Defer => {
-                    line = deferred_line(r, *is_again, line.len());
-                    is_shown = false;
-                }
-            }
-        }
-        if used + line.len() + 1 > room {
-            break;
-        }
-        used += line.len() + 1;
-        lines.push(line);
-        if is_shown {
-            shown.push(i);
-        } else {
-            deferred += 1;
-        }
-    }
-    let again_shown = shown.iter().filter(|&&i| i < again.len()).count();
-    let mut text = match lines.len() {
-        1 => "1 child session completed; it needs handling".to_owned(),
-        n => format!("{n} child sessions completed; each one needs handling"),
-    };
-    // The lines are the first records, in order.
-    let again_named = again.len().min(lines.len());
-    if again_named > 0 {
-        let _ = write!(
-            text,
-            " ({again_named} shown before and not yet handled, marked [again])"
-        );
-    }
-    text.push(':');
-    for line in lines {
-        text.push('\n');
-        text.push_str(&line);
-    }
-    let waiting = all.len() - shown.len() - deferred;
-    if waiting > 0 {
-        let _ = write!(text, "\n({waiting} more pending: shown next time)");
-    }
-    if let Some(d) = delivery {
-        text.push('\n');
-        text.push_str(&delivery_tag(d));
-    }
-    Rendered {
-        text,
-        shown,
-        again: again_shown,
-        deferred,
-    }
-}
-
-/// The line naming a record deferred to the next stop.
-fn deferred_line(r: &Record, again: bool, len: usize) -> String {
-    let mut line = record_line(
-        &Record {
-            done_summary: String::new(),
-            ..r.clone()
-        },
-        again,
-    );
-    let _ = write!(
-        line,
-        " — (its report, {len} bytes, is too long for here: it comes whole at your next stop)"
-    );
-    line
-}
-
-/// One record's line.
-fn record_line(r: &Record, again: bool) -> String {
-    let child = r.child_session_id.as_str();
-    let title = match r.child_title.trim() {
-        "" => child,
-        title => title,
-    };
-    let status = if r.is_finished() {
-        &r.done_status
-    } else {
-        &r.to_status
-    };
-    let mark = if again { "[again] " } else { "" };
-    let mut line = format!("- {mark}{title} ({child}): {status}");
-    let summary = r.done_summary.trim();
-    if r.is_finished() && !summary.is_empty() {
-        line.push_str(" — ");
-        line.push_str(summary);
-    }
-    line
-}
-
-/// `line` cut to at most `room` bytes (on a character boundary), ending in
-/// a note saying how many bytes were left out.
-fn cut(line: &str, room: usize) -> String {
-    if line.len() <= room {
-        return line.to_owned();
-    }
-    let note = |n: usize| format!(" …[{n} more bytes not shown]");
-    let mut end = room.saturating_sub(note(line.len()).len());
-    while !line.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}{}", &line[..end], note(line.len() - end))
 }
 
 /// The handover state of the file store: `runtime/stop-blocks/<id>.json`,
@@ -842,125 +665,74 @@ mod tests {
         r
     }
 
-    #[test]
-    fn render_marks_the_records_shown_before_and_keeps_within_the_budget() {
-        let text = render(
-            &[rec("a", "one")],
-            &[rec("b", "")],
-            1000,
-            Oversized::Cut,
-            None,
-        );
-        assert_eq!(
-            text.text,
-            "2 child sessions completed; each one needs handling (1 shown before and not yet \
-             handled, marked [again]):\n- [again] a (a): success — one\n- b (b): success"
-        );
-        assert_eq!((text.shown, text.again), (vec![0, 1], 1));
-        // Many records, a small budget: a prefix fits, the rest wait.
-        let many: Vec<Record> = (0..200)
-            .map(|i| rec(&format!("c{i}"), &"x".repeat(90)))
-            .collect();
-        for budget in [CONTEXT_BUDGET, BLOCK_BUDGET, 400] {
-            let r = render(
-                &[],
-                &many,
-                budget,
-                Oversized::Defer,
-                Some("0123456789abcdef"),
-            );
-            assert!(r.text.len() <= budget, "{budget}: {}", r.text.len());
-            let n = r.shown.len();
-            assert!((1..=MAX_SHOWN).contains(&n), "{n}");
-            assert_eq!(r.shown, (0..n).collect::<Vec<_>>());
-            assert!(r.text.contains(&format!("({} more pending", 200 - n)));
-            assert!(r.text.ends_with(&delivery_tag("0123456789abcdef")));
-        }
-        // One record over the budget: a block shows it cut on a character
-        // boundary, saying how much is left out; a context defers it.
-        let huge = rec("big", &"é".repeat(20_000));
-        let r = render(
-            &[],
-            &[huge.clone(), rec("small", "s")],
-            CONTEXT_BUDGET,
-            Oversized::Cut,
-            None,
-        );
-        assert_eq!(r.shown, [0]);
-        assert!(r.text.len() <= CONTEXT_BUDGET, "{}", r.text.len());
-        assert!(
-            r.text.contains("more bytes not shown]"),
-            "{}",
-            &r.text[r.text.len() - 80..]
-        );
-        assert!(
-            r.text.ends_with("(1 more pending: shown next time)"),
-            "{}",
-            &r.text[r.text.len() - 80..]
-        );
-        let r = render(
-            &[],
-            &[huge, rec("small", "s")],
-            CONTEXT_BUDGET,
-            Oversized::Defer,
-            None,
-        );
-        assert_eq!((r.shown.clone(), r.deferred), (vec![1], 1));
-        assert!(r.text.len() < 500, "{}", r.text);
-        assert!(
-            r.text.contains("- big (big): success — (its report, 40025 bytes, is too long for here: it comes whole at your next stop)"),
-            "{}",
-            r.text
-        );
-        // A whole maximal summary fits a block.
-        let max = rec("max", &"x".repeat(crate::MAX_SUMMARY_BYTES));
-        let r = render(&[], &[max], BLOCK_BUDGET, Oversized::Cut, None);
-        assert!(r.text.ends_with(&"x".repeat(100)), "not cut");
-    }
-
-    #[test]
-    fn a_record_too_long_for_a_context_comes_whole_in_the_next_block() {
-        let root = tempfile::tempdir().unwrap();
-        let ob = Outbox::open(root.path()).unwrap();
-        let mut out = Vec::new();
-        ob.commit(PARENT, rec("big", &"b".repeat(31_000))).unwrap();
-        ob.commit(PARENT, rec("small", "s")).unwrap();
-        let Action::Shown(d) = run(&ob, "s1", &prompt("hi"), &mut out).action else {
-            panic!()
-        };
-        assert_eq!((children(&d.records), d.left), (vec!["small"], 1));
-        assert!(out[0].contains("too long for here"), "{}", out[0]);
-        // The turn's Stop confirms the context and blocks with it whole.
-        let handled = run(&ob, "s1", &stop(false), &mut out);
-        assert_eq!(children(&handled.confirmed), ["small"]);
-        let Action::Shown(d) = handled.action else {
-            panic!()
-        };
-        assert_eq!(children(&d.records), ["big"]);
-        assert!(out[1].contains(&"b".repeat(31_000)), "whole");
-        assert_eq!(
-            children(&run(&ob, "s1", &stop(true), &mut out).confirmed),
-            ["big"]
-        );
-        // Alone in a context: nothing shown there, it waits for the Stop.
-        ob.commit(PARENT, rec("big2", &"c".repeat(31_000))).unwrap();
-        assert_eq!(
-            run(&ob, "s1", &prompt("hi"), &mut out).action,
-            Action::NothingPending
-        );
-        assert_eq!(out.len(), 2);
-        assert!(matches!(
-            run(&ob, "s1", &stop(false), &mut out).action,
-            Action::Shown(_)
-        ));
-    }
-
     fn run(ob: &Outbox, session: &str, event: &Event, out: &mut Vec<String>) -> Handled {
         handle(ob, PARENT, session, event, |t: &str| {
             out.push(t.to_owned());
             Ok::<(), Infallible>(())
         })
         .unwrap()
+    }
+
+    /// The renderer's frame, with what the rules add: records shown
+    /// before come first and say so.
+    #[test]
+    fn deliveries_are_the_renderers_text_with_records_shown_before_first() {
+        let root = tempfile::tempdir().unwrap();
+        let ob = Outbox::open(root.path()).unwrap();
+        let mut out = Vec::new();
+        ob.commit(PARENT, rec("b", "bee")).unwrap();
+        run(&ob, "s1", &stop(false), &mut out);
+        ob.commit(PARENT, rec("a", "ay")).unwrap();
+        let Action::Shown(d) = run(&ob, "s1", &prompt("hi"), &mut out).action else {
+            panic!()
+        };
+        assert_eq!((children(&d.records), d.again), (vec!["b", "a"], 1));
+        let stamped: Vec<Record> = ob.peek(PARENT).unwrap();
+        assert_eq!(children(&stamped), ["b", "a"]);
+        let mut opts = RenderOptions::new(PARENT);
+        opts.shown_before = 1;
+        let expected = delivery::render(&stamped, delivery::Surface::Context, &opts).text;
+        assert_eq!(d.text, expected);
+        assert!(
+            d.text
+                .contains("It was shown before and is not yet confirmed."),
+            "{}",
+            d.text
+        );
+        let json: serde_json::Value = serde_json::from_str(&out[1]).unwrap();
+        assert_eq!(json["hookSpecificOutput"]["additionalContext"], expected);
+    }
+
+    /// A summary too long for a context is shown cut with the command that
+    /// prints it in full, and stays pending (so that command works) until
+    /// the turn's Stop confirms it.
+    #[test]
+    fn a_cut_record_stays_pending_until_the_turn_ends() {
+        let root = tempfile::tempdir().unwrap();
+        let ob = Outbox::open(root.path()).unwrap();
+        let mut out = Vec::new();
+        ob.commit(PARENT, rec("big", &"b".repeat(31_000))).unwrap();
+        let show = "/bin/outbox --root /r show --parent conductor";
+        let handled = handle_with(&ob, PARENT, "s1", &prompt("hi"), show, |t: &str| {
+            out.push(t.to_owned());
+            Ok::<(), Infallible>(())
+        })
+        .unwrap();
+        let Action::Shown(d) = handled.action else {
+            panic!()
+        };
+        assert_eq!(children(&d.records), ["big"]);
+        assert!(d.text.chars().count() <= delivery::CONTEXT_LIMIT);
+        assert!(
+            d.text
+                .contains(&format!("`{show} --child big` prints it in full")),
+            "{}",
+            d.text
+        );
+        assert_eq!(children(&ob.peek(PARENT).unwrap()), ["big"]);
+        let handled = run(&ob, "s1", &stop(false), &mut out);
+        assert_eq!(children(&handled.confirmed), ["big"]);
+        assert!(ob.peek(PARENT).unwrap().is_empty());
     }
 
     #[test]
@@ -988,7 +760,7 @@ mod tests {
         };
         assert_eq!((d.surface, d.records.len()), (Surface::PromptContext, 1));
         assert!(
-            out[1].contains("c2 (c2)") && !out[1].contains("c1 (c1)"),
+            out[1].contains("child \\\"c2\\\"") && !out[1].contains("child \\\"c1\\\""),
             "{}",
             out[1]
         );
@@ -1010,7 +782,7 @@ mod tests {
             json["hookSpecificOutput"]["additionalContext"]
                 .as_str()
                 .unwrap()
-                .contains("c1 (c1): success — one")
+                .contains("child \"c1\", finished a turn with status \"success\"")
         );
         assert_eq!(
             run(&ob, "s1", &prompt("hi"), &mut out).action,

@@ -95,7 +95,8 @@ fn the_printed_hooks_connect_a_child_to_its_parent() {
     assert_eq!(decision["decision"], "block");
     let reason = decision["reason"].as_str().unwrap();
     assert!(
-        reason.contains("- worker-7 (worker-7): success — Parser done: 42 tests pass."),
+        reason.contains("child \"worker-7\", finished a turn with status \"success\"")
+            && reason.contains("\n| Parser done: 42 tests pass."),
         "{reason}"
     );
     assert!(reason.contains("See src/parser.rs."), "{reason}");

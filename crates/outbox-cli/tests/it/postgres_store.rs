@@ -166,7 +166,7 @@ fn the_stop_hook_and_doctor_over_postgres() {
         decision["reason"]
             .as_str()
             .unwrap()
-            .contains("w1 (w1): success — parser done")
+            .contains("child \"w1\", finished a turn with status \"success\"")
     );
     // Pending until the next Stop with stop_hook_active confirms it.
     assert_eq!(db.run(&["pending", "--parent", PARENT], b"").code, 0);

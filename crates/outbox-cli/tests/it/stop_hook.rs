@@ -72,13 +72,28 @@ fn pending_records_block_with_a_reason_listing_each_child() {
         r#"{"session_id":"s1","cwd":"/x","future":{"a":[1,2]}}"#,
     );
     let json = decision(&run);
-    assert_eq!(
-        json["reason"],
-        "3 child sessions completed; each one needs handling:\n\
-         - parser (w1): success — all tests pass\n\
-         - w2 (w2): error\n\
-         - w3 (w3): failed"
+    // The renderer's frame (outbox::delivery), one record line each, in
+    // order, the child's own text on `| ` lines.
+    let reason = json["reason"].as_str().unwrap();
+    let lines: Vec<&str> = reason.lines().collect();
+    assert!(
+        lines[0].starts_with("outbox: 3 of 3 records for parent \"conductor\""),
+        "{reason}"
     );
+    assert!(lines[1].starts_with("outbox: record 1: child \"w1\", title \"parser\", finished a turn with status \"success\""), "{reason}");
+    assert_eq!(lines[2], "| all tests pass", "{reason}");
+    assert!(
+        lines[3].starts_with(
+            "outbox: record 2: child \"w2\", changed status from \"running\" to \"error\""
+        ),
+        "{reason}"
+    );
+    assert!(
+        lines[4]
+            .starts_with("outbox: record 3: child \"w3\", finished a turn with status \"failed\""),
+        "{reason}"
+    );
+    assert!(!reason.contains("shown before"), "{reason}");
     // Shown, not yet delivered: pending until the session's next Stop
     // with stop_hook_active (Claude continued because of the block).
     assert_eq!(outbox(root, &["pending", "--parent", PARENT]).code, 0);
@@ -115,13 +130,20 @@ fn a_block_not_acted_on_is_shown_again_first_and_marked() {
     commit_finished_with(root, PARENT, "w2", "success", &["--summary", "two"]);
     // The user pressed Esc (no hook), and the next turn stops normally.
     let json = decision(&hook(root, INACTIVE));
-    assert_eq!(
-        json["reason"],
-        "2 child sessions completed; each one needs handling (1 shown before and not yet \
-         handled, marked [again]):\n\
-         - [again] w1 (w1): success — one\n\
-         - w2 (w2): success — two"
+    let reason = json["reason"].as_str().unwrap();
+    let lines: Vec<&str> = reason.lines().collect();
+    assert!(
+        lines[1].starts_with("outbox: record 1: child \"w1\"")
+            && lines[1].contains("It was shown before and is not yet confirmed."),
+        "{reason}"
     );
+    assert_eq!(lines[2], "| one", "{reason}");
+    assert!(
+        lines[3].starts_with("outbox: record 2: child \"w2\"")
+            && !lines[3].contains("shown before"),
+        "{reason}"
+    );
+    assert_eq!(lines[4], "| two", "{reason}");
     let run = hook(root, ACTIVE);
     assert_eq!((run.code, run.stdout.as_str()), (0, ""), "{run:?}");
     assert!(peek_json(root, PARENT).is_empty());
@@ -193,7 +215,12 @@ fn the_parent_defaults_to_the_hook_session_id() {
     let root = dir.path();
     commit_finished(root, "s1", "w1", "success");
     let run = outbox_in(root, &["stop-hook"], INACTIVE.as_bytes());
-    assert!(decision(&run)["reason"].as_str().unwrap().contains("(w1)"));
+    assert!(
+        decision(&run)["reason"]
+            .as_str()
+            .unwrap()
+            .contains("child \"w1\"")
+    );
     // --parent wins over session_id.
     commit_finished(root, "s1", "w2", "success");
     let run = outbox_in(
@@ -269,9 +296,14 @@ fn context_hook_adds_the_pending_records_and_refuses_other_events() {
         json["hookSpecificOutput"]["hookEventName"],
         "UserPromptSubmit"
     );
-    assert_eq!(
-        json["hookSpecificOutput"]["additionalContext"],
-        "1 child session completed; it needs handling:\n- w1 (w1): success — tests pass"
+    let context = json["hookSpecificOutput"]["additionalContext"]
+        .as_str()
+        .unwrap();
+    assert!(
+        context.starts_with("outbox: 1 of 1 record for parent \"conductor\"")
+            && context.contains("child \"w1\", finished a turn with status \"success\"")
+            && context.contains("\n| tests pass\n"),
+        "{context}"
     );
     assert_eq!(
         peek_json(root, PARENT).len(),
@@ -314,7 +346,7 @@ fn context_hook_adds_the_pending_records_and_refuses_other_events() {
         json["hookSpecificOutput"]["additionalContext"]
             .as_str()
             .unwrap()
-            .contains("(w2)")
+            .contains("child \"w2\"")
     );
 }
 
@@ -346,7 +378,7 @@ fn a_context_over_the_cap_shows_what_fits_and_the_rest_comes_next() {
             .to_owned();
         assert!(text.chars().count() < 10_000, "{}", text.len());
         for i in 0..8 {
-            if text.contains(&format!("- w{i} (w{i})")) && !seen.contains(&i) {
+            if text.contains(&format!("child \"w{i}\"")) && !seen.contains(&i) {
                 seen.push(i);
             }
         }

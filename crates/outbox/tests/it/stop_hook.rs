@@ -115,9 +115,14 @@ impl Seen {
         }
     }
 
-    fn emit(&mut self, text: &str) {
+    fn emit(&mut self, json: &str) {
+        let json: serde_json::Value = serde_json::from_str(json).unwrap();
+        let text = json["reason"]
+            .as_str()
+            .or(json["hookSpecificOutput"]["additionalContext"].as_str())
+            .unwrap();
         for child in ["c1", "c2", "c3"] {
-            if text.contains(&format!("{child} ({child})")) {
+            if text.contains(&format!("child \"{child}\"")) {
                 self.emitted.insert(child.to_owned());
             }
         }
