@@ -26,7 +26,7 @@
 //! prompt does not repeat it (only records new since are added).
 //!
 //! **Order of effects.** Show: peek (first-seen order, records shown
-//! before first), render within the surface's budget ([`render`]: records
+//! before first), render within the surface's budget ([`delivery::render`]: records
 //! that do not fit stay pending and come next), persist the new
 //! [`Handover`] durably, *then* emit, then record that it was emitted
 //! ([`Handover::emitted`], a second durable write). A crash before the
