@@ -12,7 +12,7 @@
 //! on which surface, and the consecutive-block counter. The records stay
 //! pending; the next hook event of that session decides:
 //!
-//! | shown on | confirmed by | not acted on (shown again, first, marked "again") |
+//! | shown on | confirmed by | not acted on (shown again, first, each line saying it was shown before) |
 //! |---|---|---|
 //! | Stop block | the next Stop with `stop_hook_active: true` (Claude continued because of the block) | a Stop with `stop_hook_active: false`, a UserPromptSubmit, a SessionStart |
 //! | rewake | the woken turn's Stop (`stop_hook_active: true`) | as a Stop block; the woken turn's own UserPromptSubmit (its prompt is the rewake text, recognised by the delivery id in it) is neither |
