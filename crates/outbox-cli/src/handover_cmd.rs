@@ -9,7 +9,6 @@ use clap::Args;
 use outbox::handover::{self, Action, Event, HandoverError};
 use outbox::stop_hook::HookInput;
 
-use crate::hooks::shell_quote;
 use crate::store::Location;
 use crate::{
     EXIT_OK, Failure, check_parent, drain_failure, open_existing, read_stdin, write_stdout,
@@ -70,7 +69,9 @@ fn run(loc: &Location, parent: &str, input: &HookInput, event: &Event) -> Result
     let Some(store) = open_existing(loc)? else {
         return Ok(EXIT_OK);
     };
-    let show = show_command(loc, parent);
+    // The command a delivery names to print one record in full: this
+    // binary and the store by absolute path (a URL without its password).
+    let show = crate::show::render_options(loc, parent).show_command;
     let handled = handover::handle_with(&store, parent, &input.session_id, event, &show, |json| {
         write_stdout(format!("{json}\n").as_bytes())
     })
@@ -97,32 +98,6 @@ fn run(loc: &Location, parent: &str, input: &HookInput, event: &Event) -> Result
         );
     }
     Ok(EXIT_OK)
-}
-
-/// The command a delivery names for printing one record in full: this
-/// binary and the file store's root by absolute path (the hook's own), so
-/// the model can run it from any directory. Empty (the renderer's default,
-/// `outbox show --parent P`) on PostgreSQL, whose URL may hold a password
-/// the model must not see, or when a path is not UTF-8.
-fn show_command(loc: &Location, parent: &str) -> String {
-    #[allow(irrefutable_let_patterns)]
-    let Location::Files(root) = loc else {
-        return String::new();
-    };
-    let (Ok(binary), Ok(root)) = (std::env::current_exe(), std::path::absolute(root)) else {
-        return String::new();
-    };
-    match (binary.to_str(), root.to_str()) {
-        // `--parent=ID` for an id the parser would take for an option.
-        (Some(binary), Some(root)) => format!(
-            "{} --root {} show --parent{}{}",
-            shell_quote(binary),
-            shell_quote(root),
-            if parent.starts_with('-') { "=" } else { " " },
-            shell_quote(parent)
-        ),
-        _ => String::new(),
-    }
 }
 
 /// `stop-hook` in the default mode: a Stop of the parent's session.

@@ -7,7 +7,9 @@
 //! [`outbox::stop_hook`]. The newer commands live in their own modules:
 //! `exec` (`drain --exec`), `from_hook` (`commit --from-hook`),
 //! `handover_cmd` (`stop-hook`'s default mode, `context-hook`), `hooks`,
-//! `doctor` and `generate` (`completions`, `man`).
+//! `settings` (`hooks install|uninstall`, over `jsonspan`), `watch`
+//! (`watch`, `wait`), `doctor` and `claude_doctor`, `show` and `generate`
+//! (`completions`, `man`).
 //!
 //! Exit status: 0 success; 1 a "no" answer (`pending` with nothing
 //! pending, `doctor` with something to fix); 2 a usage or I/O error, with
@@ -16,6 +18,7 @@
 //! read 2 as "block"): their errors exit 1. See `outbox --help` and
 //! `README.md`.
 
+mod claude_doctor;
 mod commit_form;
 mod doctor;
 mod duration;
@@ -24,9 +27,13 @@ mod from_hook;
 mod generate;
 mod handover_cmd;
 mod hooks;
+mod jsonspan;
 mod render;
 mod root;
+mod settings;
+mod show;
 mod store;
+mod watch;
 
 use std::ffi::{OsStr, OsString};
 use std::io::{self, Read, Write};
@@ -121,7 +128,10 @@ enum Command {
     StopHook(StopHookArgs),
     ContextHook(handover_cmd::ContextHookArgs),
     Hooks(hooks::HooksArgs),
+    Show(show::ShowArgs),
     Doctor(doctor::DoctorArgs),
+    Watch(watch::WatchArgs),
+    Wait(watch::WaitArgs),
     Completions(generate::CompletionsArgs),
     #[command(hide = true)]
     Man(generate::ManArgs),
@@ -366,6 +376,11 @@ struct SweepArgs {
 /// consecutive blocks in a session the hook stops blocking; the records
 /// stay pending for the session's next prompt (context-hook). Nothing
 /// drains them in the background.
+/// The reason (and the context) show the pending records that fit the
+/// budget (16 000 characters; a context at most 10 000), each child's text
+/// framed as data (lines prefixed "| "); the rest stay pending for the next
+/// delivery, and a record too long for it is shown cut (`outbox show`
+/// prints it whole while it is pending, which it is until confirmed).
 ///
 /// --consume-on-print keeps the older rule: the records are consumed as
 /// soon as the decision was written, so a block Claude Code does not act
@@ -545,12 +560,16 @@ fn run(cli: Cli) -> Result<u8, Failure> {
         Command::StopHook(args) => run_stop_hook(&loc, args),
         Command::ContextHook(args) => handover_cmd::context(&loc, args),
         Command::Hooks(args) => print_hooks(&loc, &args),
+        Command::Show(args) => show::run(&loc, &args),
+        Command::Watch(args) => watch::run_watch(&loc, &args),
+        Command::Wait(args) => watch::run_wait(&loc, &args),
         Command::Doctor(_) => {
             let mut report = match &loc {
                 Location::Files(root) => doctor::examine(root, chooser.describe()),
                 #[cfg(feature = "postgres")]
                 Location::Postgres(url) => doctor::examine_postgres(url, chooser.describe()),
             };
+            claude_doctor::examine(&mut report);
             report.lines.insert(
                 0,
                 (
@@ -596,7 +615,19 @@ fn man(args: &generate::ManArgs) -> Result<u8, Failure> {
 /// `outbox hooks`: the settings.json fragment, with this binary's and the
 /// root's absolute paths.
 fn print_hooks(loc: &Location, args: &hooks::HooksArgs) -> Result<u8, Failure> {
-    check_parent(&args.parent)?;
+    if let Some(action) = &args.action {
+        return settings::run(loc, action);
+    }
+    let parent = args.parent.as_deref().unwrap_or_default();
+    check_parent(parent)?;
+    let (binary, store) = hook_binary_and_store(loc)?;
+    let text = hooks::fragment(&binary, &store, args).map_err(Failure::error)?;
+    print(text.as_bytes())
+}
+
+/// What a hook's command names: this binary and the store, by absolute
+/// path.
+fn hook_binary_and_store(loc: &Location) -> Result<(PathBuf, hooks::StoreArg), Failure> {
     let binary = std::env::current_exe()
         .map_err(|e| Failure::error(format!("cannot find this binary's path: {e}")))?;
     let store = match loc {
@@ -606,8 +637,7 @@ fn print_hooks(loc: &Location, args: &hooks::HooksArgs) -> Result<u8, Failure> {
         #[cfg(feature = "postgres")]
         Location::Postgres(url) => hooks::StoreArg::Store(url.clone()),
     };
-    let text = hooks::fragment(&binary, &store, args).map_err(Failure::error)?;
-    print(text.as_bytes())
+    Ok((binary, store))
 }
 
 /// Checks a parent id before anything touches a store (every store takes
@@ -825,7 +855,7 @@ fn commit(loc: &Location, args: CommitArgs) -> Result<u8, Failure> {
     let len = record.done_summary.len();
     if record.cap_summary() {
         warn(&format!(
-            "the summary of {} is {len} bytes; it was cut to {} bytes, ending in {:?}",
+            "the summary of {:?} is {len} bytes; it was cut to {} bytes, ending in {:?}",
             record.child_session_id,
             outbox::MAX_SUMMARY_BYTES,
             outbox::TRUNCATION_MARKER
@@ -863,7 +893,7 @@ fn commit(loc: &Location, args: CommitArgs) -> Result<u8, Failure> {
     let stamped = &committed.record;
     if committed.already_consumed {
         warn(&format!(
-            "child {:?}'s turn {} was already consumed by {:?}; no drain will deliver it \
+            "child {:?}'s turn {:?} was already consumed by {:?}; no drain will deliver it \
              (a new --output-hash, or last_output_hash, marks a new turn)",
             stamped.child_session_id,
             stamped.turn_key(),
@@ -1043,20 +1073,24 @@ fn run_stop_hook(loc: &Location, args: StopHookArgs) -> Result<u8, Failure> {
     let Some(outbox) = open_existing(loc)? else {
         return Ok(EXIT_OK);
     };
-    let outcome =
-        stop_hook::on_stop_consume_on_print(&outbox, &parent, input.stop_hook_active, |json| {
-            write_stdout(format!("{json}\n").as_bytes())
-        })
-        .map_err(|e| match e {
-            StopHookError::Guard(e) => Failure::error(format!(
-                "cannot keep the loop guard ({e}); not blocking, nothing drained"
-            )),
-            StopHookError::Emit(e) => Failure::error(format!(
-                "write stdout: {e}; nothing was marked consumed, the records stay pending"
-            )),
-            StopHookError::Outbox(e) => Failure::error(drain_failure(&e)),
-            e => Failure::error(format!("{e}; not blocking")),
-        })?;
+    let opts = show::render_options(loc, &parent);
+    let outcome = stop_hook::on_stop_consume_on_print_with(
+        &outbox,
+        &parent,
+        input.stop_hook_active,
+        &opts,
+        |json| write_stdout(format!("{json}\n").as_bytes()),
+    )
+    .map_err(|e| match e {
+        StopHookError::Guard(e) => Failure::error(format!(
+            "cannot keep the loop guard ({e}); not blocking, nothing drained"
+        )),
+        StopHookError::Emit(e) => Failure::error(format!(
+            "write stdout: {e}; nothing was marked consumed, the records stay pending"
+        )),
+        StopHookError::Outbox(e) => Failure::error(drain_failure(&e)),
+        e => Failure::error(format!("{e}; not blocking")),
+    })?;
     match outcome {
         StopOutcome::GuardTripped { blocks } => {
             let _ = writeln!(

@@ -39,6 +39,8 @@ pub mod checks;
 pub mod identity;
 pub mod model;
 pub mod order;
+#[cfg(doctest)]
+mod readme_doctests;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -133,6 +135,7 @@ macro_rules! conformance_tests {
             a_second_finished_turn_with_a_new_output_hash_is_delivered,
             reentrant_calls_from_a_callback_are_errors_not_deadlocks,
             the_stop_hook_blocks_three_times_then_waits,
+            the_stop_hook_consumes_only_what_its_reason_shows,
             the_handover_state_round_trips,
             consume_turns_consumes_exactly_the_turns_given,
             confirmed_delivery_follows_the_session,

@@ -216,6 +216,14 @@
 //!   (in-process locks) and processes (lock files), so a producer never
 //!   loses a record to a concurrent drain.
 //!
+//! # Deliveries
+//!
+//! What a parent model reads about its children (the Stop hook's reason,
+//! hook context, a rewake message) is rendered by [`delivery::render`]:
+//! facts in lines of the tool's own, each child's text framed as data that
+//! cannot pass for them, within a budget counted in UTF-16 code units
+//! (10 000 for `additionalContext`, Claude Code's cap). See [`delivery`].
+//!
 //! # Fsync cost
 //!
 //! | operation | file fsyncs | directory fsyncs |
@@ -269,7 +277,7 @@ pub use io::StdIo;
 pub use ledger::{LEDGER_TTL, MAX_LEDGER_BYTES};
 pub use outbox::{Committed, DEFAULT_STALE_AGE, Drained, Outbox, SweepReport};
 pub use paths::{
-    LONGEST_SUFFIX_BYTES, MAX_FILE_NAME_BYTES, MAX_ID_BYTES, ParentPaths, sanitize_id,
+    LONGEST_SUFFIX_BYTES, MAX_FILE_NAME_BYTES, MAX_ID_BYTES, ParentPaths, id_of_stem, sanitize_id,
 };
 pub use record::{
     KIND_FINISHED, MAX_FIELD_BYTES, MAX_SUMMARY_BYTES, MAX_TURN_KEY_BYTES, Record,

@@ -7,6 +7,7 @@
 
 mod bad_input;
 mod concurrency;
+mod delivery;
 mod doctor;
 mod end_to_end;
 mod exec;
@@ -15,12 +16,15 @@ mod hardening_files;
 mod hardening_semantics;
 mod hooks;
 mod input;
+mod install;
 mod loop_e2e;
 mod perf_cli;
 #[cfg(feature = "postgres")]
 mod postgres_store;
+mod readme;
 mod reliability;
 mod stop_hook;
 mod store_choice;
 mod usage;
 mod util;
+mod watch;

@@ -12,14 +12,14 @@ use crate::util::{PARENT, Run, command, run_command};
 const URL_VAR: &str = "OUTBOX_TEST_DATABASE_URL";
 
 /// A fresh schema on the test database, dropped at the end.
-pub struct Db {
+pub(crate) struct Db {
     base: String,
     schema: String,
 }
 
 impl Db {
     /// `None` (after saying it is skipped) when no database is configured.
-    pub fn from_env(test: &str) -> Option<Self> {
+    pub(crate) fn from_env(test: &str) -> Option<Self> {
         let Some(base) = std::env::var(URL_VAR).ok().filter(|u| !u.trim().is_empty()) else {
             // Straight to stderr, past libtest's capture: a skip must show.
             let _ = writeln!(
@@ -34,12 +34,12 @@ impl Db {
     }
 
     /// The store URL: the test database and this test's schema.
-    pub fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         let sep = if self.base.contains('?') { '&' } else { '?' };
         format!("{}{sep}outbox_schema={}", self.base, self.schema)
     }
 
-    fn run(&self, args: &[&str], stdin: &[u8]) -> Run {
+    pub(crate) fn run(&self, args: &[&str], stdin: &[u8]) -> Run {
         let mut cmd = command();
         cmd.arg("--store").arg(self.url()).args(args);
         run_command(cmd, stdin)
@@ -48,12 +48,12 @@ impl Db {
 
 impl Db {
     /// The test database's URL, without the schema.
-    pub fn base(&self) -> &str {
+    pub(crate) fn base(&self) -> &str {
         &self.base
     }
 
     /// This test's schema.
-    pub fn schema(&self) -> &str {
+    pub(crate) fn schema(&self) -> &str {
         &self.schema
     }
 }
@@ -167,6 +167,12 @@ fn the_stop_hook_and_doctor_over_postgres() {
             .as_str()
             .unwrap()
             .contains("child \"w1\", finished a turn with status \"success\"")
+    );
+    assert!(
+        decision["reason"]
+            .as_str()
+            .unwrap()
+            .contains("\n| parser done\n")
     );
     // Pending until the next Stop with stop_hook_active confirms it.
     assert_eq!(db.run(&["pending", "--parent", PARENT], b"").code, 0);

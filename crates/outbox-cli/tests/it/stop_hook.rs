@@ -72,27 +72,23 @@ fn pending_records_block_with_a_reason_listing_each_child() {
         r#"{"session_id":"s1","cwd":"/x","future":{"a":[1,2]}}"#,
     );
     let json = decision(&run);
-    // The renderer's frame (outbox::delivery), one record line each, in
-    // order, the child's own text on `| ` lines.
     let reason = json["reason"].as_str().unwrap();
     let lines: Vec<&str> = reason.lines().collect();
+    assert_eq!(lines.len(), 6, "{reason}");
+    assert!(lines[0].starts_with(r#"outbox: 3 of 3 records for parent "conductor""#));
+    assert!(lines[1].starts_with(
+        r#"outbox: record 1: child "w1", title "parser", finished a turn with status "success" at "#
+    ));
+    assert_eq!(lines[2], "| all tests pass");
+    assert!(lines[3].starts_with(
+        r#"outbox: record 2: child "w2", changed status from "running" to "error" at "#
+    ));
     assert!(
-        lines[0].starts_with("outbox: 3 of 3 records for parent \"conductor\""),
-        "{reason}"
+        lines[4].starts_with(
+            r#"outbox: record 3: child "w3", finished a turn with status "failed" at "#
+        )
     );
-    assert!(lines[1].starts_with("outbox: record 1: child \"w1\", title \"parser\", finished a turn with status \"success\""), "{reason}");
-    assert_eq!(lines[2], "| all tests pass", "{reason}");
-    assert!(
-        lines[3].starts_with(
-            "outbox: record 2: child \"w2\", changed status from \"running\" to \"error\""
-        ),
-        "{reason}"
-    );
-    assert!(
-        lines[4]
-            .starts_with("outbox: record 3: child \"w3\", finished a turn with status \"failed\""),
-        "{reason}"
-    );
+    assert!(lines[5].starts_with("outbox: No other record is left out."));
     assert!(!reason.contains("shown before"), "{reason}");
     // Shown, not yet delivered: pending until the session's next Stop
     // with stop_hook_active (Claude continued because of the block).
@@ -115,7 +111,12 @@ fn consume_on_print_consumes_as_soon_as_the_decision_is_written() {
     commit_finished(root, PARENT, "w1", "success");
     let args = ["stop-hook", "--parent", PARENT, "--consume-on-print"];
     let run = outbox_in(root, &args, INACTIVE.as_bytes());
-    assert!(decision(&run)["reason"].as_str().unwrap().contains("(w1)"));
+    assert!(
+        decision(&run)["reason"]
+            .as_str()
+            .unwrap()
+            .contains("child \"w1\"")
+    );
     assert_eq!(outbox(root, &["pending", "--parent", PARENT]).code, 1);
     let run = outbox_in(root, &args, ACTIVE.as_bytes());
     assert_eq!((run.code, run.stdout.as_str()), (0, ""));
@@ -219,7 +220,7 @@ fn the_parent_defaults_to_the_hook_session_id() {
         decision(&run)["reason"]
             .as_str()
             .unwrap()
-            .contains("child \"w1\"")
+            .contains(r#"child "w1""#)
     );
     // --parent wins over session_id.
     commit_finished(root, "s1", "w2", "success");

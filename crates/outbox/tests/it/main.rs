@@ -8,6 +8,7 @@ mod concurrency;
 mod conformance;
 mod crash;
 mod decode_props;
+mod delivery;
 mod faults;
 mod format;
 mod handles;
