@@ -13,11 +13,18 @@ use clap::Args;
 /// with --child, a child's; with --subagents, the parent's SubagentStop
 /// hook for its background subagents).
 ///
-/// The parent's Stop hook runs `outbox stop-hook --parent P`: when
-/// children of P completed, the parent is told before it may stop. A
-/// child's Stop hook runs `outbox commit --parent P --from-hook`: each time
-/// the child ends a turn, its last message becomes a completion record in
-/// P's inbox.
+/// The parent's hooks: Stop runs `outbox stop-hook --parent P` (when
+/// children of P completed, the parent is told before it may stop);
+/// UserPromptSubmit and SessionStart run `outbox context-hook --parent P`
+/// (what is pending, or was shown and not acted on, is added to the
+/// model's context). A record shown either way stays pending until the
+/// session's next move confirms it was acted on (see `stop-hook --help`).
+///
+/// A child's hooks run `outbox commit --parent P --from-hook` on Stop (the
+/// child's last message becomes a completion record in P's inbox),
+/// StopFailure (a turn that ended in an API error: a completion with status
+/// `error`) and SessionEnd (the session ended: a completion with status
+/// `ended`, unless the child's last report is still pending).
 ///
 /// --subagents prints SubagentStop running `outbox commit --parent P
 /// --from-hook`, for the parent's settings: each subagent that finishes
@@ -63,7 +70,8 @@ pub struct HooksArgs {
     #[arg(long, value_name = "ID", required = true)]
     pub parent: Option<String>,
     /// Print a child's hooks (commit --from-hook on Stop, StopFailure and
-    /// SessionEnd) instead of the parent's.
+    /// SessionEnd) instead of the parent's (stop-hook on Stop, context-hook
+    /// on UserPromptSubmit and SessionStart).
     #[arg(long, conflicts_with = "subagents")]
     pub child: bool,
     /// Print the parent's SubagentStop hook (commit --from-hook), which
@@ -158,14 +166,22 @@ pub fn entries(
         Some(title) => format!("{commit} --title {}", shell_quote(title)),
         None => commit.clone(),
     };
-    let stop = command("stop-hook {}");
+    let (stop, context) = (command("stop-hook {}"), command("context-hook {}"));
     let entry = |event, command: &String| HookEntry {
         event,
         command: command.clone(),
     };
     Ok(match args.role() {
-        Role::Parent => vec![entry("Stop", &stop)],
-        Role::Child => vec![entry("Stop", &child_commit)],
+        Role::Parent => vec![
+            entry("Stop", &stop),
+            entry("UserPromptSubmit", &context),
+            entry("SessionStart", &context),
+        ],
+        Role::Child => vec![
+            entry("Stop", &child_commit),
+            entry("StopFailure", &child_commit),
+            entry("SessionEnd", &child_commit),
+        ],
         Role::Subagents => vec![entry("SubagentStop", &commit)],
     })
 }
@@ -275,8 +291,12 @@ mod tests {
     fn each_role_lists_its_events_and_the_fragment_prints_exactly_them() {
         let store = StoreArg::Store("postgres://u@h/db".into());
         for (child, subagents, events) in [
-            (false, false, vec!["Stop"]),
-            (true, false, vec!["Stop"]),
+            (
+                false,
+                false,
+                vec!["Stop", "UserPromptSubmit", "SessionStart"],
+            ),
+            (true, false, vec!["Stop", "StopFailure", "SessionEnd"]),
             (false, true, vec!["SubagentStop"]),
         ] {
             let args = HooksArgs {

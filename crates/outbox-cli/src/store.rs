@@ -15,6 +15,7 @@ use std::ffi::OsString;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use outbox::handover::Handover;
 use outbox::{Committed, DrainWithError, Drained, Outbox, Record, Result, Store, SweepReport};
 #[cfg(feature = "postgres")]
 use outbox_postgres::PgOutbox;
@@ -249,12 +250,16 @@ impl Store for AnyStore {
         each!(self, s => Store::forget_child(s, parent, child))
     }
 
-    fn stop_blocks(&self, parent: &str) -> Result<u32> {
-        each!(self, s => Store::stop_blocks(s, parent))
+    fn handover(&self, parent: &str) -> Result<Handover> {
+        each!(self, s => Store::handover(s, parent))
     }
 
-    fn set_stop_blocks(&self, parent: &str, count: u32) -> Result<()> {
-        each!(self, s => Store::set_stop_blocks(s, parent, count))
+    fn set_handover(&self, parent: &str, state: &Handover) -> Result<()> {
+        each!(self, s => Store::set_handover(s, parent, state))
+    }
+
+    fn consume_turns(&self, parent: &str, keys: &[String]) -> Result<Drained> {
+        each!(self, s => Store::consume_turns(s, parent, keys))
     }
 }
 

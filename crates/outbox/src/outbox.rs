@@ -205,7 +205,7 @@ impl<I: Io> Outbox<I> {
 
     /// Opens the outbox at `root` with the file-system seam `io` without
     /// touching the disk. The read-only operations ([`peek`](Self::peek),
-    /// [`has_pending`](Self::has_pending), [`stop_blocks`](Self::stop_blocks))
+    /// [`has_pending`](Self::has_pending), [`handover`](Self::handover))
     /// then create nothing, on any root, nor does a drain or a sweep that
     /// finds nothing to do (no file of the parent: no directory, no lock
     /// file); the first operation that writes creates the directories
@@ -645,7 +645,7 @@ impl<I: Io> Outbox<I> {
         let _drain = self.lock(&paths.drain_lock)?;
         let staged = self.stage_claim(&paths)?;
         let no_delivery = None::<fn(&[Record]) -> Result<(), Infallible>>;
-        self.finalize(&paths, staged, usize::MAX, no_delivery)
+        self.finalize(&paths, staged, Select::First(usize::MAX), no_delivery)
             .map_err(|e| match e {
                 DrainWithError::Outbox(e) => e,
                 DrainWithError::Delivery(never) => match never {},
@@ -683,7 +683,7 @@ impl<I: Io> Outbox<I> {
         };
         let _drain = self.lock(&paths.drain_lock)?;
         let staged = self.stage_claim(&paths)?;
-        self.finalize(&paths, staged, usize::MAX, Some(deliver))
+        self.finalize(&paths, staged, Select::First(usize::MAX), Some(deliver))
     }
 
     /// [`drain_with`](Self::drain_with), delivering at most `max` records:
@@ -715,7 +715,33 @@ impl<I: Io> Outbox<I> {
         };
         let _drain = self.lock(&paths.drain_lock)?;
         let staged = self.stage_claim(&paths)?;
-        self.finalize(&paths, staged, max, Some(deliver))
+        self.finalize(&paths, staged, Select::First(max), Some(deliver))
+    }
+
+    /// Marks the turns `keys` ([`Record::turn_key`]) consumed and removes
+    /// their pending records: the confirmation of a delivery that showed
+    /// them (see [`crate::handover`]). A child that committed a newer turn
+    /// since keeps the newer record pending (its key differs); a key whose
+    /// record is gone is marked all the same (it was acted on, so a
+    /// re-commit of it is not delivered again). Everything else stays
+    /// pending, in order. Returns the records removed in
+    /// [`Drained::records`].
+    ///
+    /// Crash-safe as a drain: the ledger is durable before a record leaves
+    /// the WAL. **Fsyncs: as [`drain_with_max`](Self::drain_with_max)**
+    /// (1, +1 when records stay pending in the WAL; 0 when every key is
+    /// consumed already and nothing is pending).
+    pub fn consume_turns(&self, parent: &str, keys: &[String]) -> Result<Drained> {
+        let paths = self.paths(parent)?;
+        self.ensure_layout()?;
+        let _drain = self.lock(&paths.drain_lock)?;
+        let staged = self.stage_claim(&paths)?;
+        let no_delivery = None::<fn(&[Record]) -> Result<(), Infallible>>;
+        self.finalize(&paths, staged, Select::Turns(keys), no_delivery)
+            .map_err(|e| match e {
+                DrainWithError::Outbox(e) => e,
+                DrainWithError::Delivery(never) => match never {},
+            })
     }
 
     /// `parent`'s files for a drain, with the directories every write needs;
@@ -869,7 +895,7 @@ impl<I: Io> Outbox<I> {
         &self,
         paths: &ParentPaths,
         staged: Staged,
-        max: usize,
+        select: Select<'_>,
         deliver: Option<impl FnOnce(&[Record]) -> Result<(), E>>,
     ) -> Result<Drained, DrainWithError<E>> {
         let io = &self.inner.io;
@@ -879,7 +905,7 @@ impl<I: Io> Outbox<I> {
             quarantined: staged.quarantined,
             ..Drained::default()
         };
-        if staged.records.is_empty() {
+        if staged.records.is_empty() && matches!(select, Select::First(_)) {
             return Ok(drained);
         }
         let ledger = self.ledger(paths)?;
@@ -888,20 +914,44 @@ impl<I: Io> Outbox<I> {
             .records
             .into_iter()
             .partition(|r| !ledger.contains(&r.turn_key()));
+        drained.already_consumed = consumed.len();
+        let (mut fresh, rest, mut turns) = match select {
+            Select::First(max) => {
+                let rest = fresh.split_off(fresh.len().min(max));
+                (fresh, rest, Vec::new())
+            }
+            Select::Turns(keys) => {
+                let (chosen, rest) = fresh
+                    .into_iter()
+                    .partition(|r| keys.contains(&r.turn_key()));
+                // Every key given is marked, also one whose record a newer
+                // commit of its child superseded (it was acted on).
+                let mut turns: Vec<String> = Vec::new();
+                for key in keys {
+                    if !ledger.contains(key) && !turns.contains(key) {
+                        turns.push(key.clone());
+                    }
+                }
+                (chosen, rest, turns)
+            }
+        };
         // Not held across the caller's callback (it may commit).
         drop(ledger);
-        drained.already_consumed = consumed.len();
-        let rest = fresh.split_off(fresh.len().min(max));
-        if fresh.is_empty() && !rest.is_empty() {
-            // `max == 0`: nothing delivered, the WAL holds everything.
+        if fresh.is_empty() && turns.is_empty() && !rest.is_empty() {
+            // Nothing to deliver or mark (`max == 0`, or no key given
+            // matches): the WAL holds everything.
             return Ok(drained);
         }
 
-        if !fresh.is_empty() {
-            if let Some(deliver) = deliver {
+        if !fresh.is_empty() || !turns.is_empty() {
+            if !fresh.is_empty()
+                && let Some(deliver) = deliver
+            {
                 deliver(&fresh).map_err(DrainWithError::Delivery)?;
             }
-            let turns: Vec<String> = fresh.iter().map(Record::turn_key).collect();
+            if turns.is_empty() {
+                turns = fresh.iter().map(Record::turn_key).collect();
+            }
             // The file cannot have changed: every writer of it holds the
             // drain lock, which this drain holds. Read again only if a
             // failed read in between dropped what was read.
@@ -919,8 +969,10 @@ impl<I: Io> Outbox<I> {
                     marked,
                 }) => {
                     // Only the marks that reached the file: the others are
-                    // pending, like any record of a failed drain.
-                    fresh.truncate(marked);
+                    // pending, like any record of a failed drain. (`turns`
+                    // is `fresh`'s keys in order, or the keys given.)
+                    let reached = &turns[..marked.min(turns.len())];
+                    fresh.retain(|r| reached.contains(&r.turn_key()));
                     return Err(Error::MarksKept {
                         error,
                         marks_visible,
@@ -1214,6 +1266,16 @@ struct ParentFiles {
 /// created entry durable: each directory that gained an entry is fsynced
 /// once, after all are created. A directory that exists is taken as
 /// durable.
+/// Which of the claimed records a drain's second phase delivers and marks.
+#[derive(Clone, Copy, Debug)]
+enum Select<'a> {
+    /// The first `n` deliverable records, in order.
+    First(usize),
+    /// The records of these turns; the keys are marked whether or not a
+    /// record of theirs is pending.
+    Turns(&'a [String]),
+}
+
 pub(crate) fn ensure_dirs<I: Io>(io: &I, dirs: &[PathBuf]) -> Result<()> {
     let mut to_sync: Vec<PathBuf> = Vec::new();
     for dir in dirs {

@@ -17,6 +17,7 @@ mod hardening_semantics;
 mod hooks;
 mod input;
 mod install;
+mod loop_e2e;
 mod perf_cli;
 #[cfg(feature = "postgres")]
 mod postgres_store;

@@ -94,12 +94,13 @@ fn store_file(dir: &Path, url: &str, mode: u32) -> PathBuf {
 /// (`Stop`, or `SubagentStop` for `--subagents`).
 fn hook_command(fragment: &str) -> String {
     let json: Value = serde_json::from_str(fragment).expect("hooks prints JSON");
-    let (_, entries) = json["hooks"]
-        .as_object()
-        .unwrap()
+    // A role installs several events; the Stop hook (SubagentStop for
+    // --subagents) is the one these tests drive.
+    let hooks = json["hooks"].as_object().unwrap();
+    let entries = ["Stop", "SubagentStop"]
         .iter()
-        .next()
-        .expect("an event");
+        .find_map(|event| hooks.get(*event))
+        .expect("a Stop or SubagentStop event");
     entries[0]["hooks"][0]["command"]
         .as_str()
         .expect("a command")

@@ -59,7 +59,11 @@ fn what_the_library_creates_is_private_and_the_root_passes_its_own_check() {
     ob.commit(PARENT, record("c1")).unwrap();
     ob.drain(PARENT).unwrap();
     ob.commit(PARENT, record("c2")).unwrap();
-    ob.set_stop_blocks(PARENT, 1).unwrap();
+    let state = outbox::handover::Handover {
+        blocks: 1,
+        ..Default::default()
+    };
+    ob.set_handover(PARENT, &state).unwrap();
     for dir in [base.path().join("a"), base.path().join("a/b")] {
         assert_eq!(mode(&dir), 0o700, "{}", dir.display());
     }
@@ -101,7 +105,7 @@ fn a_root_others_can_write_is_refused_before_anything_is_touched() {
         refused(lazy.has_pending(PARENT));
         refused(lazy.commit(PARENT, record("c")));
         refused(lazy.drain(PARENT));
-        refused(lazy.stop_blocks(PARENT));
+        refused(lazy.handover(PARENT));
         assert!(entries(&root).is_empty(), "nothing was created");
         // The shared policy takes it.
         let shared = Outbox::open_lazy(&root).with_root_policy(RootPolicy::Shared);
