@@ -8,6 +8,7 @@
 //!   `audit` and `calibrate`. See `docs/perf-budget-suite.md`.
 //! * `perf-trust`: the runner's `trust`, plus real regressions injected
 //!   into the outbox (`mutants.rs`, `mutant_trust.rs`).
+//! * `perf-trust-ab`: the A/B tier's trust figures (`ab_trust.rs`).
 //! * `man`: build the `outbox` binary and have it write its man pages
 //!   (`outbox man --dir`) into `<target dir>/man/`.
 //! * `sim [--seeds N] [--first F] [--jobs J] | sim --seed S`: run the
@@ -20,6 +21,7 @@ use std::env;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+mod ab_trust;
 mod compare;
 mod mutant_trust;
 mod mutants;
@@ -45,6 +47,9 @@ commands:
              [--no-mutants] [FILTER...]
       `cargo perfbudget trust`, plus how often the outbox's gates catch real
       regressions injected into a scratch copy; table + JSON.
+  perf-trust-ab [--runs R] [--rounds N] [--load CMD]
+      The A/B tier (`cargo perfbudget ab`) on the outbox's drain gate: false
+      alarms quiet and loaded, detection of 2x drain mutants.
   man
       Build the outbox binary and write its man pages (outbox.1 and one per
       command) into <target dir>/man/, from its clap definitions. Read them
@@ -70,6 +75,7 @@ fn main() -> ExitCode {
         "perf-audit" => audit::run,
         "perf-calibrate" => calibrate::run,
         "perf-trust" => mutant_trust::run,
+        "perf-trust-ab" => ab_trust::run,
         "sim" => sim::run,
         "compare" => compare::run,
         "man" => |_: &[String]| man(),

@@ -116,10 +116,18 @@ pub fn loosened(before: &Declared, after: &Declared) -> Vec<String> {
         _ => {}
     }
     if before.expected != after.expected {
+        let show = |d: &Declared| {
+            let e: Vec<String> = d
+                .expected
+                .iter()
+                .map(|e| format!("{} {}", e.expected, e.what))
+                .collect();
+            format!("[{}]", e.join(", "))
+        };
         what.push(format!(
             "count expectations changed: {} -> {}",
-            describe(before),
-            describe(after)
+            show(before),
+            show(after)
         ));
     }
     what

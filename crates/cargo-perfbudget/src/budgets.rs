@@ -137,13 +137,17 @@ pub fn describe(d: &Declared) -> String {
     if let Some(m) = d.multiplier_in_code {
         parts.push(format!("multiplier {m} set in code"));
     }
-    if !d.expected.is_empty() {
-        let e: Vec<String> = d
-            .expected
-            .iter()
-            .map(|e| format!("{} {}", e.expected, e.what))
-            .collect();
-        parts.push(format!("expects {}", e.join(", ")));
+    match d.expected.len() {
+        0 => {}
+        1..=3 => {
+            let e: Vec<String> = d
+                .expected
+                .iter()
+                .map(|e| format!("{} {}", e.expected, e.what))
+                .collect();
+            parts.push(format!("expects {}", e.join(", ")));
+        }
+        n => parts.push(format!("{n} expected counts")),
     }
     parts.join(", ")
 }

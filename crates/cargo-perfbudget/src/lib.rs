@@ -22,11 +22,14 @@
 //!   entry, comparing budgets files, not source ([`audit`]).
 //! * `calibrate [--runs R] [FILTER...]`: propose bases ([`calibrate`]).
 //! * `trust [...]`: false-alarm rates and detection power ([`trust`]).
+//! * `ab [--against REV] [...]`: the relative walltime tier, base and head
+//!   interleaved, a Student's t interval of their ratio ([`ab`]).
 //!
 //! Settings live in `[workspace.metadata.perfbudget]`
 //! ([`discover::Settings`]): `policy` (the budget-loosening log, default
 //! `PERF_BUDGETS.md`) and `budgets` (default `perf-budgets.json`).
 
+pub mod ab;
 pub mod audit;
 pub mod budgets;
 pub mod calibrate;
@@ -57,6 +60,10 @@ commands:
       Run each gate R times (default 5) and propose the base it should cite.
   trust [--runs R] [--load CMD] [--no-false-alarms] [--no-detect] [FILTER...]
       Measure false-alarm rates quiet and under load, and detection power.
+  ab [--against REV] [--rounds N] [--threshold X] [FILTER...]
+      Run every walltime gate of the base revision and of the working tree
+      interleaved; fail when head/base is above X (default 1.3) with 95%
+      confidence.
   help
       Print this message; `cargo perfbudget <command> --help` for a command.
 
@@ -83,6 +90,7 @@ pub fn main_with(args: &[String]) -> ExitCode {
         "audit" => audit::run(rest),
         "calibrate" => calibrate::run(rest),
         "trust" => trust::run(rest),
+        "ab" => ab::run(rest),
         "help" | "-h" | "--help" => {
             print!("{USAGE}");
             ExitCode::SUCCESS

@@ -3,8 +3,6 @@
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-use statrs::statistics::Statistics;
-
 /// Untimed runs before the timed ones.
 pub const WARMUP_RUNS: usize = 1;
 
@@ -162,10 +160,11 @@ impl Measurement {
         // Sum in u128 nanoseconds: seven Duration::MAX values still fit.
         let sum: u128 = kept.iter().map(Duration::as_nanos).sum();
         let trimmed_mean = duration_from_nanos(sum / KEPT_RUNS as u128);
-        let std_dev_nanos = samples
-            .iter()
-            .map(|sample| sample.as_nanos() as f64)
-            .std_dev();
+        let nanos = samples.map(|sample| sample.as_nanos() as f64);
+        let mean = nanos.iter().sum::<f64>() / TIMED_RUNS as f64;
+        let variance =
+            nanos.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (TIMED_RUNS - 1) as f64;
+        let std_dev_nanos = variance.sqrt();
         let std_dev = Duration::try_from_secs_f64(std_dev_nanos / 1e9).unwrap_or(Duration::MAX);
         Measurement {
             samples,
@@ -229,8 +228,7 @@ impl Measurement {
         self.sorted[TIMED_RUNS - 1]
     }
 
-    /// Sample standard deviation of all 11 samples (statrs, n − 1
-    /// denominator).
+    /// Sample standard deviation of all 11 samples (n − 1 denominator).
     #[must_use]
     pub fn std_dev(&self) -> Duration {
         self.std_dev
