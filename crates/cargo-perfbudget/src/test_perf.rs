@@ -443,7 +443,7 @@ pub fn run_one(
 ) -> Result<Outcome, String> {
     let id = test.id();
     if verbose {
-        eprint!("test-perf: {id} ... ");
+        eprint!("test: {id} ... ");
     }
     let mut command = Command::new(&test.binary.executable);
     command

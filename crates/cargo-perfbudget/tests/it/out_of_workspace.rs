@@ -201,6 +201,9 @@ fn a_crate_outside_the_workspace_gets_a_base_passes_and_catches_a_2x_slowdown() 
             .report("summary.md")
             .starts_with("## perfbudget: passed")
     );
+    for name in ["junit.xml", "bmf.json", "summary.md"] {
+        println!("--- target/perf/{name}\n{}", adopter.report(name));
+    }
     let budgets = std::fs::read_to_string(adopter.dir.join("perf-budgets.json"))
         .expect("the budgets file is written beside the crate");
     assert!(budgets.contains(&format!("\"base\": {base}")), "{budgets}");
