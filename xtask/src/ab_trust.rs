@@ -98,6 +98,9 @@ fn try_run(args: &[String]) -> Result<(), String> {
         wait_ns: base,
     };
     let mut scratch = Scratch::new(&ws.root, &perf.join("ab-trust").join("src"))?;
+    // A target dir of its own: cargo names a workspace's artifacts by
+    // paths relative to its root, so the copy built into the workspace's
+    // target dir would overwrite (and pass for) the workspace's own.
     let target = perf.join("ab-trust").join("target");
     let records = perf.join("ab-trust").join("records");
     test_perf::fresh_dir(&records)?;

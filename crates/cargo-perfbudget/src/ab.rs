@@ -4,8 +4,9 @@
 //! can.
 //!
 //! It builds the base revision (the merge base with main, or `--against
-//! REV`; extracted with `git archive` under `<target>/perf/ab/`) and the
-//! working tree, then runs every walltime gate of both builds interleaved,
+//! REV`; extracted with `git archive` under `<target>/perf/ab/`, built into
+//! `<target>/perf/ab/target`, so the first run builds the dependencies
+//! once more) and the working tree, then runs every walltime gate of both builds interleaved,
 //! round by round (A B, then B A, ...: a slow spell of the machine falls on
 //! both sides alike), each run the gate's usual n = 11 measurement in a
 //! process of its own. Per round it takes the log of the ratio of the two
@@ -222,8 +223,10 @@ pub fn extract(ws: &Workspace, rev: &str, dest: &Path) -> Result<(), String> {
         .stdout(Stdio::piped())
         .spawn()
         .map_err(|e| format!("cannot run git archive: {e}"))?;
+    // -m: the files get the time of extraction, not of the commit, so a
+    // build never takes an older artifact for theirs.
     let status = Command::new("tar")
-        .args(["-x", "-C"])
+        .args(["-x", "-m", "-C"])
         .arg(dest)
         .stdin(archive.stdout.ok_or("git archive gave no output")?)
         .status()
@@ -234,16 +237,37 @@ pub fn extract(ws: &Workspace, rev: &str, dest: &Path) -> Result<(), String> {
     Ok(())
 }
 
-/// The perf tests of the workspace at `dir`, built into `target`.
-pub fn tests_at(dir: &Path, target: &Path) -> Result<Vec<PerfTest>, String> {
+/// The perf tests of the workspace at `dir`, built into `target`, their
+/// executables copied into `keep` (a later build of another base into the
+/// same `target` overwrites the originals).
+///
+/// `target` must not be the head's target directory: cargo names a
+/// workspace's artifacts by paths relative to its root, so the base would
+/// get the head's file names, and each build would take the other's
+/// artifacts for its own.
+pub fn tests_at(dir: &Path, target: &Path, keep: &Path) -> Result<Vec<PerfTest>, String> {
     let ws = discover::workspace_at(dir)?;
     let build = discover::Build {
         dir: Some(dir),
         target_dir: Some(target),
         packages: &[],
     };
+    test_perf::fresh_dir(keep)?;
     let mut tests = Vec::new();
-    for binary in discover::build_test_binaries_in(&ws, &build)? {
+    for mut binary in discover::build_test_binaries_in(&ws, &build)? {
+        let name = binary
+            .executable
+            .file_name()
+            .ok_or_else(|| format!("{} has no file name", binary.executable.display()))?;
+        let kept = keep.join(name);
+        std::fs::copy(&binary.executable, &kept).map_err(|e| {
+            format!(
+                "cannot copy {} to {}: {e}",
+                binary.executable.display(),
+                kept.display()
+            )
+        })?;
+        binary.executable = kept;
         tests.extend(discover::perf_tests_in(&binary)?);
     }
     Ok(tests)
@@ -282,11 +306,12 @@ fn try_run(args: &[String]) -> Result<ExitCode, String> {
         args.filters.is_empty() || args.filters.iter().any(|f| id.contains(f.as_str()))
     };
     eprintln!("ab: building the base's tests (release)...");
-    let base: BTreeMap<String, PerfTest> = tests_at(&base_dir, &ws.target_dir)?
-        .into_iter()
-        .filter(keep)
-        .map(|t| (t.id(), t))
-        .collect();
+    let base: BTreeMap<String, PerfTest> =
+        tests_at(&base_dir, &dir.join("target"), &dir.join("base-bin"))?
+            .into_iter()
+            .filter(keep)
+            .map(|t| (t.id(), t))
+            .collect();
     eprintln!("ab: building the head's tests (release)...");
     let (head, _, _) = test_perf::find_tests(&ws, &args.filters)?;
     let mut env = test_perf::gate_env(&ws);

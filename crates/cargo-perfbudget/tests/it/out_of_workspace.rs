@@ -110,6 +110,15 @@ impl Adopter {
         output
     }
 
+    /// `git ARGS` in the crate's directory; whether it succeeded.
+    fn git(&self, args: &[&str]) -> bool {
+        Command::new("git")
+            .args(args)
+            .current_dir(&self.dir)
+            .output()
+            .is_ok_and(|o| o.status.success())
+    }
+
     fn report(&self, name: &str) -> String {
         std::fs::read_to_string(self.target.join("perf").join(name)).expect(name)
     }
@@ -208,6 +217,19 @@ fn a_crate_outside_the_workspace_gets_a_base_passes_and_catches_a_2x_slowdown() 
         .expect("the budgets file is written beside the crate");
     assert!(budgets.contains(&format!("\"base\": {base}")), "{budgets}");
 
+    // The green state is the base revision `ab` compares with.
+    let git_ok = adopter.git(&["init", "-q"])
+        && adopter.git(&["add", "."])
+        && adopter.git(&[
+            "-c",
+            "user.name=t",
+            "-c",
+            "user.email=t@t",
+            "commit",
+            "-qm",
+            "base",
+        ]);
+
     // The 2x slowdown.
     std::fs::write(adopter.dir.join("src/lib.rs"), lib_rs(2)).expect("patch");
     let failed = adopter.runner(&["test"]);
@@ -230,6 +252,26 @@ fn a_crate_outside_the_workspace_gets_a_base_passes_and_catches_a_2x_slowdown() 
         serde_json::from_str(&adopter.report("report.json")).expect("report.json");
     assert_eq!(report["passed"], false);
     assert!(adopter.report("junit.xml").contains(r#"failures="1""#));
+
+    // The relative tier: the committed base against the patched head,
+    // interleaved. Its verdict is a timing and is only printed; what is
+    // checked is that both sides ran every round.
+    if git_ok {
+        let ab = adopter.runner(&["ab", "--against", "HEAD", "--rounds", "5"]);
+        let report: serde_json::Value =
+            serde_json::from_str(&adopter.report("ab.json")).expect("ab.json");
+        let gates = report["gates"].as_array().expect("gates");
+        assert_eq!(gates.len(), 1, "{report}");
+        assert_eq!(gates[0]["gate"], "perf_work_walltime");
+        assert_eq!(gates[0]["base_ns"].as_array().map(Vec::len), Some(5));
+        assert_eq!(gates[0]["head_ns"].as_array().map(Vec::len), Some(5));
+        println!(
+            "ab: head/base {:.2} (95% CI {:.2}-{:.2}), exit {}",
+            gates[0]["ratio"], gates[0]["low"], gates[0]["high"], ab.status
+        );
+    } else {
+        println!("SKIPPED: git is not usable here; `cargo perfbudget ab` was not run");
+    }
 
     // Defect 5 of issue 23: a run that fails before its gates must not
     // leave the previous report behind. First a green one again...
