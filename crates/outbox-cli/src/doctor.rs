@@ -9,8 +9,11 @@ use std::io::{self, ErrorKind};
 use std::path::{Path, PathBuf};
 
 use clap::Args;
+use outbox::MAX_LEDGER_BYTES;
+#[cfg(feature = "postgres")]
+use outbox::Store;
 use outbox::format::{MAX_LINE_BYTES, scan};
-use outbox::{MAX_LEDGER_BYTES, Store};
+#[cfg(feature = "postgres")]
 use outbox_postgres::{PgOutbox, SCHEMA_VERSION};
 
 /// Check the store. The file store: which setting chose the data root,
@@ -46,6 +49,7 @@ const QUARANTINE_MARK: &str = ".quarantine-";
 /// Examines the PostgreSQL store at `url`, chosen by the setting `from`:
 /// connects (which creates or migrates the schema), then lists the pending
 /// records per parent. Consumes nothing.
+#[cfg(feature = "postgres")]
 pub fn examine_postgres(url: &str, from: &str) -> Report {
     let mut report = Report::default();
     let store = match PgOutbox::connect(url) {

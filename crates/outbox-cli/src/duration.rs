@@ -1,55 +1,20 @@
-//! `--older-than` durations: the compact forms `7d`, `36h`, `90m`, `45s`,
-//! `1d12h`, and everything [`humantime`] reads (`1d 12h`, `1w`, `90min`,
-//! `2 days`).
+//! `--older-than` durations, read by [`humantime`]: `7d`, `36h`, `90m`,
+//! `45s`, `1d12h`, `1d 12h`, `1w`, `90min`, `2 days`.
 
 use std::time::Duration;
 
 /// What an error message offers as examples.
 const EXAMPLES: &str = "e.g. 7d, 36h, 90m, 45s, 1d12h, 1d 12h, 1w, 90min";
 
-/// Parses a duration: first as one or more `<whole number><unit>` terms,
-/// unit `d`, `h`, `m` or `s`, added (`7d`, `36h`, `1d12h`; the original
-/// forms, which keep their meaning), else with [`humantime::parse_duration`]
-/// (units from `ns` to `y`, terms separated by spaces or not: `1d 12h`,
-/// `1w`, `90min`; a month is 30.44 days, a year 365.25). The error names
+/// Parses a duration with [`humantime::parse_duration`]: one or more
+/// `<number><unit>` terms, added, with or without spaces between them;
+/// units from `ns` to `y` (`s`, `m` or `min`, `h`, `d`, `w`, ...; a month is
+/// 30.44 days, a year 365.25). The compact forms of earlier versions (`7d`,
+/// `36h`, `90m`, `45s`, `1d12h`) read as they always did. The error names
 /// the text, says what humantime found wrong, and gives examples.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    match parse_compact(text) {
-        Some(duration) => Ok(duration),
-        None => humantime::parse_duration(text)
-            .map_err(|e| format!("invalid duration {text:?}: {e} ({EXAMPLES})")),
-    }
-}
-
-/// The compact form only: `None` when `text` is not one.
-fn parse_compact(text: &str) -> Option<Duration> {
-    if text.is_empty() {
-        return None;
-    }
-    let mut total: u64 = 0;
-    let mut rest = text;
-    while !rest.is_empty() {
-        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
-        if digits == 0 {
-            return None;
-        }
-        let (number, tail) = rest.split_at(digits);
-        let unit = tail.chars().next()?;
-        let seconds_per_unit: u64 = match unit {
-            'd' => 24 * 3600,
-            'h' => 3600,
-            'm' => 60,
-            's' => 1,
-            _ => return None,
-        };
-        total = number
-            .parse::<u64>()
-            .ok()
-            .and_then(|n| n.checked_mul(seconds_per_unit))
-            .and_then(|s| total.checked_add(s))?;
-        rest = &tail[unit.len_utf8()..];
-    }
-    Some(Duration::from_secs(total))
+    humantime::parse_duration(text)
+        .map_err(|e| format!("invalid duration {text:?}: {e} ({EXAMPLES})"))
 }
 
 #[cfg(test)]

@@ -42,8 +42,7 @@ pub fn record(bytes: &[u8]) -> Result<Record, String> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Err("stdin is empty: expected the hook's JSON object".to_owned());
     }
-    let value: Value =
-        serde_json::from_slice(bytes).map_err(|e| format!("stdin: not JSON: {e}"))?;
+    let value = outbox::hook_json::parse(bytes).map_err(|e| format!("stdin: not JSON: {e}"))?;
     let Value::Object(input) = value else {
         return Err("stdin: expected the hook's JSON object".to_owned());
     };

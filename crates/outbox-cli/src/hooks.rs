@@ -1,5 +1,6 @@
 //! `outbox hooks`: the Claude Code `settings.json` fragment that installs
-//! the parent's Stop hook (`stop-hook`) or a child's (`commit --from-hook`),
+//! the parent's hooks, a child's, or the parent's SubagentStop hook
+//! ([`entries`], the one list of (event, command) pairs per [`Role`]),
 //! with the absolute path of this binary and of the resolved data root, so
 //! the hook runs the same binary on the same root whatever the hook's
 //! working directory and `PATH`.
@@ -8,13 +9,21 @@ use std::path::{Path, PathBuf};
 
 use clap::Args;
 
-/// Print the Claude Code settings.json fragment for a parent's Stop hook
-/// (or, with --child, for a child's).
+/// Print the Claude Code settings.json fragment for a parent's hooks (or,
+/// with --child, a child's; with --subagents, the parent's SubagentStop
+/// hook for its background subagents).
 ///
-/// The parent's hook runs `outbox stop-hook --parent P`: when children of P
-/// completed, the parent is told before it may stop. A child's hook runs
-/// `outbox commit --parent P --from-hook`: each time the child ends a turn,
-/// its last message becomes a completion record in P's inbox.
+/// The parent's Stop hook runs `outbox stop-hook --parent P`: when
+/// children of P completed, the parent is told before it may stop. A
+/// child's Stop hook runs `outbox commit --parent P --from-hook`: each time
+/// the child ends a turn, its last message becomes a completion record in
+/// P's inbox.
+///
+/// --subagents prints SubagentStop running `outbox commit --parent P
+/// --from-hook`, for the parent's settings: each subagent that finishes
+/// commits its completion into P's inbox (child = agent_id, title =
+/// agent_type). A foreground subagent's result also reaches the parent as
+/// its tool result, so install it where subagents run in the background.
 ///
 /// The commands name this binary and the data root by absolute path, so
 /// they work whatever directory and PATH Claude Code runs them with. Claude
@@ -29,16 +38,43 @@ use clap::Args;
 Examples:
   outbox hooks --parent conductor                # for the parent's settings.json
   outbox hooks --parent conductor --child        # for each child's
+  outbox hooks --parent conductor --subagents    # the parent's background subagents
   claude --settings \"$(outbox hooks --parent conductor --child)\"")]
 pub struct HooksArgs {
     /// The parent session: the inbox the children commit to and the parent
     /// drains.
     #[arg(long, value_name = "ID")]
     pub parent: String,
-    /// Print a child's hook (commit --from-hook) instead of the parent's
-    /// (stop-hook).
-    #[arg(long)]
+    /// Print a child's hooks (commit --from-hook on Stop, StopFailure and
+    /// SessionEnd) instead of the parent's.
+    #[arg(long, conflicts_with = "subagents")]
     pub child: bool,
+    /// Print the parent's SubagentStop hook (commit --from-hook), which
+    /// commits each finished subagent into the parent's inbox.
+    #[arg(long)]
+    pub subagents: bool,
+}
+
+/// Which side's hooks a fragment installs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    /// The parent: its Stop, UserPromptSubmit and SessionStart hooks.
+    Parent,
+    /// A child session: its Stop, StopFailure and SessionEnd hooks.
+    Child,
+    /// The parent's subagents: its SubagentStop hook.
+    Subagents,
+}
+
+impl HooksArgs {
+    /// The role the flags select.
+    pub fn role(&self) -> Role {
+        match (self.child, self.subagents) {
+            (true, _) => Role::Child,
+            (false, true) => Role::Subagents,
+            (false, false) => Role::Parent,
+        }
+    }
 }
 
 /// The store a hook's command names.
@@ -47,13 +83,30 @@ pub enum StoreArg {
     /// `--root DIR`: the file store on this (absolute) data root.
     Root(PathBuf),
     /// `--store URL`: the PostgreSQL store.
+    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
     Store(String),
 }
 
-/// The fragment for `args`: a pretty-printed JSON object and a newline.
-/// `binary` and a root must be absolute; a path that is not UTF-8 cannot be
-/// written into JSON and is an error naming it.
-pub fn fragment(binary: &Path, store: &StoreArg, args: &HooksArgs) -> Result<String, String> {
+/// One hook of a fragment: the Claude Code event it runs on and its
+/// command line.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HookEntry {
+    /// The event, as Claude Code spells it in settings (`Stop`, ...).
+    pub event: &'static str,
+    /// The shell command line Claude Code runs (through `sh -c`).
+    pub command: String,
+}
+
+/// Every hook `args` asks for, in the order they are printed: the one list
+/// that `outbox hooks` prints and that an installer installs (and an
+/// uninstaller removes), so the two can never differ. `binary` and a root
+/// must be absolute; a path that is not UTF-8 cannot be written into JSON
+/// and is an error naming it.
+pub fn entries(
+    binary: &Path,
+    store: &StoreArg,
+    args: &HooksArgs,
+) -> Result<Vec<HookEntry>, String> {
     let utf8 = |what: &str, path: &Path| {
         path.to_str()
             .map(shell_quote)
@@ -63,23 +116,34 @@ pub fn fragment(binary: &Path, store: &StoreArg, args: &HooksArgs) -> Result<Str
         StoreArg::Root(root) => format!("--root {}", utf8("the data root", root)?),
         StoreArg::Store(url) => format!("--store {}", shell_quote(url)),
     };
-    let subcommand = if args.child {
-        "commit --parent {} --from-hook"
-    } else {
-        "stop-hook --parent {}"
+    let prefix = format!("{} {store}", utf8("the binary's path", binary)?);
+    let parent = parent_arg(&args.parent);
+    let command = |sub: &str| format!("{prefix} {}", sub.replace("{}", &parent));
+    let commit = command("commit {} --from-hook");
+    let stop = command("stop-hook {}");
+    let entry = |event, command: &String| HookEntry {
+        event,
+        command: command.clone(),
     };
-    let command = format!(
-        "{} {store} {}",
-        utf8("the binary's path", binary)?,
-        subcommand.replace("{}", &shell_quote(&args.parent))
-    );
-    // Written by hand to keep the keys in Claude Code's documented order
-    // (`type` before `command`); the command is a JSON string literal.
-    let command = serde_json::to_string(&command).map_err(|e| e.to_string())?;
-    Ok(format!(
-        r#"{{
-  "hooks": {{
-    "Stop": [
+    Ok(match args.role() {
+        Role::Parent => vec![entry("Stop", &stop)],
+        Role::Child => vec![entry("Stop", &commit)],
+        Role::Subagents => vec![entry("SubagentStop", &commit)],
+    })
+}
+
+/// The fragment for `args` ([`entries`] as a settings.json object): a
+/// pretty-printed JSON object and a newline.
+pub fn fragment(binary: &Path, store: &StoreArg, args: &HooksArgs) -> Result<String, String> {
+    let entries = entries(binary, store, args)?;
+    // Written by hand to keep the events in the order of `entries` and the
+    // keys in Claude Code's documented order (`type` before `command`).
+    let mut events = Vec::new();
+    for e in &entries {
+        let command = serde_json::to_string(&e.command).map_err(|e| e.to_string())?;
+        let event = serde_json::to_string(e.event).map_err(|e| e.to_string())?;
+        events.push(format!(
+            r#"    {event}: [
       {{
         "hooks": [
           {{
@@ -88,11 +152,24 @@ pub fn fragment(binary: &Path, store: &StoreArg, args: &HooksArgs) -> Result<Str
           }}
         ]
       }}
-    ]
-  }}
-}}
-"#
+    ]"#
+        ));
+    }
+    Ok(format!(
+        "{{\n  \"hooks\": {{\n{}\n  }}\n}}\n",
+        events.join(",\n")
     ))
+}
+
+/// The `--parent` argument of a hook's command: `--parent ID`, or
+/// `--parent=ID` for an id that starts with `-`, which the parser would
+/// otherwise take for an option (`--parent -conductor`).
+fn parent_arg(id: &str) -> String {
+    if id.starts_with('-') {
+        format!("--parent={}", shell_quote(id))
+    } else {
+        format!("--parent {}", shell_quote(id))
+    }
 }
 
 /// `word` as one POSIX shell word: unchanged when it holds only characters
@@ -125,6 +202,7 @@ mod tests {
         let args = HooksArgs {
             parent: "my parent".into(),
             child: false,
+            subagents: false,
         };
         let text = fragment(
             Path::new("/bin/outbox"),
@@ -151,5 +229,35 @@ mod tests {
             text.contains("commit --parent 'my parent' --from-hook"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn each_role_lists_its_events_and_the_fragment_prints_exactly_them() {
+        let store = StoreArg::Store("postgres://u@h/db".into());
+        for (child, subagents, events) in [
+            (false, false, vec!["Stop"]),
+            (true, false, vec!["Stop"]),
+            (false, true, vec!["SubagentStop"]),
+        ] {
+            let args = HooksArgs {
+                parent: "p".into(),
+                child,
+                subagents,
+            };
+            let list = entries(Path::new("/bin/outbox"), &store, &args).unwrap();
+            let names: Vec<_> = list.iter().map(|e| e.event).collect();
+            assert_eq!(names, events, "{args:?}");
+            let text = fragment(Path::new("/bin/outbox"), &store, &args).unwrap();
+            let json: serde_json::Value = serde_json::from_str(&text).unwrap();
+            let hooks = json["hooks"].as_object().unwrap();
+            assert_eq!(hooks.len(), list.len(), "{text}");
+            for e in &list {
+                assert_eq!(hooks[e.event][0]["hooks"][0]["command"], e.command.as_str());
+                assert!(
+                    e.command
+                        .starts_with("/bin/outbox --store postgres://u@h/db ")
+                );
+            }
+        }
     }
 }

@@ -14,6 +14,7 @@
 //! `commit --from-hook`) never exit 2 (Claude Code would read 2 as
 //! "block"): their errors exit 1. See `outbox --help` and `README.md`.
 
+mod commit_form;
 mod doctor;
 mod duration;
 mod exec;
@@ -171,7 +172,6 @@ struct CommitArgs {
         long,
         value_name = "STATUS",
         requires = "to",
-        required_unless_present_any = ["finished", "json", "from_hook"],
         conflicts_with = "finished"
     )]
     from: Option<String>,
@@ -190,19 +190,14 @@ struct CommitArgs {
     #[arg(long, requires = "status")]
     finished: bool,
     /// The completion's status, e.g. success or failed.
-    #[arg(long, value_name = "STATUS", requires = "finished")]
+    #[arg(long, value_name = "STATUS")]
     status: Option<String>,
     /// The completion's summary (capped at 32 KiB).
-    #[arg(long, value_name = "TEXT", requires = "finished")]
+    #[arg(long, value_name = "TEXT")]
     summary: Option<String>,
     /// Read the completion's summary from a file, or from stdin with `-`
     /// (UTF-8, capped at 32 KiB; a trailing newline is dropped).
-    #[arg(
-        long = "summary-file",
-        value_name = "PATH",
-        requires = "finished",
-        conflicts_with = "summary"
-    )]
+    #[arg(long = "summary-file", value_name = "PATH", conflicts_with = "summary")]
     summary_file: Option<PathBuf>,
     /// Read one record, a JSON object in the on-disk field format, from stdin.
     #[arg(
@@ -335,9 +330,9 @@ Examples:
   outbox sweep --older-than '1d 12h'
   outbox sweep --older-than 2w")]
 struct SweepArgs {
-    /// How old a record must be to go: whole numbers with a unit d, h, m or
-    /// s, summed (7d, 36h, 90m, 45s, 1d12h), or any humantime duration
-    /// (1d 12h, 1w, 90min, 2days).
+    /// How old a record must be to go: numbers with a unit, summed, as
+    /// humantime reads them (7d, 36h, 90m, 45s, 1d12h, 1d 12h, 1w, 90min,
+    /// 2days).
     #[arg(
         long = "older-than",
         value_name = "DURATION",
@@ -407,7 +402,7 @@ impl From<outbox::Error> for Failure {
 
 fn main() -> ExitCode {
     let args: Vec<OsString> = std::env::args_os().collect();
-    let cli = match Cli::try_parse_from(&args) {
+    let cli = match Cli::try_parse_from(&args).and_then(commit_form::check) {
         Ok(cli) => cli,
         Err(e) => {
             // Help and version go to stdout with 0; usage errors to stderr
@@ -454,16 +449,26 @@ fn main() -> ExitCode {
 }
 
 /// clap's usage error as one line: its first paragraph (the error, which
-/// names the argument and the value), lines joined, `error:` replaced by
+/// names the argument and the value) and its tips (`tip: a similar
+/// subcommand exists: 'commit'`), lines joined, `error:` replaced by
 /// `outbox:`, and a pointer to `--help` instead of the usage block.
 fn usage_error_line(rendered: &str) -> String {
-    let first = rendered.split("\n\n").next().unwrap_or_default();
-    let words: Vec<&str> = first
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty())
-        .collect();
-    let line = words.join(" ");
+    let mut paragraphs = rendered.split("\n\n");
+    let first = paragraphs.next().unwrap_or_default();
+    let tips = paragraphs.filter(|p| p.trim_start().starts_with("tip:"));
+    let one_line = |paragraph: &str| {
+        let words: Vec<&str> = paragraph
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .collect();
+        words.join(" ")
+    };
+    let line = std::iter::once(first)
+        .chain(tips)
+        .map(one_line)
+        .collect::<Vec<_>>()
+        .join("; ");
     let line = line.strip_prefix("error: ").unwrap_or(&line);
     format!("outbox: {line} (see --help)")
 }
@@ -515,6 +520,7 @@ fn run(cli: Cli) -> Result<u8, Failure> {
         Command::Doctor(_) => {
             let mut report = match &loc {
                 Location::Files(root) => doctor::examine(root, chooser.describe()),
+                #[cfg(feature = "postgres")]
                 Location::Postgres(url) => doctor::examine_postgres(url, chooser.describe()),
             };
             report.lines.insert(
@@ -569,6 +575,7 @@ fn print_hooks(loc: &Location, args: &hooks::HooksArgs) -> Result<u8, Failure> {
         Location::Files(root) => hooks::StoreArg::Root(std::path::absolute(root).map_err(|e| {
             Failure::error(format!("{}: cannot make it absolute: {e}", root.display()))
         })?),
+        #[cfg(feature = "postgres")]
         Location::Postgres(url) => hooks::StoreArg::Store(url.clone()),
     };
     let text = hooks::fragment(&binary, &store, args).map_err(Failure::error)?;
@@ -586,8 +593,14 @@ fn check_parent(parent: &str) -> Result<(), Failure> {
 /// can be pending; such a root is left as it is (not even created). The
 /// outbox is opened lazily: read-only commands create nothing, and a drain
 /// or sweep creates only the directories it writes to.
+// Without the PostgreSQL store the match below has one arm.
+#[cfg_attr(
+    not(feature = "postgres"),
+    allow(clippy::infallible_destructuring_match)
+)]
 fn open_existing(loc: &Location) -> Result<Option<AnyStore>, Failure> {
     let root = match loc {
+        #[cfg(feature = "postgres")]
         Location::Postgres(url) => return Ok(Some(AnyStore::postgres(url)?)),
         Location::Files(root) => root,
     };
@@ -789,6 +802,7 @@ fn commit(loc: &Location, args: CommitArgs) -> Result<u8, Failure> {
     }
     let store = match loc {
         Location::Files(root) => AnyStore::Files(Outbox::open(root)?),
+        #[cfg(feature = "postgres")]
         Location::Postgres(url) => AnyStore::postgres(url)?,
     };
     let committed = store.commit(&args.parent, record)?;
@@ -812,13 +826,11 @@ fn commit(loc: &Location, args: CommitArgs) -> Result<u8, Failure> {
 }
 
 /// The message of a drain that failed in the outbox, saying what became of
-/// the records: pending, unless the error itself says otherwise.
+/// the records, by the error's typed [`outbox::RecordsState`].
 fn drain_failure(e: &outbox::Error) -> String {
-    match e {
-        // It says what is marked and which children.
-        outbox::Error::MarksKept { .. } => e.to_string(),
-        // A COMMIT that failed in flight: it says what may be marked.
-        e if e.outcome_unknown() => e.to_string(),
+    match e.records_state() {
+        // The error says what may be marked, and which children.
+        outbox::RecordsState::Consumed | outbox::RecordsState::MaybeConsumed => e.to_string(),
         _ => format!("{e}; nothing was marked consumed, the records stay pending"),
     }
 }
@@ -982,6 +994,7 @@ fn run_stop_hook(loc: &Location, args: StopHookArgs) -> Result<u8, Failure> {
             "write stdout: {e}; nothing was marked consumed, the records stay pending"
         )),
         StopHookError::Outbox(e) => Failure::error(drain_failure(&e)),
+        e => Failure::error(format!("{e}; not blocking")),
     })?;
     match outcome {
         StopOutcome::GuardTripped { blocks } => {
@@ -1055,7 +1068,9 @@ mod tests {
 
     #[test]
     fn commit_forms_are_exclusive() {
-        let parse = |args: &str| Cli::try_parse_from(args.split_whitespace());
+        // As main parses: clap, then the check of commit's two forms.
+        let parse =
+            |args: &str| Cli::try_parse_from(args.split_whitespace()).and_then(commit_form::check);
         let commit = "outbox commit --parent p";
         assert!(parse(&format!("{commit} --child c")).is_err());
         assert!(parse(&format!("{commit} --child c --from a --to b")).is_ok());

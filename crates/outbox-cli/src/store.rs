@@ -3,12 +3,18 @@
 //! default). A `postgres://` (or `postgresql://`) URL is the PostgreSQL
 //! store; `file:PATH` or a plain path is the file store on that root.
 //! [`AnyStore`] is either, as one [`Store`].
+//!
+//! The PostgreSQL store is the cargo feature `postgres` (off by default, so
+//! an install for one machine compiles no async runtime or database
+//! client); without it a `postgres://` URL is refused by [`parse`] with
+//! the install line that enables it.
 
 use std::ffi::OsString;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use outbox::{Committed, DrainWithError, Drained, Outbox, Record, Result, Store, SweepReport};
+#[cfg(feature = "postgres")]
 use outbox_postgres::PgOutbox;
 
 use crate::root::{self, Source};
@@ -19,8 +25,15 @@ pub enum Location {
     /// The file store on this data root.
     Files(PathBuf),
     /// The PostgreSQL store at this URL.
+    #[cfg(feature = "postgres")]
     Postgres(String),
 }
+
+/// The install line of a build with the PostgreSQL store, for the error a
+/// build without it gives.
+#[cfg(not(feature = "postgres"))]
+pub const POSTGRES_INSTALL: &str = "cargo install --locked --features postgres outbox-cli (from \
+     a clone: cargo install --locked --features postgres --path crates/outbox-cli)";
 
 /// Which setting chose the store.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -46,25 +59,45 @@ impl Chooser {
 }
 
 /// Reads a `--store` / `OUTBOX_STORE` value.
+///
+/// Messages about a refused value name its scheme, never the rest of it,
+/// which may hold a password.
 pub fn parse(value: &str) -> std::result::Result<Location, String> {
     let value = value.trim();
-    // Messages name the value without its password.
-    let shown = outbox_postgres::redact_url(value);
-    if value.starts_with("postgres://") || value.starts_with("postgresql://") {
-        return Ok(Location::Postgres(value.to_owned()));
+    if let Some(scheme) = ["postgres://", "postgresql://"]
+        .into_iter()
+        .find(|s| value.starts_with(s))
+    {
+        return postgres(scheme, value);
     }
     let path = value.strip_prefix("file:").unwrap_or(value);
     if path.is_empty() {
         return Err(format!(
-            "store {shown:?}: expected postgres://... or a data root path (file:PATH)"
+            "store {value:?}: expected postgres://... or a data root path (file:PATH)"
         ));
     }
     if let Some((scheme, _)) = path.split_once("://") {
         return Err(format!(
-            "store {shown:?}: unknown scheme {scheme:?} (expected postgres:// or a path)"
+            "store with unknown scheme {scheme:?}: expected postgres://... or a data root path"
         ));
     }
     Ok(Location::Files(PathBuf::from(path)))
+}
+
+/// A `postgres://` URL: the PostgreSQL store.
+#[cfg(feature = "postgres")]
+fn postgres(_scheme: &str, url: &str) -> std::result::Result<Location, String> {
+    Ok(Location::Postgres(url.to_owned()))
+}
+
+/// A `postgres://` URL in a build without the PostgreSQL store: refused,
+/// with the install line of a build that has it.
+#[cfg(not(feature = "postgres"))]
+fn postgres(scheme: &str, _url: &str) -> std::result::Result<Location, String> {
+    Err(format!(
+        "store {scheme}...: this outbox was built without the PostgreSQL store (cargo \
+         feature \"postgres\"); install one with it: {POSTGRES_INSTALL}"
+    ))
 }
 
 /// Resolves the store: `--store`, else `--root`, else `OUTBOX_STORE`, else
@@ -101,9 +134,11 @@ pub enum AnyStore {
     /// The file outbox.
     Files(Outbox),
     /// The PostgreSQL store.
+    #[cfg(feature = "postgres")]
     Postgres(PgOutbox),
 }
 
+#[cfg(feature = "postgres")]
 impl AnyStore {
     /// Connects to the PostgreSQL store at `url` (creating or migrating its
     /// schema).
@@ -116,6 +151,7 @@ macro_rules! each {
     ($self:ident, $s:ident => $e:expr) => {
         match $self {
             AnyStore::Files($s) => $e,
+            #[cfg(feature = "postgres")]
             AnyStore::Postgres($s) => $e,
         }
     };
@@ -189,7 +225,8 @@ mod tests {
     }
 
     #[test]
-    fn urls_and_paths_choose_the_store() {
+    #[cfg(feature = "postgres")]
+    fn postgres_urls_choose_the_postgres_store() {
         assert_eq!(
             parse("postgres://u@h/db").unwrap(),
             Location::Postgres("postgres://u@h/db".into())
@@ -198,6 +235,24 @@ mod tests {
             parse("postgresql://h/db").unwrap(),
             Location::Postgres("postgresql://h/db".into())
         );
+    }
+
+    #[test]
+    #[cfg(not(feature = "postgres"))]
+    fn postgres_urls_without_the_feature_name_it_and_hide_the_url() {
+        for url in [
+            "postgres://u:secret@h/db",
+            " postgresql://h/db?password=secret",
+        ] {
+            let e = parse(url).unwrap_err();
+            assert!(e.contains("cargo feature \"postgres\""), "{e}");
+            assert!(e.contains(POSTGRES_INSTALL), "{e}");
+            assert!(!e.contains("secret"), "{e}");
+        }
+    }
+
+    #[test]
+    fn urls_and_paths_choose_the_store() {
         assert_eq!(
             parse("file:/srv/ob").unwrap(),
             Location::Files("/srv/ob".into())
@@ -238,12 +293,19 @@ mod tests {
             resolve(None, Some("/root".into()), env(&vars)).unwrap(),
             (Location::Files("/root".into()), Chooser::Root(Source::Flag))
         );
+        #[cfg(feature = "postgres")]
         assert_eq!(
             resolve(None, None, env(&vars)).unwrap(),
             (
                 Location::Postgres("postgres://h/db".into()),
                 Chooser::StoreEnv
             )
+        );
+        #[cfg(not(feature = "postgres"))]
+        assert!(
+            resolve(None, None, env(&vars))
+                .unwrap_err()
+                .starts_with("$OUTBOX_STORE: store postgres://...: ")
         );
         assert_eq!(
             resolve(None, None, env(&vars[1..])).unwrap(),

@@ -10,7 +10,14 @@ use std::time::Duration;
 use outbox::stop_hook::{StopOutcome, on_stop};
 use outbox::{DrainWithError, Error, LEDGER_TTL, Record, Store, StoreErrorKind, Timestamp};
 
+pub use crate::identity::child_ids_are_exact_bytes_and_never_padded;
 use crate::model::{Model, by_child, children};
+// The order and sweep checks live in their own module; the macro finds
+// every check here.
+pub use crate::order::{
+    a_recommit_during_delivery_starts_a_new_position, sweeps_act_on_records_a_failed_delivery_left,
+    sweeps_keep_first_seen_order,
+};
 use crate::{Harness, T0, TestClock};
 
 /// The parent most checks commit to.
@@ -30,7 +37,7 @@ fn ok(_: &[Record]) -> Result<(), Infallible> {
 fn outbox_error<E: std::fmt::Debug>(e: DrainWithError<E>) -> Error {
     match e {
         DrainWithError::Outbox(e) => e,
-        DrainWithError::Delivery(e) => panic!("unexpected delivery error {e:?}"),
+        other => panic!("unexpected drain_with error {other:?}"),
     }
 }
 

@@ -36,7 +36,9 @@
 //! process without crashes) and a multi-threaded delivery audit.
 
 pub mod checks;
+pub mod identity;
 pub mod model;
+pub mod order;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -133,7 +135,11 @@ macro_rules! conformance_tests {
             the_stop_hook_blocks_three_times_then_waits,
             parents_are_independent,
             concurrent_producers_and_drainers_deliver_each_record_once,
-            random_operations_match_the_reference_model
+            random_operations_match_the_reference_model,
+            child_ids_are_exact_bytes_and_never_padded,
+            a_recommit_during_delivery_starts_a_new_position,
+            sweeps_keep_first_seen_order,
+            sweeps_act_on_records_a_failed_delivery_left
         );
     };
     (@each $harness:expr; $($check:ident),* $(,)?) => {

@@ -70,7 +70,14 @@
 //! commit (the server answered with an error, or the connection failed
 //! before `COMMIT` was sent), `Unknown` when a statement that commits (an
 //! autocommit upsert, a `COMMIT`) was in flight when the connection failed.
-//! A drain whose `COMMIT` is unknown carries its records in the error.
+//! A drain whose `COMMIT` answer is lost learns its fate instead of
+//! guessing: it read its transaction id with its last statement, so a new
+//! connection asks the server (`txid_status`), ending the old session
+//! first when the server still holds the transaction open (a partition):
+//! committed is a success (the records are returned, consumed), rolled
+//! back is `NotApplied`; only when the server cannot be asked is the
+//! outcome `Unknown`, and then the error carries the records
+//! ([`outbox::StoreError::records`]), which may be consumed.
 //! Retries happen only where nothing can have committed: a serialization
 //! failure or deadlock the server reported, and a drain whose claim failed
 //! on a pooled connection that had died (a server restart) — retried once on
@@ -79,27 +86,31 @@
 //! # Differences from the file outbox
 //!
 //! There is no staging file: a record whose delivery failed is pending like
-//! any other, so [`sweep_stale`](outbox::Store::sweep_stale) may drop it
-//! when old (the file outbox keeps records staged in its WAL).
+//! any other (as in the file outbox, whose sweeps act on its claim too).
 //! [`Drained::recovered`](outbox::Drained::recovered) is always 0, and a
 //! [`BadLine`] of this store names the row's `seq`
 //! as its `line_no` (offset 0).
 
+mod conn;
+mod pgpass;
+mod resolve;
 mod schema;
+mod tls;
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::ThreadId;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use conn::{Conn, Net, PgError};
 use outbox::format::{BadLine, BadLineReason, decode_line};
 use outbox::{
     Committed, DrainWithError, Drained, Error, LEDGER_TTL, Outcome, Record, Result, Store,
     StoreError, StoreErrorKind, SweepReport, check_parent_id,
 };
-use postgres::error::SqlState;
-use postgres::{Client, NoTls, Row, Statement};
 use sha2::{Digest, Sha256};
+use tokio_postgres::error::SqlState;
+use tokio_postgres::{Row, Statement};
 
 pub use schema::VERSION as SCHEMA_VERSION;
 
@@ -109,6 +120,14 @@ pub const DEFAULT_SCHEMA: &str = "outbox";
 /// How long a connection attempt may take when the URL sets no
 /// `connect_timeout`.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The client-side deadline of each round trip to the server (a statement
+/// and its answer, including a drain's wait for the parent's lock) when
+/// the URL sets no `outbox_timeout` (seconds) and
+/// [`PgOutbox::with_timeout`] was not called. A connection that stalls
+/// without closing fails the operation after this long, with
+/// [`StoreErrorKind::Timeout`], instead of hanging it.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// How many idle connections a handle keeps for reuse.
 const MAX_IDLE: usize = 8;
@@ -132,10 +151,13 @@ type Clock = Arc<dyn Fn() -> SystemTime + Send + Sync>;
 pub struct PgOutbox {
     inner: Arc<Inner>,
     clock: Clock,
+    /// The client-side deadline of each round trip.
+    deadline: Duration,
 }
 
 struct Inner {
-    config: postgres::Config,
+    config: tokio_postgres::Config,
+    net: Net,
     schema: String,
     quoted: String,
     describe: String,
@@ -151,14 +173,6 @@ impl std::fmt::Debug for PgOutbox {
             .field("store", &self.inner.describe)
             .finish_non_exhaustive()
     }
-}
-
-/// One connection and its prepared statements.
-struct Conn {
-    client: Client,
-    statements: Vec<(&'static str, Statement)>,
-    /// Taken from the idle list (it may have died since it was used).
-    reused: bool,
 }
 
 /// The statements, `{s}` standing for the quoted schema.
@@ -189,7 +203,10 @@ mod sql {
             LEFT JOIN LATERAL (SELECT true AS hit FROM {s}.consumed c
                                WHERE c.parent = $1 AND c.turn_key = p.turn_key LIMIT 1) c ON true
             WHERE p.parent = $1 AND c.hit IS NULL)";
-    pub const FINISH: &str = "SELECT {s}.finish_drain($1, $2, $3, $4, $5, $6, $7, $8, $9)";
+    // With the transaction's id and backend, to learn its fate when the
+    // COMMIT's answer is lost (see `resolve.rs`).
+    pub const FINISH: &str = "SELECT {s}.finish_drain($1, $2, $3, $4, $5, $6, $7, $8, $9), \
+        txid_current(), pg_backend_pid()";
     pub const SWEEP_TRANSITION: &str = "\
         DELETE FROM {s}.pending
         WHERE parent = $1 AND child = $2 AND from_status = $3 AND to_status = $4";
@@ -209,11 +226,11 @@ mod sql {
 }
 
 impl Conn {
-    fn statement(&mut self, quoted: &str, sql: &'static str) -> Result<Statement, postgres::Error> {
+    fn statement(&mut self, quoted: &str, sql: &'static str) -> Result<Statement, PgError> {
         if let Some((_, st)) = self.statements.iter().find(|(k, _)| std::ptr::eq(*k, sql)) {
             return Ok(st.clone());
         }
-        let st = self.client.prepare(&sql.replace("{s}", quoted))?;
+        let st = self.prepare(&sql.replace("{s}", quoted))?;
         self.statements.push((sql, st.clone()));
         Ok(st)
     }
@@ -230,7 +247,12 @@ pub(crate) fn lock_key(kind: &str, name: &str) -> i64 {
 }
 
 /// The store error for `source`, classified.
-fn classify(e: &postgres::Error) -> StoreErrorKind {
+fn classify(e: &PgError) -> StoreErrorKind {
+    let e = match e {
+        PgError::Db(e) => e,
+        PgError::TimedOut(_) => return StoreErrorKind::Timeout,
+        PgError::Io(_) => return StoreErrorKind::Connect,
+    };
     match e.code() {
         Some(c)
             if *c == SqlState::T_R_SERIALIZATION_FAILURE
@@ -262,23 +284,16 @@ fn classify(e: &postgres::Error) -> StoreErrorKind {
     }
 }
 
-/// The driver's error with its causes: its `Display` is only its kind
-/// ("db error", "error connecting to server"), the reason is in `source`.
-fn reason(e: &postgres::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = std::error::Error::source(e);
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
+/// The driver's error with its causes (see [`PgError`]'s `Display`).
+fn reason(e: &PgError) -> String {
+    e.to_string()
 }
 
 /// Whether the server itself answered `e` (then the statement or
 /// transaction it answered provably did not commit).
-fn server_answered(e: &postgres::Error) -> bool {
-    e.as_db_error().is_some() && classify(e) != StoreErrorKind::ConnectionLost
+fn server_answered(e: &PgError) -> bool {
+    matches!(e, PgError::Db(db) if db.as_db_error().is_some())
+        && classify(e) != StoreErrorKind::ConnectionLost
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -313,9 +328,26 @@ impl PgOutbox {
     /// A URL may name the schema with the parameter `outbox_schema=NAME`
     /// (this crate's, removed before the URL reaches the driver):
     /// `postgres://host/db?outbox_schema=team_a`.
+    ///
+    /// The parameter `outbox_timeout=SECONDS` (also removed) sets the
+    /// client-side deadline of each round trip ([`DEFAULT_TIMEOUT`]).
     pub fn connect(url: &str) -> Result<Self> {
         let (url, schema) = split_schema(url);
-        Self::connect_schema(&url, schema.as_deref().unwrap_or(DEFAULT_SCHEMA))
+        let (url, timeout) = split_param(&url, "outbox_timeout=");
+        let store = Self::connect_schema(&url, schema.as_deref().unwrap_or(DEFAULT_SCHEMA))?;
+        match timeout.map(|t| t.parse::<f64>()) {
+            None => Ok(store),
+            Some(Ok(secs)) if secs.is_finite() && secs > 0.0 => {
+                Ok(store.with_timeout(Duration::from_secs_f64(secs)))
+            }
+            Some(_) => Err(store_error(
+                "parse the store URL",
+                redact_url(&url),
+                StoreErrorKind::Connect,
+                Outcome::NotApplied,
+                "outbox_timeout must be a positive number of seconds",
+            )),
+        }
     }
 
     /// Connects to the database at `url` and keeps the outbox in `schema`
@@ -326,7 +358,7 @@ impl PgOutbox {
     /// settings such as `statement_timeout` can be passed in the URL's
     /// `options` (`?options=-c%20statement_timeout%3D5s`).
     pub fn connect_schema(url: &str, schema: &str) -> Result<Self> {
-        let mut config: postgres::Config = url.parse().map_err(|e| {
+        let mut config: tokio_postgres::Config = url.parse().map_err(|e| {
             store_error(
                 "parse the store URL",
                 redact_url(url),
@@ -347,12 +379,12 @@ impl PgOutbox {
         if config.get_application_name().is_none() {
             config.application_name("outbox-postgres");
         }
-        if config.get_connect_timeout().is_none() {
-            config.connect_timeout(DEFAULT_CONNECT_TIMEOUT);
-        }
+        let net = conn::net_settings(&mut config);
         let describe = describe(&config, schema);
         let store = Self {
+            deadline: DEFAULT_TIMEOUT,
             inner: Arc::new(Inner {
+                net,
                 config,
                 schema: schema.to_owned(),
                 quoted: schema::quoted(schema),
@@ -363,7 +395,7 @@ impl PgOutbox {
             clock: Arc::new(SystemTime::now),
         };
         let mut conn = store.take("connect")?;
-        match schema::migrate(&mut conn.client, schema) {
+        match schema::migrate(&mut conn, schema) {
             Ok(_) => {}
             Err(schema::MigrateError::TooNew(v)) => {
                 return Err(store.error_msg(
@@ -388,6 +420,17 @@ impl PgOutbox {
     /// handle and the clones made from it afterwards.
     pub fn with_clock(mut self, clock: impl Fn() -> SystemTime + Send + Sync + 'static) -> Self {
         self.clock = Arc::new(clock);
+        self
+    }
+
+    /// Sets the client-side deadline of each round trip (see
+    /// [`DEFAULT_TIMEOUT`]) for this handle and the clones made from it
+    /// afterwards. An operation whose round trip times out fails with
+    /// [`StoreErrorKind::Timeout`]; its connection is closed, so the server
+    /// rolls back what it had not committed and frees the parent's lock.
+    /// A commit or `COMMIT` that timed out is [`Outcome::Unknown`].
+    pub fn with_timeout(mut self, deadline: Duration) -> Self {
+        self.deadline = deadline;
         self
     }
 
@@ -418,7 +461,7 @@ impl PgOutbox {
         lock_key("parent", &format!("{}\0{parent}", self.inner.schema))
     }
 
-    fn error(&self, op: &'static str, e: &postgres::Error, outcome: Outcome) -> Error {
+    fn error(&self, op: &'static str, e: &PgError, outcome: Outcome) -> Error {
         let kind = classify(e);
         if kind == StoreErrorKind::ConnectionLost {
             // The server went away: the idle connections are most likely
@@ -440,9 +483,13 @@ impl PgOutbox {
 
     /// An idle connection, or a new one.
     fn take(&self, op: &'static str) -> Result<Conn> {
+        // A pooled connection found dead (closed, reset, or told by the
+        // server that it ended the session) is dropped before any statement
+        // is sent on it.
         while let Some(mut conn) = lock(&self.inner.idle).pop() {
-            if !conn.client.is_closed() {
+            if conn.is_alive() {
                 conn.reused = true;
+                conn.set_deadline(self.deadline);
                 return Ok(conn);
             }
         }
@@ -450,7 +497,7 @@ impl PgOutbox {
     }
 
     fn fresh(&self, op: &'static str) -> Result<Conn> {
-        let client = self.inner.config.connect(NoTls).map_err(|e| {
+        let mut conn = Conn::connect(&self.inner.config, &self.inner.net).map_err(|e| {
             store_error(
                 op,
                 self.inner.describe.clone(),
@@ -459,15 +506,12 @@ impl PgOutbox {
                 reason(&e),
             )
         })?;
-        Ok(Conn {
-            client,
-            statements: Vec::new(),
-            reused: false,
-        })
+        conn.set_deadline(self.deadline);
+        Ok(conn)
     }
 
     fn give_back(&self, conn: Conn) {
-        if conn.client.is_closed() {
+        if !conn.reusable() {
             return;
         }
         let mut idle = lock(&self.inner.idle);
@@ -482,7 +526,7 @@ impl PgOutbox {
         &self,
         op: &'static str,
         commits: bool,
-        mut f: impl FnMut(&mut Conn, &str) -> std::result::Result<T, postgres::Error>,
+        mut f: impl FnMut(&mut Conn, &str) -> std::result::Result<T, PgError>,
     ) -> Result<T> {
         let mut tries = 0;
         loop {
@@ -494,6 +538,9 @@ impl PgOutbox {
                 }
                 Err(e) => {
                     let answered = server_answered(&e);
+                    if conn.timed_out() {
+                        self.end_session(conn.session());
+                    }
                     if answered {
                         self.give_back(conn);
                     }
@@ -543,7 +590,7 @@ impl PgOutbox {
         &self,
         op: &'static str,
         parent: &str,
-        mut then: impl FnMut(&mut Conn, &str) -> std::result::Result<T, postgres::Error>,
+        mut then: impl FnMut(&mut Conn, &str) -> std::result::Result<T, PgError>,
     ) -> Result<(Conn, T)> {
         let key = self.parent_key(parent);
         let mut tries = 0;
@@ -551,7 +598,6 @@ impl PgOutbox {
             let mut conn = self.take(op)?;
             let reused = conn.reused;
             let result = conn
-                .client
                 // READ COMMITTED whatever the server's default: each
                 // statement after the lock must see what the previous holder
                 // committed (a REPEATABLE READ or SERIALIZABLE snapshot is
@@ -568,7 +614,7 @@ impl PgOutbox {
                 Ok(v) => return Ok((conn, v)),
                 Err(e) => {
                     let kind = classify(&e);
-                    rollback(&mut conn);
+                    self.rollback(&mut conn);
                     let retry = (kind == StoreErrorKind::ConnectionLost && reused)
                         || (kind == StoreErrorKind::Serialization && server_answered(&e));
                     if kind != StoreErrorKind::ConnectionLost {
@@ -591,10 +637,9 @@ impl PgOutbox {
         conn: &mut Conn,
         quoted: &str,
         parent: &str,
-    ) -> std::result::Result<Vec<PendingRow>, postgres::Error> {
+    ) -> std::result::Result<Vec<PendingRow>, PgError> {
         let st = conn.statement(quoted, sql::ROWS)?;
         Ok(conn
-            .client
             .query(&st, &[&parent])?
             .iter()
             .map(pending_row)
@@ -623,12 +668,12 @@ impl PgOutbox {
         for row in rows {
             match row.record {
                 Err(reason) => {
-                    drained.bad_lines.push(BadLine {
-                        line_no: u64::try_from(row.seq).unwrap_or(0),
-                        offset: 0,
-                        len: 0,
-                        reason: BadLineReason::Unparsable(reason.clone()),
-                    });
+                    drained.bad_lines.push(BadLine::new(
+                        u64::try_from(row.seq).unwrap_or(0),
+                        0,
+                        0,
+                        BadLineReason::Unparsable(reason.clone()),
+                    ));
                     bad_children.push(row.child);
                     bad_seqs.push(row.seq);
                     bad_reasons.push(reason);
@@ -647,7 +692,7 @@ impl PgOutbox {
             }
         }
         if fresh.is_empty() && children.is_empty() && bad_seqs.is_empty() {
-            rollback(&mut conn);
+            self.rollback(&mut conn);
             self.give_back(conn);
             return Ok(drained);
         }
@@ -655,7 +700,7 @@ impl PgOutbox {
             && let Some(deliver) = deliver
             && let Err(e) = deliver(&fresh)
         {
-            rollback(&mut conn);
+            self.rollback(&mut conn);
             self.give_back(conn);
             return Err(DrainWithError::Delivery(e));
         }
@@ -668,7 +713,7 @@ impl PgOutbox {
         let finish = conn
             .statement(&self.inner.quoted, sql::FINISH)
             .and_then(|st| {
-                conn.client.execute(
+                conn.query_one(
                     &st,
                     &[
                         &parent,
@@ -683,38 +728,68 @@ impl PgOutbox {
                     ],
                 )
             });
-        if let Err(e) = finish {
-            rollback(&mut conn);
-            if server_answered(&e) {
-                self.give_back(conn);
+        let (xid, pid): (i64, i32) = match finish {
+            Ok(row) => (row.get(1), row.get(2)),
+            Err(e) => {
+                self.rollback(&mut conn);
+                if server_answered(&e) {
+                    self.give_back(conn);
+                }
+                return Err(self
+                    .error("drain: mark the records consumed", &e, Outcome::NotApplied)
+                    .into());
             }
-            return Err(self
-                .error("drain: mark the records consumed", &e, Outcome::NotApplied)
-                .into());
+        };
+        match conn.batch_execute("COMMIT") {
+            Ok(()) => self.give_back(conn),
+            Err(e) => self.commit_failed(conn, &e, xid, pid, &mut fresh)?,
         }
-        if let Err(e) = conn.client.batch_execute("COMMIT") {
-            let answered = server_answered(&e);
-            let mut err = self.error(
-                "drain: commit the marks",
-                &e,
-                if answered {
-                    Outcome::NotApplied
-                } else {
-                    Outcome::Unknown
-                },
-            );
-            if !answered && let Error::Store(store) = &mut err {
-                store.records = fresh;
-            }
-            if answered {
-                self.give_back(conn);
-            }
-            return Err(err.into());
-        }
-        self.give_back(conn);
         drained.quarantined = Vec::new();
         drained.records = fresh;
         Ok(drained)
+    }
+
+    /// A drain's `COMMIT` failed: `Ok` when the server committed it all the
+    /// same (its answer was lost: asked on a new connection, see
+    /// `resolve.rs`), else the error, `NotApplied` when it provably did not
+    /// commit, `Unknown` with the `records` when the server cannot say.
+    fn commit_failed(
+        &self,
+        conn: Conn,
+        e: &PgError,
+        xid: i64,
+        pid: i32,
+        records: &mut Vec<Record>,
+    ) -> Result<()> {
+        const OP: &str = "drain: commit the marks";
+        if server_answered(e) {
+            self.give_back(conn);
+            return Err(self.error(OP, e, Outcome::NotApplied));
+        }
+        drop(conn);
+        match self.fate(xid, pid) {
+            resolve::Fate::Committed => Ok(()),
+            resolve::Fate::Aborted => Err(self.error(OP, e, Outcome::NotApplied)),
+            resolve::Fate::Unknown => {
+                let mut err = self.error(OP, e, Outcome::Unknown);
+                if let Error::Store(store) = &mut err {
+                    store.records = std::mem::take(records);
+                }
+                Err(err)
+            }
+        }
+    }
+
+    /// `ROLLBACK`, best effort: a connection that cannot take it is closed
+    /// (the server rolls back the transaction of a closed connection). One
+    /// that stalled is ended from a new connection: the server may not see
+    /// it close (a partition) and would keep the parent locked.
+    fn rollback(&self, conn: &mut Conn) {
+        if conn.timed_out() {
+            self.end_session(conn.session());
+        } else {
+            let _ = conn.batch_execute("ROLLBACK");
+        }
     }
 
     /// Runs `f` in a transaction holding `parent`'s drain lock.
@@ -722,11 +797,11 @@ impl PgOutbox {
         &self,
         op: &'static str,
         parent: &str,
-        f: impl FnMut(&mut Conn, &str) -> std::result::Result<T, postgres::Error>,
+        f: impl FnMut(&mut Conn, &str) -> std::result::Result<T, PgError>,
     ) -> Result<T> {
         let _entered = self.enter(parent)?;
         let (mut conn, v) = self.begin_locked(op, parent, f)?;
-        match conn.client.batch_execute("COMMIT") {
+        match conn.batch_execute("COMMIT") {
             Ok(()) => {
                 self.give_back(conn);
                 Ok(v)
@@ -737,6 +812,9 @@ impl PgOutbox {
                 } else {
                     Outcome::Unknown
                 };
+                if conn.timed_out() {
+                    self.end_session(conn.session());
+                }
                 Err(self.error(op, &e, outcome))
             }
         }
@@ -745,13 +823,18 @@ impl PgOutbox {
 
 /// `url` without its `outbox_schema=NAME` parameter, and that name.
 fn split_schema(url: &str) -> (String, Option<String>) {
+    split_param(url, "outbox_schema=")
+}
+
+/// `url` without its parameter `key` (`name=`), and its value.
+fn split_param(url: &str, key: &str) -> (String, Option<String>) {
     let Some((base, query)) = url.split_once('?') else {
         return (url.to_owned(), None);
     };
     let mut schema = None;
     let rest: Vec<&str> = query
         .split('&')
-        .filter(|p| match p.strip_prefix("outbox_schema=") {
+        .filter(|p| match p.strip_prefix(key) {
             Some(name) => {
                 schema = Some(name.to_owned());
                 false
@@ -764,12 +847,6 @@ fn split_schema(url: &str) -> (String, Option<String>) {
     } else {
         (format!("{base}?{}", rest.join("&")), schema)
     }
-}
-
-/// `ROLLBACK`, best effort: a connection that cannot take it is closed
-/// (the server rolls back the transaction of a closed connection).
-fn rollback(conn: &mut Conn) {
-    let _ = conn.client.batch_execute("ROLLBACK");
 }
 
 fn pending_row(row: &Row) -> PendingRow {
@@ -789,14 +866,7 @@ fn store_error(
     outcome: Outcome,
     source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
 ) -> Error {
-    Error::Store(Box::new(StoreError {
-        op,
-        store,
-        kind,
-        outcome,
-        records: Vec::new(),
-        source: source.into(),
-    }))
+    Error::Store(Box::new(StoreError::new(op, store, kind, outcome, source)))
 }
 
 /// `url` with any password replaced (in its user info, a query parameter,
@@ -833,8 +903,8 @@ pub fn redact_url(url: &str) -> String {
 }
 
 /// `postgres://user@host:port/db (schema s)`, without the password.
-fn describe(config: &postgres::Config, schema: &str) -> String {
-    use postgres::config::Host;
+fn describe(config: &tokio_postgres::Config, schema: &str) -> String {
+    use tokio_postgres::config::Host;
     let hosts: Vec<String> = config
         .get_hosts()
         .iter()
@@ -887,7 +957,7 @@ impl Store for PgOutbox {
         let key = self.parent_key(parent);
         let consumed = self.run("commit", true, |c, q| {
             let st = c.statement(q, sql::COMMIT)?;
-            let row = c.client.query_one(
+            let row = c.query_one(
                 &st,
                 &[
                     &parent,
@@ -908,10 +978,7 @@ impl Store for PgOutbox {
     fn drain(&self, parent: &str) -> Result<Drained> {
         let none = None::<fn(&[Record]) -> std::result::Result<(), std::convert::Infallible>>;
         self.drain_impl(parent, usize::MAX, none)
-            .map_err(|e| match e {
-                DrainWithError::Outbox(e) => e,
-                DrainWithError::Delivery(never) => match never {},
-            })
+            .map_err(DrainWithError::into_outbox)
     }
 
     fn drain_with_max<E>(
@@ -927,7 +994,7 @@ impl Store for PgOutbox {
         check_parent_id(parent)?;
         let any = self.run("has_pending", false, |c, q| {
             let st = c.statement(q, sql::HAS_PENDING)?;
-            Ok(c.client.query_one(&st, &[&parent])?.get(0))
+            Ok(c.query_one(&st, &[&parent])?.get(0))
         })?;
         // A row whose line cannot be read back is set aside by a drain, not
         // delivered: when there is any row, ask what peek (and a drain)
@@ -947,9 +1014,11 @@ impl Store for PgOutbox {
 
     fn sweep_transition(&self, parent: &str, child: &str, from: &str, to: &str) -> Result<usize> {
         check_parent_id(parent)?;
-        let n = self.run("sweep_transition", true, |c, q| {
+        // Under the parent's drain lock, as sweep_stale: a drain in progress
+        // finishes first, and what it delivers is out of reach.
+        let n = self.locked("sweep_transition", parent, |c, q| {
             let st = c.statement(q, sql::SWEEP_TRANSITION)?;
-            c.client.execute(&st, &[&parent, &child, &from, &to])
+            c.execute(&st, &[&parent, &child, &from, &to])
         })?;
         Ok(usize::try_from(n).unwrap_or(usize::MAX))
     }
@@ -959,7 +1028,7 @@ impl Store for PgOutbox {
         let cutoff = self.stale_cutoff(max_age);
         let n = self.locked("sweep_stale", parent, |c, q| {
             let st = c.statement(q, sql::SWEEP_STALE)?;
-            c.client.execute(&st, &[&parent, &cutoff])
+            c.execute(&st, &[&parent, &cutoff])
         })?;
         Ok(usize::try_from(n).unwrap_or(usize::MAX))
     }
@@ -970,12 +1039,11 @@ impl Store for PgOutbox {
         let cutoff = self.stale_cutoff(max_age);
         let n = self.run("sweep_stale_all", true, |c, q| {
             let st = c.statement(q, sql::SWEEP_STALE_ALL)?;
-            c.client.execute(&st, &[&cutoff])
+            c.execute(&st, &[&cutoff])
         })?;
-        Ok(SweepReport {
-            dropped: usize::try_from(n).unwrap_or(usize::MAX),
-            ..SweepReport::default()
-        })
+        let mut report = SweepReport::default();
+        report.dropped = usize::try_from(n).unwrap_or(usize::MAX);
+        Ok(report)
     }
 
     fn forget_child(&self, parent: &str, child: &str) -> Result<usize> {
@@ -983,7 +1051,7 @@ impl Store for PgOutbox {
         let child = child.trim();
         let n = self.locked("forget_child", parent, |c, q| {
             let st = c.statement(q, sql::FORGET)?;
-            c.client.execute(&st, &[&parent, &child])
+            c.execute(&st, &[&parent, &child])
         })?;
         Ok(usize::try_from(n).unwrap_or(usize::MAX))
     }
@@ -992,7 +1060,7 @@ impl Store for PgOutbox {
         check_parent_id(parent)?;
         let count: Option<i64> = self.run("stop_blocks", false, |c, q| {
             let st = c.statement(q, sql::STOP_BLOCKS)?;
-            Ok(c.client.query_opt(&st, &[&parent])?.map(|r| r.get(0)))
+            Ok(c.query_opt(&st, &[&parent])?.map(|r| r.get(0)))
         })?;
         Ok(count.map_or(0, |n| u32::try_from(n).unwrap_or(0)))
     }
@@ -1002,7 +1070,7 @@ impl Store for PgOutbox {
         let count = i64::from(count);
         self.run("set_stop_blocks", true, |c, q| {
             let st = c.statement(q, sql::SET_STOP_BLOCKS)?;
-            c.client.execute(&st, &[&parent, &count])
+            c.execute(&st, &[&parent, &count])
         })?;
         Ok(())
     }
@@ -1014,8 +1082,7 @@ impl PgOutbox {
     pub fn pending_counts(&self) -> Result<Vec<(String, usize)>> {
         self.run("count the pending records", false, |c, q| {
             let st = c.statement(q, sql::PENDING_COUNTS)?;
-            Ok(c.client
-                .query(&st, &[])?
+            Ok(c.query(&st, &[])?
                 .iter()
                 .map(|r| {
                     let n: i64 = r.get(1);
@@ -1079,7 +1146,7 @@ mod tests {
             redact_url("postgres://u@h:x/db?password=s&port=x"),
             "postgres://u@h:x/db?password=***&port=x"
         );
-        let config: postgres::Config = "postgres://u:secret@h:6000/db".parse().unwrap();
+        let config: tokio_postgres::Config = "postgres://u:secret@h:6000/db".parse().unwrap();
         let text = describe(&config, "s");
         assert_eq!(text, "postgres://u@h:6000/db (schema s)");
     }
@@ -1107,3 +1174,8 @@ mod tests {
         assert_eq!(ts_ns(&r), Some(i64::MAX));
     }
 }
+
+/// This crate's README, whose examples run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+mod readme_doctests {}

@@ -8,12 +8,12 @@
 //! start at once apply each step once and wait for each other, and a step
 //! that fails applies nothing.
 
-use postgres::Client;
+use crate::conn::{Conn, PgError};
 
 use crate::lock_key;
 
 /// The schema version this code reads and writes.
-pub const VERSION: i32 = 2;
+pub const VERSION: i32 = 3;
 
 /// The steps, in order: step `n` (1-based) moves the schema from version
 /// `n - 1` to `n`. `{s}` is the quoted schema name. Never edit a step that
@@ -115,6 +115,55 @@ $fn$;
 -- written before this step, and every row a commit inserts).
 ALTER TABLE {s}.pending ADD COLUMN first_seq bigint;
 "#,
+    r#"
+-- A child re-committed while a drain delivered its earlier record starts a
+-- new place: the drain consumes the record it delivered, so the child's
+-- first commit among its pending records is now its re-commit (the file
+-- outbox's order). The row's place becomes its own `seq` (first_seq NULL):
+-- the re-commit's, exactly when it was the only one during the delivery,
+-- else the latest's.
+CREATE OR REPLACE FUNCTION {s}.finish_drain(
+    p_parent text, p_children text[], p_seqs bigint[], p_keys text[],
+    p_bad_children text[], p_bad_seqs bigint[], p_bad_reasons text[],
+    p_now bigint, p_ttl bigint
+) RETURNS void LANGUAGE plpgsql AS $fn$
+DECLARE
+    newest bigint;
+BEGIN
+    INSERT INTO {s}.quarantine (parent, child, seq, line, reason, at)
+        SELECT p.parent, p.child, p.seq, p.line, b.reason, p_now
+        FROM {s}.pending p
+        JOIN unnest(p_bad_children, p_bad_seqs, p_bad_reasons) AS b(child, seq, reason)
+          ON p.child = b.child AND p.seq = b.seq
+        WHERE p.parent = p_parent;
+    DELETE FROM {s}.pending p
+        USING unnest(p_children || p_bad_children, p_seqs || p_bad_seqs) AS h(child, seq)
+        WHERE p.parent = p_parent AND p.child = h.child AND p.seq = h.seq;
+    UPDATE {s}.pending p SET first_seq = NULL
+        FROM unnest(p_children, p_seqs) AS h(child, seq)
+        WHERE p.parent = p_parent AND p.child = h.child AND p.seq <> h.seq
+          AND p.first_seq IS NOT NULL;
+    IF cardinality(p_keys) > 0 THEN
+        -- Stamped in the future (a clock set back): restamp now.
+        UPDATE {s}.consumed SET consumed_at = p_now
+            WHERE parent = p_parent AND consumed_at > p_now;
+        SELECT max(consumed_at) INTO newest FROM {s}.consumed WHERE parent = p_parent;
+        IF newest IS NOT NULL AND newest < p_now - p_ttl THEN
+            -- Even the newest entry is older than the TTL: a clock stepped
+            -- forward, or a parent idle for a whole TTL. Shift, never empty.
+            UPDATE {s}.consumed SET consumed_at = consumed_at + (p_now - newest)
+                WHERE parent = p_parent;
+        ELSE
+            DELETE FROM {s}.consumed
+                WHERE parent = p_parent AND consumed_at < p_now - p_ttl;
+        END IF;
+        INSERT INTO {s}.consumed (parent, turn_key, consumed_at)
+            SELECT DISTINCT p_parent, k, p_now FROM unnest(p_keys) AS k
+            ON CONFLICT (parent, turn_key) DO UPDATE SET consumed_at = excluded.consumed_at;
+    END IF;
+END
+$fn$;
+"#,
 ];
 
 /// Quotes a schema name (checked by [`check_schema_name`]) as an identifier.
@@ -143,6 +192,7 @@ pub fn check_schema_name(name: &str) -> Result<(), &'static str> {
 
 /// What [`migrate`] found or did.
 #[derive(Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Migrated {
     /// The schema was at [`VERSION`] already.
     Current,
@@ -152,15 +202,16 @@ pub enum Migrated {
 
 /// Why a migration failed.
 #[derive(Debug)]
+#[non_exhaustive]
 pub enum MigrateError {
     /// The server refused or the connection failed.
-    Db(postgres::Error),
+    Db(PgError),
     /// The schema is at a version this code does not know.
     TooNew(i32),
 }
 
-impl From<postgres::Error> for MigrateError {
-    fn from(e: postgres::Error) -> Self {
+impl From<PgError> for MigrateError {
+    fn from(e: PgError) -> Self {
         Self::Db(e)
     }
 }
@@ -168,17 +219,17 @@ impl From<postgres::Error> for MigrateError {
 /// Brings `schema` to [`VERSION`]: one read when it is current; else, in
 /// one transaction under the schema's migration lock, creates what is
 /// missing and applies the missing steps.
-pub fn migrate(client: &mut Client, schema: &str) -> Result<Migrated, MigrateError> {
+pub fn migrate(client: &mut Conn, schema: &str) -> Result<Migrated, MigrateError> {
     let s = quoted(schema);
     // Fast path: the version table exists and says current (one round trip
     // when it does not exist, two when it does).
     let table = format!("{s}.schema_version");
     let exists: bool = client
-        .query_one("SELECT to_regclass($1) IS NOT NULL", &[&table])?
+        .query_one_sql("SELECT to_regclass($1) IS NOT NULL", &[&table])?
         .get(0);
     if exists {
         let v: i32 = client
-            .query_opt(&format!("SELECT version FROM {table}"), &[])?
+            .query_opt_sql(&format!("SELECT version FROM {table}"), &[])?
             .map_or(0, |r| r.get(0));
         if v == VERSION {
             return Ok(Migrated::Current);
@@ -189,42 +240,52 @@ pub fn migrate(client: &mut Client, schema: &str) -> Result<Migrated, MigrateErr
     }
     // READ COMMITTED whatever the server's default, so the version read
     // after the lock is the one the previous holder committed.
-    let mut tx = client
-        .build_transaction()
-        .isolation_level(postgres::IsolationLevel::ReadCommitted)
-        .start()?;
-    tx.execute(
+    client.batch_execute("BEGIN ISOLATION LEVEL READ COMMITTED")?;
+    let result = migrate_locked(client, schema, &s);
+    let end = if matches!(result, Ok(Migrated::From(_))) {
+        "COMMIT"
+    } else {
+        "ROLLBACK"
+    };
+    match (result, client.batch_execute(end)) {
+        (Err(e), _) => Err(e),
+        (Ok(_), Err(e)) => Err(e.into()),
+        (Ok(m), Ok(())) => Ok(m),
+    }
+}
+
+/// The migration's steps inside its transaction.
+fn migrate_locked(client: &mut Conn, schema: &str, s: &str) -> Result<Migrated, MigrateError> {
+    client.execute_sql(
         "SELECT pg_advisory_xact_lock($1)",
         &[&lock_key("migrate", schema)],
     )?;
-    tx.batch_execute(&format!(
+    client.batch_execute(&format!(
         "CREATE SCHEMA IF NOT EXISTS {s};
          CREATE TABLE IF NOT EXISTS {s}.schema_version (
              one     boolean PRIMARY KEY DEFAULT true CHECK (one),
              version integer NOT NULL
          );"
     ))?;
-    let from: i32 = tx
-        .query_opt(&format!("SELECT version FROM {s}.schema_version"), &[])?
+    let from: i32 = client
+        .query_opt_sql(&format!("SELECT version FROM {s}.schema_version"), &[])?
         .map_or(0, |r| r.get(0));
     if from > VERSION {
         return Err(MigrateError::TooNew(from));
     }
     if from == VERSION {
-        tx.commit()?;
         return Ok(Migrated::Current);
     }
     for step in &MIGRATIONS[usize::try_from(from).unwrap_or(0)..] {
-        tx.batch_execute(&step.replace("{s}", &s))?;
+        client.batch_execute(&step.replace("{s}", s))?;
     }
-    tx.execute(
+    client.execute_sql(
         &format!(
             "INSERT INTO {s}.schema_version (version) VALUES ($1) \
              ON CONFLICT (one) DO UPDATE SET version = excluded.version"
         ),
         &[&VERSION],
     )?;
-    tx.commit()?;
     Ok(Migrated::From(from))
 }
 

@@ -11,7 +11,7 @@ use parking_lot::{Condvar, Mutex};
 
 use crate::image::{FsImage, components, normalize};
 use crate::op::{Op, OpKind, entries_since};
-use outbox::io::{Appending, Io};
+use outbox::io::{Appending, FailedWrite, Io};
 
 type Ino = u64;
 const ROOT: Ino = 0;
@@ -521,7 +521,7 @@ impl SimFile {
 /// outbox owns another.
 ///
 /// ```
-/// use outbox::io::{Appending, Io};
+/// use outbox::io::{Appending, FailedWrite, Io};
 /// use outbox_sim::CrashIo;
 /// use std::path::Path;
 ///
@@ -782,6 +782,15 @@ impl Io for CrashIo {
             let end = f.data.len();
             f.unsynced_write_ends.push(end);
             Ok(())
+        })
+    }
+
+    fn write_all_counted(&self, file: &mut SimFile, data: &[u8]) -> Result<(), FailedWrite> {
+        // All or nothing: a failure (a crashed disk, a bad handle) comes
+        // before the data is appended.
+        self.write_all(file, data).map_err(|error| FailedWrite {
+            written: Some(0),
+            error,
         })
     }
 

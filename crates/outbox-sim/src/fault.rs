@@ -9,7 +9,7 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 
 use crate::op::{Op, OpKind, OpKindSet, entries_since};
-use outbox::io::{Appending, Io};
+use outbox::io::{Appending, FailedWrite, Io};
 
 /// Linux errno values for the faults a test typically injects.
 pub mod errno {
@@ -279,18 +279,24 @@ impl<I: Io> FaultIo<I> {
     }
 
     fn record<T>(&self, index: usize, r: io::Result<T>) -> io::Result<T> {
-        if r.is_err()
-            && let Some(op) = self
-                .state
-                .lock()
-                .log
-                .iter_mut()
-                .rev()
-                .find(|o| o.index == index)
+        if r.is_err() {
+            self.mark_failed(index);
+        }
+        r
+    }
+
+    /// Logs operation `index` as failed.
+    fn mark_failed(&self, index: usize) {
+        if let Some(op) = self
+            .state
+            .lock()
+            .log
+            .iter_mut()
+            .rev()
+            .find(|o| o.index == index)
         {
             op.ok = false;
         }
-        r
     }
 
     fn run<T>(
@@ -336,6 +342,33 @@ impl<I: Io> Io for FaultIo<I> {
                         .write_all(&mut file.inner, &data[..data.len() / 2]);
                 }
                 Err(p.fault.to_error())
+            }
+        }
+    }
+
+    fn write_all_counted(&self, file: &mut Self::File, data: &[u8]) -> Result<(), FailedWrite> {
+        match self.decide(OpKind::WriteAll, &file.path, None, Some(data.len())) {
+            Decision::Pass(i) => {
+                let r = self.inner.write_all_counted(&mut file.inner, data);
+                if r.is_err() {
+                    self.mark_failed(i);
+                }
+                r
+            }
+            Decision::Fail(p) => {
+                let mut written = Some(0);
+                if p.partial_write && data.len() > 1 {
+                    // A short write: the first half may reach the file.
+                    let half = &data[..data.len() / 2];
+                    written = match self.inner.write_all_counted(&mut file.inner, half) {
+                        Ok(()) => Some(half.len()),
+                        Err(e) => e.written,
+                    };
+                }
+                Err(FailedWrite {
+                    written,
+                    error: p.fault.to_error(),
+                })
             }
         }
     }

@@ -10,6 +10,7 @@ use crate::Record;
 ///
 /// Every file-system error names the operation and the path it failed on.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum Error {
     /// The parent id cannot name an inbox.
     #[error("invalid parent id {id:?}: {reason}")]
@@ -63,7 +64,7 @@ pub enum Error {
         child: String,
         /// The encoder's error.
         #[source]
-        source: serde_json::Error,
+        source: crate::format::JsonError,
     },
     /// A commit was given an id, status or key containing U+0000 (NUL):
     /// refused by every store, so they agree (PostgreSQL cannot store it).
@@ -73,6 +74,23 @@ pub enum Error {
     FieldHasNul {
         /// The field's name, e.g. `"child_session_id"`.
         field: &'static str,
+    },
+    /// A commit was given a child or parent id with leading or trailing
+    /// whitespace. agent-deck's turn fingerprint trims the child id, so
+    /// `w1` and `w1 ` are one child to the consumed ledger: every store
+    /// refuses such an id in a new commit, so that they are one child
+    /// everywhere (records of agent-deck's files are read by the trimmed
+    /// id). Other ids are exact bytes: no case folding, no Unicode
+    /// normalisation.
+    #[error(
+        "{field} {id:?} has leading or trailing whitespace; ids differing only by it would be \
+         one child to the turn fingerprint, so they are refused: trim it"
+    )]
+    IdHasSurroundingWhitespace {
+        /// `"child_session_id"` or `"parent id"`.
+        field: &'static str,
+        /// The id as given.
+        id: String,
     },
     /// A commit was given an id or key longer than
     /// [`MAX_FIELD_BYTES`](crate::MAX_FIELD_BYTES).
@@ -102,8 +120,9 @@ pub enum Error {
         limit: u64,
     },
     /// A drain, `drain_with` or `forget_child` of a parent was called from
-    /// inside a `drain_with` callback of the same parent, on the same thread:
-    /// it would wait for itself forever.
+    /// inside a `drain_with` callback of the same parent, on the same thread,
+    /// through the same [`Outbox`](crate::Outbox) handle or any other of the
+    /// process on the same root: it would wait for itself forever.
     #[error(
         "lock {} is already held by this thread: a drain, drain_with or forget_child of a \
          parent cannot be called from inside a drain_with callback of the same parent",
@@ -131,7 +150,10 @@ pub enum Error {
         /// ledger is back but not durable: the records are pending, and a
         /// crash before the next durable write may still mark them consumed.
         marks_visible: bool,
-        /// The records the failed drain marked consumed. When
+        /// The records the failed drain marked consumed: those whose marks
+        /// reached the ledger (a write cut short marks only the leading
+        /// ones; the drain's other records are pending, as for any failed
+        /// drain). When
         /// `marks_visible` is `false` they are pending again and the next
         /// drain delivers them: act on them here only if acting twice is
         /// safe.
@@ -211,6 +233,8 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// The error of [`Outbox::drain_with`](crate::Outbox::drain_with).
 #[derive(Debug, thiserror::Error)]
+// Not `#[non_exhaustive]`: it is the sum of the store's error and the
+// caller's, complete by construction, and callers match it exhaustively.
 pub enum DrainWithError<E> {
     /// The outbox failed. Nothing is marked consumed: the records stay
     /// pending (staged for the next drain), whether or not `deliver` ran.
@@ -222,4 +246,15 @@ pub enum DrainWithError<E> {
     /// records will be delivered again by the next drain.
     #[error("delivery failed: {0}")]
     Delivery(E),
+}
+
+impl DrainWithError<std::convert::Infallible> {
+    /// The outbox's error: a delivery that cannot fail leaves no other
+    /// (for stores whose `drain` is a `drain_with` without a delivery).
+    pub fn into_outbox(self) -> Error {
+        match self {
+            Self::Outbox(e) => e,
+            Self::Delivery(never) => match never {},
+        }
+    }
 }

@@ -11,6 +11,7 @@
 use std::io::{self, BufRead, BufReader, Read};
 
 use crate::Record;
+pub use crate::json_error::JsonError;
 
 /// The longest line, in bytes without its newline, a reader accepts and a
 /// commit writes: 16 MiB.
@@ -18,6 +19,7 @@ pub const MAX_LINE_BYTES: usize = 16 * 1024 * 1024;
 
 /// Why a line was not read as a record.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum BadLineReason {
     /// The line is longer than the reader's limit.
     TooLong,
@@ -27,6 +29,7 @@ pub enum BadLineReason {
 
 /// A non-blank line that did not yield a record.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct BadLine {
     /// 1-based line number.
     pub line_no: u64,
@@ -39,8 +42,22 @@ pub struct BadLine {
     pub reason: BadLineReason,
 }
 
+impl BadLine {
+    /// A bad line at `offset`, `len` bytes long, line number `line_no`
+    /// (1-based); for stores and readers outside this crate.
+    pub fn new(line_no: u64, offset: u64, len: u64, reason: BadLineReason) -> Self {
+        Self {
+            line_no,
+            offset,
+            len,
+            reason,
+        }
+    }
+}
+
 /// The content of one file of records.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Scan {
     /// The records, in file order.
     pub records: Vec<Record>,
@@ -49,13 +66,13 @@ pub struct Scan {
 }
 
 /// Decodes one line (without its newline) into a record.
-pub fn decode_line(line: &[u8]) -> Result<Record, serde_json::Error> {
-    serde_json::from_slice(line)
+pub fn decode_line(line: &[u8]) -> Result<Record, JsonError> {
+    serde_json::from_slice(line).map_err(JsonError::new)
 }
 
 /// Encodes `record` as one line, newline included.
-pub fn encode_line(record: &Record) -> Result<Vec<u8>, serde_json::Error> {
-    let mut line = serde_json::to_vec(record)?;
+pub fn encode_line(record: &Record) -> Result<Vec<u8>, JsonError> {
+    let mut line = serde_json::to_vec(record).map_err(JsonError::new)?;
     line.push(b'\n');
     Ok(line)
 }
@@ -108,6 +125,8 @@ pub(crate) fn for_each_line<R: Read>(
     let mut offset: u64 = 0;
     let mut line_no: u64 = 1;
     let mut after_nul = false;
+    // The newline search's answer for the current buffer, when known.
+    let mut next_newline: Option<Option<usize>> = None;
     loop {
         let buf = match reader.fill_buf() {
             Ok(buf) => buf,
@@ -115,21 +134,45 @@ pub(crate) fn for_each_line<R: Read>(
             Err(e) => return Err(e),
         };
         let at_eof = buf.is_empty();
-        let (chunk, end) = match buf.iter().position(|&b| b == b'\n') {
+        let buf_len = buf.len();
+        // Where the next newline of this buffer is, searched for once per
+        // buffer and line, not once per piece: a run of NULs is consumed a
+        // byte at a time, and searching the rest of the buffer for each of
+        // them made reading quadratic (2 MiB of NULs: seconds per read).
+        let newline = match next_newline {
+            Some(known) => known,
+            None => {
+                let found = buf.iter().position(|&b| b == b'\n');
+                examined(found.map_or(buf_len, |i| i + 1));
+                found
+            }
+        };
+        let (chunk, end) = match newline {
             Some(i) => (&buf[..i], Some(b'\n')),
             None => (buf, None),
         };
         // NULs are rare: `contains` (memchr) rules them out cheaply, so
         // the common line costs one scan for its newline, as before NULs
-        // separated pieces.
-        let (chunk, end) = match chunk.contains(&0) {
-            true => match chunk.iter().position(|&b| b == 0) {
-                Some(z) => (&chunk[..z], Some(0)),
-                None => (chunk, end),
-            },
-            false => (chunk, end),
+        // separated pieces. Either search stops at the first NUL.
+        let nul = if chunk.contains(&0) {
+            chunk.iter().position(|&b| b == 0)
+        } else {
+            None
+        };
+        examined(nul.map_or(chunk.len(), |z| 2 * (z + 1)));
+        let (chunk, end) = match nul {
+            Some(z) => (&chunk[..z], Some(0)),
+            None => (chunk, end),
         };
         let consumed = chunk.len() + usize::from(end.is_some());
+        // The search's answer stays valid for the rest of this buffer,
+        // until its newline is consumed or the buffer is refilled.
+        next_newline = match newline {
+            _ if consumed >= buf_len => None,
+            Some(i) if i >= consumed => Some(Some(i - consumed)),
+            Some(_) => None,
+            None => Some(None),
+        };
         if piece_len + chunk.len() as u64 <= max_line as u64 {
             piece.extend_from_slice(chunk);
         } else {
@@ -162,6 +205,22 @@ pub(crate) fn for_each_line<R: Read>(
             return Ok(());
         }
     }
+}
+
+#[cfg(test)]
+thread_local! {
+    /// Bytes the line scanner examined on this thread, for the tests that
+    /// bound its work.
+    static EXAMINED: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+/// Counts `n` bytes examined by a search of the line scanner (tests only).
+#[inline(always)]
+fn examined(n: usize) {
+    #[cfg(test)]
+    EXAMINED.with(|c| c.set(c.get() + n as u64));
+    #[cfg(not(test))]
+    let _ = n;
 }
 
 /// The reason reported for a piece of a line between two runs of NUL bytes:
@@ -326,6 +385,43 @@ mod tests {
         let middle = &scan.bad_lines[1];
         let at = middle.offset as usize;
         assert_eq!(&text[at..at + middle.len as usize], "  {}  ");
+    }
+
+    /// Bytes examined reading `text`.
+    fn work(text: &[u8]) -> u64 {
+        EXAMINED.with(|c| c.set(0));
+        let scan = scan(text, MAX_LINE_BYTES).unwrap();
+        assert_eq!(scan.records.len(), 1, "{:?}", scan.bad_lines);
+        EXAMINED.with(std::cell::Cell::get)
+    }
+
+    #[test]
+    fn reading_runs_of_nuls_is_linear() {
+        // 2 MiB of NULs (what a crash can leave after failed fdatasyncs)
+        // before a record: each byte is examined a bounded number of times,
+        // not once per NUL for the whole read buffer.
+        let l = line("b");
+        for nuls in [64 * 1024, 2 * 1024 * 1024] {
+            let text = [vec![0; nuls], format!("{l}\n").into_bytes()].concat();
+            let n = work(&text);
+            assert!(
+                n <= 3 * text.len() as u64,
+                "{n} bytes examined for a {}-byte file",
+                text.len()
+            );
+        }
+        // Short pieces between NULs on one long line, too.
+        let mut text = b"x\0".repeat(512 * 1024);
+        text.extend_from_slice(format!("\n{l}\n").as_bytes());
+        EXAMINED.with(|c| c.set(0));
+        let scan = scan(&text[..], MAX_LINE_BYTES).unwrap();
+        assert_eq!(scan.records.len(), 1);
+        let n = EXAMINED.with(std::cell::Cell::get);
+        assert!(
+            n <= 3 * text.len() as u64,
+            "{n} bytes examined for {}",
+            text.len()
+        );
     }
 
     #[test]

@@ -57,6 +57,17 @@ pub trait Io: Send + Sync + 'static {
     fn create_new(&self, path: &Path) -> io::Result<Self::File>;
     /// Writes all of `data` at the end of what was written to `file` so far.
     fn write_all(&self, file: &mut Self::File, data: &[u8]) -> io::Result<()>;
+    /// [`write_all`](Io::write_all), saying on failure how many leading
+    /// bytes of `data` reached the file, so a caller can tell a write that
+    /// changed nothing (ENOSPC on the first byte) from a short one. The
+    /// default cannot tell ([`FailedWrite::written`] is `None`: any prefix
+    /// may have been written).
+    fn write_all_counted(&self, file: &mut Self::File, data: &[u8]) -> Result<(), FailedWrite> {
+        self.write_all(file, data).map_err(|error| FailedWrite {
+            written: None,
+            error,
+        })
+    }
     /// Makes the contents of `file` durable (fsync).
     fn sync_file(&self, file: &mut Self::File) -> io::Result<()>;
     /// Opens the existing file at `path` for appending: every write goes to
@@ -86,6 +97,18 @@ pub trait Io: Send + Sync + 'static {
     /// blocking until it is free. Excludes other processes; threads of one
     /// process are excluded by the outbox's own in-process locks.
     fn lock(&self, path: &Path) -> io::Result<Self::Lock>;
+}
+
+/// A failed [`Io::write_all_counted`]: the error, and how much of the data
+/// reached the file.
+#[derive(Debug)]
+pub struct FailedWrite {
+    /// How many leading bytes of the data reached the file (readers may
+    /// see them); `None` when the implementation cannot tell, and then any
+    /// prefix may have.
+    pub written: Option<usize>,
+    /// The operating system's error.
+    pub error: io::Error,
 }
 
 /// A file opened by [`Io::open_append`].
@@ -209,6 +232,30 @@ impl Io for StdIo {
 
     fn write_all(&self, file: &mut File, data: &[u8]) -> io::Result<()> {
         file.write_all(data)
+    }
+
+    fn write_all_counted(&self, file: &mut File, data: &[u8]) -> Result<(), FailedWrite> {
+        // `write_all`, counting: each `write` says how much it took.
+        let mut written = 0;
+        while written < data.len() {
+            match file.write(&data[written..]) {
+                Ok(0) => {
+                    return Err(FailedWrite {
+                        written: Some(written),
+                        error: io::ErrorKind::WriteZero.into(),
+                    });
+                }
+                Ok(n) => written += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(error) => {
+                    return Err(FailedWrite {
+                        written: Some(written),
+                        error,
+                    });
+                }
+            }
+        }
+        Ok(())
     }
 
     fn sync_file(&self, file: &mut File) -> io::Result<()> {

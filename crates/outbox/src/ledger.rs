@@ -147,6 +147,9 @@ pub(crate) enum MarkFailed {
         /// Whether the marks are visible for sure (nothing of the undo
         /// reached the file).
         marks_visible: bool,
+        /// How many of the turns, the leading ones, were marked: the
+        /// others never reached the file and stay pending.
+        marked: usize,
     },
 }
 
@@ -471,7 +474,7 @@ impl Ledger {
                 Ok(()) => Ok(()),
                 Err(failed) => {
                     *self = Self::default();
-                    Err(undo(io, paths, failed, || Ok(before)))
+                    Err(undo(io, paths, failed, turns.len(), || Ok(before)))
                 }
             };
         }
@@ -487,30 +490,7 @@ impl Ledger {
             lines.insert(0, b'\n');
         }
         let path = &paths.consumed;
-        let appended = (|| -> Result<(), WriteFailed> {
-            let Some(mut file) = io
-                .open_append(path)
-                .at("open ledger", path)
-                .map_err(WriteFailed::not_renamed)?
-            else {
-                return Err(WriteFailed::not_renamed(Error::Io {
-                    op: "open ledger",
-                    path: path.to_owned(),
-                    to: None,
-                    source: std::io::ErrorKind::NotFound.into(),
-                }));
-            };
-            let visible = |error| WriteFailed {
-                renamed: true,
-                error,
-            };
-            io.write_all(&mut file.file, &lines)
-                .at("write", path)
-                .map_err(visible)?;
-            io.sync_data(&mut file.file)
-                .at("fdatasync", path)
-                .map_err(visible)
-        })();
+        let appended = append(io, path, &lines);
         match appended {
             Ok(()) => {
                 self.prune(now_unix);
@@ -530,9 +510,9 @@ impl Ledger {
                 }
                 Ok(())
             }
-            Err(failed) => {
+            Err((failed, visible)) => {
                 let before = std::mem::take(self);
-                Err(undo(io, paths, failed, || {
+                Err(undo(io, paths, failed, visible, || {
                     // The ledger as it was: the file up to where it was read.
                     let mut old = before;
                     old.refresh_upto(io, paths, offset)?;
@@ -654,15 +634,75 @@ fn push_mark(out: &mut Vec<u8>, turn: &str, stamp: i64) {
     out.extend_from_slice(format!(",{stamp}]\n").as_bytes());
 }
 
-/// After a failed ledger write: when the marks may be visible, put the old
-/// ledger (`before`) back with a new durable write.
+/// Appends `lines` (a prune line and marks) to the ledger at `path` and
+/// fdatasyncs it. On failure: the error (`renamed`: whether any mark may be
+/// visible) and how many of the leading marks may be visible to a reader:
+/// those whose line reached the file whole (a write that failed having
+/// written nothing shows none), or all of them once the write succeeded
+/// (a failed fdatasync leaves them in the page cache).
+fn append<I: Io>(io: &I, path: &Path, lines: &[u8]) -> Result<(), (WriteFailed, usize)> {
+    let marks = lines
+        .split(|&b| b == b'\n')
+        .filter(|l| l.first() == Some(&b'['))
+        .count();
+    let mut file = match io.open_append(path).at("open ledger", path) {
+        Ok(Some(file)) => file,
+        Ok(None) => {
+            let error = Error::Io {
+                op: "open ledger",
+                path: path.to_owned(),
+                to: None,
+                source: std::io::ErrorKind::NotFound.into(),
+            };
+            return Err((WriteFailed::not_renamed(error), 0));
+        }
+        Err(error) => return Err((WriteFailed::not_renamed(error), 0)),
+    };
+    let (error, visible) = match io.write_all_counted(&mut file.file, lines) {
+        Ok(()) => match io.sync_data(&mut file.file).at("fdatasync", path) {
+            Ok(()) => return Ok(()),
+            Err(error) => (error, marks),
+        },
+        Err(failed) => {
+            let visible = failed
+                .written
+                .map_or(marks, |n| whole_marks(&lines[..n.min(lines.len())]));
+            let error = Error::Io {
+                op: "write",
+                path: path.to_owned(),
+                to: None,
+                source: failed.error,
+            };
+            (error, visible)
+        }
+    };
+    let failed = WriteFailed {
+        renamed: visible > 0,
+        error,
+    };
+    Err((failed, visible))
+}
+
+/// How many mark lines of `written` (a prefix of an append) a reader
+/// would apply: those that parse, the last one even without its newline.
+fn whole_marks(written: &[u8]) -> usize {
+    written
+        .split(|&b| b == b'\n')
+        .filter(|l| l.first() == Some(&b'[') && serde_json::from_slice::<(String, i64)>(l).is_ok())
+        .count()
+}
+
+/// After a failed ledger write: when marks may be visible (`visible` of
+/// them, the leading ones), put the old ledger (`before`) back with a new
+/// durable write.
 fn undo<I: Io>(
     io: &I,
     paths: &ParentPaths,
     failed: WriteFailed,
+    visible: usize,
     before: impl FnOnce() -> Result<Ledger>,
 ) -> MarkFailed {
-    if !failed.renamed {
+    if !failed.renamed || visible == 0 {
         return MarkFailed::NotMarked(failed.error);
     }
     let put_back = before()
@@ -685,6 +725,7 @@ fn undo<I: Io>(
             error: Box::new(failed.error),
             marks_visible: !undo.renamed,
             undo: Box::new(undo.error),
+            marked: visible,
         },
     }
 }

@@ -160,6 +160,19 @@
 //! [`already_consumed`](Committed::already_consumed) tells the producer,
 //! who can give a new `last_output_hash` to mark a new turn.
 //!
+//! **Child identity.** A child is its id's exact bytes: no case folding
+//! and no Unicode normalisation (`w1` and `W1`, NFC and NFD `café`, are
+//! two children), because agent-deck's fingerprint hashes the bytes as
+//! they are, and folding would need Unicode tables and change the
+//! fingerprints of existing records. The one exception is surrounding
+//! whitespace, which that fingerprint trims: `w1` and `w1 ` would be one
+//! turn to the ledger and two children to the inbox, so a new commit with
+//! a child or parent id that has leading or trailing whitespace is refused
+//! ([`Error::IdHasSurroundingWhitespace`], by [`stamp`], so on every
+//! store), and records already in agent-deck's files are collapsed by the
+//! trimmed id (one drain never returns one turn twice). The longest id is
+//! [`MAX_FIELD_BYTES`] bytes.
+//!
 //! # Consumed ledger
 //!
 //! Append-only (`runtime/consumed-turns/<id>.jsonl`): a drain appends a
@@ -225,14 +238,19 @@
 //! the `outbox-sim` crate (a dev-dependency) has crash-simulating and
 //! fault-injecting ones for the tests.
 
+pub mod delivery;
 mod durable;
 mod error;
 pub mod format;
+mod held;
+pub mod hook_json;
 pub mod io;
+mod json_error;
 mod ledger;
 mod outbox;
 mod paths;
 mod record;
+mod records_state;
 pub mod stop_hook;
 mod store;
 mod timestamp;
@@ -248,5 +266,11 @@ pub use record::{
     KIND_FINISHED, MAX_FIELD_BYTES, MAX_SUMMARY_BYTES, MAX_TURN_KEY_BYTES, Record,
     TRUNCATION_MARKER, event_fingerprint, turn_fingerprint, turn_id,
 };
+pub use records_state::RecordsState;
 pub use store::{Outcome, Store, StoreError, StoreErrorKind, check_parent_id, stamp};
 pub use timestamp::{Timestamp, TimestampError};
+
+/// This crate's README, whose examples run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+mod readme_doctests {}

@@ -6,7 +6,6 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::thread::ThreadId;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use parking_lot::{Mutex, RawMutex, lock_api::ArcMutexGuard};
@@ -14,6 +13,7 @@ use parking_lot::{Mutex, RawMutex, lock_api::ArcMutexGuard};
 use crate::durable::{create_temp, nonce, rename_into_place, write_durable, write_renamed};
 use crate::error::{DrainWithError, Error, IoContext, Result};
 use crate::format::{BadLine, MAX_LINE_BYTES, Scan, encode_line, for_each_record};
+use crate::held::Held;
 use crate::io::{Io, StdIo, parent_dir};
 use crate::ledger::{Ledger, MarkFailed};
 use crate::paths::{
@@ -21,6 +21,8 @@ use crate::paths::{
     quarantine_name, stem_of_target, temp_target,
 };
 use crate::record::Record;
+
+mod sweep;
 
 /// How old a pending record must be before [`Outbox::sweep_stale`] drops it
 /// by default: 7 days.
@@ -48,9 +50,6 @@ struct Inner<I> {
     /// One mutex per lock file, so threads of this process exclude each
     /// other before they contend for the (per-process) file lock.
     locks: Mutex<HashMap<PathBuf, Arc<Mutex<()>>>>,
-    /// The thread holding each lock of `locks`, so a thread that asks
-    /// again for a lock it holds gets an error instead of a deadlock.
-    holders: Mutex<HashMap<PathBuf, ThreadId>>,
     /// The directories every write needs exist, durably (set by the eager
     /// open, or by the first write of a lazily opened outbox).
     layout_ready: AtomicBool,
@@ -84,9 +83,14 @@ impl<I: Io> std::fmt::Debug for Outbox<I> {
 
 /// What a drain returned.
 #[derive(Debug, Default)]
+#[non_exhaustive]
 pub struct Drained {
     /// The records handed to the caller: one per child, the latest, each
-    /// turn at most once, in the order the children were first seen.
+    /// turn at most once, in the order the children were first seen: a
+    /// child's place is its first commit among its pending records since it
+    /// was last delivered (a re-commit keeps it; a commit made while a drain
+    /// delivers the child's earlier record takes a new one; a sweep that
+    /// drops other children moves nobody). Every store keeps this order.
     pub records: Vec<Record>,
     /// How many records were recovered from the WAL of an earlier drain that
     /// did not finish.
@@ -133,24 +137,18 @@ struct Staged {
 }
 
 /// Both locks of one lock file, the in-process mutex and the file lock, and
-/// this thread's entry in the holders map (cleared on drop, while the
-/// mutex is still held). Field order is drop order: the file lock is
-/// released first.
-pub(crate) struct ThreadAndFileLock<'a, I: Io> {
+/// this thread's entry in the process-wide registry of holders ([`Held`]:
+/// re-entry through any handle is an error, not a deadlock). Field order is
+/// drop order: the file lock is released first, the registration last.
+pub(crate) struct ThreadAndFileLock<I: Io> {
     _file: I::Lock,
     _thread: ArcMutexGuard<RawMutex, ()>,
-    holders: &'a Mutex<HashMap<PathBuf, ThreadId>>,
-    path: PathBuf,
-}
-
-impl<I: Io> Drop for ThreadAndFileLock<'_, I> {
-    fn drop(&mut self) {
-        self.holders.lock().remove(&self.path);
-    }
+    _held: Held,
 }
 
 /// What [`Outbox::sweep_stale_all`] did.
 #[derive(Debug, Default)]
+#[non_exhaustive]
 pub struct SweepReport {
     /// Pending records dropped as stale, over every parent.
     pub dropped: usize,
@@ -201,16 +199,17 @@ impl<I: Io> Outbox<I> {
     /// Opens the outbox at `root` with the file-system seam `io` without
     /// touching the disk. The read-only operations ([`peek`](Self::peek),
     /// [`has_pending`](Self::has_pending), [`stop_blocks`](Self::stop_blocks))
-    /// then create nothing, on any root; the first operation that writes
-    /// creates the directories [`open_with`](Self::open_with) would have
-    /// created, as durably and with the same fsyncs.
+    /// then create nothing, on any root, nor does a drain or a sweep that
+    /// finds nothing to do (no file of the parent: no directory, no lock
+    /// file); the first operation that writes creates the directories
+    /// [`open_with`](Self::open_with) would have created, as durably and
+    /// with the same fsyncs.
     pub fn open_lazy_with(root: impl Into<PathBuf>, io: I) -> Self {
         Self {
             inner: Arc::new(Inner {
                 root: root.into(),
                 io,
                 locks: Mutex::new(HashMap::new()),
-                holders: Mutex::new(HashMap::new()),
                 layout_ready: AtomicBool::new(false),
                 ledgers: Mutex::new(HashMap::new()),
             }),
@@ -271,24 +270,17 @@ impl<I: Io> Outbox<I> {
     }
 
     /// Takes both locks of the lock file `path`; an error, not a deadlock,
-    /// when this thread already holds them (a call from inside a
-    /// `drain_with` callback).
-    pub(crate) fn lock(&self, path: &Path) -> Result<ThreadAndFileLock<'_, I>> {
-        let me = std::thread::current().id();
-        if self.inner.holders.lock().get(path) == Some(&me) {
-            return Err(Error::Reentrant {
-                path: path.to_owned(),
-            });
-        }
+    /// when this thread already holds them, through this handle or any
+    /// other of the process (a call from inside a `drain_with` callback).
+    pub(crate) fn lock(&self, path: &Path) -> Result<ThreadAndFileLock<I>> {
+        let held = Held::enter(path)?;
         let mutex = Arc::clone(self.inner.locks.lock().entry(path.to_owned()).or_default());
         let thread = mutex.lock_arc();
         let file = self.inner.io.lock(path).at("lock", path)?;
-        self.inner.holders.lock().insert(path.to_owned(), me);
         Ok(ThreadAndFileLock {
             _file: file,
             _thread: thread,
-            holders: &self.inner.holders,
-            path: path.to_owned(),
+            _held: held,
         })
     }
 
@@ -453,14 +445,19 @@ impl<I: Io> Outbox<I> {
         // record never brings an older one back.
         let mut last: HashMap<&str, usize> = HashMap::new();
         for (i, (r, _)) in lines.iter().enumerate() {
-            last.insert(r.child_session_id.as_str(), i);
+            last.insert(child_of(r), i);
         }
         let mut kept = Vec::new();
         let mut dropped = 0;
-        for (i, (r, bytes)) in lines.iter().enumerate() {
-            if last.get(r.child_session_id.as_str()) != Some(&i) {
+        // Each child keeps its place, its first line's (first-seen order);
+        // its content is its last line's.
+        let mut seen = std::collections::HashSet::new();
+        for (r, _) in &lines {
+            let child = child_of(r);
+            if !seen.insert(child) {
                 continue;
             }
+            let (r, bytes) = &lines[last[child]];
             if keep(r) {
                 kept.extend_from_slice(bytes);
                 kept.push(b'\n');
@@ -588,8 +585,9 @@ impl<I: Io> Outbox<I> {
     /// of the fdatasync: 2 in all), amortised over as many drains as the
     /// ledger has entries; +1 file + 1 directory per quarantine file.
     pub fn drain(&self, parent: &str) -> Result<Drained> {
-        let paths = self.paths(parent)?;
-        self.ensure_layout()?;
+        let Some(paths) = self.drain_paths(parent)? else {
+            return Ok(Drained::default());
+        };
         let _drain = self.lock(&paths.drain_lock)?;
         let staged = self.stage_claim(&paths)?;
         let no_delivery = None::<fn(&[Record]) -> Result<(), Infallible>>;
@@ -626,8 +624,9 @@ impl<I: Io> Outbox<I> {
         parent: &str,
         deliver: impl FnOnce(&[Record]) -> Result<(), E>,
     ) -> Result<Drained, DrainWithError<E>> {
-        let paths = self.paths(parent)?;
-        self.ensure_layout()?;
+        let Some(paths) = self.drain_paths(parent)? else {
+            return Ok(Drained::default());
+        };
         let _drain = self.lock(&paths.drain_lock)?;
         let staged = self.stage_claim(&paths)?;
         self.finalize(&paths, staged, usize::MAX, Some(deliver))
@@ -657,11 +656,33 @@ impl<I: Io> Outbox<I> {
         max: usize,
         deliver: impl FnOnce(&[Record]) -> Result<(), E>,
     ) -> Result<Drained, DrainWithError<E>> {
-        let paths = self.paths(parent)?;
-        self.ensure_layout()?;
+        let Some(paths) = self.drain_paths(parent)? else {
+            return Ok(Drained::default());
+        };
         let _drain = self.lock(&paths.drain_lock)?;
         let staged = self.stage_claim(&paths)?;
         self.finalize(&paths, staged, max, Some(deliver))
+    }
+
+    /// `parent`'s files for a drain, with the directories every write needs;
+    /// `None` when an outbox opened lazily whose first write this would be
+    /// finds nothing to drain (no inbox, claim or agent-deck WAL: three
+    /// stats), so that a drain of nothing creates nothing on any root. A
+    /// commit racing with it is drained next time, as if it came after.
+    fn drain_paths(&self, parent: &str) -> Result<Option<ParentPaths>> {
+        let paths = self.paths(parent)?;
+        if !self.inner.layout_ready.load(Ordering::Acquire) {
+            let io = &self.inner.io;
+            let mut any = false;
+            for path in [&paths.inbox, &paths.claimed, &paths.wal] {
+                any = any || io.file_len(path).at("stat", path)?.is_some();
+            }
+            if !any {
+                return Ok(None);
+            }
+        }
+        self.ensure_layout()?;
+        Ok(Some(paths))
     }
 
     /// Phase 1: claim everything pending into the WAL
@@ -840,7 +861,11 @@ impl<I: Io> Outbox<I> {
                     error,
                     undo,
                     marks_visible,
+                    marked,
                 }) => {
+                    // Only the marks that reached the file: the others are
+                    // pending, like any record of a failed drain.
+                    fresh.truncate(marked);
                     return Err(Error::MarksKept {
                         error,
                         marks_visible,
@@ -923,8 +948,16 @@ impl<I: Io> Outbox<I> {
     // ----------------------------------------------------------------------
 
     /// Drops `parent`'s pending records of `child` whose `from_status` and
-    /// `to_status` are `from` and `to`; returns how many. Fsyncs only when
-    /// something is dropped (1 file + 1 directory).
+    /// `to_status` are `from` and `to` (the child compared trimmed, as every
+    /// child id); returns how many. Acts on every
+    /// pending record, judged by the child's latest: those in the inbox and
+    /// those a drain claimed and did not deliver (its delivery failed, or it
+    /// crashed). Holds the drain lock, so a drain in progress finishes
+    /// first: what it delivers is out of reach, and a call from inside a
+    /// [`drain_with`](Self::drain_with) callback of the same parent is an
+    /// [`Error::Reentrant`]. The other children keep their order. Fsyncs
+    /// only when something is dropped (1 file + 1 directory, per file
+    /// rewritten).
     pub fn sweep_transition(
         &self,
         parent: &str,
@@ -934,19 +967,23 @@ impl<I: Io> Outbox<I> {
     ) -> Result<usize> {
         let paths = self.paths(parent)?;
         self.ensure_layout()?;
-        let _held = self.lock(&paths.inbox_lock)?;
-        self.rewrite_inbox(&paths, |r| {
-            !(r.child_session_id == child && r.from_status == from && r.to_status == to)
+        let child = child.trim();
+        let _drain = self.lock(&paths.drain_lock)?;
+        let _inbox = self.lock(&paths.inbox_lock)?;
+        self.sweep_records(&paths, |r| {
+            !(child_of(r) == child && r.from_status == from && r.to_status == to)
         })
     }
 
     /// Drops the records in `parent`'s inbox older than `max_age` by their
     /// timestamp ([`DEFAULT_STALE_AGE`] is the usual value); returns how
     /// many. A record without a timestamp (or with the zero time) has no
-    /// known age and is kept, as agent-deck keeps it. Records a drain
-    /// already staged in its WAL (one that failed or crashed before
-    /// finishing) are being delivered and are kept too: the next drain
-    /// delivers them, however old.
+    /// known age and is kept, as agent-deck keeps it. Like
+    /// [`sweep_transition`](Self::sweep_transition), it acts on records a
+    /// drain claimed and did not deliver (a failed delivery, a crash) as on
+    /// any pending record, judged by each child's latest, and waits for a
+    /// drain in progress (what it delivers is out of reach). agent-deck's
+    /// own WAL is left to the next drain.
     ///
     /// Also removes `parent`'s stale temporary files: those of writers
     /// killed between creating and renaming them. Every writer of a file
@@ -962,8 +999,12 @@ impl<I: Io> Outbox<I> {
     /// callback of the same parent.
     pub fn sweep_stale(&self, parent: &str, max_age: Duration) -> Result<usize> {
         let paths = self.paths(parent)?;
-        self.ensure_layout()?;
         let (found, _) = self.parent_files()?;
+        if !self.inner.layout_ready.load(Ordering::Acquire) && !found.contains_key(&paths.stem) {
+            // A lazily opened outbox: nothing to sweep, nothing created.
+            return Ok(0);
+        }
+        self.ensure_layout()?;
         let temps = found.get(&paths.stem).map_or(&[][..], |f| &f.temps);
         Ok(self.sweep_parent(&paths, temps, max_age)?.0)
     }
@@ -974,10 +1015,14 @@ impl<I: Io> Outbox<I> {
     /// [`SweepReport::skipped`] and the sweep goes on with the others. An
     /// error is returned only when a directory cannot be listed.
     pub fn sweep_stale_all(&self, max_age: Duration) -> Result<SweepReport> {
-        self.ensure_layout()?;
         let mut report = SweepReport::default();
         let (found, odd) = self.parent_files()?;
         report.skipped = odd;
+        if found.is_empty() {
+            // Nothing to sweep: a lazily opened outbox creates nothing.
+            return Ok(report);
+        }
+        self.ensure_layout()?;
         for (stem, files) in found {
             let result = match id_of_stem(&stem) {
                 Some(id) => self
@@ -1018,7 +1063,7 @@ impl<I: Io> Outbox<I> {
                 removed += 1;
             }
         }
-        let dropped = self.rewrite_inbox(paths, |r| {
+        let dropped = self.sweep_records(paths, |r| {
             r.timestamp.is_zero() || r.timestamp.age_at(now) <= max_age
         })?;
         Ok((dropped, removed))
@@ -1145,26 +1190,31 @@ fn encode(r: &Record) -> Result<Vec<u8>> {
     })
 }
 
+/// A record's child, as identity: its id trimmed, as agent-deck's turn
+/// fingerprint takes it (a new commit may not pad an id, see
+/// [`Error::IdHasSurroundingWhitespace`]; lines agent-deck wrote may).
+fn child_of(r: &Record) -> &str {
+    r.child_session_id.trim()
+}
+
 /// Whether `records` hold at most one record per child.
 fn one_per_child(records: &[Record]) -> bool {
     let mut seen = std::collections::HashSet::with_capacity(records.len());
-    records
-        .iter()
-        .all(|r| seen.insert(r.child_session_id.as_str()))
+    records.iter().all(|r| seen.insert(child_of(r)))
 }
 
-/// One record per child, the last in `records` (which are in commit order:
-/// the WAL's, then the inbox's), in the order the children were first
-/// seen. Timestamps play no part: a clock step or a producer's stamp cannot
-/// make an older record win.
+/// One record per child ([`child_of`]), the last in `records` (which are
+/// in commit order: the WAL's, then the inbox's), in the order the
+/// children were first seen. Timestamps play no part: a clock step or a
+/// producer's stamp cannot make an older record win.
 pub(crate) fn collapse(records: Vec<Record>) -> Vec<Record> {
     let mut out: Vec<Record> = Vec::new();
     let mut index: HashMap<String, usize> = HashMap::new();
     for r in records {
-        match index.get(&r.child_session_id) {
+        match index.get(child_of(&r)) {
             Some(&i) => out[i] = r,
             None => {
-                index.insert(r.child_session_id.clone(), out.len());
+                index.insert(child_of(&r).to_owned(), out.len());
                 out.push(r);
             }
         }

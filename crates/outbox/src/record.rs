@@ -32,6 +32,7 @@ pub const TRUNCATION_MARKER: &str = "…[truncated]";
 /// written by either implementation are readable by the other.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(default)]
+#[non_exhaustive]
 pub struct Record {
     /// The child session that produced the record.
     #[serde(deserialize_with = "nullable")]

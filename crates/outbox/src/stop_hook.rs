@@ -64,6 +64,7 @@ use std::path::PathBuf;
 
 use crate::durable::write_durable;
 use crate::error::{DrainWithError, Error, IoContext, Result as OutboxResult};
+use crate::format::JsonError;
 use crate::io::{Io, parent_dir};
 use crate::outbox::ensure_dirs;
 use crate::paths::STOP_BLOCKS_DIR;
@@ -86,6 +87,7 @@ pub const STOP_EVENTS: [&str; 2] = ["Stop", "SubagentStop"];
 /// and `hook_event_name` empty).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
 #[serde(default)]
+#[non_exhaustive]
 pub struct HookInput {
     /// The session the hook runs in.
     #[serde(deserialize_with = "nullable")]
@@ -102,10 +104,11 @@ pub struct HookInput {
 
 /// Why a hook input was rejected.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum InputError {
     /// The input is not JSON, or a known field has the wrong type.
     #[error("hook input is not valid JSON: {0}")]
-    Json(#[from] serde_json::Error),
+    Json(#[from] JsonError),
     /// The input is JSON but not an object.
     #[error("hook input must be a JSON object, got {0}")]
     NotAnObject(&'static str),
@@ -135,9 +138,11 @@ impl HookInput {
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return Ok(Self::default());
         }
-        let value: serde_json::Value = serde_json::from_slice(bytes)?;
+        let value = crate::hook_json::parse(bytes).map_err(JsonError::new)?;
         let kind = match &value {
-            serde_json::Value::Object(_) => return Ok(Self::deserialize(value)?),
+            serde_json::Value::Object(_) => {
+                return Self::deserialize(value).map_err(|e| JsonError::new(e).into());
+            }
             serde_json::Value::Null => "null",
             serde_json::Value::Bool(_) => "a boolean",
             serde_json::Value::Number(_) => "a number",
@@ -150,6 +155,7 @@ impl HookInput {
 
 /// What [`on_stop`] decided.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum StopOutcome {
     /// Nothing was pending: no decision was emitted and nothing was written.
     NothingPending,
@@ -188,6 +194,7 @@ pub enum StopOutcome {
 /// Why [`on_stop`] failed. In no case is a record lost; the caller should
 /// not block (print nothing more) and report the error.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum StopHookError<E> {
     /// The consecutive-block counter could not be read or persisted: no
     /// decision was emitted and nothing was consumed.
@@ -544,7 +551,11 @@ mod tests {
                 .load(std::sync::atomic::Ordering::SeqCst)
                 && let Some(rival) = self.rival.lock().take()
             {
-                assert_eq!(rival.drain(PARENT).unwrap().records.len(), 1);
+                // Another thread, as another process would be: this one
+                // is inside `Outbox::lock`, and a drain from it would be
+                // (rightly) `Reentrant`.
+                let drained = std::thread::scope(|s| s.spawn(|| rival.drain(PARENT)).join());
+                assert_eq!(drained.unwrap().unwrap().records.len(), 1);
             }
             self.inner.lock(path)
         }

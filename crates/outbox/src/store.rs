@@ -96,12 +96,18 @@ pub trait Store {
 
     /// Drops `parent`'s pending records of `child` whose `from_status` and
     /// `to_status` are `from` and `to`; returns how many (see
-    /// [`Outbox::sweep_transition`]).
+    /// [`Outbox::sweep_transition`]). Like every sweep it acts on every
+    /// pending record (records an earlier drain claimed and failed to
+    /// deliver included), judged by each child's latest, keeps the other
+    /// children's order, and waits for a drain in progress of `parent`
+    /// (from inside its callback: an error, never a deadlock).
     fn sweep_transition(&self, parent: &str, child: &str, from: &str, to: &str) -> Result<usize>;
 
     /// Drops `parent`'s pending records older than `max_age` by their
-    /// timestamp; records without one, and records a drain is delivering,
-    /// are kept (see [`Outbox::sweep_stale`]).
+    /// timestamp; records without one are kept, and so are the records a
+    /// drain in progress is delivering (the sweep waits for it); records an
+    /// earlier drain failed to deliver are pending like any other (see
+    /// [`Outbox::sweep_stale`]).
     fn sweep_stale(&self, parent: &str, max_age: Duration) -> Result<usize>;
 
     /// [`sweep_stale`](Self::sweep_stale) over every parent.
@@ -193,12 +199,24 @@ pub fn check_parent_id(id: &str) -> Result<()> {
 /// rules of [`Outbox::commit`], shared by every store so records and lines
 /// are byte-identical whatever holds them. Refuses an invalid parent id,
 /// an id or key over [`MAX_FIELD_BYTES`] and a line over
-/// [`MAX_LINE_BYTES`]; caps `done_summary`, derives `turn_fingerprint`
+/// [`MAX_LINE_BYTES`], and a child or parent id with surrounding
+/// whitespace ([`Error::IdHasSurroundingWhitespace`]); caps `done_summary`, derives `turn_fingerprint`
 /// (and [`turn_id`]) when empty, sets `target_session_id` to `parent` when
 /// empty and `timestamp` to `now` when zero, and computes `fp`. Returns the
 /// stamped record and its JSON line, newline included.
 pub fn stamp(parent: &str, mut record: Record, now: SystemTime) -> Result<(Record, Vec<u8>)> {
     check_parent_id(parent)?;
+    for (field, id) in [
+        ("parent id", parent),
+        ("child_session_id", record.child_session_id.as_str()),
+    ] {
+        if id.trim() != id {
+            return Err(Error::IdHasSurroundingWhitespace {
+                field,
+                id: id.to_owned(),
+            });
+        }
+    }
     if let Some((field, len)) = record.oversized_field() {
         return Err(Error::FieldTooLong {
             field,
@@ -267,6 +285,7 @@ pub enum Outcome {
 
 /// What kind of failure a [`StoreError`] is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum StoreErrorKind {
     /// The store could not be reached (connection refused, authentication,
     /// a bad URL).
@@ -309,6 +328,7 @@ impl StoreErrorKind {
 /// the operation, the store, the kind, whether the operation's effect is
 /// known, and the driver's message.
 #[derive(Debug)]
+#[non_exhaustive]
 pub struct StoreError {
     /// What was being done, e.g. `"drain: claim the parent's records"`.
     pub op: &'static str,
@@ -325,6 +345,35 @@ pub struct StoreError {
     pub records: Vec<Record>,
     /// The driver's or server's error.
     pub source: Box<dyn std::error::Error + Send + Sync>,
+}
+
+impl StoreError {
+    /// A store error with no records (see
+    /// [`with_records`](Self::with_records)); for implementations of
+    /// [`Store`] outside this crate.
+    pub fn new(
+        op: &'static str,
+        store: String,
+        kind: StoreErrorKind,
+        outcome: Outcome,
+        source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+    ) -> Self {
+        Self {
+            op,
+            store,
+            kind,
+            outcome,
+            records: Vec::new(),
+            source: source.into(),
+        }
+    }
+
+    /// The same error carrying `records`, the ones a drain had claimed when
+    /// its outcome became [`Outcome::Unknown`].
+    pub fn with_records(mut self, records: Vec<Record>) -> Self {
+        self.records = records;
+        self
+    }
 }
 
 impl fmt::Display for StoreError {

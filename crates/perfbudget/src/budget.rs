@@ -26,6 +26,7 @@ pub const MAX_MULTIPLIER: f64 = 10.0;
 
 /// Which kind of work a walltime gate times; the class picks the factor.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum Class {
     /// Crosses a boundary whose variance the test cannot control: spawning a
     /// process, fsync on a real disk, the network. Budget factor 5.

@@ -439,6 +439,7 @@ impl CountGate {
 
 /// The outcome of evaluating a gate: its record and a human message.
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub struct Verdict {
     record: Record,
     message: String,

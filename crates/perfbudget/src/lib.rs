@@ -95,3 +95,8 @@ pub use record::{
     CountRecord, Declared, Expected, InstructionRecord, RECORD_PREFIX, RECORD_SCHEMA, RECORDS_ENV,
     Record, WalltimeRecord,
 };
+
+/// This crate's README, whose examples run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+mod readme_doctests {}

@@ -20,6 +20,7 @@ pub const KEPT_RUNS: usize = TIMED_RUNS - 2 * TRIMMED_EACH_SIDE;
 /// Built by [`trimmed_mean`], [`trimmed_mean_with_setup`] or, for tests of
 /// code that consumes measurements, [`Measurement::from_samples`].
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub struct Measurement {
     samples: [Duration; TIMED_RUNS],
     sorted: [Duration; TIMED_RUNS],
@@ -46,6 +47,7 @@ pub struct Measurement {
 /// have waited at that share (see
 /// [`Measurement::trimmed_mean_without_runq_wait`]).
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub struct ThreadUsage {
     /// On-CPU time per sample, in run order.
     pub cpu: [Duration; TIMED_RUNS],

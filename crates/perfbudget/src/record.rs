@@ -33,6 +33,7 @@ pub const RECORD_SCHEMA: u32 = 2;
 /// One gate's outcome, as written to the runner.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[non_exhaustive]
 pub struct Record {
     /// Layout version, [`RECORD_SCHEMA`].
     pub schema: u32,
@@ -101,6 +102,7 @@ pub struct Expected {
 /// The numbers behind an instruction-count verdict.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[non_exhaustive]
 pub struct InstructionRecord {
     /// Instructions the measured call executed (callgrind's `Ir`).
     pub observed: u64,
@@ -118,6 +120,7 @@ pub struct InstructionRecord {
 /// saturating at `u64::MAX`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[non_exhaustive]
 pub struct WalltimeRecord {
     /// Mean of the middle 7 samples: the compared value.
     pub trimmed_mean_ns: u64,
@@ -172,6 +175,7 @@ pub struct WalltimeRecord {
 /// One expected-versus-observed count of a count gate.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[non_exhaustive]
 pub struct CountRecord {
     /// What was counted, e.g. `"file fsyncs"`.
     pub what: String,

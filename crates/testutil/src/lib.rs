@@ -50,3 +50,8 @@ mod scratch;
 pub use fsync::{FsyncCounter, FsyncCounts, FsyncFn, noop_fsync};
 pub use ops::{OpCounter, OpCounts, OpKind, Target};
 pub use scratch::{RAM_DIR_ENV, ScratchDir, fs_type_of, ram_tempdir};
+
+/// This crate's README, whose examples run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+mod readme_doctests {}

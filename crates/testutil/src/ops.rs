@@ -16,6 +16,7 @@ use parking_lot::Mutex;
 
 /// A kind of file-system operation, as an I/O seam names its primitives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[non_exhaustive]
 pub enum OpKind {
     /// Create a new file (`open` with `O_CREAT | O_EXCL`).
     Create,
@@ -93,6 +94,7 @@ impl fmt::Display for OpKind {
 /// What an operation was applied to: the same buckets as
 /// [`FsyncCounter`](crate::FsyncCounter).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[non_exhaustive]
 pub enum Target {
     /// A regular file.
     File,
@@ -130,6 +132,7 @@ impl Target {
 /// A snapshot of an [`OpCounter`]: how many operations of each kind, on
 /// each kind of target.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct OpCounts {
     counts: BTreeMap<(OpKind, Target), u64>,
 }

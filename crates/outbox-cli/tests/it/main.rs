@@ -16,6 +16,10 @@ mod hardening_semantics;
 mod hooks;
 mod input;
 mod perf_cli;
+#[cfg(feature = "postgres")]
 mod postgres_store;
+mod reliability;
 mod stop_hook;
+mod store_choice;
+mod usage;
 mod util;

@@ -5,7 +5,7 @@
 use std::convert::Infallible;
 use std::sync::Barrier;
 
-use outbox::{DrainWithError, Error, Outbox, Outcome, Record, Store, StoreErrorKind};
+use outbox::{Error, Outbox, Outcome, Record, Store, StoreErrorKind};
 use outbox_postgres::{PgOutbox, SCHEMA_VERSION};
 
 use crate::util::{Pg, url, with_param};
@@ -168,7 +168,7 @@ fn a_backend_terminated_mid_drain_marks_nothing() {
             Ok::<(), Infallible>(())
         })
         .unwrap_err();
-    let DrainWithError::Outbox(e) = err;
+    let e = err.into_outbox();
     let s = store_error(&e);
     assert_eq!(s.kind, StoreErrorKind::ConnectionLost, "{e}");
     assert_eq!(s.outcome, Outcome::NotApplied, "{e}");

@@ -7,4 +7,7 @@
 mod conformance;
 mod failures;
 mod multi_host;
+mod net_faults;
+mod password_file;
+mod proxy;
 mod util;

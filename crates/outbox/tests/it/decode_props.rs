@@ -68,26 +68,28 @@ fn record() -> impl Strategy<Value = Record> {
         (text(), text(), text(), text(), text(), text()),
         (text(), text(), text(), any::<i64>(), text(), text(), text()),
     )
-        .prop_map(|(a, b, c)| Record {
-            child_session_id: a.0,
-            child_title: a.1,
-            profile: a.2,
-            from_status: a.3,
-            to_status: a.4,
-            timestamp: a.5,
-            substate: b.0,
-            last_output_hash: b.1,
-            target_session_id: b.2,
-            target_kind: b.3,
-            delivery_result: b.4,
-            kind: b.5,
-            done_status: c.0,
-            done_summary: c.1,
-            turn_fingerprint: c.2,
-            attempts: c.3,
-            dead_letter_reason: c.4,
-            fp: c.5,
-            turn_id: c.6,
+        .prop_map(|(a, b, c)| {
+            let mut r = Record::default();
+            r.child_session_id = a.0;
+            r.child_title = a.1;
+            r.profile = a.2;
+            r.from_status = a.3;
+            r.to_status = a.4;
+            r.timestamp = a.5;
+            r.substate = b.0;
+            r.last_output_hash = b.1;
+            r.target_session_id = b.2;
+            r.target_kind = b.3;
+            r.delivery_result = b.4;
+            r.kind = b.5;
+            r.done_status = c.0;
+            r.done_summary = c.1;
+            r.turn_fingerprint = c.2;
+            r.attempts = c.3;
+            r.dead_letter_reason = c.4;
+            r.fp = c.5;
+            r.turn_id = c.6;
+            r
         })
 }
 
@@ -120,12 +122,12 @@ fn reference_scan(bytes: &[u8], cap: usize) -> Scan {
             let piece_at = offset + at;
             at += piece.len() as u64 + 1;
             if piece.len() > cap {
-                expected.bad_lines.push(outbox::format::BadLine {
+                expected.bad_lines.push(outbox::format::BadLine::new(
                     line_no,
-                    offset: piece_at,
-                    len: piece.len() as u64,
-                    reason: BadLineReason::TooLong,
-                });
+                    piece_at,
+                    piece.len() as u64,
+                    BadLineReason::TooLong,
+                ));
                 continue;
             }
             if piece.iter().all(u8::is_ascii_whitespace) {
@@ -140,12 +142,12 @@ fn reference_scan(bytes: &[u8], cap: usize) -> Scan {
             };
             match decoded {
                 Ok(r) => expected.records.push(r),
-                Err(reason) => expected.bad_lines.push(outbox::format::BadLine {
+                Err(reason) => expected.bad_lines.push(outbox::format::BadLine::new(
                     line_no,
-                    offset: piece_at,
-                    len: piece.len() as u64,
-                    reason: BadLineReason::Unparsable(reason),
-                }),
+                    piece_at,
+                    piece.len() as u64,
+                    BadLineReason::Unparsable(reason),
+                )),
             }
         }
         offset += seg.len() as u64 + 1;

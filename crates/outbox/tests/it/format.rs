@@ -47,11 +47,9 @@ fn fingerprints_match_digests_computed_elsewhere() {
     );
     assert_eq!(turn_fingerprint(&minimal), "c2@7627432c95d354c6");
 
-    let turn = Record {
-        child_session_id: " c3 ".into(),
-        last_output_hash: "abc123".into(),
-        ..Record::default()
-    };
+    let mut turn = Record::default();
+    turn.child_session_id = " c3 ".into();
+    turn.last_output_hash = "abc123".into();
     assert_eq!(turn_fingerprint(&turn), "c3@02e2d4127d8f6a9e");
 }
 

@@ -465,7 +465,7 @@ fn reentrant_drains_and_forget_from_a_callback_are_errors() {
             ob.drain_with(PARENT, |_| Ok::<(), std::io::Error>(()))
                 .map_err(|e| match e {
                     outbox::DrainWithError::Outbox(e) => e,
-                    outbox::DrainWithError::Delivery(e) => panic!("{e}"),
+                    e => panic!("{e}"),
                 })
                 .unwrap_err(),
             ob.forget_child(PARENT, "c1").unwrap_err(),

@@ -33,7 +33,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use outbox::{DrainWithError, Drained, Outbox, ParentPaths, Record};
+use outbox::{DrainWithError, Drained, Outbox, ParentPaths, Record, RecordsState};
 use outbox_sim::{CrashIo, Fault, FaultIo, FaultPlan, OpKind};
 use parking_lot::Mutex;
 
@@ -118,26 +118,21 @@ enum Outcome {
     Read,
 }
 
-/// A failed drain: its message, and for [`outbox::Error::MarksKept`]
-/// whether the marks stayed visible and the records it carries.
+/// A failed drain: its message (for traces), the typed state of its
+/// records ([`RecordsState`]) and the records the error carries.
 #[derive(Debug)]
 struct Failure {
     message: String,
-    marks_kept: Option<(bool, Vec<Record>)>,
+    state: RecordsState,
+    records: Vec<Record>,
 }
 
 impl Failure {
     fn of(e: &outbox::Error) -> Failure {
         Failure {
             message: e.to_string(),
-            marks_kept: match e {
-                outbox::Error::MarksKept {
-                    marks_visible,
-                    records,
-                    ..
-                } => Some((*marks_visible, records.clone())),
-                _ => None,
-            },
+            state: e.records_state(),
+            records: e.records().to_vec(),
         }
     }
 }
@@ -457,9 +452,10 @@ impl World {
                         });
                         let result = result.map_err(|e| match &e {
                             DrainWithError::Outbox(inner) => Failure::of(inner),
-                            DrainWithError::Delivery(_) => Failure {
+                            _ => Failure {
                                 message: e.to_string(),
-                                marks_kept: None,
+                                state: e.records_state(),
+                                records: Vec::new(),
                             },
                         });
                         Outcome::DrainWith { delivered, result }
@@ -643,23 +639,16 @@ impl World {
                         self.model.open_loss_window(parent, window, from);
                     }
                 }
-                Err(Failure {
-                    marks_kept: Some((visible, records)),
-                    ..
-                }) => {
-                    // The caller gets the records inside the error. The marks
-                    // are not durable either way: a crash may undo them.
-                    let _ = visible;
-                    self.model
-                        .delivered(parent, &task.snapshot, &records, false)
-                        .map_err(|e| self.fail(&e))?;
-                    self.model.consumed(parent, &records, false, window, from);
-                }
-                Err(f) => {
-                    if message_admits_loss(&f.message) {
-                        self.model.open_loss_window(parent, window, from);
+                Err(f) => match f.state {
+                    RecordsState::Pending => {}
+                    // The caller gets the records inside the error.
+                    state => {
+                        self.model
+                            .delivered(parent, &task.snapshot, &f.records, false)
+                            .map_err(|e| self.fail(&e))?;
+                        self.consumed_by_error(parent, &f, state, window, from);
                     }
-                }
+                },
             },
             (TaskKind::DrainWith { parent }, Outcome::DrainWith { delivered, result }) => {
                 let handed = task.handed.lock().take().unwrap_or_default();
@@ -674,9 +663,17 @@ impl World {
                         Ok(_) if !crashed => {
                             self.model.consumed(parent, &handed, true, window, from)
                         }
-                        Err(f) if !crashed && message_claims_pending(&f.message) => {
+                        Err(f) if !crashed => {
+                            // What the error carries is its state's; the
+                            // rest of what was handed is pending.
+                            let carried = |r: &Record| f.records.contains(r);
+                            let rest: Vec<Record> =
+                                handed.iter().filter(|r| !carried(r)).cloned().collect();
                             self.model.consumed(parent, &handed, false, window, from);
-                            self.model.promise_pending(parent, &handed, &f.message);
+                            self.model.promise_pending(parent, &rest, &f.message);
+                            if f.state != RecordsState::Pending {
+                                self.consumed_by_error(parent, f, f.state, window, from);
+                            }
                         }
                         _ => self.model.consumed(parent, &handed, false, window, from),
                     }
@@ -688,6 +685,25 @@ impl World {
             }
         }
         Ok(())
+    }
+
+    /// A failed drain's error carried records it says are consumed, or may
+    /// be: the model holds it to that ([`RecordsState::Consumed`]: never
+    /// delivered again unless a crash undoes the marks).
+    fn consumed_by_error(
+        &mut self,
+        parent: usize,
+        f: &Failure,
+        state: RecordsState,
+        window: ClockWindow,
+        from: usize,
+    ) {
+        if state == RecordsState::Consumed {
+            self.model
+                .consumed_until_crash(parent, &f.records, window, from);
+        } else {
+            self.model.consumed(parent, &f.records, false, window, from);
+        }
     }
 
     /// Whether `actor`, since its op number `ops_before`, wrote marks to
@@ -716,6 +732,7 @@ impl World {
 
     fn crash(&mut self) -> Result<(), String> {
         self.stats.crashes += 1;
+        self.model.crashed();
         self.note(|| "CRASH".into());
         self.disk.crash_after(0);
         self.crashing = true;
@@ -1011,19 +1028,6 @@ fn summaries(records: &[Record]) -> Vec<String> {
             )
         })
         .collect()
-}
-
-/// Whether an error message says the records it concerns stay pending.
-fn message_claims_pending(msg: &str) -> bool {
-    let m = msg.to_lowercase();
-    m.contains("stay pending") || m.contains("nothing was marked consumed")
-}
-
-/// Whether an error message admits the records may have been consumed
-/// without reaching the caller.
-fn message_admits_loss(msg: &str) -> bool {
-    let m = msg.to_lowercase();
-    m.contains("may have been marked consumed") || m.contains("may be lost")
 }
 
 /// Runs one seed.

@@ -22,8 +22,11 @@
 //!   consumed already, or the child was forgotten or swept), except where a
 //!   plain drain crashed after its ledger rename (counted as a loss in the
 //!   window);
-//! - **messages are true**: an error that says the records stay pending is
-//!   followed by their delivery.
+//! - **errors are true** (the typed [`RecordsState`](outbox::RecordsState),
+//!   never the message): records an error leaves
+//!   [`Pending`](outbox::RecordsState::Pending) are delivered again;
+//!   records it carries as [`Consumed`](outbox::RecordsState::Consumed) are
+//!   not, unless a power cut came in between.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
@@ -127,6 +130,11 @@ enum Consumed {
     /// Handed to a callback that returned `Ok`, but the call failed or
     /// crashed afterwards: it may come again.
     Uncertain,
+    /// Carried by an error whose state was
+    /// [`RecordsState::Consumed`](outbox::RecordsState::Consumed): never
+    /// delivered again unless a crash (after power cut number `.0`) undid
+    /// the marks, which are not durable.
+    UntilCrash(usize),
 }
 
 /// Counters of what the windows allowed.
@@ -169,6 +177,8 @@ pub struct Model {
     removed_upto: BTreeMap<(usize, String), usize>,
     promises: Vec<Promise>,
     event: usize,
+    /// Power cuts so far.
+    crashes: usize,
     /// What the windows allowed so far.
     pub tally: Tally,
 }
@@ -183,6 +193,11 @@ impl Model {
     /// The index of the clock's current value, for a call beginning now.
     pub fn clock_index(&self) -> usize {
         self.clock.len().saturating_sub(1)
+    }
+
+    /// The power was cut: marks that were not durable may be gone.
+    pub fn crashed(&mut self) {
+        self.crashes += 1;
     }
 
     /// Registers a commit about to be attempted; returns its number.
@@ -353,6 +368,18 @@ impl Model {
                     }
                 }
                 Some((Consumed::Uncertain, ..)) => self.tally.duplicated_in_window += 1,
+                Some((Consumed::UntilCrash(at), window, from)) => {
+                    let later = self.clock.get(*from..).unwrap_or_default();
+                    if self.crashes > *at || window.may_have_expired(later) || corrupt_ledger {
+                        self.tally.duplicated_in_window += 1;
+                    } else {
+                        return Err(format!(
+                            "FALSE MESSAGE: an error said c{no} of {child:?} stays marked \
+                             consumed (RecordsState::Consumed, no later drain delivers it), \
+                             and a drain delivered it with no power cut in between"
+                        ));
+                    }
+                }
                 None => {}
             }
             self.deliveries
@@ -382,6 +409,28 @@ impl Model {
             let key = (parent, identity(r));
             let entry = self.consumed.entry(key).or_insert((how, window, from));
             if certain {
+                *entry = (how, window, from);
+            }
+        }
+    }
+
+    /// An error said these records stay marked consumed
+    /// ([`RecordsState::Consumed`](outbox::RecordsState::Consumed)): no
+    /// drain may deliver them again before a power cut.
+    pub fn consumed_until_crash(
+        &mut self,
+        parent: usize,
+        records: &[Record],
+        window: ClockWindow,
+        from: usize,
+    ) {
+        let how = Consumed::UntilCrash(self.crashes);
+        for r in records {
+            let entry = self
+                .consumed
+                .entry((parent, identity(r)))
+                .or_insert((how, window, from));
+            if entry.0 != Consumed::Certain {
                 *entry = (how, window, from);
             }
         }

@@ -197,6 +197,23 @@ impl Io for SchedIo {
         self.run(OpKind::WriteAll, &path, None, |io| io.write_all(file, data))
     }
 
+    fn write_all_counted(
+        &self,
+        file: &mut Self::File,
+        data: &[u8],
+    ) -> Result<(), outbox::io::FailedWrite> {
+        let path = file.path().to_path_buf();
+        self.yield_turn(Park::AtOp);
+        let r = self.inner.write_all_counted(file, data);
+        self.ops.lock().push(ActorOp {
+            kind: OpKind::WriteAll,
+            path,
+            to: None,
+            ok: r.is_ok(),
+        });
+        r
+    }
+
     fn sync_file(&self, file: &mut Self::File) -> io::Result<()> {
         let path = file.path().to_path_buf();
         self.run(OpKind::SyncFile, &path, None, |io| io.sync_file(file))
