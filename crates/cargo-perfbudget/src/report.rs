@@ -511,7 +511,8 @@ mod tests {
 
     #[test]
     fn report_json_is_written_with_its_directory() {
-        let dir = std::env::temp_dir().join(format!("xtask-report-test-{}", std::process::id()));
+        let dir =
+            std::env::temp_dir().join(format!("perfbudget-report-test-{}", std::process::id()));
         let perf = dir.join("perf");
         write_all(
             &perf,

@@ -653,7 +653,7 @@ mod tests {
     }
 
     fn tempfile_dir(tag: &str) -> std::path::PathBuf {
-        let dir = std::env::temp_dir().join(format!("xtask-{tag}-{}", std::process::id()));
+        let dir = std::env::temp_dir().join(format!("perfbudget-{tag}-{}", std::process::id()));
         let _ = fs::remove_dir_all(&dir);
         fs::create_dir_all(&dir).expect("mkdir");
         dir

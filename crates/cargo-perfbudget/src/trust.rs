@@ -65,9 +65,9 @@ busy thread per core; disk: a writer of 64 MiB files with fsync; cmd: CMD
 run with `sh -c`, restarted when it exits), and each walltime gate's
 detection power against synthetic regressions of factor 1.25, 1.5, 2, 3
 and 5 (quiet and under the cpu load; needs perfbudget's synthetic gates,
-in perfbudget's own workspace). A workspace's own runner may add sections
-(this repository's `cargo xtask perf-trust` injects real regressions into
-the outbox). Prints tables with 95% Wilson intervals and writes
+in perfbudget's own workspace). A workspace's own tooling may add sections
+through the library (e.g. real regressions injected into its code). Prints
+tables with 95% Wilson intervals and writes
 <target dir>/perf/trust.json.
 
   --runs R            runs per gate and condition (default 20)
@@ -751,7 +751,8 @@ mod tests {
 
     #[test]
     fn loads_start_and_stop() {
-        let dir = std::env::temp_dir().join(format!("xtask-trust-load-{}", std::process::id()));
+        let dir =
+            std::env::temp_dir().join(format!("perfbudget-trust-load-{}", std::process::id()));
         let disk = Load::disk(&dir).expect("disk load");
         // The writer makes progress (a file appears) before it is stopped.
         let deadline = Instant::now() + Duration::from_secs(30);
@@ -763,7 +764,8 @@ mod tests {
         assert!(!dir.exists(), "the scratch dir is removed");
         Load::cpu().stop();
         // A command load is killed with its process group on stop.
-        let marker = std::env::temp_dir().join(format!("xtask-trust-cmd-{}", std::process::id()));
+        let marker =
+            std::env::temp_dir().join(format!("perfbudget-trust-cmd-{}", std::process::id()));
         let cmd = Load::command(&format!("echo x > {}; exec sleep 600", marker.display()));
         let deadline = Instant::now() + Duration::from_secs(30);
         while !marker.exists() && Instant::now() < deadline {
