@@ -1,7 +1,7 @@
 //! The runner for [`perfbudget`] gates, usable from any Cargo workspace:
 //! `cargo perfbudget test|list|audit|calibrate|trust`.
 //!
-//! Install it (`cargo install --path crates/cargo-perfbudget`, or run it
+//! Install it (`cargo install --locked --path crates/cargo-perfbudget`, or run it
 //! from a checkout with `cargo run -p cargo-perfbudget -- ...`) and run it
 //! from anywhere inside a workspace: it asks `cargo metadata` where the
 //! workspace and its target directory are, builds every test target in

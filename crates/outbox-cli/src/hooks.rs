@@ -33,18 +33,35 @@ use clap::Args;
 /// merge the fragment into .claude/settings.json or
 /// .claude/settings.local.json of a project only that side runs in. Not
 /// ~/.claude/settings.json, which every session reads.
+///
+/// A store URL with a password is refused (the settings, every hook's argv
+/// and Claude Code's messages to the model would carry it): keep the
+/// password in ~/.pgpass, or the URL in a private file named by
+/// --store-file, which the commands then name instead.
+///
+/// `outbox hooks install` and `outbox hooks uninstall` merge the same hooks
+/// into a settings file, or take exactly them out again.
 #[derive(Debug, Args)]
-#[command(after_help = "\
+#[command(
+    after_help = "\
 Examples:
   outbox hooks --parent conductor                # for the parent's settings.json
   outbox hooks --parent conductor --child        # for each child's
   outbox hooks --parent conductor --subagents    # the parent's background subagents
-  claude --settings \"$(outbox hooks --parent conductor --child)\"")]
+  claude --settings \"$(outbox hooks --parent conductor --child --title parser)\"
+  outbox hooks install --parent conductor --scope local",
+    subcommand_negates_reqs = true,
+    args_conflicts_with_subcommands = true
+)]
 pub struct HooksArgs {
+    /// Install the hooks into a Claude Code settings file, or uninstall
+    /// them (see `outbox hooks install --help`).
+    #[command(subcommand)]
+    pub action: Option<crate::settings::HooksAction>,
     /// The parent session: the inbox the children commit to and the parent
     /// drains.
-    #[arg(long, value_name = "ID")]
-    pub parent: String,
+    #[arg(long, value_name = "ID", required = true)]
+    pub parent: Option<String>,
     /// Print a child's hooks (commit --from-hook on Stop, StopFailure and
     /// SessionEnd) instead of the parent's.
     #[arg(long, conflicts_with = "subagents")]
@@ -53,6 +70,9 @@ pub struct HooksArgs {
     /// commits each finished subagent into the parent's inbox.
     #[arg(long)]
     pub subagents: bool,
+    /// The child's display title, passed to its commit command (--title).
+    #[arg(long, value_name = "TEXT", requires = "child")]
+    pub title: Option<String>,
 }
 
 /// Which side's hooks a fragment installs.
@@ -82,9 +102,16 @@ impl HooksArgs {
 pub enum StoreArg {
     /// `--root DIR`: the file store on this (absolute) data root.
     Root(PathBuf),
-    /// `--store URL`: the PostgreSQL store.
+    /// `--allow-shared-root --root DIR`: the same, on a root other users
+    /// can write (the user accepted the risk).
+    SharedRoot(PathBuf),
+    /// `--store URL`: the PostgreSQL store (a URL without a password; see
+    /// `private::hook_store_arg`).
     #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
     Store(String),
+    /// `--store-file FILE`: the store whose URL this (absolute) file holds.
+    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
+    StoreFile(PathBuf),
 }
 
 /// One hook of a fragment: the Claude Code event it runs on and its
@@ -114,12 +141,23 @@ pub fn entries(
     };
     let store = match store {
         StoreArg::Root(root) => format!("--root {}", utf8("the data root", root)?),
+        StoreArg::SharedRoot(root) => {
+            format!(
+                "--allow-shared-root --root {}",
+                utf8("the data root", root)?
+            )
+        }
         StoreArg::Store(url) => format!("--store {}", shell_quote(url)),
+        StoreArg::StoreFile(path) => format!("--store-file {}", utf8("the store file", path)?),
     };
     let prefix = format!("{} {store}", utf8("the binary's path", binary)?);
-    let parent = parent_arg(&args.parent);
+    let parent = parent_arg(args.parent.as_deref().unwrap_or_default());
     let command = |sub: &str| format!("{prefix} {}", sub.replace("{}", &parent));
     let commit = command("commit {} --from-hook");
+    let child_commit = match &args.title {
+        Some(title) => format!("{commit} --title {}", shell_quote(title)),
+        None => commit.clone(),
+    };
     let stop = command("stop-hook {}");
     let entry = |event, command: &String| HookEntry {
         event,
@@ -127,7 +165,7 @@ pub fn entries(
     };
     Ok(match args.role() {
         Role::Parent => vec![entry("Stop", &stop)],
-        Role::Child => vec![entry("Stop", &commit)],
+        Role::Child => vec![entry("Stop", &child_commit)],
         Role::Subagents => vec![entry("SubagentStop", &commit)],
     })
 }
@@ -200,9 +238,11 @@ mod tests {
     #[test]
     fn the_fragment_names_the_binary_root_and_parent() {
         let args = HooksArgs {
-            parent: "my parent".into(),
+            action: None,
+            parent: Some("my parent".into()),
             child: false,
             subagents: false,
+            title: None,
         };
         let text = fragment(
             Path::new("/bin/outbox"),
@@ -240,9 +280,11 @@ mod tests {
             (false, true, vec!["SubagentStop"]),
         ] {
             let args = HooksArgs {
-                parent: "p".into(),
+                action: None,
+                parent: Some("p".into()),
                 child,
                 subagents,
+                title: None,
             };
             let list = entries(Path::new("/bin/outbox"), &store, &args).unwrap();
             let names: Vec<_> = list.iter().map(|e| e.event).collect();

@@ -5,8 +5,10 @@
 //! arguments, calls one library operation and prints the result. The
 //! Claude Code Stop-hook rule lives in [`outbox::stop_hook`]. The newer
 //! commands live in their own modules: `exec` (`drain --exec`),
-//! `from_hook` (`commit --from-hook`), `hooks`, `doctor` and `generate`
-//! (`completions`, `man`).
+//! `from_hook` (`commit --from-hook`), `hooks`, `settings` (`hooks
+//! install|uninstall`, over `jsonspan`), `watch` (`watch`, `wait`),
+//! `doctor` and `claude_doctor`, `show` and `generate` (`completions`,
+//! `man`).
 //!
 //! Exit status: 0 success; 1 a "no" answer (`pending` with nothing
 //! pending, `doctor` with something to fix); 2 a usage or I/O error, with
@@ -14,6 +16,7 @@
 //! `commit --from-hook`) never exit 2 (Claude Code would read 2 as
 //! "block"): their errors exit 1. See `outbox --help` and `README.md`.
 
+mod claude_doctor;
 mod commit_form;
 mod doctor;
 mod duration;
@@ -21,9 +24,14 @@ mod exec;
 mod from_hook;
 mod generate;
 mod hooks;
+mod jsonspan;
+mod private;
 mod render;
 mod root;
+mod settings;
+mod show;
 mod store;
+mod watch;
 
 use std::ffi::{OsStr, OsString};
 use std::io::{self, Read, Write};
@@ -33,7 +41,7 @@ use std::time::Duration;
 
 use clap::{Args, CommandFactory, Parser, Subcommand};
 use outbox::stop_hook::{self, HookInput, StopHookError, StopOutcome};
-use outbox::{DrainWithError, Outbox, Record, Store, SweepReport};
+use outbox::{DrainWithError, Record, Store, SweepReport};
 
 use crate::store::{AnyStore, Location};
 use serde::Deserialize;
@@ -69,8 +77,9 @@ const LONG_ABOUT: &str = "\
 A durable per-parent outbox: child sessions commit completion records, the
 parent drains each turn once.
 
-Store: --store URL, else --root DIR, else $OUTBOX_STORE, else $OUTBOX_ROOT,
-else $XDG_DATA_HOME/outbox, else ~/.local/share/outbox. A postgres:// URL is the
+Store: --store URL (or --store-file FILE), else --root DIR, else $OUTBOX_STORE
+(or $OUTBOX_STORE_FILE), else $OUTBOX_ROOT, else $XDG_DATA_HOME/outbox, else
+~/.local/share/outbox. A postgres:// URL is the
 PostgreSQL store (for agents on several hosts); a path or file:PATH is the
 file store (the default) on that data root. The layout is agent-deck's, so --root may point at an
 agent-deck data directory, but only while agent-deck is stopped: agent-deck does
@@ -104,6 +113,21 @@ struct Cli {
     /// $OUTBOX_STORE, else the data root].
     #[arg(long, global = true, value_name = "URL", conflicts_with = "root")]
     store: Option<String>,
+    /// Read the store's URL from FILE, which must be yours and private
+    /// (chmod 600): keeps a password out of argv and hook settings
+    /// [default: $OUTBOX_STORE_FILE].
+    #[arg(
+        long = "store-file",
+        global = true,
+        value_name = "FILE",
+        conflicts_with_all = ["root", "store"]
+    )]
+    store_file: Option<PathBuf>,
+    /// RISK: use a data root that other users can write or own (anyone who
+    /// can write it can plant, remove or reorder records). Without it such
+    /// a root is refused; see the README's Security section.
+    #[arg(long = "allow-shared-root", global = true)]
+    allow_shared_root: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -117,7 +141,10 @@ enum Command {
     Sweep(SweepArgs),
     StopHook(StopHookArgs),
     Hooks(hooks::HooksArgs),
+    Show(show::ShowArgs),
     Doctor(doctor::DoctorArgs),
+    Watch(watch::WatchArgs),
+    Wait(watch::WaitArgs),
     Completions(generate::CompletionsArgs),
     #[command(hide = true)]
     Man(generate::ManArgs),
@@ -351,8 +378,12 @@ struct SweepArgs {
 /// consecutive blocks the hook stops blocking and leaves the records for
 /// the heartbeat drain. The counter (`runtime/stop-blocks/<id>.json`) is
 /// persisted before draining; if that fails the hook neither blocks nor
-/// drains. Records are marked consumed only after the decision was written.
-/// If the disk then fails both making the consumed ledger durable and
+/// drains. The reason shows the pending records that fit its budget (16 000
+/// characters), each child's text framed as data (lines prefixed "| ");
+/// only those are drained, the rest stay pending for the next stop, and a
+/// record too long for it is shown cut (`outbox show` prints it whole
+/// while it is pending). Records are marked consumed only after the
+/// decision was written. If the disk then fails both making the consumed ledger durable and
 /// putting the old one back, the block stands (exit 0, a warning on stderr):
 /// an error would make Claude Code ignore it while the records stay marked.
 ///
@@ -396,12 +427,17 @@ impl Failure {
 
 impl From<outbox::Error> for Failure {
     fn from(e: outbox::Error) -> Self {
-        Failure::error(e)
+        Failure::error(private::message(&e))
     }
 }
 
 fn main() -> ExitCode {
     let args: Vec<OsString> = std::env::args_os().collect();
+    // Before anything can fail: a password given anywhere is masked in
+    // every line written from here on.
+    for given in args.iter().cloned().chain(std::env::var_os("OUTBOX_STORE")) {
+        private::remember_secrets(&given.to_string_lossy());
+    }
     let cli = match Cli::try_parse_from(&args).and_then(commit_form::check) {
         Ok(cli) => cli,
         Err(e) => {
@@ -419,7 +455,7 @@ fn main() -> ExitCode {
             if e.kind() == clap::error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
                 let _ = e.print(); // `outbox` alone: the help, on stderr.
             } else {
-                let line = usage_error_line(&e.render().to_string());
+                let line = private::scrub(&usage_error_line(&e.render().to_string()));
                 let _ = writeln!(io::stderr(), "{line}");
             }
             return ExitCode::from(code);
@@ -435,7 +471,7 @@ fn main() -> ExitCode {
         Err(failure) => {
             // One line, whatever the message holds; a closed stderr is
             // ignored, never a panic.
-            let message = failure.message.replace(['\n', '\r'], " ");
+            let message = private::scrub(&failure.message.replace(['\n', '\r'], " "));
             let _ = writeln!(io::stderr(), "{}: {message}", hook.unwrap_or("outbox"));
             // A hook's error must not read as "block" (see `StopHookArgs`).
             let code = if hook.is_some() {
@@ -489,7 +525,7 @@ fn runs_as_hook(args: &[OsString]) -> bool {
 fn subcommand_of(args: &[OsString]) -> Option<&OsStr> {
     let mut rest = args.iter().skip(1);
     while let Some(arg) = rest.next() {
-        if arg == "--root" || arg == "--store" {
+        if arg == "--root" || arg == "--store" || arg == "--store-file" {
             rest.next();
         } else if !arg.as_encoded_bytes().starts_with(b"-") {
             return Some(arg);
@@ -507,8 +543,12 @@ fn run(cli: Cli) -> Result<u8, Failure> {
         Command::Man(args) => return man(args),
         _ => {}
     }
-    let (loc, chooser) = store::resolve(cli.store, cli.root, |name| std::env::var_os(name))
-        .map_err(Failure::error)?;
+    private::set_policy(cli.allow_shared_root);
+    let (loc, chooser) = store::resolve(cli.store, cli.store_file, cli.root, |name| {
+        std::env::var_os(name)
+    })
+    .map_err(Failure::error)?;
+    private::set_chooser(chooser.clone());
     match cli.command {
         Command::Commit(args) => commit(&loc, args),
         Command::Drain(args) => drain(&loc, &args),
@@ -517,12 +557,16 @@ fn run(cli: Cli) -> Result<u8, Failure> {
         Command::Sweep(args) => sweep(&loc, &args),
         Command::StopHook(args) => run_stop_hook(&loc, args),
         Command::Hooks(args) => print_hooks(&loc, &args),
+        Command::Show(args) => show::run(&loc, &args),
+        Command::Watch(args) => watch::run_watch(&loc, &args),
+        Command::Wait(args) => watch::run_wait(&loc, &args),
         Command::Doctor(_) => {
             let mut report = match &loc {
                 Location::Files(root) => doctor::examine(root, chooser.describe()),
                 #[cfg(feature = "postgres")]
                 Location::Postgres(url) => doctor::examine_postgres(url, chooser.describe()),
             };
+            claude_doctor::examine(&mut report);
             report.lines.insert(
                 0,
                 (
@@ -533,7 +577,7 @@ fn run(cli: Cli) -> Result<u8, Failure> {
                     ),
                 ),
             );
-            print(report.render().as_bytes())?;
+            print(private::scrub(&report.render()).as_bytes())?;
             Ok(if report.has_problems() {
                 EXIT_NO
             } else {
@@ -568,18 +612,23 @@ fn man(args: &generate::ManArgs) -> Result<u8, Failure> {
 /// `outbox hooks`: the settings.json fragment, with this binary's and the
 /// root's absolute paths.
 fn print_hooks(loc: &Location, args: &hooks::HooksArgs) -> Result<u8, Failure> {
-    check_parent(&args.parent)?;
-    let binary = std::env::current_exe()
-        .map_err(|e| Failure::error(format!("cannot find this binary's path: {e}")))?;
-    let store = match loc {
-        Location::Files(root) => hooks::StoreArg::Root(std::path::absolute(root).map_err(|e| {
-            Failure::error(format!("{}: cannot make it absolute: {e}", root.display()))
-        })?),
-        #[cfg(feature = "postgres")]
-        Location::Postgres(url) => hooks::StoreArg::Store(url.clone()),
-    };
+    if let Some(action) = &args.action {
+        return settings::run(loc, action);
+    }
+    let parent = args.parent.as_deref().unwrap_or_default();
+    check_parent(parent)?;
+    let (binary, store) = hook_binary_and_store(loc)?;
     let text = hooks::fragment(&binary, &store, args).map_err(Failure::error)?;
     print(text.as_bytes())
+}
+
+/// What a hook's command names: this binary and the store, by absolute
+/// path.
+fn hook_binary_and_store(loc: &Location) -> Result<(PathBuf, hooks::StoreArg), Failure> {
+    let binary = std::env::current_exe()
+        .map_err(|e| Failure::error(format!("cannot find this binary's path: {e}")))?;
+    let store = private::hook_store_arg(loc).map_err(Failure::error)?;
+    Ok((binary, store))
 }
 
 /// Checks a parent id before anything touches a store (every store takes
@@ -618,7 +667,7 @@ fn open_existing(loc: &Location) -> Result<Option<AnyStore>, Failure> {
     for dir in ["inboxes", "runtime/inbox-inflight"] {
         if !matches!(root.join(dir).try_exists(), Ok(false)) {
             // Present, or unknown: let the library open it and report.
-            return Ok(Some(AnyStore::Files(Outbox::open_lazy(root))));
+            return Ok(Some(AnyStore::Files(private::open_lazy(root))));
         }
     }
     Ok(None)
@@ -643,6 +692,7 @@ fn print(bytes: &[u8]) -> Result<u8, Failure> {
 }
 
 fn warn(message: &str) {
+    let message = private::scrub(message);
     let _ = writeln!(io::stderr(), "outbox: warning: {message}");
 }
 
@@ -794,14 +844,14 @@ fn commit(loc: &Location, args: CommitArgs) -> Result<u8, Failure> {
     let len = record.done_summary.len();
     if record.cap_summary() {
         warn(&format!(
-            "the summary of {} is {len} bytes; it was cut to {} bytes, ending in {:?}",
+            "the summary of {:?} is {len} bytes; it was cut to {} bytes, ending in {:?}",
             record.child_session_id,
             outbox::MAX_SUMMARY_BYTES,
             outbox::TRUNCATION_MARKER
         ));
     }
     let store = match loc {
-        Location::Files(root) => AnyStore::Files(Outbox::open(root)?),
+        Location::Files(root) => AnyStore::Files(private::open_lazy(root)),
         #[cfg(feature = "postgres")]
         Location::Postgres(url) => AnyStore::postgres(url)?,
     };
@@ -815,7 +865,7 @@ fn commit(loc: &Location, args: CommitArgs) -> Result<u8, Failure> {
     let stamped = &committed.record;
     if committed.already_consumed {
         warn(&format!(
-            "child {:?}'s turn {} was already consumed by {:?}; no drain will deliver it \
+            "child {:?}'s turn {:?} was already consumed by {:?}; no drain will deliver it \
              (a new --output-hash, or last_output_hash, marks a new turn)",
             stamped.child_session_id,
             stamped.turn_key(),
@@ -983,19 +1033,21 @@ fn run_stop_hook(loc: &Location, args: StopHookArgs) -> Result<u8, Failure> {
     let Some(outbox) = open_existing(loc)? else {
         return Ok(EXIT_OK);
     };
-    let outcome = stop_hook::on_stop(&outbox, &parent, input.stop_hook_active, |json| {
-        write_stdout(format!("{json}\n").as_bytes())
-    })
-    .map_err(|e| match e {
-        StopHookError::Guard(e) => Failure::error(format!(
-            "cannot keep the loop guard ({e}); not blocking, nothing drained"
-        )),
-        StopHookError::Emit(e) => Failure::error(format!(
-            "write stdout: {e}; nothing was marked consumed, the records stay pending"
-        )),
-        StopHookError::Outbox(e) => Failure::error(drain_failure(&e)),
-        e => Failure::error(format!("{e}; not blocking")),
-    })?;
+    let opts = show::render_options(loc, &parent);
+    let outcome =
+        stop_hook::on_stop_with(&outbox, &parent, input.stop_hook_active, &opts, |json| {
+            write_stdout(format!("{json}\n").as_bytes())
+        })
+        .map_err(|e| match e {
+            StopHookError::Guard(e) => Failure::error(format!(
+                "cannot keep the loop guard ({e}); not blocking, nothing drained"
+            )),
+            StopHookError::Emit(e) => Failure::error(format!(
+                "write stdout: {e}; nothing was marked consumed, the records stay pending"
+            )),
+            StopHookError::Outbox(e) => Failure::error(drain_failure(&e)),
+            e => Failure::error(format!("{e}; not blocking")),
+        })?;
     match outcome {
         StopOutcome::GuardTripped { blocks } => {
             let _ = writeln!(
@@ -1005,7 +1057,7 @@ fn run_stop_hook(loc: &Location, args: StopHookArgs) -> Result<u8, Failure> {
             );
         }
         StopOutcome::BlockedNotDurable { warning, .. } => {
-            let warning = warning.replace(['\n', '\r'], " ");
+            let warning = private::scrub(&warning.replace(['\n', '\r'], " "));
             let _ = writeln!(io::stderr(), "outbox stop-hook: warning: {warning}");
         }
         _ => {}

@@ -9,10 +9,12 @@ use outbox::Record;
 /// the last column is the summary of a completion that has one, else the
 /// child's title. Empty columns at the end of a line are left out with
 /// their tab, so a line never ends in a tab (`cut -f3` still reads an empty
-/// third column). Backslashes and control characters (tabs, newlines, ...)
-/// inside a field are escaped as in Rust string literals (`\\`, `\t`,
-/// `\n`, `\u{1b}`), so a line is always one record and at most three
-/// columns.
+/// third column). Backslashes, control characters (tabs, newlines, ...) and
+/// the other characters [`outbox::delivery::is_hidden`] names (bidi
+/// overrides, zero-width and tag characters, line separators) inside a
+/// field are escaped as in Rust string literals (`\\`, `\t`, `\n`,
+/// `\u{1b}`, `\u{202e}`; [`outbox::delivery::escape_line`]), so a line is
+/// always one record and at most three columns, and shows all it holds.
 pub fn text_line(r: &Record) -> String {
     let (status, detail) = if r.is_finished() {
         let detail = if r.done_summary.is_empty() {
@@ -33,20 +35,10 @@ pub fn text_line(r: &Record) -> String {
         if i > 0 {
             line.push('\t');
         }
-        escape_into(&mut line, field);
+        line.push_str(&outbox::delivery::escape_line(field));
     }
     line.push('\n');
     line
-}
-
-fn escape_into(out: &mut String, field: &str) {
-    for c in field.chars() {
-        if c == '\\' || c.is_control() {
-            out.extend(c.escape_debug());
-        } else {
-            out.push(c);
-        }
-    }
 }
 
 /// `records` as JSON lines: one record per line in the on-disk field

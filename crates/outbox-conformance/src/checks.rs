@@ -7,7 +7,8 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use outbox::stop_hook::{StopOutcome, on_stop};
+use outbox::delivery::{DEFAULT_BLOCK_BUDGET, RenderOptions, units};
+use outbox::stop_hook::{StopOutcome, block_decision, block_reason, on_stop};
 use outbox::{DrainWithError, Error, LEDGER_TTL, Record, Store, StoreErrorKind, Timestamp};
 
 pub use crate::identity::child_ids_are_exact_bytes_and_never_padded;
@@ -15,8 +16,9 @@ use crate::model::{Model, by_child, children};
 // The order and sweep checks live in their own module; the macro finds
 // every check here.
 pub use crate::order::{
-    a_recommit_during_delivery_starts_a_new_position, sweeps_act_on_records_a_failed_delivery_left,
-    sweeps_keep_first_seen_order,
+    a_recommit_during_delivery_starts_a_new_position,
+    sweep_stale_all_reaches_records_a_failed_delivery_left,
+    sweeps_act_on_records_a_failed_delivery_left, sweeps_keep_first_seen_order,
 };
 use crate::{Harness, T0, TestClock};
 
@@ -538,7 +540,53 @@ pub fn the_stop_hook_blocks_three_times_then_waits(h: &impl Harness) {
         "{}",
         out[3]
     );
-    assert!(out[3].contains("(c4): success"), "{}", out[3]);
+    assert!(
+        out[3].contains(r#"child \"c4\", finished a turn with status \"success\""#),
+        "{}",
+        out[3]
+    );
+}
+
+/// A Stop hook's reason stays within its budget: it shows the records that
+/// fit (the first always, a huge one cut), consumes only those, and the
+/// next stops deliver the rest, in commit order.
+pub fn the_stop_hook_consumes_only_what_its_reason_shows(h: &impl Harness) {
+    let ob = h.open(&TestClock::default());
+    let mut committed = Vec::new();
+    for i in 0..12 {
+        let child = format!("c{i:02}");
+        let size = if i == 1 { 40_000 } else { 6_000 };
+        ob.commit(PARENT, finished(&child, &"s".repeat(size)))
+            .unwrap();
+        committed.push(child);
+    }
+    let mut delivered = Vec::new();
+    while ob.has_pending(PARENT).unwrap() {
+        let mut emitted = String::new();
+        let outcome = on_stop(&ob, PARENT, false, |json: &str| {
+            emitted = json.to_owned();
+            Ok::<(), Infallible>(())
+        })
+        .unwrap();
+        let StopOutcome::Blocked { records, .. } = outcome else {
+            panic!("{outcome:?}");
+        };
+        // The reason is the delivery of exactly the records it consumed.
+        let reason = block_reason(&records, &RenderOptions::new(PARENT));
+        assert_eq!(emitted, block_decision(&reason.text));
+        assert_eq!(
+            reason.shown,
+            records.len(),
+            "consumed exactly what it showed"
+        );
+        assert!(units(&reason.text) <= DEFAULT_BLOCK_BUDGET);
+        assert!(
+            records.len() < committed.len(),
+            "one reason cannot hold them all"
+        );
+        delivered.extend(children(&records).into_iter().map(str::to_owned));
+    }
+    assert_eq!(delivered, committed);
 }
 
 /// What happens to one parent never shows in another.

@@ -39,6 +39,8 @@ pub mod checks;
 pub mod identity;
 pub mod model;
 pub mod order;
+#[cfg(doctest)]
+mod readme_doctests;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -133,13 +135,15 @@ macro_rules! conformance_tests {
             a_second_finished_turn_with_a_new_output_hash_is_delivered,
             reentrant_calls_from_a_callback_are_errors_not_deadlocks,
             the_stop_hook_blocks_three_times_then_waits,
+            the_stop_hook_consumes_only_what_its_reason_shows,
             parents_are_independent,
             concurrent_producers_and_drainers_deliver_each_record_once,
             random_operations_match_the_reference_model,
-            child_ids_are_exact_bytes_and_never_padded,
             a_recommit_during_delivery_starts_a_new_position,
             sweeps_keep_first_seen_order,
-            sweeps_act_on_records_a_failed_delivery_left
+            sweeps_act_on_records_a_failed_delivery_left,
+            sweep_stale_all_reaches_records_a_failed_delivery_left,
+            child_ids_are_exact_bytes_and_never_padded
         );
     };
     (@each $harness:expr; $($check:ident),* $(,)?) => {

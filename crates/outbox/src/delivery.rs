@@ -53,10 +53,17 @@
 //! A delivery shows as many **whole** records as fit, in the order given,
 //! then says how many remain; the rest stay for the next delivery. A record
 //! longer than the per-record cap (a third of the budget by default, so one
-//! huge summary cannot crowd out the others) is shown **cut**: its record
-//! line says so, with the command that prints it in full. The first record
-//! is always shown (cut to fit if need be), so every delivery makes
+//! huge summary cannot crowd out the others) is shown **cut** (to the cap,
+//! or, after other records, to the room left when that is at least half
+//! the cap; with less room it waits for the next delivery): its record
+//! line says so, with the command that prints it in full while it is
+//! pending (`outbox show`, which reads only pending records: a caller that
+//! consumes what it shows at once, as today's Stop hook does, leaves the
+//! rest of a cut record unreadable; one that keeps records pending until
+//! the delivery is confirmed keeps it readable until then). The first
+//! record is always shown (cut to fit if need be), so every delivery makes
 //! progress; a later one that does not fit waits, whole, for the next.
+//! Only the [`shown`](Rendered::shown) records may be marked delivered.
 //!
 //! # Where a child's text reaches a reader
 //!
@@ -65,7 +72,7 @@
 //! | output | form |
 //! |---|---|
 //! | the Stop hook's block reason (`outbox stop-hook`, [`stop_hook::block_reason`](crate::stop_hook::block_reason)) | [`render`], [`Surface::StopBlock`] |
-//! | `additionalContext` of the prompt-side hooks, an `asyncRewake` hook's stderr | [`render`], [`Surface::Context`] / [`Surface::Rewake`] (called by those hooks) |
+//! | `additionalContext` of the prompt-side hooks, an `asyncRewake` hook's stderr | [`render`], [`Surface::Context`] / [`Surface::Rewake`] (for the hooks that emit them) |
 //! | `outbox show` (text) | [`render`], [`Surface::Text`] |
 //! | `outbox drain` and `outbox peek` (text) | one line per record, tab-separated columns, backslashes and every [`is_hidden`] character escaped ([`escape_line`]): a field cannot start a line |
 //! | `--json` of `drain`, `peek`, `show`, and `drain --exec`'s input | JSON, which escapes control characters |
@@ -120,6 +127,7 @@ pub const TEXT_PREFIX: &str = "| ";
 
 /// Where a delivery goes; it chooses the default budget.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Surface {
     /// A Stop hook's `{"decision":"block","reason":...}` reason.
     StopBlock,
@@ -134,6 +142,7 @@ pub enum Surface {
 
 /// What [`render`] needs besides the records.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct RenderOptions {
     /// The parent the records are for (named in the header and the show
     /// command).
@@ -149,8 +158,9 @@ pub struct RenderOptions {
     /// yet confirmed; their lines say so.
     pub shown_before: usize,
     /// The command that prints one record in full, without the record's
-    /// selector: ` --child <id>` is appended to it. Empty, or longer than
-    /// [`COMMAND_CAP`]: `outbox show --parent <parent>`. It should name the
+    /// selector: ` --child <id>` is appended to it ([`shell_flag`]).
+    /// Empty, or longer than [`COMMAND_CAP`]: `outbox show --parent
+    /// <parent>`. It should name the
     /// same store as the caller (`--root`, `--store`). Characters that
     /// [`is_hidden`] are escaped.
     pub show_command: String,
@@ -171,6 +181,7 @@ impl RenderOptions {
 
 /// A rendered delivery.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Rendered {
     /// The text, lines separated by `\n`, without a final newline; empty
     /// when there were no records.
@@ -204,18 +215,34 @@ pub fn render(records: &[Record], surface: Surface, opts: &RenderOptions) -> Ren
     let mut used = 0;
     let mut cut = 0;
     for (i, record) in records.iter().enumerate() {
-        let frame = units(&header(i + 1, total, opts)) + units(&trailer(total - i - 1, &command));
+        // The header, and the trailer on a line of its own.
+        let frame =
+            units(&header(i + 1, total, opts)) + 1 + units(&trailer(total - i - 1, &command));
         let room = budget.saturating_sub(frame + used);
         let whole = block(i, record, opts, &command, None);
         let whole_len = units(&whole);
-        let next = if whole_len <= cap && whole_len <= room {
+        // A record without text is one line, never cut.
+        let cuttable = !shown_text(record).is_empty();
+        let next = if whole_len <= room && (whole_len <= cap || !cuttable) {
+            whole
+        } else if !cuttable {
+            if i > 0 {
+                break;
+            }
+            // Its line fits MIN_BUDGET, hence any budget.
             whole
         } else if i == 0 {
             cut += 1;
             block(i, record, opts, &command, Some(cap.min(room)))
-        } else if whole_len > cap && cut_len(i, record, opts, &command, cap) <= room {
+        } else if whole_len > cap && room >= cap.div_ceil(2) {
+            // Cut anyway: to the cap, or to what is left if that is at
+            // least half of it (its line alone may not fit: then it waits).
+            let cut_block = block(i, record, opts, &command, Some(cap.min(room)));
+            if units(&cut_block) > room {
+                break;
+            }
             cut += 1;
-            block(i, record, opts, &command, Some(cap))
+            cut_block
         } else {
             break;
         };
@@ -225,7 +252,6 @@ pub fn render(records: &[Record], surface: Surface, opts: &RenderOptions) -> Ren
     let shown = blocks.len();
     let mut text = header(shown, total, opts);
     for b in &blocks {
-        text.push('\n');
         text.push_str(b);
     }
     text.push('\n');
@@ -292,9 +318,9 @@ fn show_command(opts: &RenderOptions) -> String {
     if !given.trim().is_empty() && units(&given) <= COMMAND_CAP {
         return given;
     }
-    let parent = shell_word(&opts.parent);
+    let parent = shell_flag("parent", &opts.parent);
     if units(&parent) <= FIELD_CAP {
-        format!("outbox show --parent {parent}")
+        format!("outbox show {parent}")
     } else {
         "outbox show --parent PARENT".to_owned()
     }
@@ -357,11 +383,11 @@ fn record_line(
     }
     match cut {
         Some((kept, total)) => {
-            let child = shell_word(&r.child_session_id);
+            let child = shell_flag("child", &r.child_session_id);
             let how = if units(&child) <= FIELD_CAP {
-                format!("`{command} --child {child}` prints it in full")
+                format!("`{command} {child}` prints it in full while it is pending")
             } else {
-                "outbox show prints it in full".to_owned()
+                "outbox show prints it in full while it is pending".to_owned()
             };
             let _ = write!(
                 line,
@@ -374,8 +400,8 @@ fn record_line(
     line
 }
 
-/// A record's block: its line and its text, the text cut so the block
-/// takes at most `limit` units (`None`: whole).
+/// A record's block: a line break, its line and its text, the text cut so
+/// the block takes at most `limit` units (`None`: whole).
 fn block(
     i: usize,
     r: &Record,
@@ -385,14 +411,15 @@ fn block(
 ) -> String {
     let text = shown_text(r);
     let Some(limit) = limit else {
-        let mut out = record_line(i, r, opts, command, None, !text.is_empty());
+        let mut out = String::from("\n");
+        out.push_str(&record_line(i, r, opts, command, None, !text.is_empty()));
         framed_text_into(&mut out, text, usize::MAX);
         return out;
     };
     let total = units(text);
     // The line as long as it can get (kept == total), so the real one,
     // written after the cut, is no longer.
-    let reserved = units(&record_line(
+    let reserved = 1 + units(&record_line(
         i,
         r,
         opts,
@@ -402,15 +429,10 @@ fn block(
     ));
     let mut body = String::new();
     let kept = framed_text_into(&mut body, text, limit.saturating_sub(reserved));
-    let mut out = record_line(i, r, opts, command, Some((kept, total)), true);
+    let mut out = String::from("\n");
+    out.push_str(&record_line(i, r, opts, command, Some((kept, total)), true));
     out.push_str(&body);
     out
-}
-
-/// The length of `block(.., Some(limit))` without building it: at most
-/// `limit`, unless the record line alone is longer.
-fn cut_len(i: usize, r: &Record, opts: &RenderOptions, command: &str, limit: usize) -> usize {
-    units(&block(i, r, opts, command, Some(limit)))
 }
 
 /// Appends `text` as framed lines (`\n| ...`) to `out`, taking at most
@@ -605,11 +627,24 @@ pub fn quote_capped(s: &str) -> String {
     out
 }
 
+/// `--NAME VALUE` for a command line, `VALUE` a [`shell_word`]; written
+/// `--NAME=VALUE` when the value starts with `-`, which a parser would
+/// otherwise take for a flag.
+pub fn shell_flag(name: &str, value: &str) -> String {
+    let word = shell_word(value);
+    if value.starts_with('-') {
+        format!("--{name}={word}")
+    } else {
+        format!("--{name} {word}")
+    }
+}
+
 /// `s` as one shell word that bash, zsh and a POSIX.1-2024 `sh` read back
 /// as `s`: as it is when it holds only `[A-Za-z0-9_@%+=:,./-]`; in single
 /// quotes when it holds no [`is_hidden`] character; else in `$'...'` with
-/// `\\`, `\'` and `\uXXXX` / `\UXXXXXXXX` escapes. It never holds a line
-/// break or a hidden character.
+/// `\\`, `\'` and the UTF-8 bytes of each hidden character as three-digit
+/// octal escapes (`\012`; not `\u`, which bash expands only in a UTF-8
+/// locale). It never holds a line break or a hidden character.
 pub fn shell_word(s: &str) -> String {
     let plain = |c: char| c.is_ascii_alphanumeric() || "_@%+=:,./-".contains(c);
     if !s.is_empty() && s.chars().all(plain) {
@@ -631,10 +666,9 @@ pub fn shell_word(s: &str) -> String {
             '\\' => out.push_str(r"\\"),
             '\'' => out.push_str(r"\'"),
             c if is_hidden(c) || (prev_selector && is_variation_selector(c)) => {
-                if u32::from(c) <= 0xffff {
-                    let _ = write!(out, "\\u{:04x}", u32::from(c));
-                } else {
-                    let _ = write!(out, "\\U{:08x}", u32::from(c));
+                let mut buf = [0u8; 4];
+                for byte in c.encode_utf8(&mut buf).bytes() {
+                    let _ = write!(out, "\\{byte:03o}");
                 }
             }
             c => out.push(c),
@@ -716,8 +750,8 @@ mod tests {
         assert_eq!(shell_word("a b"), "'a b'");
         assert_eq!(shell_word("it's"), r"'it'\''s'");
         assert_eq!(shell_word("$(rm -rf ~)"), "'$(rm -rf ~)'");
-        assert_eq!(shell_word("a\nb'\\"), r"$'a\u000ab\'\\'");
-        assert_eq!(shell_word("t\u{e0041}"), r"$'t\U000e0041'");
+        assert_eq!(shell_word("a\nb'\\"), r"$'a\012b\'\\'");
+        assert_eq!(shell_word("t\u{e0041}"), r"$'t\363\240\201\201'");
     }
 
     #[test]

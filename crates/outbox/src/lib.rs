@@ -98,6 +98,18 @@
 //! [`stop_blocks`](Outbox::stop_blocks)) create nothing on any root, and
 //! its first write creates the directories as `open` would.
 //!
+//! **Private by default.** [`StdIo`] creates every file 0600 and every
+//! directory 0700 whatever the umask, and never opens an existing file
+//! through a symbolic link (see [`io`]). Every operation first checks the
+//! data root once ([`RootPolicy`], like ssh's `StrictModes`): a root, a
+//! directory of its layout, or a non-sticky directory above it that
+//! another user owns or group or others can write is refused with
+//! [`Error::UnsafeRoot`] before anything is read or written;
+//! [`Outbox::with_root_policy`] with [`RootPolicy::Shared`] accepts it (a
+//! risk: anyone who can write it can forge, drop or reorder records), but
+//! still refuses a layout directory that is a symbolic link. agent-deck,
+//! running as the same user, reads and writes the 0600 files as before.
+//!
 //! **agent-deck running.** agent-deck does not take this crate's locks and
 //! rewrites the inbox on commit: an append it makes while a drain claims
 //! the inbox, or a line this crate appends while agent-deck rewrites it,
@@ -208,6 +220,14 @@
 //!   (in-process locks) and processes (lock files), so a producer never
 //!   loses a record to a concurrent drain.
 //!
+//! # Deliveries
+//!
+//! What a parent model reads about its children (the Stop hook's reason,
+//! hook context, a rewake message) is rendered by [`delivery::render`]:
+//! facts in lines of the tool's own, each child's text framed as data that
+//! cannot pass for them, within a budget counted in UTF-16 code units
+//! (10 000 for `additionalContext`, Claude Code's cap). See [`delivery`].
+//!
 //! # Fsync cost
 //!
 //! | operation | file fsyncs | directory fsyncs |
@@ -251,6 +271,8 @@ mod outbox;
 mod paths;
 mod record;
 mod records_state;
+pub mod redact;
+mod root_check;
 pub mod stop_hook;
 mod store;
 mod timestamp;
@@ -260,13 +282,14 @@ pub use io::StdIo;
 pub use ledger::{LEDGER_TTL, MAX_LEDGER_BYTES};
 pub use outbox::{Committed, DEFAULT_STALE_AGE, Drained, Outbox, SweepReport};
 pub use paths::{
-    LONGEST_SUFFIX_BYTES, MAX_FILE_NAME_BYTES, MAX_ID_BYTES, ParentPaths, sanitize_id,
+    LONGEST_SUFFIX_BYTES, MAX_FILE_NAME_BYTES, MAX_ID_BYTES, ParentPaths, id_of_stem, sanitize_id,
 };
 pub use record::{
     KIND_FINISHED, MAX_FIELD_BYTES, MAX_SUMMARY_BYTES, MAX_TURN_KEY_BYTES, Record,
     TRUNCATION_MARKER, event_fingerprint, turn_fingerprint, turn_id,
 };
 pub use records_state::RecordsState;
+pub use root_check::{DirRole, LAYOUT_DIRS, RootPolicy, UnsafeReason, UnsafeRoot};
 pub use store::{Outcome, Store, StoreError, StoreErrorKind, check_parent_id, stamp};
 pub use timestamp::{Timestamp, TimestampError};
 

@@ -21,6 +21,7 @@ use crate::paths::{
     quarantine_name, stem_of_target, temp_target,
 };
 use crate::record::Record;
+use crate::root_check::RootPolicy;
 
 mod sweep;
 
@@ -42,6 +43,7 @@ type Clock = Arc<dyn Fn() -> SystemTime + Send + Sync>;
 pub struct Outbox<I: Io = StdIo> {
     inner: Arc<Inner<I>>,
     clock: Clock,
+    policy: RootPolicy,
 }
 
 struct Inner<I> {
@@ -53,6 +55,10 @@ struct Inner<I> {
     /// The directories every write needs exist, durably (set by the eager
     /// open, or by the first write of a lazily opened outbox).
     layout_ready: AtomicBool,
+    /// The root passed the check of [`RootPolicy::Private`] (which implies
+    /// `Shared`'s), or of `Shared`: each is run at most once per outbox.
+    root_private: AtomicBool,
+    root_shared: AtomicBool,
     /// Each parent's consumed ledger as last read, by ledger path: a read
     /// resumes where the last one stopped (see the `ledger` module).
     /// Bounded: emptied when it holds [`MAX_CACHED_LEDGERS`].
@@ -69,6 +75,7 @@ impl<I: Io> Clone for Outbox<I> {
         Self {
             inner: Arc::clone(&self.inner),
             clock: Arc::clone(&self.clock),
+            policy: self.policy,
         }
     }
 }
@@ -211,10 +218,52 @@ impl<I: Io> Outbox<I> {
                 io,
                 locks: Mutex::new(HashMap::new()),
                 layout_ready: AtomicBool::new(false),
+                root_private: AtomicBool::new(false),
+                root_shared: AtomicBool::new(false),
                 ledgers: Mutex::new(HashMap::new()),
             }),
             clock: Arc::new(SystemTime::now),
+            policy: RootPolicy::Private,
         }
+    }
+
+    /// Sets how this handle (and the clones made from it afterwards)
+    /// treats a data root that is not its user's alone; the default is
+    /// [`RootPolicy::Private`]. Every operation checks the root once, before
+    /// it first touches it (an error, [`Error::UnsafeRoot`], touches
+    /// nothing). An eager [`open_with`](Self::open_with) checks at once, so
+    /// to accept a shared root open lazily:
+    ///
+    /// ```no_run
+    /// use outbox::{Outbox, RootPolicy};
+    /// // A risk: anyone who can write /srv/team/outbox can forge records.
+    /// let outbox = Outbox::open_lazy("/srv/team/outbox").with_root_policy(RootPolicy::Shared);
+    /// ```
+    pub fn with_root_policy(mut self, policy: RootPolicy) -> Self {
+        self.policy = policy;
+        self
+    }
+
+    /// Checks the data root under this handle's [`RootPolicy`] now (the
+    /// check every operation runs once before it touches the root); `Ok`
+    /// when it is safe, [`Error::UnsafeRoot`] naming the directory that is
+    /// not. Reads only metadata; creates nothing.
+    pub fn check_root(&self) -> Result<()> {
+        crate::root_check::check_root(&self.inner.io, &self.inner.root, self.policy)
+    }
+
+    /// [`check_root`](Self::check_root), once per outbox and policy.
+    pub(crate) fn ensure_root_checked(&self) -> Result<()> {
+        let passed = match self.policy {
+            RootPolicy::Private => &self.inner.root_private,
+            RootPolicy::Shared => &self.inner.root_shared,
+        };
+        if passed.load(Ordering::Acquire) || self.inner.root_private.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        self.check_root()?;
+        passed.store(true, Ordering::Release);
+        Ok(())
     }
 
     /// Creates the directories every write needs, once per outbox value.
@@ -222,6 +271,7 @@ impl<I: Io> Outbox<I> {
         if self.inner.layout_ready.load(Ordering::Acquire) {
             return Ok(());
         }
+        self.ensure_root_checked()?;
         let root = &self.inner.root;
         ensure_dirs(
             &self.inner.io,
@@ -231,6 +281,9 @@ impl<I: Io> Outbox<I> {
                 root.join(LEDGER_DIR),
             ],
         )?;
+        // What existed was judged before; what another process created
+        // in between (instead of us) is judged now.
+        self.check_root()?;
         self.inner.layout_ready.store(true, Ordering::Release);
         Ok(())
     }
@@ -273,6 +326,7 @@ impl<I: Io> Outbox<I> {
     /// when this thread already holds them, through this handle or any
     /// other of the process (a call from inside a `drain_with` callback).
     pub(crate) fn lock(&self, path: &Path) -> Result<ThreadAndFileLock<I>> {
+        self.ensure_root_checked()?;
         let held = Held::enter(path)?;
         let mutex = Arc::clone(self.inner.locks.lock().entry(path.to_owned()).or_default());
         let thread = mutex.lock_arc();
@@ -671,6 +725,7 @@ impl<I: Io> Outbox<I> {
     /// commit racing with it is drained next time, as if it came after.
     fn drain_paths(&self, parent: &str) -> Result<Option<ParentPaths>> {
         let paths = self.paths(parent)?;
+        self.ensure_root_checked()?;
         if !self.inner.layout_ready.load(Ordering::Acquire) {
             let io = &self.inner.io;
             let mut any = false;
@@ -912,6 +967,7 @@ impl<I: Io> Outbox<I> {
     /// ledger. Takes no lock, consumes nothing.
     pub fn has_pending(&self, parent: &str) -> Result<bool> {
         let paths = self.paths(parent)?;
+        self.ensure_root_checked()?;
         let io = &self.inner.io;
         for path in [&paths.inbox, &paths.claimed, &paths.wal] {
             if io.file_len(path).at("stat", path)?.unwrap_or(0) > 0 {
@@ -926,6 +982,7 @@ impl<I: Io> Outbox<I> {
     /// be rewriting the files meanwhile).
     pub fn peek(&self, parent: &str) -> Result<Vec<Record>> {
         let paths = self.paths(parent)?;
+        self.ensure_root_checked()?;
         // The inbox first, then agent-deck's WAL, then the claim: a drain
         // moves records inbox -> claim and agent-deck's WAL -> claim, so
         // records moving are seen (at least) once.
@@ -947,17 +1004,16 @@ impl<I: Io> Outbox<I> {
     // Housekeeping
     // ----------------------------------------------------------------------
 
-    /// Drops `parent`'s pending records of `child` whose `from_status` and
-    /// `to_status` are `from` and `to` (the child compared trimmed, as every
-    /// child id); returns how many. Acts on every
-    /// pending record, judged by the child's latest: those in the inbox and
-    /// those a drain claimed and did not deliver (its delivery failed, or it
-    /// crashed). Holds the drain lock, so a drain in progress finishes
-    /// first: what it delivers is out of reach, and a call from inside a
-    /// [`drain_with`](Self::drain_with) callback of the same parent is an
-    /// [`Error::Reentrant`]. The other children keep their order. Fsyncs
-    /// only when something is dropped (1 file + 1 directory, per file
-    /// rewritten).
+    /// Drops `parent`'s pending records of `child` (compared trimmed, as
+    /// every child id) whose `from_status` and `to_status` are `from` and
+    /// `to`; returns how many. Acts on every pending record, judged by the
+    /// child's latest: those in the inbox and those a drain claimed and did
+    /// not deliver (its delivery failed, or it crashed). Holds the drain
+    /// lock, so a drain in progress finishes first: what it delivers is out
+    /// of reach, and a call from inside a [`drain_with`](Self::drain_with)
+    /// callback of the same parent is an [`Error::Reentrant`]. The other
+    /// children keep their order. Fsyncs only when something is dropped (1
+    /// file + 1 directory, per file rewritten).
     pub fn sweep_transition(
         &self,
         parent: &str,
@@ -967,9 +1023,9 @@ impl<I: Io> Outbox<I> {
     ) -> Result<usize> {
         let paths = self.paths(parent)?;
         self.ensure_layout()?;
-        let child = child.trim();
         let _drain = self.lock(&paths.drain_lock)?;
         let _inbox = self.lock(&paths.inbox_lock)?;
+        let child = child.trim();
         self.sweep_records(&paths, |r| {
             !(child_of(r) == child && r.from_status == from && r.to_status == to)
         })
@@ -999,6 +1055,7 @@ impl<I: Io> Outbox<I> {
     /// callback of the same parent.
     pub fn sweep_stale(&self, parent: &str, max_age: Duration) -> Result<usize> {
         let paths = self.paths(parent)?;
+        self.ensure_root_checked()?;
         let (found, _) = self.parent_files()?;
         if !self.inner.layout_ready.load(Ordering::Acquire) && !found.contains_key(&paths.stem) {
             // A lazily opened outbox: nothing to sweep, nothing created.
@@ -1015,6 +1072,7 @@ impl<I: Io> Outbox<I> {
     /// [`SweepReport::skipped`] and the sweep goes on with the others. An
     /// error is returned only when a directory cannot be listed.
     pub fn sweep_stale_all(&self, max_age: Duration) -> Result<SweepReport> {
+        self.ensure_root_checked()?;
         let mut report = SweepReport::default();
         let (found, odd) = self.parent_files()?;
         report.skipped = odd;
@@ -1100,10 +1158,15 @@ impl<I: Io> Outbox<I> {
                     }
                     continue;
                 };
-                let (stem, temp) = match temp_target(text) {
-                    Some(target) => (stem_of_target(kind, target), true),
-                    None if kind == DirKind::Inboxes => (text.strip_suffix(".jsonl"), false),
-                    None => (None, false),
+                // A claim a failed drain left holds pending records too: a
+                // parent with only a claim is swept like one with an inbox.
+                let (stem, temp, claim) = match temp_target(text) {
+                    Some(target) => (stem_of_target(kind, target), true, false),
+                    None if kind == DirKind::Inboxes => match text.strip_suffix(".jsonl") {
+                        Some(stem) => (Some(stem), false, false),
+                        None => (text.strip_suffix(".jsonl.claimed"), false, true),
+                    },
+                    None => (None, false, false),
                 };
                 let Some(stem) = stem else { continue };
                 let path = dir.join(&name);
@@ -1113,7 +1176,7 @@ impl<I: Io> Outbox<I> {
                 });
                 if temp {
                     files.temps.push(path);
-                } else {
+                } else if !claim {
                     files.path = path;
                 }
             }

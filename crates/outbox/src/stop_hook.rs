@@ -14,10 +14,14 @@
 //!    leave the records for the heartbeat drain;
 //! 4. persist counter + 1 durably *before* draining; if that fails, do not
 //!    block and do not drain;
-//! 5. drain with [`Outbox::drain_with`] (at-least-once: the ledger is
-//!    written only after the decision was emitted); none left (another drain
-//!    won): reset the counter and do not block;
-//! 6. else block with [`block_reason`].
+//! 5. render the pending records as a [`Surface::StopBlock`] delivery
+//!    ([`delivery::render`]: the child's text framed
+//!    as data, within the budget) and drain exactly the records it shows
+//!    with [`Store::drain_with_max`] (at-least-once: the ledger is written
+//!    only after the decision was emitted); the rest stay pending for the
+//!    next stop. None left (another drain won): reset the counter and do
+//!    not block;
+//! 6. else block with that delivery as the reason ([`block_reason`]).
 //!
 //! The caller does the process glue (reading stdin, writing stdout); this
 //! module holds every decision, so it is testable without a process.
@@ -50,18 +54,18 @@
 //! })?;
 //! assert!(matches!(outcome, stop_hook::StopOutcome::Blocked { blocks: 1, .. }));
 //! assert!(printed.starts_with(r#"{"decision":"block","reason":"#));
-//! assert!(printed.contains("- parser (child-1): success — wrote the parser"));
+//! assert!(printed.contains(r#"child \"child-1\", title \"parser\", finished a turn"#));
+//! assert!(printed.contains("\\n| wrote the parser"));
 //! # Ok(())
 //! # }
 //! ```
-
-use std::fmt::Write as _;
 
 use serde::Deserialize;
 
 use std::io::Read;
 use std::path::PathBuf;
 
+use crate::delivery::{self, RenderOptions, Rendered, Surface};
 use crate::durable::write_durable;
 use crate::error::{DrainWithError, Error, IoContext, Result as OutboxResult};
 use crate::format::JsonError;
@@ -212,19 +216,62 @@ pub enum StopHookError<E> {
     /// early (never late).
     #[error("emit the block decision: {0}")]
     Emit(#[source] E),
+    /// The pending records changed between reading them and draining them,
+    /// [`RENDER_ATTEMPTS`] times in a row, so that the reason rendered from
+    /// what was drained no longer showed all of it: nothing was emitted or
+    /// consumed.
+    #[error(
+        "the pending records changed while the hook drained them ({RENDER_ATTEMPTS} times); \
+         nothing was consumed"
+    )]
+    Changed,
+}
+
+/// How many times [`on_stop`] reads and drains again when the records it
+/// drained are not the ones it rendered (a commit came in between).
+pub const RENDER_ATTEMPTS: u32 = 3;
+
+/// Why one drain attempt of [`on_stop`] delivered nothing.
+enum Attempt<E> {
+    /// The drained records do not all fit the reason: try again.
+    Changed,
+    /// `emit` failed.
+    Emit(E),
 }
 
 /// Applies the drain-on-Stop rule (see the module documentation) to
-/// `parent` of any [`Store`] (the file outbox, or another store). `emit` receives the block decision as one line of JSON (without
-/// a newline), `{"decision":"block","reason":"..."}`; it is called at most
-/// once, and the records are marked consumed only after it returned `Ok`.
+/// `parent` of any [`Store`] (the file outbox, or another store), with
+/// the reason rendered for `parent` with the default options
+/// ([`on_stop_with`] takes others). `emit` receives the block decision as
+/// one line of JSON (without a newline), `{"decision":"block","reason":"..."}`;
+/// it is called at most once, and the records are marked consumed only
+/// after it returned `Ok`.
 ///
 /// Writes nothing when nothing is pending. Otherwise: the counter (1 file +
-/// 1 directory fsync), then the drain's own fsyncs.
+/// 1 directory fsync), then the drain's own fsyncs (+1 when records stay
+/// pending because the reason could not show them all).
 pub fn on_stop<S: Store, E>(
     outbox: &S,
     parent: &str,
     stop_hook_active: bool,
+    emit: impl FnOnce(&str) -> Result<(), E>,
+) -> Result<StopOutcome, StopHookError<E>> {
+    on_stop_with(
+        outbox,
+        parent,
+        stop_hook_active,
+        &RenderOptions::new(parent),
+        emit,
+    )
+}
+
+/// [`on_stop`], rendering the reason with `opts` (its budget, its show
+/// command; `opts.parent` names the parent in the text).
+pub fn on_stop_with<S: Store, E>(
+    outbox: &S,
+    parent: &str,
+    stop_hook_active: bool,
+    opts: &RenderOptions,
     emit: impl FnOnce(&str) -> Result<(), E>,
 ) -> Result<StopOutcome, StopHookError<E>> {
     if !outbox.has_pending(parent).map_err(StopHookError::Outbox)? {
@@ -247,27 +294,54 @@ pub fn on_stop<S: Store, E>(
         .set_stop_blocks(parent, blocks)
         .map_err(StopHookError::Guard)?;
 
-    let drained = match outbox.drain_with(parent, |records| emit(&block_decision(records))) {
-        Ok(drained) => drained,
-        Err(DrainWithError::Outbox(Error::MarksKept {
-            error,
-            undo,
-            marks_visible: true,
-            records,
-        })) => {
-            let warning = format!(
-                "{error}; putting the old consumed ledger back failed too ({undo}): the block \
-                 stands and its records are marked consumed, not durably (a crash may deliver \
-                 them again)"
-            );
-            return Ok(StopOutcome::BlockedNotDurable {
+    let mut emit = Some(emit);
+    let mut attempts = 0;
+    let drained = loop {
+        attempts += 1;
+        // What fits the reason, from what is pending now; the drain then
+        // takes that many, and the reason is rendered from what it took.
+        let pending = outbox.peek(parent).map_err(StopHookError::Outbox)?;
+        let fits = block_reason(&pending, opts).shown;
+        let result = outbox.drain_with_max(parent, fits.max(1), |records| {
+            let reason = block_reason(records, opts);
+            if reason.shown < records.len() {
+                return Err(Attempt::Changed);
+            }
+            match emit.take() {
+                Some(emit) => emit(&block_decision(&reason.text)).map_err(Attempt::Emit),
+                // Emitted by an earlier attempt, which then returned: never
+                // reached.
+                None => Err(Attempt::Changed),
+            }
+        });
+        match result {
+            Ok(drained) => break drained,
+            Err(DrainWithError::Delivery(Attempt::Changed)) if attempts < RENDER_ATTEMPTS => {}
+            Err(DrainWithError::Delivery(Attempt::Changed)) => {
+                return Err(StopHookError::Changed);
+            }
+            Err(DrainWithError::Delivery(Attempt::Emit(e))) => {
+                return Err(StopHookError::Emit(e));
+            }
+            Err(DrainWithError::Outbox(Error::MarksKept {
+                error,
+                undo,
+                marks_visible: true,
                 records,
-                blocks,
-                warning,
-            });
+            })) => {
+                let warning = format!(
+                    "{error}; putting the old consumed ledger back failed too ({undo}): the \
+                     block stands and its records are marked consumed, not durably (a crash \
+                     may deliver them again)"
+                );
+                return Ok(StopOutcome::BlockedNotDurable {
+                    records,
+                    blocks,
+                    warning,
+                });
+            }
+            Err(DrainWithError::Outbox(e)) => return Err(StopHookError::Outbox(e)),
         }
-        Err(DrainWithError::Outbox(e)) => return Err(StopHookError::Outbox(e)),
-        Err(DrainWithError::Delivery(e)) => return Err(StopHookError::Emit(e)),
     };
     if drained.records.is_empty() {
         outbox
@@ -281,60 +355,39 @@ pub fn on_stop<S: Store, E>(
     })
 }
 
-/// The block decision for `records`: `{"decision":"block","reason":...}`
-/// with [`block_reason`], as one line of JSON without a newline.
-pub fn block_decision(records: &[Record]) -> String {
+/// The block decision with `reason`: `{"decision":"block","reason":...}`,
+/// as one line of JSON without a newline.
+pub fn block_decision(reason: &str) -> String {
     serde_json::json!({
         "decision": "block",
-        "reason": block_reason(records),
+        "reason": reason,
     })
     .to_string()
 }
 
-/// The reason of a block: a one-line header, then one line per record,
-/// `- <title or child id> (<child id>): <status>`, where the status is
-/// `done_status` for a completion and `to_status` otherwise, followed by
-/// ` — <done_summary>` for a completion that has one.
+/// The reason of a block: `records` rendered as a [`Surface::StopBlock`]
+/// delivery ([`delivery::render`]): the leading records that fit the
+/// budget, each child's text framed as data. Only the
+/// [`shown`](Rendered::shown) records may be consumed.
 ///
 /// ```
 /// use outbox::{Record, stop_hook::block_reason};
+/// use outbox::delivery::RenderOptions;
 ///
 /// let mut done = Record::finished("c1", "success");
 /// done.child_title = "parser".into();
 /// done.done_summary = "all tests pass".into();
 /// let moved = Record::transition("c2", "running", "waiting");
-/// assert_eq!(
-///     block_reason(&[done, moved]),
-///     "2 child sessions completed; each one needs handling:\n\
-///      - parser (c1): success — all tests pass\n\
-///      - c2 (c2): waiting"
-/// );
+/// let reason = block_reason(&[done, moved], &RenderOptions::new("conductor"));
+/// assert_eq!(reason.shown, 2);
+/// let lines: Vec<&str> = reason.text.lines().collect();
+/// assert!(lines[0].starts_with(r#"outbox: 2 of 2 records for parent "conductor""#));
+/// assert!(lines[1].starts_with(r#"outbox: record 1: child "c1", title "parser", finished a turn with status "success""#));
+/// assert_eq!(lines[2], "| all tests pass");
+/// assert!(lines[3].starts_with(r#"outbox: record 2: child "c2", changed status from "running" to "waiting""#));
 /// ```
-pub fn block_reason(records: &[Record]) -> String {
-    let mut reason = match records.len() {
-        1 => "1 child session completed; it needs handling:".to_owned(),
-        n => format!("{n} child sessions completed; each one needs handling:"),
-    };
-    for r in records {
-        let child = r.child_session_id.as_str();
-        let title = match r.child_title.trim() {
-            "" => child,
-            title => title,
-        };
-        let status = if r.is_finished() {
-            &r.done_status
-        } else {
-            &r.to_status
-        };
-        // Writing to a String cannot fail.
-        let _ = write!(reason, "\n- {title} ({child}): {status}");
-        let summary = r.done_summary.trim();
-        if r.is_finished() && !summary.is_empty() {
-            reason.push_str(" — ");
-            reason.push_str(summary);
-        }
-    }
-    reason
+pub fn block_reason(records: &[Record], opts: &RenderOptions) -> Rendered {
+    delivery::render(records, Surface::StopBlock, opts)
 }
 
 /// The Stop-hook loop guard: how many times in a row the hook blocked a
@@ -346,6 +399,7 @@ impl<I: Io> Outbox<I> {
     /// unreadable.
     pub fn stop_blocks(&self, parent: &str) -> OutboxResult<u32> {
         let paths = self.paths(parent)?;
+        self.ensure_root_checked()?;
         let Some(reader) = self
             .io()
             .open_read(&paths.stop_blocks)
@@ -632,17 +686,18 @@ mod tests {
         let mut b = Record::transition("b", "running", "error");
         b.child_title = "worker b".into();
         b.done_summary = "ignored for a transition".into();
-        assert_eq!(
-            block_reason(&[a.clone(), b]),
-            "2 child sessions completed; each one needs handling:\n\
-             - a (a): success\n\
-             - worker b (b): error"
-        );
-        assert_eq!(
-            block_reason(&[a]),
-            "1 child session completed; it needs handling:\n- a (a): success"
-        );
-        let json: serde_json::Value = serde_json::from_str(&block_decision(&[])).unwrap();
+        let reason = block_reason(&[a, b], &RenderOptions::new(PARENT));
+        let records: Vec<&str> = reason
+            .text
+            .lines()
+            .filter(|l| l.starts_with("outbox: record "))
+            .collect();
+        assert_eq!(records.len(), 2, "{}", reason.text);
+        assert!(records[0].contains(r#"child "a", finished a turn with status "success""#));
+        assert!(records[1].contains(r#"child "b", title "worker b", changed status"#));
+        assert!(!reason.text.contains('|') || !reason.text.contains("\n|"));
+        let json: serde_json::Value = serde_json::from_str(&block_decision("r")).unwrap();
         assert_eq!(json["decision"], "block");
+        assert_eq!(json["reason"], "r");
     }
 }

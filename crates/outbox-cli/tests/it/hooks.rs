@@ -95,7 +95,8 @@ fn the_printed_hooks_connect_a_child_to_its_parent() {
     assert_eq!(decision["decision"], "block");
     let reason = decision["reason"].as_str().unwrap();
     assert!(
-        reason.contains("- worker-7 (worker-7): success — Parser done: 42 tests pass."),
+        reason.contains(r#"child "worker-7", finished a turn with status "success""#)
+            && reason.contains("\n| Parser done: 42 tests pass.\n| See src/parser.rs.\n"),
         "{reason}"
     );
     assert!(reason.contains("See src/parser.rs."), "{reason}");
@@ -217,7 +218,7 @@ fn a_long_last_message_is_cut_with_a_warning() {
     assert_eq!(run.stderr_lines().len(), 1, "{run:?}");
     assert!(
         run.stderr
-            .contains("the summary of w1 is 40000 bytes; it was cut to 32768 bytes"),
+            .contains("the summary of \"w1\" is 40000 bytes; it was cut to 32768 bytes"),
         "{run:?}"
     );
     let summary = peek_json(root, PARENT)[0]["done_summary"]

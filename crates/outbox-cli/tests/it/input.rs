@@ -59,7 +59,7 @@ fn a_long_summary_is_cut_with_a_warning() {
     assert_eq!(run.stderr_lines().len(), 1, "{run:?}");
     assert!(
         run.stderr.starts_with(
-            "outbox: warning: the summary of w1 is 100000 bytes; it was cut to 32768 bytes"
+            "outbox: warning: the summary of \"w1\" is 100000 bytes; it was cut to 32768 bytes"
         ),
         "{run:?}"
     );

@@ -7,6 +7,7 @@
 
 mod bad_input;
 mod concurrency;
+mod delivery;
 mod doctor;
 mod end_to_end;
 mod exec;
@@ -15,11 +16,16 @@ mod hardening_files;
 mod hardening_semantics;
 mod hooks;
 mod input;
+mod install;
 mod perf_cli;
 #[cfg(feature = "postgres")]
 mod postgres_store;
+mod private_files;
+mod readme;
 mod reliability;
+mod secrets;
 mod stop_hook;
 mod store_choice;
 mod usage;
 mod util;
+mod watch;

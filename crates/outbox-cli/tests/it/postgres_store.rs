@@ -12,13 +12,13 @@ use crate::util::{PARENT, Run, command, run_command};
 const URL_VAR: &str = "OUTBOX_TEST_DATABASE_URL";
 
 /// A fresh schema on the test database, dropped at the end.
-struct Db {
+pub(crate) struct Db {
     base: String,
     schema: String,
 }
 
 impl Db {
-    fn from_env(test: &str) -> Option<Self> {
+    pub(crate) fn from_env(test: &str) -> Option<Self> {
         let Some(base) = std::env::var(URL_VAR).ok().filter(|u| !u.trim().is_empty()) else {
             // Straight to stderr, past libtest's capture: a skip must show.
             let _ = writeln!(
@@ -33,12 +33,12 @@ impl Db {
     }
 
     /// The store URL: the test database and this test's schema.
-    fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         let sep = if self.base.contains('?') { '&' } else { '?' };
         format!("{}{sep}outbox_schema={}", self.base, self.schema)
     }
 
-    fn run(&self, args: &[&str], stdin: &[u8]) -> Run {
+    pub(crate) fn run(&self, args: &[&str], stdin: &[u8]) -> Run {
         let mut cmd = command();
         cmd.arg("--store").arg(self.url()).args(args);
         run_command(cmd, stdin)
@@ -153,7 +153,13 @@ fn the_stop_hook_and_doctor_over_postgres() {
         decision["reason"]
             .as_str()
             .unwrap()
-            .contains("w1 (w1): success — parser done")
+            .contains("child \"w1\", finished a turn with status \"success\"")
+    );
+    assert!(
+        decision["reason"]
+            .as_str()
+            .unwrap()
+            .contains("\n| parser done\n")
     );
     assert_eq!(db.run(&["pending", "--parent", PARENT], b"").code, 1);
 }

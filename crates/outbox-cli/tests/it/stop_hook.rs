@@ -72,13 +72,23 @@ fn pending_records_block_with_a_reason_listing_each_child() {
         r#"{"session_id":"s1","cwd":"/x","future":{"a":[1,2]}}"#,
     );
     let json = decision(&run);
-    assert_eq!(
-        json["reason"],
-        "3 child sessions completed; each one needs handling:\n\
-         - parser (w1): success — all tests pass\n\
-         - w2 (w2): error\n\
-         - w3 (w3): failed"
+    let reason = json["reason"].as_str().unwrap();
+    let lines: Vec<&str> = reason.lines().collect();
+    assert_eq!(lines.len(), 6, "{reason}");
+    assert!(lines[0].starts_with(r#"outbox: 3 of 3 records for parent "conductor""#));
+    assert!(lines[1].starts_with(
+        r#"outbox: record 1: child "w1", title "parser", finished a turn with status "success" at "#
+    ));
+    assert_eq!(lines[2], "| all tests pass");
+    assert!(lines[3].starts_with(
+        r#"outbox: record 2: child "w2", changed status from "running" to "error" at "#
+    ));
+    assert!(
+        lines[4].starts_with(
+            r#"outbox: record 3: child "w3", finished a turn with status "failed" at "#
+        )
     );
+    assert!(lines[5].starts_with("outbox: No other record is left out."));
     // Delivered: consumed, and the next stop is inert.
     assert_eq!(outbox(root, &["pending", "--parent", PARENT]).code, 1);
     let run = hook(root, ACTIVE);
@@ -149,7 +159,12 @@ fn the_parent_defaults_to_the_hook_session_id() {
     let root = dir.path();
     commit_finished(root, "s1", "w1", "success");
     let run = outbox_in(root, &["stop-hook"], INACTIVE.as_bytes());
-    assert!(decision(&run)["reason"].as_str().unwrap().contains("(w1)"));
+    assert!(
+        decision(&run)["reason"]
+            .as_str()
+            .unwrap()
+            .contains(r#"child "w1""#)
+    );
     // --parent wins over session_id.
     commit_finished(root, "s1", "w2", "success");
     let run = outbox_in(
