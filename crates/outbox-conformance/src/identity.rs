@@ -61,7 +61,7 @@ pub fn child_ids_are_exact_bytes_and_never_padded(h: &impl Harness) {
             .turn_fingerprint
             .starts_with(&format!("{longest}@"))
     );
-    assert_eq!(drained(&ob), [longest.clone()]);
+    assert_eq!(drained(&ob), std::slice::from_ref(&longest));
     let again = ob.commit(PARENT, finished(&longest, "ok")).unwrap();
     assert!(again.already_consumed);
     assert!(drained(&ob).is_empty());
