@@ -319,3 +319,85 @@ fn the_tidy_rules_see_what_they_check() {
     assert!(io.contains("std::fs"), "the Io implementation uses std::fs");
     assert!(packages().len() >= 5);
 }
+
+/// The Markdown files of the repository, outside build output and `.git`.
+fn markdown_files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for entry in fs::read_dir(dir).expect("read a directory") {
+        let path = entry.expect("a directory entry").path();
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        if path.is_dir() {
+            if !matches!(name, "target" | ".git") {
+                out.extend(markdown_files(&path));
+            }
+        } else if path.extension().is_some_and(|e| e == "md") {
+            out.push(path);
+        }
+    }
+    out.sort();
+    out
+}
+
+/// The `cargo install` commands of `text` that do not say `--locked`.
+fn unlocked_installs(text: &str) -> Vec<&str> {
+    text.lines()
+        .filter(|l| l.contains("cargo install ") && !l.contains("--locked"))
+        .collect()
+}
+
+#[test]
+fn every_documented_cargo_install_is_locked() {
+    // Without --locked, cargo install resolves every dependency anew: the
+    // installed binary is built from versions no test ran.
+    let mut checked = 0;
+    for path in markdown_files(&root()) {
+        let text = fs::read_to_string(&path).expect("read a Markdown file");
+        checked += text.matches("cargo install ").count();
+        let unlocked = unlocked_installs(&text);
+        assert!(
+            unlocked.is_empty(),
+            "tidy: {} has a `cargo install` without --locked (add it, so the \
+             binary is built from Cargo.lock's versions): {unlocked:?}",
+            path.display()
+        );
+    }
+    assert!(
+        checked > 0,
+        "tidy: no `cargo install` line found in any README"
+    );
+    assert_eq!(
+        unlocked_installs("cargo install --path x\ncargo install --locked --path x"),
+        ["cargo install --path x"]
+    );
+}
+
+#[test]
+fn the_cli_builds_without_postgres_by_default() {
+    // A Claude Code user on one machine compiles no async runtime or
+    // database client: the PostgreSQL store is the cargo feature
+    // `postgres`, off by default.
+    let packages = packages();
+    let cli = package(&packages, "outbox-cli");
+    let pg = cli["dependencies"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|d| d["name"] == PG_STORE && d["kind"].is_null())
+        .expect("tidy: outbox-cli has a normal dependency on the PostgreSQL store");
+    assert_eq!(
+        pg["optional"], true,
+        "tidy: outbox-cli's `{PG_STORE}` dependency must be optional (the `postgres` feature)"
+    );
+    let default = cli["features"]["default"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert!(
+        default.is_empty(),
+        "tidy: outbox-cli's default features must be empty (PostgreSQL is opt-in): {default:?}"
+    );
+    assert!(
+        cli["features"]["postgres"].is_array(),
+        "tidy: outbox-cli has no `postgres` feature"
+    );
+}

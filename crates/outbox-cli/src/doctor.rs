@@ -93,13 +93,13 @@ pub struct Report {
 }
 
 impl Report {
-    fn ok(&mut self, text: String) {
+    pub(crate) fn ok(&mut self, text: String) {
         self.lines.push(("ok", text));
     }
-    fn info(&mut self, text: String) {
+    pub(crate) fn info(&mut self, text: String) {
         self.lines.push(("info", text));
     }
-    fn problem(&mut self, text: String) {
+    pub(crate) fn problem(&mut self, text: String) {
         self.lines.push(("problem", text));
     }
 

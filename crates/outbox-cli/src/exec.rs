@@ -72,9 +72,15 @@ pub fn display(cmd: &[OsString]) -> String {
 ///
 /// `cmd` must not be empty (clap requires at least the program).
 pub fn deliver(cmd: &[OsString], input: &[u8]) -> Result<(), ExecError> {
+    deliver_env(cmd, input, &[])
+}
+
+/// [`deliver`], with `env` added to the command's environment.
+pub fn deliver_env(cmd: &[OsString], input: &[u8], env: &[(&str, &str)]) -> Result<(), ExecError> {
     let (program, args) = cmd.split_first().expect("--exec has a program");
     let mut child = Command::new(program)
         .args(args)
+        .envs(env.iter().copied())
         .stdin(Stdio::piped())
         .stdout(Stdio::inherit())
         .stderr(Stdio::inherit())

@@ -33,18 +33,30 @@ use clap::Args;
 /// merge the fragment into .claude/settings.json or
 /// .claude/settings.local.json of a project only that side runs in. Not
 /// ~/.claude/settings.json, which every session reads.
+///
+/// `outbox hooks install` and `outbox hooks uninstall` merge the same hooks
+/// into a settings file, or take exactly them out again.
 #[derive(Debug, Args)]
-#[command(after_help = "\
+#[command(
+    after_help = "\
 Examples:
   outbox hooks --parent conductor                # for the parent's settings.json
   outbox hooks --parent conductor --child        # for each child's
   outbox hooks --parent conductor --subagents    # the parent's background subagents
-  claude --settings \"$(outbox hooks --parent conductor --child)\"")]
+  claude --settings \"$(outbox hooks --parent conductor --child --title parser)\"
+  outbox hooks install --parent conductor --scope local",
+    subcommand_negates_reqs = true,
+    args_conflicts_with_subcommands = true
+)]
 pub struct HooksArgs {
+    /// Install the hooks into a Claude Code settings file, or uninstall
+    /// them (see `outbox hooks install --help`).
+    #[command(subcommand)]
+    pub action: Option<crate::settings::HooksAction>,
     /// The parent session: the inbox the children commit to and the parent
     /// drains.
-    #[arg(long, value_name = "ID")]
-    pub parent: String,
+    #[arg(long, value_name = "ID", required = true)]
+    pub parent: Option<String>,
     /// Print a child's hooks (commit --from-hook on Stop, StopFailure and
     /// SessionEnd) instead of the parent's.
     #[arg(long, conflicts_with = "subagents")]
@@ -53,6 +65,9 @@ pub struct HooksArgs {
     /// commits each finished subagent into the parent's inbox.
     #[arg(long)]
     pub subagents: bool,
+    /// The child's display title, passed to its commit command (--title).
+    #[arg(long, value_name = "TEXT", requires = "child")]
+    pub title: Option<String>,
 }
 
 /// Which side's hooks a fragment installs.
@@ -117,9 +132,13 @@ pub fn entries(
         StoreArg::Store(url) => format!("--store {}", shell_quote(url)),
     };
     let prefix = format!("{} {store}", utf8("the binary's path", binary)?);
-    let parent = parent_arg(&args.parent);
+    let parent = parent_arg(args.parent.as_deref().unwrap_or_default());
     let command = |sub: &str| format!("{prefix} {}", sub.replace("{}", &parent));
     let commit = command("commit {} --from-hook");
+    let child_commit = match &args.title {
+        Some(title) => format!("{commit} --title {}", shell_quote(title)),
+        None => commit.clone(),
+    };
     let stop = command("stop-hook {}");
     let entry = |event, command: &String| HookEntry {
         event,
@@ -127,7 +146,7 @@ pub fn entries(
     };
     Ok(match args.role() {
         Role::Parent => vec![entry("Stop", &stop)],
-        Role::Child => vec![entry("Stop", &commit)],
+        Role::Child => vec![entry("Stop", &child_commit)],
         Role::Subagents => vec![entry("SubagentStop", &commit)],
     })
 }
@@ -200,9 +219,11 @@ mod tests {
     #[test]
     fn the_fragment_names_the_binary_root_and_parent() {
         let args = HooksArgs {
-            parent: "my parent".into(),
+            action: None,
+            parent: Some("my parent".into()),
             child: false,
             subagents: false,
+            title: None,
         };
         let text = fragment(
             Path::new("/bin/outbox"),
@@ -240,9 +261,11 @@ mod tests {
             (false, true, vec!["SubagentStop"]),
         ] {
             let args = HooksArgs {
-                parent: "p".into(),
+                action: None,
+                parent: Some("p".into()),
                 child,
                 subagents,
+                title: None,
             };
             let list = entries(Path::new("/bin/outbox"), &store, &args).unwrap();
             let names: Vec<_> = list.iter().map(|e| e.event).collect();

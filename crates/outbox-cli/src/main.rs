@@ -5,8 +5,10 @@
 //! arguments, calls one library operation and prints the result. The
 //! Claude Code Stop-hook rule lives in [`outbox::stop_hook`]. The newer
 //! commands live in their own modules: `exec` (`drain --exec`),
-//! `from_hook` (`commit --from-hook`), `hooks`, `doctor`, `show` and
-//! `generate` (`completions`, `man`).
+//! `from_hook` (`commit --from-hook`), `hooks`, `settings` (`hooks
+//! install|uninstall`, over `jsonspan`), `watch` (`watch`, `wait`),
+//! `doctor` and `claude_doctor`, `show` and `generate` (`completions`,
+//! `man`).
 //!
 //! Exit status: 0 success; 1 a "no" answer (`pending` with nothing
 //! pending, `doctor` with something to fix); 2 a usage or I/O error, with
@@ -14,6 +16,7 @@
 //! `commit --from-hook`) never exit 2 (Claude Code would read 2 as
 //! "block"): their errors exit 1. See `outbox --help` and `README.md`.
 
+mod claude_doctor;
 mod commit_form;
 mod doctor;
 mod duration;
@@ -21,10 +24,13 @@ mod exec;
 mod from_hook;
 mod generate;
 mod hooks;
+mod jsonspan;
 mod render;
 mod root;
+mod settings;
 mod show;
 mod store;
+mod watch;
 
 use std::ffi::{OsStr, OsString};
 use std::io::{self, Read, Write};
@@ -120,6 +126,8 @@ enum Command {
     Hooks(hooks::HooksArgs),
     Show(show::ShowArgs),
     Doctor(doctor::DoctorArgs),
+    Watch(watch::WatchArgs),
+    Wait(watch::WaitArgs),
     Completions(generate::CompletionsArgs),
     #[command(hide = true)]
     Man(generate::ManArgs),
@@ -524,12 +532,15 @@ fn run(cli: Cli) -> Result<u8, Failure> {
         Command::StopHook(args) => run_stop_hook(&loc, args),
         Command::Hooks(args) => print_hooks(&loc, &args),
         Command::Show(args) => show::run(&loc, &args),
+        Command::Watch(args) => watch::run_watch(&loc, &args),
+        Command::Wait(args) => watch::run_wait(&loc, &args),
         Command::Doctor(_) => {
             let mut report = match &loc {
                 Location::Files(root) => doctor::examine(root, chooser.describe()),
                 #[cfg(feature = "postgres")]
                 Location::Postgres(url) => doctor::examine_postgres(url, chooser.describe()),
             };
+            claude_doctor::examine(&mut report);
             report.lines.insert(
                 0,
                 (
@@ -575,7 +586,19 @@ fn man(args: &generate::ManArgs) -> Result<u8, Failure> {
 /// `outbox hooks`: the settings.json fragment, with this binary's and the
 /// root's absolute paths.
 fn print_hooks(loc: &Location, args: &hooks::HooksArgs) -> Result<u8, Failure> {
-    check_parent(&args.parent)?;
+    if let Some(action) = &args.action {
+        return settings::run(loc, action);
+    }
+    let parent = args.parent.as_deref().unwrap_or_default();
+    check_parent(parent)?;
+    let (binary, store) = hook_binary_and_store(loc)?;
+    let text = hooks::fragment(&binary, &store, args).map_err(Failure::error)?;
+    print(text.as_bytes())
+}
+
+/// What a hook's command names: this binary and the store, by absolute
+/// path.
+fn hook_binary_and_store(loc: &Location) -> Result<(PathBuf, hooks::StoreArg), Failure> {
     let binary = std::env::current_exe()
         .map_err(|e| Failure::error(format!("cannot find this binary's path: {e}")))?;
     let store = match loc {
@@ -585,8 +608,7 @@ fn print_hooks(loc: &Location, args: &hooks::HooksArgs) -> Result<u8, Failure> {
         #[cfg(feature = "postgres")]
         Location::Postgres(url) => hooks::StoreArg::Store(url.clone()),
     };
-    let text = hooks::fragment(&binary, &store, args).map_err(Failure::error)?;
-    print(text.as_bytes())
+    Ok((binary, store))
 }
 
 /// Checks a parent id before anything touches a store (every store takes

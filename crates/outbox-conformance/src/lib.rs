@@ -39,6 +39,8 @@ pub mod checks;
 pub mod identity;
 pub mod model;
 pub mod order;
+#[cfg(doctest)]
+mod readme_doctests;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};

@@ -231,7 +231,7 @@ pub(crate) struct Conn {
 }
 
 /// `(host, port)` pairs to try, in the URL's order.
-fn targets(config: &Config) -> Vec<(Host, u16)> {
+pub(crate) fn targets(config: &Config) -> Vec<(Host, u16)> {
     let ports = config.get_ports();
     let mut hosts: Vec<Host> = config.get_hosts().to_vec();
     if hosts.is_empty() {
@@ -247,7 +247,11 @@ fn targets(config: &Config) -> Vec<(Host, u16)> {
         .collect()
 }
 
-async fn open(host: &Host, port: u16, net: &Net) -> io::Result<(Socket, socket2::Socket)> {
+pub(crate) async fn open(
+    host: &Host,
+    port: u16,
+    net: &Net,
+) -> io::Result<(Socket, socket2::Socket)> {
     match host {
         Host::Tcp(name) => {
             let mut last =
@@ -275,7 +279,7 @@ async fn open(host: &Host, port: u16, net: &Net) -> io::Result<(Socket, socket2:
 /// `config` with the password libpq would use for `host:port` when the URL
 /// has none (see `pgpass.rs`); `None` when the URL has one or none is
 /// found.
-fn with_password(config: &Config, host: &Host, port: u16) -> Option<Config> {
+pub(crate) fn with_password(config: &Config, host: &Host, port: u16) -> Option<Config> {
     if config.get_password().is_some() {
         return None;
     }

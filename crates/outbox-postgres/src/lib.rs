@@ -43,7 +43,10 @@
 //! (`INSERT … ON CONFLICT DO UPDATE`, whose row lock orders commits of one
 //! child: the last to commit wins, whatever the timestamps say), a fresh
 //! `seq` taken under that lock, and whether the turn is already consumed.
-//! Commits never wait for a drain's delivery.
+//! Commits never wait for a drain's delivery. The same statement calls
+//! `pg_notify` with the parent id, delivered when the commit commits, so a
+//! [`Listener`] (`outbox watch`) wakes without polling and without another
+//! round trip.
 //!
 //! # Drain
 //!
@@ -92,6 +95,7 @@
 //! as its `line_no` (offset 0).
 
 mod conn;
+mod listen;
 mod pgpass;
 mod resolve;
 mod schema;
@@ -112,6 +116,7 @@ use sha2::{Digest, Sha256};
 use tokio_postgres::error::SqlState;
 use tokio_postgres::{Row, Statement};
 
+pub use listen::Listener;
 pub use schema::VERSION as SCHEMA_VERSION;
 
 /// The schema [`PgOutbox::connect`] uses.
@@ -188,7 +193,8 @@ mod sql {
                 from_status = excluded.from_status, to_status = excluded.to_status,
                 ts_ns = excluded.ts_ns, lock_key = excluded.lock_key, line = excluded.line
             RETURNING seq)
-        SELECT EXISTS (SELECT 1 FROM {s}.consumed WHERE parent = $1 AND turn_key = $3) FROM up";
+        SELECT EXISTS (SELECT 1 FROM {s}.consumed WHERE parent = $1 AND turn_key = $3),
+            pg_notify('outbox_' || md5('{s}'), $1) FROM up";
     // The ledger is probed once per pending row through its primary key
     // (LATERAL … LIMIT 1): a plain EXISTS may be planned as a hash of the
     // parent's whole ledger, which grows with every turn of the TTL.

@@ -268,7 +268,7 @@ pub use io::StdIo;
 pub use ledger::{LEDGER_TTL, MAX_LEDGER_BYTES};
 pub use outbox::{Committed, DEFAULT_STALE_AGE, Drained, Outbox, SweepReport};
 pub use paths::{
-    LONGEST_SUFFIX_BYTES, MAX_FILE_NAME_BYTES, MAX_ID_BYTES, ParentPaths, sanitize_id,
+    LONGEST_SUFFIX_BYTES, MAX_FILE_NAME_BYTES, MAX_ID_BYTES, ParentPaths, id_of_stem, sanitize_id,
 };
 pub use record::{
     KIND_FINISHED, MAX_FIELD_BYTES, MAX_SUMMARY_BYTES, MAX_TURN_KEY_BYTES, Record,

@@ -121,8 +121,8 @@ fn stem_of(id: &str) -> String {
 
 /// The parent id whose stem is `stem`, if any: the inverse of the mapping
 /// of [`ParentPaths::new`] (used to find the parents of the files in a
-/// directory).
-pub(crate) fn id_of_stem(stem: &str) -> Option<String> {
+/// directory, and by `outbox watch --all`).
+pub fn id_of_stem(stem: &str) -> Option<String> {
     let id = match stem.strip_suffix(ESCAPED_END) {
         Some(escaped) => {
             let bytes = escaped.as_bytes();

@@ -404,6 +404,7 @@ fn warnings_that_name_a_child_stay_one_line() {
 /// within its budget, and names a show command (with `--store`) that
 /// prints a record left pending, run from `/` with an empty environment.
 #[test]
+#[cfg(feature = "postgres")]
 fn the_stop_hook_frames_and_pages_on_postgres() {
     let Some(db) = crate::postgres_store::Db::from_env("delivery_frame") else {
         return;

@@ -4,7 +4,7 @@
 use crate::util::*;
 
 /// The visible subcommands, as `outbox --help` lists them.
-const COMMANDS: [&str; 10] = [
+const COMMANDS: [&str; 12] = [
     "commit",
     "drain",
     "pending",
@@ -14,6 +14,8 @@ const COMMANDS: [&str; 10] = [
     "stop-hook",
     "hooks",
     "doctor",
+    "watch",
+    "wait",
     "completions",
 ];
 
@@ -61,6 +63,9 @@ fn the_man_pages_build_from_the_command_line() {
     pages.sort();
     let mut expected: Vec<String> = COMMANDS.iter().map(|c| format!("outbox-{c}.1")).collect();
     expected.push("outbox.1".to_owned());
+    // Subcommands of subcommands get pages of their own.
+    expected.push("outbox-hooks-install.1".to_owned());
+    expected.push("outbox-hooks-uninstall.1".to_owned());
     expected.sort();
     assert_eq!(pages, expected);
     assert_eq!(run.stdout.lines().count(), expected.len(), "{run:?}");

@@ -16,11 +16,14 @@ mod hardening_files;
 mod hardening_semantics;
 mod hooks;
 mod input;
+mod install;
 mod perf_cli;
 #[cfg(feature = "postgres")]
 mod postgres_store;
+mod readme;
 mod reliability;
 mod stop_hook;
 mod store_choice;
 mod usage;
 mod util;
+mod watch;
