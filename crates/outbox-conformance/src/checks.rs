@@ -16,8 +16,9 @@ use crate::model::{Model, by_child, children};
 // The order and sweep checks live in their own module; the macro finds
 // every check here.
 pub use crate::order::{
-    a_recommit_during_delivery_starts_a_new_position, sweeps_act_on_records_a_failed_delivery_left,
-    sweeps_keep_first_seen_order,
+    a_recommit_during_delivery_starts_a_new_position,
+    sweep_stale_all_reaches_records_a_failed_delivery_left,
+    sweeps_act_on_records_a_failed_delivery_left, sweeps_keep_first_seen_order,
 };
 use crate::{Harness, T0, TestClock};
 

@@ -139,10 +139,11 @@ macro_rules! conformance_tests {
             parents_are_independent,
             concurrent_producers_and_drainers_deliver_each_record_once,
             random_operations_match_the_reference_model,
-            child_ids_are_exact_bytes_and_never_padded,
             a_recommit_during_delivery_starts_a_new_position,
             sweeps_keep_first_seen_order,
-            sweeps_act_on_records_a_failed_delivery_left
+            sweeps_act_on_records_a_failed_delivery_left,
+            sweep_stale_all_reaches_records_a_failed_delivery_left,
+            child_ids_are_exact_bytes_and_never_padded
         );
     };
     (@each $harness:expr; $($check:ident),* $(,)?) => {

@@ -35,14 +35,6 @@ fn ok(_: &[Record]) -> Result<(), std::convert::Infallible> {
     Ok(())
 }
 
-fn delivered<S: Store>(ob: &S) -> Vec<String> {
-    let drained = ob.drain(PARENT).unwrap();
-    children(&drained.records)
-        .into_iter()
-        .map(str::to_owned)
-        .collect()
-}
-
 /// A child re-committed while a drain delivers its earlier version is
 /// pending again, and placed by that new commit: after children first
 /// seen before it, not at the delivered version's old place.
@@ -55,6 +47,8 @@ pub fn a_recommit_during_delivery_starts_a_new_position(h: &impl Harness) {
             ob.commit(PARENT, finished("b", "b1")).unwrap();
             ob.commit(PARENT, finished("a", "a2")).unwrap();
             ob.commit(PARENT, finished("c", "c1")).unwrap();
+            // A second re-commit keeps the place the first one took.
+            ob.commit(PARENT, finished("a", "a3")).unwrap();
             Ok::<(), std::convert::Infallible>(())
         })
         .unwrap();
@@ -64,7 +58,9 @@ pub fn a_recommit_during_delivery_starts_a_new_position(h: &impl Harness) {
         ["b", "a", "c"],
         "a's new record was committed after b's"
     );
-    assert_eq!(delivered(&ob), ["b", "a", "c"]);
+    let drained = ob.drain(PARENT).unwrap();
+    assert_eq!(children(&drained.records), ["b", "a", "c"]);
+    assert_eq!(drained.records[1].done_summary, "a3", "last wins");
 }
 
 /// A re-commit keeps a pending child's place; sweeping another child away
@@ -153,4 +149,20 @@ pub fn sweeps_act_on_records_a_failed_delivery_left(h: &impl Harness) {
     let drained = ob.drain_with(PARENT, ok).unwrap();
     assert_eq!(children(&drained.records), ["k", "b"]);
     assert!(ob.peek(PARENT).unwrap().is_empty());
+}
+
+/// `sweep_stale_all` finds a parent whose only pending records are the
+/// ones a failed delivery left (no inbox since): they are pending like any
+/// other and old ones are dropped.
+pub fn sweep_stale_all_reaches_records_a_failed_delivery_left(h: &impl Harness) {
+    let ob = h.open(&TestClock::default());
+    let mut old = Record::transition("old", "running", "waiting");
+    old.timestamp = Timestamp::from_unix(T0 - 8 * 24 * 3600, 0, 0).unwrap();
+    ob.commit(PARENT, old).unwrap();
+    ob.commit(PARENT, finished("fresh", "f1")).unwrap();
+    let failed = ob.drain_with(PARENT, |_| Err::<(), _>("delivery refused"));
+    assert!(failed.is_err(), "the delivery failed");
+    let report = ob.sweep_stale_all(outbox::DEFAULT_STALE_AGE).unwrap();
+    assert_eq!(report.dropped, 1, "{report:?}");
+    assert_eq!(children(&ob.peek(PARENT).unwrap()), ["fresh"]);
 }

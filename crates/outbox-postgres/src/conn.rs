@@ -217,7 +217,10 @@ pub(crate) struct Session {
 /// One connection and its prepared statements.
 pub(crate) struct Conn {
     rt: Runtime,
-    client: Client,
+    /// Always `Some` but in `drop`, which closes it first.
+    client: Option<Client>,
+    /// The task that drives the connection (reads and writes the socket).
+    task: tokio::task::JoinHandle<()>,
     session: Session,
     /// A second handle on the socket, only ever peeked at.
     probe: socket2::Socket,
@@ -326,7 +329,9 @@ impl Conn {
                         )
                         .await;
                     match row {
-                        Ok(row) => Ok::<_, PgError>((client, row.get(0), row.get(1), probe)),
+                        Ok(row) => {
+                            Ok::<_, PgError>((client, connection, row.get(0), row.get(1), probe))
+                        }
                         Err(e) => {
                             connection.abort();
                             Err(e.into())
@@ -336,10 +341,11 @@ impl Conn {
                 .await
             });
             match attempt {
-                Ok(Ok((client, pid, started, probe))) => {
+                Ok(Ok((client, task, pid, started, probe))) => {
                     return Ok(Self {
                         rt,
-                        client,
+                        client: Some(client),
+                        task,
                         session: Session { pid, started },
                         probe,
                         deadline: crate::DEFAULT_TIMEOUT,
@@ -360,7 +366,7 @@ impl Conn {
     /// sent unasked (a `FATAL` before closing, such as
     /// `idle_session_timeout`'s). One non-blocking `peek`, no round trip.
     pub(crate) fn is_alive(&self) -> bool {
-        if self.broken || self.client.is_closed() {
+        if !self.reusable() {
             return false;
         }
         let peeked = self.probe.peek(&mut [std::mem::MaybeUninit::new(0u8); 1]);
@@ -385,7 +391,7 @@ impl Conn {
 
     /// Whether the connection may go back to the idle list.
     pub(crate) fn reusable(&self) -> bool {
-        !self.broken && !self.client.is_closed()
+        !self.broken && self.client.as_ref().is_some_and(|c| !c.is_closed())
     }
 
     /// Runs one round trip under the deadline; a timeout closes the
@@ -394,11 +400,11 @@ impl Conn {
     where
         F: Future<Output = Result<T, tokio_postgres::Error>> + 'a,
     {
-        if self.broken {
+        let (false, Some(client)) = (self.broken, &self.client) else {
             return Err(PgError::TimedOut(self.deadline));
-        }
+        };
         let deadline = self.deadline;
-        let round_trip = f(&self.client);
+        let round_trip = f(client);
         // The timer is made inside the runtime (it needs its time driver).
         match self
             .rt
@@ -477,5 +483,67 @@ impl Conn {
 
     pub(crate) fn batch_execute(&mut self, sql: &str) -> Result<(), PgError> {
         self.call(|c| c.batch_execute(sql))
+    }
+}
+
+impl Drop for Conn {
+    /// Closes the connection as a client should (a `Terminate` message),
+    /// waiting a moment for it to be written, so the server logs a clean
+    /// end rather than a lost client. A connection that stalled is just
+    /// dropped.
+    fn drop(&mut self) {
+        drop(self.client.take());
+        if self.broken {
+            return;
+        }
+        let task = &mut self.task;
+        let _ = self
+            .rt
+            .block_on(async { tokio::time::timeout(Duration::from_millis(200), task).await });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keepalives_default_on_both_ends_unless_the_url_sets_them() {
+        let mut config: Config = "postgres://u@h/db".parse().unwrap();
+        let net = net_settings(&mut config);
+        assert_eq!(net.keepalive_idle, KEEPALIVE_IDLE);
+        assert_eq!(net.user_timeout, USER_TIMEOUT);
+        let options = config.get_options().unwrap();
+        for asked in [
+            "-c tcp_keepalives_idle=30",
+            "-c tcp_keepalives_interval=10",
+            "-c tcp_keepalives_count=3",
+            "-c tcp_user_timeout=60000",
+        ] {
+            assert!(options.contains(asked), "{options}");
+        }
+
+        let mut config: Config = "postgres://u@h/db?keepalives_idle=5\
+             &options=-c%20tcp_keepalives_idle%3D9%20-c%20statement_timeout%3D1s"
+            .parse()
+            .unwrap();
+        // (connect_schema reads the URL's tcp_user_timeout, in ms, as libpq.)
+        config.tcp_user_timeout(Duration::from_millis(7000));
+        let net = net_settings(&mut config);
+        assert_eq!(net.keepalive_idle, Duration::from_secs(5));
+        assert_eq!(net.user_timeout, Duration::from_secs(7));
+        let options = config.get_options().unwrap();
+        assert_eq!(
+            options.matches("tcp_keepalives_idle").count(),
+            1,
+            "{options}"
+        );
+        assert!(options.contains("statement_timeout=1s"), "{options}");
+        assert!(options.contains("-c tcp_user_timeout=7000"), "{options}");
+
+        let mut config: Config = "postgres://u@h/db?keepalives=0".parse().unwrap();
+        let net = net_settings(&mut config);
+        assert!(!net.keepalives);
+        assert!(!config.get_options().unwrap().contains("keepalives"));
     }
 }

@@ -84,7 +84,26 @@
 //! Retries happen only where nothing can have committed: a serialization
 //! failure or deadlock the server reported, and a drain whose claim failed
 //! on a pooled connection that had died (a server restart) — retried once on
-//! a new connection before any delivery.
+//! a new connection before any delivery. A pooled connection is checked
+//! before a statement is sent on it (one non-blocking look at its socket,
+//! no round trip): one the server closed (a restart, `idle_session_timeout`)
+//! or the network cut is dropped, so a commit on it is never `Unknown`.
+//!
+//! # Connections
+//!
+//! Each operation takes an idle connection of the handle, or a new one
+//! (`tokio-postgres` on a runtime of its own, over a socket this crate
+//! opens: `conn.rs`). Every round trip has a client-side deadline
+//! ([`DEFAULT_TIMEOUT`], [`PgOutbox::with_timeout`], the URL's
+//! `outbox_timeout=SECONDS`): a stalled connection fails the operation with
+//! [`StoreErrorKind::Timeout`] and its server session is ended from a new
+//! connection, so a drain never leaves its parent locked behind it. TCP
+//! keepalives and `TCP_USER_TIMEOUT` are set on the socket and asked of the
+//! server unless the URL sets its own, so either end gives a vanished peer
+//! up in about a minute. `sslmode` has libpq's meaning (`tls.rs`: rustls;
+//! `prefer` and `require` encrypt without verifying the certificate, as
+//! libpq does). A URL without a password takes libpq's: `PGPASSWORD`, else
+//! `PGPASSFILE` or `~/.pgpass` (`pgpass.rs`).
 //!
 //! # Differences from the file outbox
 //!
@@ -189,6 +208,8 @@ mod sql {
             VALUES ($1, $2, nextval('{s}.commit_seq'), $3, $4, $5, $6, $7, $8)
             ON CONFLICT (parent, child) DO UPDATE SET
                 first_seq = coalesce({s}.pending.first_seq, {s}.pending.seq),
+                recent = (coalesce({s}.pending.recent, '{}') || {s}.pending.seq)
+                    [greatest(cardinality({s}.pending.recent) - 6, 1):],
                 seq = nextval('{s}.commit_seq'), turn_key = excluded.turn_key,
                 from_status = excluded.from_status, to_status = excluded.to_status,
                 ts_ns = excluded.ts_ns, lock_key = excluded.lock_key, line = excluded.line
@@ -340,20 +361,23 @@ impl PgOutbox {
     pub fn connect(url: &str) -> Result<Self> {
         let (url, schema) = split_schema(url);
         let (url, timeout) = split_param(&url, "outbox_timeout=");
-        let store = Self::connect_schema(&url, schema.as_deref().unwrap_or(DEFAULT_SCHEMA))?;
-        match timeout.map(|t| t.parse::<f64>()) {
-            None => Ok(store),
-            Some(Ok(secs)) if secs.is_finite() && secs > 0.0 => {
-                Ok(store.with_timeout(Duration::from_secs_f64(secs)))
+        let timeout = match timeout.map(|t| t.parse::<f64>()) {
+            None => DEFAULT_TIMEOUT,
+            Some(Ok(secs)) if secs.is_finite() && secs > 0.0 && secs < 1e9 => {
+                Duration::from_secs_f64(secs)
             }
-            Some(_) => Err(store_error(
-                "parse the store URL",
-                redact_url(&url),
-                StoreErrorKind::Connect,
-                Outcome::NotApplied,
-                "outbox_timeout must be a positive number of seconds",
-            )),
-        }
+            Some(_) => {
+                return Err(store_error(
+                    "parse the store URL",
+                    redact_url(&url),
+                    StoreErrorKind::Connect,
+                    Outcome::NotApplied,
+                    "outbox_timeout must be a positive number of seconds",
+                ));
+            }
+        };
+        let store = Self::connect_schema(&url, schema.as_deref().unwrap_or(DEFAULT_SCHEMA))?;
+        Ok(store.with_timeout(timeout))
     }
 
     /// Connects to the database at `url` and keeps the outbox in `schema`
@@ -364,7 +388,7 @@ impl PgOutbox {
     /// settings such as `statement_timeout` can be passed in the URL's
     /// `options` (`?options=-c%20statement_timeout%3D5s`).
     pub fn connect_schema(url: &str, schema: &str) -> Result<Self> {
-        let mut config: tokio_postgres::Config = url.parse().map_err(|e| {
+        let bad_url = |e: Box<dyn std::error::Error + Send + Sync>| {
             store_error(
                 "parse the store URL",
                 redact_url(url),
@@ -372,7 +396,18 @@ impl PgOutbox {
                 Outcome::NotApplied,
                 e,
             )
-        })?;
+        };
+        // libpq's tcp_user_timeout is in milliseconds; the driver would read
+        // seconds (7000 ms as almost two hours): taken out and read here.
+        let (parsed, user_timeout) = split_param(url, "tcp_user_timeout=");
+        let mut config: tokio_postgres::Config =
+            parsed.parse().map_err(|e| bad_url(Box::new(e)))?;
+        if let Some(ms) = user_timeout {
+            let ms: u64 = ms.parse().map_err(|_| {
+                bad_url("tcp_user_timeout must be a whole number of milliseconds".into())
+            })?;
+            config.tcp_user_timeout(Duration::from_millis(ms));
+        }
         if let Err(why) = schema::check_schema_name(schema) {
             return Err(store_error(
                 "choose the schema",
@@ -544,9 +579,6 @@ impl PgOutbox {
                 }
                 Err(e) => {
                     let answered = server_answered(&e);
-                    if conn.timed_out() {
-                        self.end_session(conn.session());
-                    }
                     if answered {
                         self.give_back(conn);
                     }
@@ -620,7 +652,7 @@ impl PgOutbox {
                 Ok(v) => return Ok((conn, v)),
                 Err(e) => {
                     let kind = classify(&e);
-                    self.rollback(&mut conn);
+                    self.rollback(&mut conn, parent);
                     let retry = (kind == StoreErrorKind::ConnectionLost && reused)
                         || (kind == StoreErrorKind::Serialization && server_answered(&e));
                     if kind != StoreErrorKind::ConnectionLost {
@@ -698,7 +730,7 @@ impl PgOutbox {
             }
         }
         if fresh.is_empty() && children.is_empty() && bad_seqs.is_empty() {
-            self.rollback(&mut conn);
+            self.rollback(&mut conn, parent);
             self.give_back(conn);
             return Ok(drained);
         }
@@ -706,7 +738,7 @@ impl PgOutbox {
             && let Some(deliver) = deliver
             && let Err(e) = deliver(&fresh)
         {
-            self.rollback(&mut conn);
+            self.rollback(&mut conn, parent);
             self.give_back(conn);
             return Err(DrainWithError::Delivery(e));
         }
@@ -737,7 +769,7 @@ impl PgOutbox {
         let (xid, pid): (i64, i32) = match finish {
             Ok(row) => (row.get(1), row.get(2)),
             Err(e) => {
-                self.rollback(&mut conn);
+                self.rollback(&mut conn, parent);
                 if server_answered(&e) {
                     self.give_back(conn);
                 }
@@ -788,11 +820,12 @@ impl PgOutbox {
 
     /// `ROLLBACK`, best effort: a connection that cannot take it is closed
     /// (the server rolls back the transaction of a closed connection). One
-    /// that stalled is ended from a new connection: the server may not see
-    /// it close (a partition) and would keep the parent locked.
-    fn rollback(&self, conn: &mut Conn) {
+    /// that stalled is ended from a new connection, if it holds `parent`'s
+    /// lock: the server may not see it close (a partition) and would keep
+    /// the parent locked.
+    fn rollback(&self, conn: &mut Conn, parent: &str) {
         if conn.timed_out() {
-            self.end_session(conn.session());
+            self.end_session(conn.session(), self.parent_key(parent));
         } else {
             let _ = conn.batch_execute("ROLLBACK");
         }
@@ -819,7 +852,7 @@ impl PgOutbox {
                     Outcome::Unknown
                 };
                 if conn.timed_out() {
-                    self.end_session(conn.session());
+                    self.end_session(conn.session(), self.parent_key(parent));
                 }
                 Err(self.error(op, &e, outcome))
             }
@@ -1168,6 +1201,16 @@ mod tests {
         assert!(!text.contains("pw@"), "{text}");
         let e = PgOutbox::connect_schema("postgres://u@h/db", "Bad-Name").unwrap_err();
         assert!(e.to_string().contains("\"Bad-Name\""), "{e}");
+    }
+
+    #[test]
+    fn tcp_user_timeout_is_milliseconds_as_in_libpq() {
+        let e = PgOutbox::connect("postgres://u:pw@h/db?tcp_user_timeout=1.5").unwrap_err();
+        let text = e.to_string();
+        assert!(text.contains("whole number of milliseconds"), "{text}");
+        assert!(!text.contains("pw@"), "{text}");
+        let e = PgOutbox::connect("postgres://u@h/db?outbox_timeout=0").unwrap_err();
+        assert!(e.to_string().contains("outbox_timeout"), "{e}");
     }
 
     #[test]

@@ -24,16 +24,27 @@ pub(crate) enum Fate {
 const POLLS: usize = 100;
 
 impl PgOutbox {
-    /// Ends `session` from a new connection, best effort (a connection whose
-    /// round trip timed out: the server may not have noticed, and would
-    /// keep its transaction, and the parent's lock, open until its TCP
-    /// keepalive gives up).
-    pub(crate) fn end_session(&self, session: &Session) {
+    /// Ends `session` from a new connection, best effort, if it holds the
+    /// advisory lock `key` (a parent's): a session whose round trip timed
+    /// out may be alive on the server, which would keep its transaction,
+    /// and the parent's lock, open until its TCP keepalive gives up. The
+    /// lock is the proof that the session is this drain's: behind a
+    /// transaction pooler the pid seen at connect time may be another
+    /// client's, which is never ended.
+    pub(crate) fn end_session(&self, session: &Session, key: i64) {
+        // A 64-bit advisory key shows in pg_locks as classid (high half),
+        // objid (low half), objsubid 1.
+        let high = key >> 32;
+        let low = key & 0xFFFF_FFFF;
         if let Ok(mut conn) = self.fresh("end a stalled session") {
             let ended = conn.execute_sql(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
-                 WHERE pid = $1::int4 AND backend_start::text = $2",
-                &[&session.pid, &session.started],
+                "SELECT pg_terminate_backend(a.pid) FROM pg_stat_activity a \
+                 JOIN pg_locks l ON l.pid = a.pid \
+                 WHERE a.pid = $1::int4 AND a.backend_start::text = $2 \
+                   AND l.locktype = 'advisory' AND l.granted AND l.objsubid = 1 \
+                   AND l.classid = ($3::bigint & 4294967295)::oid \
+                   AND l.objid = $4::bigint::oid",
+                &[&session.pid, &session.started, &high, &low],
             );
             if ended.is_ok() {
                 self.give_back(conn);

@@ -13,7 +13,7 @@ use crate::conn::{Conn, PgError};
 use crate::lock_key;
 
 /// The schema version this code reads and writes.
-pub const VERSION: i32 = 3;
+pub const VERSION: i32 = 4;
 
 /// The steps, in order: step `n` (1-based) moves the schema from version
 /// `n - 1` to `n`. `{s}` is the quoted schema name. Never edit a step that
@@ -143,6 +143,58 @@ BEGIN
         FROM unnest(p_children, p_seqs) AS h(child, seq)
         WHERE p.parent = p_parent AND p.child = h.child AND p.seq <> h.seq
           AND p.first_seq IS NOT NULL;
+    IF cardinality(p_keys) > 0 THEN
+        -- Stamped in the future (a clock set back): restamp now.
+        UPDATE {s}.consumed SET consumed_at = p_now
+            WHERE parent = p_parent AND consumed_at > p_now;
+        SELECT max(consumed_at) INTO newest FROM {s}.consumed WHERE parent = p_parent;
+        IF newest IS NOT NULL AND newest < p_now - p_ttl THEN
+            -- Even the newest entry is older than the TTL: a clock stepped
+            -- forward, or a parent idle for a whole TTL. Shift, never empty.
+            UPDATE {s}.consumed SET consumed_at = consumed_at + (p_now - newest)
+                WHERE parent = p_parent;
+        ELSE
+            DELETE FROM {s}.consumed
+                WHERE parent = p_parent AND consumed_at < p_now - p_ttl;
+        END IF;
+        INSERT INTO {s}.consumed (parent, turn_key, consumed_at)
+            SELECT DISTINCT p_parent, k, p_now FROM unnest(p_keys) AS k
+            ON CONFLICT (parent, turn_key) DO UPDATE SET consumed_at = excluded.consumed_at;
+    END IF;
+END
+$fn$;
+"#,
+    r#"
+-- Step 3 placed a child re-committed during a delivery at its latest
+-- commit; its place is its first commit after the delivered one. `recent`
+-- keeps the seqs of the last 8 versions a commit superseded (the commit
+-- appends the old seq), so the drain's end finds the first version after
+-- the one it delivered: exact unless a child was re-committed more than 8
+-- times during one delivery (then the oldest version still known).
+ALTER TABLE {s}.pending ADD COLUMN recent bigint[];
+CREATE OR REPLACE FUNCTION {s}.finish_drain(
+    p_parent text, p_children text[], p_seqs bigint[], p_keys text[],
+    p_bad_children text[], p_bad_seqs bigint[], p_bad_reasons text[],
+    p_now bigint, p_ttl bigint
+) RETURNS void LANGUAGE plpgsql AS $fn$
+DECLARE
+    newest bigint;
+BEGIN
+    INSERT INTO {s}.quarantine (parent, child, seq, line, reason, at)
+        SELECT p.parent, p.child, p.seq, p.line, b.reason, p_now
+        FROM {s}.pending p
+        JOIN unnest(p_bad_children, p_bad_seqs, p_bad_reasons) AS b(child, seq, reason)
+          ON p.child = b.child AND p.seq = b.seq
+        WHERE p.parent = p_parent;
+    DELETE FROM {s}.pending p
+        USING unnest(p_children || p_bad_children, p_seqs || p_bad_seqs) AS h(child, seq)
+        WHERE p.parent = p_parent AND p.child = h.child AND p.seq = h.seq;
+    UPDATE {s}.pending p SET
+            first_seq = (SELECT min(x) FROM unnest(coalesce(p.recent, '{}') || p.seq) AS x
+                         WHERE x > h.seq),
+            recent = NULL
+        FROM unnest(p_children, p_seqs) AS h(child, seq)
+        WHERE p.parent = p_parent AND p.child = h.child AND p.seq <> h.seq;
     IF cardinality(p_keys) > 0 THEN
         -- Stamped in the future (a clock set back): restamp now.
         UPDATE {s}.consumed SET consumed_at = p_now

@@ -947,17 +947,16 @@ impl<I: Io> Outbox<I> {
     // Housekeeping
     // ----------------------------------------------------------------------
 
-    /// Drops `parent`'s pending records of `child` whose `from_status` and
-    /// `to_status` are `from` and `to` (the child compared trimmed, as every
-    /// child id); returns how many. Acts on every
-    /// pending record, judged by the child's latest: those in the inbox and
-    /// those a drain claimed and did not deliver (its delivery failed, or it
-    /// crashed). Holds the drain lock, so a drain in progress finishes
-    /// first: what it delivers is out of reach, and a call from inside a
-    /// [`drain_with`](Self::drain_with) callback of the same parent is an
-    /// [`Error::Reentrant`]. The other children keep their order. Fsyncs
-    /// only when something is dropped (1 file + 1 directory, per file
-    /// rewritten).
+    /// Drops `parent`'s pending records of `child` (compared trimmed, as
+    /// every child id) whose `from_status` and `to_status` are `from` and
+    /// `to`; returns how many. Acts on every pending record, judged by the
+    /// child's latest: those in the inbox and those a drain claimed and did
+    /// not deliver (its delivery failed, or it crashed). Holds the drain
+    /// lock, so a drain in progress finishes first: what it delivers is out
+    /// of reach, and a call from inside a [`drain_with`](Self::drain_with)
+    /// callback of the same parent is an [`Error::Reentrant`]. The other
+    /// children keep their order. Fsyncs only when something is dropped (1
+    /// file + 1 directory, per file rewritten).
     pub fn sweep_transition(
         &self,
         parent: &str,
@@ -967,9 +966,9 @@ impl<I: Io> Outbox<I> {
     ) -> Result<usize> {
         let paths = self.paths(parent)?;
         self.ensure_layout()?;
-        let child = child.trim();
         let _drain = self.lock(&paths.drain_lock)?;
         let _inbox = self.lock(&paths.inbox_lock)?;
+        let child = child.trim();
         self.sweep_records(&paths, |r| {
             !(child_of(r) == child && r.from_status == from && r.to_status == to)
         })
@@ -1100,10 +1099,15 @@ impl<I: Io> Outbox<I> {
                     }
                     continue;
                 };
-                let (stem, temp) = match temp_target(text) {
-                    Some(target) => (stem_of_target(kind, target), true),
-                    None if kind == DirKind::Inboxes => (text.strip_suffix(".jsonl"), false),
-                    None => (None, false),
+                // A claim a failed drain left holds pending records too: a
+                // parent with only a claim is swept like one with an inbox.
+                let (stem, temp, claim) = match temp_target(text) {
+                    Some(target) => (stem_of_target(kind, target), true, false),
+                    None if kind == DirKind::Inboxes => match text.strip_suffix(".jsonl") {
+                        Some(stem) => (Some(stem), false, false),
+                        None => (text.strip_suffix(".jsonl.claimed"), false, true),
+                    },
+                    None => (None, false, false),
                 };
                 let Some(stem) = stem else { continue };
                 let path = dir.join(&name);
@@ -1113,7 +1117,7 @@ impl<I: Io> Outbox<I> {
                 });
                 if temp {
                     files.temps.push(path);
-                } else {
+                } else if !claim {
                     files.path = path;
                 }
             }

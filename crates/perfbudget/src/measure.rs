@@ -461,7 +461,20 @@ mod tests {
         assert!(m.thread_usage().is_none());
         // The real clock on Linux: cpu and wait are recorded per sample.
         if cfg!(target_os = "linux") {
-            let m = trimmed_mean(|| (0..20_000u64).map(black_box).sum::<u64>());
+            // The kernel adds a running thread's CPU time to schedstat at a
+            // scheduler tick or a context switch, not on each read: a
+            // sample shorter than a tick (1-10 ms) can read 0. Each sample
+            // here computes for 25 ms of wall time, which spans a tick
+            // whatever CONFIG_HZ is, so some sample must show CPU time.
+            let spin = || {
+                let start = Instant::now();
+                let mut n = 0u64;
+                while start.elapsed() < Duration::from_millis(25) {
+                    n = black_box(n + 1);
+                }
+                n
+            };
+            let m = trimmed_mean(spin);
             let usage = m.thread_usage().expect("schedstat on Linux");
             assert!(usage.cpu.iter().any(|c| !c.is_zero()), "{usage:?}");
         }

@@ -8,6 +8,7 @@ mod conformance;
 mod failures;
 mod multi_host;
 mod net_faults;
+mod net_sim;
 mod password_file;
 mod proxy;
 mod util;

@@ -5,7 +5,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use super::{Outbox, encode};
+use super::{Outbox, child_of, encode};
 use crate::durable::write_durable;
 use crate::error::{IoContext, Result};
 use crate::io::{Io, parent_dir};
@@ -32,7 +32,7 @@ impl<I: Io> Outbox<I> {
         let claimed_records = claim.as_ref().map_or(&[][..], |c| &c.records[..]);
         // Commit order: the claim, then the inbox; the last of each child wins.
         for r in claimed_records.iter().chain(&inbox.records) {
-            latest.insert(r.child_session_id.as_str(), r);
+            latest.insert(child_of(r), r);
         }
         let dropped: HashSet<String> = latest
             .iter()
@@ -44,10 +44,7 @@ impl<I: Io> Outbox<I> {
             return self.rewrite_inbox(paths, |_| true);
         }
         if let Some(claim) = &claim
-            && claim
-                .records
-                .iter()
-                .any(|r| dropped.contains(&r.child_session_id))
+            && claim.records.iter().any(|r| dropped.contains(child_of(r)))
         {
             if !claim.bad_lines.is_empty() {
                 self.quarantine(paths, &paths.claimed, &claim.bad_lines)?;
@@ -56,7 +53,7 @@ impl<I: Io> Outbox<I> {
             for r in claim
                 .records
                 .iter()
-                .filter(|r| !dropped.contains(&r.child_session_id))
+                .filter(|r| !dropped.contains(child_of(r)))
             {
                 bytes.extend(encode(r)?);
             }
@@ -69,7 +66,7 @@ impl<I: Io> Outbox<I> {
                 write_durable(io, &paths.claimed, &bytes)?;
             }
         }
-        self.rewrite_inbox(paths, |r| !dropped.contains(&r.child_session_id))?;
+        self.rewrite_inbox(paths, |r| !dropped.contains(child_of(r)))?;
         Ok(dropped.len())
     }
 }
