@@ -1,65 +1,55 @@
 //! Repository automation, run as `cargo xtask <command>` (a cargo alias).
 //!
-//! Commands:
+//! The perf commands are thin calls into the runner's library
+//! (`cargo_perfbudget`, the crate behind `cargo perfbudget`), which works
+//! in any workspace; this crate keeps only this repository's chores:
 //!
-//! * `test-perf [--list] [--timeout SECS] [--no-skip] [FILTER...]`: find
-//!   every perf gate (a test whose last path segment starts with `perf_`)
-//!   in every workspace crate and target, run each alone in the release
-//!   profile with a per-test timeout, print a summary and write
-//!   `<target dir>/perf/report.json`. See `docs/perf-budget-suite.md`.
+//! * `test-perf`, `perf-audit`, `perf-calibrate`: the runner's `test`,
+//!   `audit` and `calibrate`. See `docs/perf-budget-suite.md`.
+//! * `perf-trust`: the runner's `trust`, plus real regressions injected
+//!   into the outbox (`mutants.rs`, `mutant_trust.rs`).
+//! * `perf-trust-ab`: the A/B tier's trust figures (`ab_trust.rs`).
 //! * `man`: build the `outbox` binary and have it write its man pages
-//!   (`outbox man --dir`) into `<target dir>/man/`. The pages come from the
-//!   CLI's clap definitions, which only the binary links, so xtask runs it
-//!   rather than depending on clap.
-//!
+//!   (`outbox man --dir`) into `<target dir>/man/`.
 //! * `sim [--seeds N] [--first F] [--jobs J] | sim --seed S`: run the
 //!   outbox's seeded whole-system simulation over many seeds, or replay one.
 //! * `compare [--rounds R] [--quick] [--filter WORD]... [--scratch DIR]`:
 //!   build `bench/` (its own workspace) in release and run our outbox
 //!   against a SQLite outbox side by side. See `docs/compare.md`.
-//!
-//! This crate stays lean (serde_json, and statrs for perf-trust) because it is compiled before
-//! every perf run.
 
 use std::env;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-mod audit;
-mod calibrate;
+mod ab_trust;
 mod compare;
-mod discover;
-mod model;
+mod mutant_trust;
 mod mutants;
-mod report;
 mod sim;
-mod test_perf;
 #[cfg(test)]
 mod tidy;
-mod trust;
+
+use cargo_perfbudget::{audit, calibrate, discover, test_perf};
 
 const USAGE_HEAD: &str = "\
 usage: cargo xtask <command>
 
 commands:
-  test-perf [--list] [--timeout SECS] [--no-skip] [FILTER...]
-      Build the workspace's tests in release, find every test whose last path
-      segment starts with `perf_`, run each one alone (ignored ones included)
-      and write <target dir>/perf/report.json. `cargo xtask test-perf --help`
-      explains every option.
+  test-perf [--list] [--timeout SECS] [--no-skip] [--locked] [FILTER...]
+      `cargo perfbudget test`: run every `perf_` test alone in release and
+      write the reports under <target dir>/perf/ (`--help` for the options).
   perf-audit [--against REV]
-      Fail when a gate's base was raised by more than 25%, its class or its
-      count expectations changed, or it disappeared, since REV (default: the
-      merge base with main, else HEAD~1), without a new entry in
-      docs/rfc/PERF_BUDGETS.md.
+      `cargo perfbudget audit`: no gate loosened since REV without a new
+      entry in docs/rfc/PERF_BUDGETS.md (the configured policy).
   perf-calibrate [--runs R] [FILTER...]
-      Run each gate R times (default 5) and print, as a diff against the
-      source, the base each walltime and instruction gate should cite.
+      `cargo perfbudget calibrate`: propose each gate's base.
   perf-trust [--runs R] [--load CMD] [--no-false-alarms] [--no-detect]
              [--no-mutants] [FILTER...]
-      Measure each gate's false-alarm rate quiet and under loads, detection
-      power against synthetic regressions, and how often the outbox's gates
-      catch real regressions injected into a scratch copy; table + JSON.
+      `cargo perfbudget trust`, plus how often the outbox's gates catch real
+      regressions injected into a scratch copy; table + JSON.
+  perf-trust-ab [--runs R] [--rounds N] [--load CMD]
+      The A/B tier (`cargo perfbudget ab`) on the outbox's drain gate: false
+      alarms quiet and loaded, detection of 2x drain mutants.
   man
       Build the outbox binary and write its man pages (outbox.1 and one per
       command) into <target dir>/man/, from its clap definitions. Read them
@@ -84,7 +74,8 @@ fn main() -> ExitCode {
         "test-perf" => test_perf::run,
         "perf-audit" => audit::run,
         "perf-calibrate" => calibrate::run,
-        "perf-trust" => trust::run,
+        "perf-trust" => mutant_trust::run,
+        "perf-trust-ab" => ab_trust::run,
         "sim" => sim::run,
         "compare" => compare::run,
         "man" => |_: &[String]| man(),

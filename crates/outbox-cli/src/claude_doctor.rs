@@ -196,6 +196,16 @@ fn check_paths(report: &mut Report, hook: &Found) {
             program.display()
         ));
     }
+    if let Some((flag, value)) = &store
+        && flag == "--store-file"
+        && !Path::new(value).is_file()
+    {
+        report.problem(format!(
+            "{}: its store file {value} does not exist; the hook fails in every session \
+             (write the store URL there, chmod 600)",
+            hook.describe()
+        ));
+    }
     if let Some((flag, value)) = store
         && flag == "--root"
         && !Path::new(&value).exists()

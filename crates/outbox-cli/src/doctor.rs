@@ -18,7 +18,11 @@ use outbox::names::{Dir, FileKind};
 #[cfg(feature = "postgres")]
 use outbox_postgres::{PgOutbox, SCHEMA_VERSION};
 
+mod permissions;
+
 /// Check the store. The file store: which setting chose the data root,
+/// whether other users can change it (the check every command runs), what
+/// in it group or others can read (with the chmod that fixes it),
 /// permissions, pending records, unfinished drains, quarantined lines,
 /// stray temporary files and the consumed ledgers' sizes. The PostgreSQL
 /// store (--store postgres://...): whether it can connect, the schema's
@@ -147,6 +151,7 @@ pub fn examine(root: &Path, from: &str) -> Report {
         }
         Ok(_) => {}
     }
+    permissions::check(&mut report, root);
     for dir in [
         root.to_path_buf(),
         root.join(INBOX_DIR),
@@ -505,6 +510,12 @@ mod tests {
     #[test]
     fn an_empty_root_is_fine_and_left_as_it_was() {
         let dir = tempfile::tempdir().unwrap();
+        // Private, as the outbox creates it (a 0755 root is a finding).
+        fs::set_permissions(
+            dir.path(),
+            std::os::unix::fs::PermissionsExt::from_mode(0o700),
+        )
+        .unwrap();
         let report = examine(dir.path(), "$OUTBOX_ROOT");
         assert!(!report.has_problems(), "{}", report.render());
         assert!(report.render().contains("(from $OUTBOX_ROOT)"));

@@ -1,20 +1,52 @@
-//! `commit --from-hook`: a child's Claude Code Stop (or SubagentStop) hook
-//! input turned into a completion record.
+//! `commit --from-hook`: a child's Claude Code hook input turned into a
+//! completion record.
 //!
 //! The input is the JSON object Claude Code writes on the hook's stdin.
-//! Read: `hook_event_name` (required, `Stop` or `SubagentStop`),
-//! `session_id` (required: the child's id), `last_assistant_message` (the
-//! summary, when present), and for `SubagentStop` `agent_id` (the
-//! subagent's id, which then is the child's id: a subagent shares its
-//! parent's `session_id`) and `agent_type` (its title). Everything else
-//! (`transcript_path`, `stop_hook_active`, `cwd`, ...) is ignored.
+//! Read: `hook_event_name` (required, one of [`EVENTS`]), `session_id`
+//! (required: the child's id), `last_assistant_message` (the summary, when
+//! present), and per event:
+//!
+//! - `Stop`: status `success`.
+//! - `SubagentStop`: `agent_id` (the subagent's id, which then is the
+//!   child's id: a subagent shares its parent's `session_id`) and
+//!   `agent_type` (its title); status `success`.
+//! - `StopFailure` (a turn that ended in an API error, instead of Stop):
+//!   status `error`; the summary says `error` and `error_details`, then
+//!   the last message ("API Error: …"). Each failure is its own turn
+//!   (`prompt_id`, else the time, is its output hash), so a second
+//!   identical error is not taken for a re-emit of the first.
+//! - `SessionEnd`: status `ended`, the summary names `reason`; one turn
+//!   per session. The caller commits it only when nothing of the child is
+//!   pending ([`FromHook::only_if_nothing_pending`]): a pending report
+//!   would otherwise be superseded (last wins) before the parent saw it.
+//!
+//! Everything else (`transcript_path`, `stop_hook_active`, `cwd`, ...) is
+//! ignored.
 
 use outbox::Record;
-use outbox::stop_hook::STOP_EVENTS;
 use serde_json::{Map, Value};
 
-/// The status of a record committed from a hook: the child ended a turn.
+/// The status of a record committed from a Stop or SubagentStop hook: the
+/// child ended a turn.
 pub const STATUS: &str = "success";
+
+/// The status of a record committed from a StopFailure hook.
+pub const STATUS_ERROR: &str = "error";
+
+/// The status of a record committed from a SessionEnd hook.
+pub const STATUS_ENDED: &str = "ended";
+
+/// The hook events `commit --from-hook` understands.
+pub const EVENTS: [&str; 4] = ["Stop", "SubagentStop", "StopFailure", "SessionEnd"];
+
+/// A record made from a hook input, and how to commit it.
+#[derive(Debug)]
+pub struct FromHook {
+    /// The record.
+    pub record: Record,
+    /// Commit it only when no record of its child is pending (SessionEnd).
+    pub only_if_nothing_pending: bool,
+}
 
 /// The string field `name` of the hook input: `None` when absent or
 /// `null`, an error naming it when it is not a string.
@@ -34,11 +66,9 @@ fn field(input: &Map<String, Value>, name: &str) -> Result<Option<String>, Strin
     }
 }
 
-/// The completion record for a Stop-hook input: child id from `agent_id`
-/// (SubagentStop) or `session_id`, status [`STATUS`], summary
-/// `last_assistant_message` (not yet capped), title `agent_type`
-/// (SubagentStop). Errors name the field and say what was expected.
-pub fn record(bytes: &[u8]) -> Result<Record, String> {
+/// The completion record for a hook input (see the module documentation).
+/// Errors name the field and say what was expected.
+pub fn record(bytes: &[u8]) -> Result<FromHook, String> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Err("stdin is empty: expected the hook's JSON object".to_owned());
     }
@@ -51,14 +81,14 @@ pub fn record(bytes: &[u8]) -> Result<Record, String> {
         None | Some("") => {
             return Err(format!(
                 "stdin: hook input has no hook_event_name (expected {})",
-                STOP_EVENTS.join(" or ")
+                EVENTS.join(", ")
             ));
         }
-        Some(event) if !STOP_EVENTS.contains(&event) => {
+        Some(event) if !EVENTS.contains(&event) => {
             return Err(format!(
                 "stdin: hook_event_name is {event:?}, expected {}: install this command \
-                 under hooks.Stop",
-                STOP_EVENTS.join(" or ")
+                 under those events",
+                EVENTS.join(", ")
             ));
         }
         Some(event) => event,
@@ -72,12 +102,66 @@ pub fn record(bytes: &[u8]) -> Result<Record, String> {
             return Err("stdin: hook input has no session_id (the child's id)".to_owned());
         }
     };
-    let mut record = Record::finished(child, STATUS);
-    record.done_summary = field(&input, "last_assistant_message")?.unwrap_or_default();
-    if event == "SubagentStop" {
-        record.child_title = field(&input, "agent_type")?.unwrap_or_default();
+    let message = field(&input, "last_assistant_message")?.unwrap_or_default();
+    let mut only_if_nothing_pending = false;
+    let record = match event {
+        "StopFailure" => {
+            let mut r = Record::finished(child, STATUS_ERROR);
+            let error = nonblank(field(&input, "error")?).unwrap_or_else(|| "unknown".into());
+            let mut summary = format!("the turn failed: {error}");
+            if let Some(details) = nonblank(text_field(&input, "error_details")) {
+                summary.push_str(&format!(" ({details})"));
+            }
+            if !message.trim().is_empty() {
+                summary.push('\n');
+                summary.push_str(&message);
+            }
+            r.done_summary = summary;
+            r.last_output_hash = match nonblank(field(&input, "prompt_id")?) {
+                Some(prompt) => format!("stop-failure:{prompt}"),
+                None => format!("stop-failure:{}", now_nanos()),
+            };
+            r
+        }
+        "SessionEnd" => {
+            let mut r = Record::finished(child, STATUS_ENDED);
+            let reason = nonblank(field(&input, "reason")?).unwrap_or_else(|| "unknown".into());
+            r.done_summary = format!("the session ended ({reason}) with its last turn unreported");
+            r.last_output_hash = "session-end".to_owned();
+            only_if_nothing_pending = true;
+            r
+        }
+        _ => {
+            let mut r = Record::finished(child, STATUS);
+            r.done_summary = message;
+            if event == "SubagentStop" {
+                r.child_title = field(&input, "agent_type")?.unwrap_or_default();
+            }
+            r
+        }
+    };
+    Ok(FromHook {
+        record,
+        only_if_nothing_pending,
+    })
+}
+
+/// A field as text whatever its JSON type (`error_details` may be an
+/// object): a string as is, anything else as JSON; `None` when absent or
+/// `null`.
+fn text_field(input: &Map<String, Value>, name: &str) -> Option<String> {
+    match input.get(name) {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) => Some(s.clone()),
+        Some(other) => Some(other.to_string()),
     }
-    Ok(record)
+}
+
+/// Nanoseconds since the Unix epoch (0 before it).
+fn now_nanos() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos())
 }
 
 #[cfg(test)]
@@ -91,7 +175,8 @@ mod tests {
                  "hook_event_name":"Stop","stop_hook_active":false,
                  "last_assistant_message":"done: parser","new_field":[1]}"#,
         )
-        .unwrap();
+        .unwrap()
+        .record;
         assert_eq!(
             (r.child_session_id.as_str(), r.done_status.as_str()),
             ("c1", "success")
@@ -99,7 +184,9 @@ mod tests {
         assert_eq!(r.done_summary, "done: parser");
         assert!(r.is_finished());
         // No message (an older Claude Code): an empty summary.
-        let r = record(br#"{"session_id":"c1","hook_event_name":"Stop"}"#).unwrap();
+        let r = record(br#"{"session_id":"c1","hook_event_name":"Stop"}"#)
+            .unwrap()
+            .record;
         assert_eq!(r.done_summary, "");
     }
 
@@ -109,13 +196,16 @@ mod tests {
             br#"{"session_id":"main","hook_event_name":"SubagentStop","agent_id":"a7",
                  "agent_type":"reviewer","last_assistant_message":"ok"}"#,
         )
-        .unwrap();
+        .unwrap()
+        .record;
         assert_eq!(
             (r.child_session_id.as_str(), r.child_title.as_str()),
             ("a7", "reviewer")
         );
         // agent_id counts only for SubagentStop.
-        let r = record(br#"{"session_id":"s","hook_event_name":"Stop","agent_id":"a"}"#).unwrap();
+        let r = record(br#"{"session_id":"s","hook_event_name":"Stop","agent_id":"a"}"#)
+            .unwrap()
+            .record;
         assert_eq!(r.child_session_id, "s");
     }
 
@@ -147,5 +237,36 @@ mod tests {
             let err = record(input).unwrap_err();
             assert!(err.contains(needle), "{input:?}: {err}");
         }
+    }
+
+    #[test]
+    fn a_failed_turn_and_an_ended_session_are_completions() {
+        let r = record(
+            br#"{"session_id":"c1","hook_event_name":"StopFailure","error":"rate_limit",
+                 "last_assistant_message":"API Error: 429","prompt_id":"p9"}"#,
+        )
+        .unwrap();
+        assert!(!r.only_if_nothing_pending);
+        let r = r.record;
+        assert_eq!(
+            (r.child_session_id.as_str(), r.done_status.as_str()),
+            ("c1", "error")
+        );
+        assert_eq!(
+            r.done_summary,
+            "the turn failed: rate_limit\nAPI Error: 429"
+        );
+        assert_eq!(r.last_output_hash, "stop-failure:p9");
+        let r = record(
+            br#"{"session_id":"c1","hook_event_name":"StopFailure","error_details":{"code":1}}"#,
+        )
+        .unwrap()
+        .record;
+        assert_eq!(r.done_summary, "the turn failed: unknown ({\"code\":1})");
+        let r = record(br#"{"session_id":"c1","hook_event_name":"SessionEnd","reason":"logout"}"#)
+            .unwrap();
+        assert!(r.only_if_nothing_pending);
+        assert_eq!(r.record.done_status, "ended");
+        assert!(r.record.done_summary.contains("(logout)"), "{:?}", r.record);
     }
 }

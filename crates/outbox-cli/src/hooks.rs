@@ -13,11 +13,18 @@ use clap::Args;
 /// with --child, a child's; with --subagents, the parent's SubagentStop
 /// hook for its background subagents).
 ///
-/// The parent's Stop hook runs `outbox stop-hook --parent P`: when
-/// children of P completed, the parent is told before it may stop. A
-/// child's Stop hook runs `outbox commit --parent P --from-hook`: each time
-/// the child ends a turn, its last message becomes a completion record in
-/// P's inbox.
+/// The parent's hooks: Stop runs `outbox stop-hook --parent P` (when
+/// children of P completed, the parent is told before it may stop);
+/// UserPromptSubmit and SessionStart run `outbox context-hook --parent P`
+/// (what is pending, or was shown and not acted on, is added to the
+/// model's context). A record shown either way stays pending until the
+/// session's next move confirms it was acted on (see `stop-hook --help`).
+///
+/// A child's hooks run `outbox commit --parent P --from-hook` on Stop (the
+/// child's last message becomes a completion record in P's inbox),
+/// StopFailure (a turn that ended in an API error: a completion with status
+/// `error`) and SessionEnd (the session ended: a completion with status
+/// `ended`, unless the child's last report is still pending).
 ///
 /// --subagents prints SubagentStop running `outbox commit --parent P
 /// --from-hook`, for the parent's settings: each subagent that finishes
@@ -33,6 +40,11 @@ use clap::Args;
 /// merge the fragment into .claude/settings.json or
 /// .claude/settings.local.json of a project only that side runs in. Not
 /// ~/.claude/settings.json, which every session reads.
+///
+/// A store URL with a password is refused (the settings, every hook's argv
+/// and Claude Code's messages to the model would carry it): keep the
+/// password in ~/.pgpass, or the URL in a private file named by
+/// --store-file, which the commands then name instead.
 ///
 /// `outbox hooks install` and `outbox hooks uninstall` merge the same hooks
 /// into a settings file, or take exactly them out again.
@@ -58,7 +70,8 @@ pub struct HooksArgs {
     #[arg(long, value_name = "ID", required = true)]
     pub parent: Option<String>,
     /// Print a child's hooks (commit --from-hook on Stop, StopFailure and
-    /// SessionEnd) instead of the parent's.
+    /// SessionEnd) instead of the parent's (stop-hook on Stop, context-hook
+    /// on UserPromptSubmit and SessionStart).
     #[arg(long, conflicts_with = "subagents")]
     pub child: bool,
     /// Print the parent's SubagentStop hook (commit --from-hook), which
@@ -97,9 +110,16 @@ impl HooksArgs {
 pub enum StoreArg {
     /// `--root DIR`: the file store on this (absolute) data root.
     Root(PathBuf),
-    /// `--store URL`: the PostgreSQL store.
+    /// `--allow-shared-root --root DIR`: the same, on a root other users
+    /// can write (the user accepted the risk).
+    SharedRoot(PathBuf),
+    /// `--store URL`: the PostgreSQL store (a URL without a password; see
+    /// `private::hook_store_arg`).
     #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
     Store(String),
+    /// `--store-file FILE`: the store whose URL this (absolute) file holds.
+    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
+    StoreFile(PathBuf),
 }
 
 /// One hook of a fragment: the Claude Code event it runs on and its
@@ -129,7 +149,14 @@ pub fn entries(
     };
     let store = match store {
         StoreArg::Root(root) => format!("--root {}", utf8("the data root", root)?),
+        StoreArg::SharedRoot(root) => {
+            format!(
+                "--allow-shared-root --root {}",
+                utf8("the data root", root)?
+            )
+        }
         StoreArg::Store(url) => format!("--store {}", shell_quote(url)),
+        StoreArg::StoreFile(path) => format!("--store-file {}", utf8("the store file", path)?),
     };
     let prefix = format!("{} {store}", utf8("the binary's path", binary)?);
     let parent = parent_arg(args.parent.as_deref().unwrap_or_default());
@@ -139,14 +166,22 @@ pub fn entries(
         Some(title) => format!("{commit} --title {}", shell_quote(title)),
         None => commit.clone(),
     };
-    let stop = command("stop-hook {}");
+    let (stop, context) = (command("stop-hook {}"), command("context-hook {}"));
     let entry = |event, command: &String| HookEntry {
         event,
         command: command.clone(),
     };
     Ok(match args.role() {
-        Role::Parent => vec![entry("Stop", &stop)],
-        Role::Child => vec![entry("Stop", &child_commit)],
+        Role::Parent => vec![
+            entry("Stop", &stop),
+            entry("UserPromptSubmit", &context),
+            entry("SessionStart", &context),
+        ],
+        Role::Child => vec![
+            entry("Stop", &child_commit),
+            entry("StopFailure", &child_commit),
+            entry("SessionEnd", &child_commit),
+        ],
         Role::Subagents => vec![entry("SubagentStop", &commit)],
     })
 }
@@ -256,8 +291,12 @@ mod tests {
     fn each_role_lists_its_events_and_the_fragment_prints_exactly_them() {
         let store = StoreArg::Store("postgres://u@h/db".into());
         for (child, subagents, events) in [
-            (false, false, vec!["Stop"]),
-            (true, false, vec!["Stop"]),
+            (
+                false,
+                false,
+                vec!["Stop", "UserPromptSubmit", "SessionStart"],
+            ),
+            (true, false, vec!["Stop", "StopFailure", "SessionEnd"]),
             (false, true, vec!["SubagentStop"]),
         ] {
             let args = HooksArgs {

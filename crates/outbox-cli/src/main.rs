@@ -3,18 +3,20 @@
 //!
 //! Thin glue over the [`outbox`] library: each subcommand parses its
 //! arguments, calls one library operation and prints the result. The
-//! Claude Code Stop-hook rule lives in [`outbox::stop_hook`]. The newer
-//! commands live in their own modules: `exec` (`drain --exec`),
-//! `from_hook` (`commit --from-hook`), `hooks`, `settings` (`hooks
-//! install|uninstall`, over `jsonspan`), `watch` (`watch`, `wait`),
-//! `doctor` and `claude_doctor`, `show` and `generate` (`completions`,
-//! `man`).
+//! Claude Code hook rules live in [`outbox::handover`] and
+//! [`outbox::stop_hook`]. The newer commands live in their own modules:
+//! `exec` (`drain --exec`), `from_hook` (`commit --from-hook`),
+//! `handover_cmd` (`stop-hook`'s default mode, `context-hook`), `hooks`,
+//! `settings` (`hooks install|uninstall`, over `jsonspan`), `watch`
+//! (`watch`, `wait`), `doctor` and `claude_doctor`, `show` and `generate`
+//! (`completions`, `man`).
 //!
 //! Exit status: 0 success; 1 a "no" answer (`pending` with nothing
 //! pending, `doctor` with something to fix); 2 a usage or I/O error, with
 //! one line on stderr naming what and where. The hooks (`stop-hook`,
-//! `commit --from-hook`) never exit 2 (Claude Code would read 2 as
-//! "block"): their errors exit 1. See `outbox --help` and `README.md`.
+//! `context-hook`, `commit --from-hook`) never exit 2 (Claude Code would
+//! read 2 as "block"): their errors exit 1. See `outbox --help` and
+//! `README.md`.
 
 mod claude_doctor;
 mod commit_form;
@@ -23,8 +25,10 @@ mod duration;
 mod exec;
 mod from_hook;
 mod generate;
+mod handover_cmd;
 mod hooks;
 mod jsonspan;
+mod private;
 mod render;
 mod root;
 mod settings;
@@ -40,7 +44,7 @@ use std::time::Duration;
 
 use clap::{Args, CommandFactory, Parser, Subcommand};
 use outbox::stop_hook::{self, HookInput, StopHookError, StopOutcome};
-use outbox::{DrainWithError, Outbox, Record, Store, SweepReport};
+use outbox::{DrainWithError, Record, Store, SweepReport};
 
 use crate::store::{AnyStore, Location};
 use serde::Deserialize;
@@ -76,8 +80,9 @@ const LONG_ABOUT: &str = "\
 A durable per-parent outbox: child sessions commit completion records, the
 parent drains each turn once.
 
-Store: --store URL, else --root DIR, else $OUTBOX_STORE, else $OUTBOX_ROOT,
-else $XDG_DATA_HOME/outbox, else ~/.local/share/outbox. A postgres:// URL is the
+Store: --store URL (or --store-file FILE), else --root DIR, else $OUTBOX_STORE
+(or $OUTBOX_STORE_FILE), else $OUTBOX_ROOT, else $XDG_DATA_HOME/outbox, else
+~/.local/share/outbox. A postgres:// URL is the
 PostgreSQL store (for agents on several hosts); a path or file:PATH is the
 file store (the default) on that data root. The layout is agent-deck's, so --root may point at an
 agent-deck data directory, but only while agent-deck is stopped: agent-deck does
@@ -88,8 +93,8 @@ rewrites the same inbox is lost. `pending` and `peek` never write; `drain`,
 Exit status: 0 success; 1 a \"no\" answer (`pending` with nothing pending,
 `doctor` with something to fix); 2 a usage or I/O error (or a `drain --exec`
 command that did not confirm), with one line on stderr naming what and where.
-The hooks (`stop-hook`, `commit --from-hook`) never exit 2 (Claude Code reads
-2 as \"block\"): their errors exit 1.";
+The hooks (`stop-hook`, `context-hook`, `commit --from-hook`) never exit 2
+(Claude Code reads 2 as \"block\"): their errors exit 1.";
 
 const AFTER_HELP: &str = "\
 Example:
@@ -111,6 +116,21 @@ struct Cli {
     /// $OUTBOX_STORE, else the data root].
     #[arg(long, global = true, value_name = "URL", conflicts_with = "root")]
     store: Option<String>,
+    /// Read the store's URL from FILE, which must be yours and private
+    /// (chmod 600): keeps a password out of argv and hook settings
+    /// [default: $OUTBOX_STORE_FILE].
+    #[arg(
+        long = "store-file",
+        global = true,
+        value_name = "FILE",
+        conflicts_with_all = ["root", "store"]
+    )]
+    store_file: Option<PathBuf>,
+    /// RISK: use a data root that other users can write or own (anyone who
+    /// can write it can plant, remove or reorder records). Without it such
+    /// a root is refused; see the README's Security section.
+    #[arg(long = "allow-shared-root", global = true)]
+    allow_shared_root: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -123,6 +143,7 @@ enum Command {
     Peek(PeekArgs),
     Sweep(SweepArgs),
     StopHook(StopHookArgs),
+    ContextHook(handover_cmd::ContextHookArgs),
     Hooks(hooks::HooksArgs),
     Show(show::ShowArgs),
     Doctor(doctor::DoctorArgs),
@@ -144,11 +165,13 @@ enum Command {
 /// durable. Warns on stderr when the turn was already consumed (no drain
 /// will deliver it; a new --output-hash marks a new turn).
 ///
-/// --from-hook reads the Stop (or SubagentStop) hook's JSON on stdin and
-/// commits a completion: the child is session_id (agent_id for
-/// SubagentStop), the status `success`, the summary last_assistant_message
-/// (empty when absent). hook_event_name must be Stop or SubagentStop;
-/// unknown fields are ignored. Its errors print one line on stderr and exit
+/// --from-hook reads a child's hook JSON on stdin and commits a
+/// completion: the child is session_id (agent_id for SubagentStop). Stop
+/// and SubagentStop: status `success`, summary last_assistant_message
+/// (empty when absent). StopFailure: status `error`, the error and the last
+/// message. SessionEnd: status `ended` with the reason, not committed
+/// while a record of the child is pending (it would replace that report).
+/// Unknown fields are ignored. Its errors print one line on stderr and exit
 /// 1, never 2 (Claude Code reads 2 as "block"), so a broken hook never
 /// traps the agent. `outbox hooks --child` prints the settings to install
 /// it.
@@ -217,8 +240,8 @@ struct CommitArgs {
         ]
     )]
     json: bool,
-    /// Read a Claude Code Stop or SubagentStop hook input on stdin and
-    /// commit the child's completion (see above).
+    /// Read a Claude Code Stop, StopFailure, SessionEnd or SubagentStop
+    /// hook input on stdin and commit the child's completion (see above).
     #[arg(
         long = "from-hook",
         conflicts_with_all = [
@@ -351,31 +374,44 @@ struct SweepArgs {
     older_than: Duration,
 }
 
-/// The Claude Code Stop hook: read the hook's JSON on stdin and, when
-/// child sessions completed, print {"decision":"block","reason":...} so the
-/// agent handles them before it stops.
+/// The Claude Code Stop hook of a parent: read the hook's JSON on stdin
+/// and, when child sessions completed, print
+/// {"decision":"block","reason":...} so the agent handles them before it
+/// stops.
 ///
-/// Nothing pending: prints nothing and writes nothing. "stop_hook_active":
-/// false (or missing) resets the consecutive-block counter; after 3
-/// consecutive blocks the hook stops blocking and leaves the records for
-/// the heartbeat drain. The counter (`runtime/stop-blocks/<id>.json`) is
-/// persisted before draining; if that fails the hook neither blocks nor
-/// drains. The reason shows the pending records that fit its budget (16 000
-/// characters), each child's text framed as data (lines prefixed "| ");
-/// only those are drained, the rest stay pending for the next stop, and a
-/// record too long for it is shown cut (`outbox show` prints it whole
-/// while it is pending). Records are marked consumed only after the
-/// decision was written. If the disk then fails both making the consumed ledger durable and
-/// putting the old one back, the block stands (exit 0, a warning on stderr):
-/// an error would make Claude Code ignore it while the records stay marked.
+/// Confirmed delivery (the default): the records shown stay pending until
+/// the session's next move proves the model acted on them. The next Stop
+/// with "stop_hook_active": true (Claude continued because of the block)
+/// confirms and consumes exactly the turns shown; a Stop with
+/// "stop_hook_active": false, or a UserPromptSubmit or SessionStart
+/// (context-hook) of the session first, means the block was not acted on
+/// (the user pressed Esc, which fires no hook): the same records are shown
+/// again, first, each saying it was shown before. The state (what was shown to which
+/// session, and the block counter) is persisted before printing
+/// (`runtime/stop-blocks/<id>.json` on the file store). After 3
+/// consecutive blocks in a session the hook stops blocking; the records
+/// stay pending for the session's next prompt (context-hook). Nothing
+/// drains them in the background.
+/// The reason (and the context) show the pending records that fit the
+/// budget (16 000 characters; a context at most 10 000), each child's text
+/// framed as data (lines prefixed "| "); the rest stay pending for the next
+/// delivery, and a record too long for it is shown cut (`outbox show`
+/// prints it whole while it is pending, which it is until confirmed).
 ///
-/// Empty stdin reads as {}. Unknown fields are ignored. A hook_event_name
-/// other than Stop or SubagentStop (the hook is installed under the wrong
-/// event) is an error. Every error (malformed JSON, an unusable root, a
-/// guard that cannot be persisted) prints one line on stderr, blocks
-/// nothing and exits 1 — never 2, which Claude Code would take as "block"
-/// and could trap the agent in a loop. `outbox hooks` prints the settings
-/// to install it.
+/// --consume-on-print keeps the older rule: the records are consumed as
+/// soon as the decision was written, so a block Claude Code does not act
+/// on loses them to the parent.
+///
+/// Nothing pending: prints nothing and writes nothing. Empty stdin reads as
+/// {}. Unknown fields are ignored. hook_event_name must be Stop (or
+/// absent); SubagentStop is refused (a block there keeps the *subagent*
+/// working and hands it the parent's records) unless --allow-subagent;
+/// install `commit --from-hook` under SubagentStop instead (`outbox hooks
+/// --subagents`). Every error (malformed JSON, an unusable root, a state
+/// that cannot be persisted) prints one line on stderr, blocks nothing,
+/// consumes nothing and exits 1 — never 2, which Claude Code would take as
+/// "block" and could trap the agent in a loop. `outbox hooks` prints the
+/// settings to install it.
 #[derive(Debug, Args)]
 #[command(after_help = "\
 Example, in .claude/settings.json of the parent's session:
@@ -388,6 +424,14 @@ struct StopHookArgs {
     /// input's session_id].
     #[arg(long, value_name = "ID")]
     parent: Option<String>,
+    /// Consume the records as soon as the block decision was written (the
+    /// older rule), instead of on the session's confirmation.
+    #[arg(long = "consume-on-print")]
+    consume_on_print: bool,
+    /// Accept a SubagentStop input: block the subagent with the parent's
+    /// records (they then reach the subagent, not the parent).
+    #[arg(long = "allow-subagent")]
+    allow_subagent: bool,
 }
 
 /// A command that failed: its exit status and a message for stderr.
@@ -409,12 +453,17 @@ impl Failure {
 
 impl From<outbox::Error> for Failure {
     fn from(e: outbox::Error) -> Self {
-        Failure::error(e)
+        Failure::error(private::message(&e))
     }
 }
 
 fn main() -> ExitCode {
     let args: Vec<OsString> = std::env::args_os().collect();
+    // Before anything can fail: a password given anywhere is masked in
+    // every line written from here on.
+    for given in args.iter().cloned().chain(std::env::var_os("OUTBOX_STORE")) {
+        private::remember_secrets(&given.to_string_lossy());
+    }
     let cli = match Cli::try_parse_from(&args).and_then(commit_form::check) {
         Ok(cli) => cli,
         Err(e) => {
@@ -432,7 +481,7 @@ fn main() -> ExitCode {
             if e.kind() == clap::error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
                 let _ = e.print(); // `outbox` alone: the help, on stderr.
             } else {
-                let line = usage_error_line(&e.render().to_string());
+                let line = private::scrub(&usage_error_line(&e.render().to_string()));
                 let _ = writeln!(io::stderr(), "{line}");
             }
             return ExitCode::from(code);
@@ -440,6 +489,7 @@ fn main() -> ExitCode {
     };
     let hook = match &cli.command {
         Command::StopHook(_) => Some("outbox stop-hook"),
+        Command::ContextHook(_) => Some("outbox context-hook"),
         Command::Commit(args) if args.from_hook => Some("outbox commit --from-hook"),
         _ => None,
     };
@@ -448,7 +498,7 @@ fn main() -> ExitCode {
         Err(failure) => {
             // One line, whatever the message holds; a closed stderr is
             // ignored, never a panic.
-            let message = failure.message.replace(['\n', '\r'], " ");
+            let message = private::scrub(&failure.message.replace(['\n', '\r'], " "));
             let _ = writeln!(io::stderr(), "{}: {message}", hook.unwrap_or("outbox"));
             // A hook's error must not read as "block" (see `StopHookArgs`).
             let code = if hook.is_some() {
@@ -491,7 +541,7 @@ fn usage_error_line(rendered: &str) -> String {
 /// not 2.
 fn runs_as_hook(args: &[OsString]) -> bool {
     match subcommand_of(args) {
-        Some(sub) if sub == "stop-hook" => true,
+        Some(sub) if sub == "stop-hook" || sub == "context-hook" => true,
         Some(sub) if sub == "commit" => args.iter().any(|a| a == "--from-hook"),
         _ => false,
     }
@@ -502,7 +552,7 @@ fn runs_as_hook(args: &[OsString]) -> bool {
 fn subcommand_of(args: &[OsString]) -> Option<&OsStr> {
     let mut rest = args.iter().skip(1);
     while let Some(arg) = rest.next() {
-        if arg == "--root" || arg == "--store" {
+        if arg == "--root" || arg == "--store" || arg == "--store-file" {
             rest.next();
         } else if !arg.as_encoded_bytes().starts_with(b"-") {
             return Some(arg);
@@ -520,8 +570,12 @@ fn run(cli: Cli) -> Result<u8, Failure> {
         Command::Man(args) => return man(args),
         _ => {}
     }
-    let (loc, chooser) = store::resolve(cli.store, cli.root, |name| std::env::var_os(name))
-        .map_err(Failure::error)?;
+    private::set_policy(cli.allow_shared_root);
+    let (loc, chooser) = store::resolve(cli.store, cli.store_file, cli.root, |name| {
+        std::env::var_os(name)
+    })
+    .map_err(Failure::error)?;
+    private::set_chooser(chooser.clone());
     match cli.command {
         Command::Commit(args) => commit(&loc, args),
         Command::Drain(args) => drain(&loc, &args),
@@ -529,6 +583,7 @@ fn run(cli: Cli) -> Result<u8, Failure> {
         Command::Peek(args) => peek(&loc, &args),
         Command::Sweep(args) => sweep(&loc, &args),
         Command::StopHook(args) => run_stop_hook(&loc, args),
+        Command::ContextHook(args) => handover_cmd::context(&loc, args),
         Command::Hooks(args) => print_hooks(&loc, &args),
         Command::Show(args) => show::run(&loc, &args),
         Command::Watch(args) => watch::run_watch(&loc, &args),
@@ -550,7 +605,7 @@ fn run(cli: Cli) -> Result<u8, Failure> {
                     ),
                 ),
             );
-            print(report.render().as_bytes())?;
+            print(private::scrub(&report.render()).as_bytes())?;
             Ok(if report.has_problems() {
                 EXIT_NO
             } else {
@@ -600,13 +655,7 @@ fn print_hooks(loc: &Location, args: &hooks::HooksArgs) -> Result<u8, Failure> {
 fn hook_binary_and_store(loc: &Location) -> Result<(PathBuf, hooks::StoreArg), Failure> {
     let binary = std::env::current_exe()
         .map_err(|e| Failure::error(format!("cannot find this binary's path: {e}")))?;
-    let store = match loc {
-        Location::Files(root) => hooks::StoreArg::Root(std::path::absolute(root).map_err(|e| {
-            Failure::error(format!("{}: cannot make it absolute: {e}", root.display()))
-        })?),
-        #[cfg(feature = "postgres")]
-        Location::Postgres(url) => hooks::StoreArg::Store(url.clone()),
-    };
+    let store = private::hook_store_arg(loc).map_err(Failure::error)?;
     Ok((binary, store))
 }
 
@@ -646,7 +695,7 @@ fn open_existing(loc: &Location) -> Result<Option<AnyStore>, Failure> {
     for dir in ["inboxes", "runtime/inbox-inflight"] {
         if !matches!(root.join(dir).try_exists(), Ok(false)) {
             // Present, or unknown: let the library open it and report.
-            return Ok(Some(AnyStore::Files(Outbox::open_lazy(root))));
+            return Ok(Some(AnyStore::Files(private::open_lazy(root))));
         }
     }
     Ok(None)
@@ -671,6 +720,7 @@ fn print(bytes: &[u8]) -> Result<u8, Failure> {
 }
 
 fn warn(message: &str) {
+    let message = private::scrub(message);
     let _ = writeln!(io::stderr(), "outbox: warning: {message}");
 }
 
@@ -780,12 +830,15 @@ fn read_summary_file(path: &Path) -> Result<String, Failure> {
 }
 
 fn commit(loc: &Location, args: CommitArgs) -> Result<u8, Failure> {
+    let mut only_if_nothing_pending = false;
     let mut record = if args.json {
         parse_record(&read_stdin()?)?
     } else if args.from_hook {
         let bytes = read_stdin()?;
-        let mut record = from_hook::record(&bytes)
+        let hooked = from_hook::record(&bytes)
             .map_err(|e| Failure::error(format!("{e}; nothing committed, not blocking")))?;
+        only_if_nothing_pending = hooked.only_if_nothing_pending;
+        let mut record = hooked.record;
         if let Some(title) = args.title {
             record.child_title = title;
         }
@@ -829,10 +882,27 @@ fn commit(loc: &Location, args: CommitArgs) -> Result<u8, Failure> {
         ));
     }
     let store = match loc {
-        Location::Files(root) => AnyStore::Files(Outbox::open(root)?),
+        Location::Files(root) => AnyStore::Files(private::open_lazy(root)),
         #[cfg(feature = "postgres")]
         Location::Postgres(url) => AnyStore::postgres(url)?,
     };
+    if only_if_nothing_pending
+        && let Some(pending) = store
+            .peek(&args.parent)?
+            .into_iter()
+            .find(|r| r.child_session_id == record.child_session_id)
+    {
+        // SessionEnd: the child's last report is still pending; the end
+        // would supersede it (last wins) before the parent saw it.
+        warn(&format!(
+            "{}'s last report ({}) is still pending for {:?}; the session's end is not \
+             committed over it",
+            record.child_session_id,
+            pending.turn_key(),
+            args.parent
+        ));
+        return Ok(EXIT_OK);
+    }
     let committed = store.commit(&args.parent, record)?;
     let stamped = &committed.record;
     if committed.already_consumed {
@@ -992,6 +1062,18 @@ fn run_stop_hook(loc: &Location, args: StopHookArgs) -> Result<u8, Failure> {
             stop_hook::STOP_EVENTS.join(" or ")
         )));
     }
+    if input.hook_event_name == "SubagentStop" && !args.allow_subagent {
+        return Err(Failure::error(
+            "stdin: hook_event_name is \"SubagentStop\": a block there would keep the subagent \
+             working and hand it the parent's records, which the parent would never see; \
+             install `outbox commit --parent P --from-hook` under SubagentStop instead \
+             (outbox hooks --subagents), or pass --allow-subagent; not blocking, nothing \
+             consumed",
+        ));
+    }
+    if !args.consume_on_print {
+        return handover_cmd::stop(loc, args.parent, &input);
+    }
     let parent = match args.parent {
         Some(parent) => parent,
         None if !input.session_id.trim().is_empty() => input.session_id,
@@ -1006,30 +1088,33 @@ fn run_stop_hook(loc: &Location, args: StopHookArgs) -> Result<u8, Failure> {
         return Ok(EXIT_OK);
     };
     let opts = show::render_options(loc, &parent);
-    let outcome =
-        stop_hook::on_stop_with(&outbox, &parent, input.stop_hook_active, &opts, |json| {
-            write_stdout(format!("{json}\n").as_bytes())
-        })
-        .map_err(|e| match e {
-            StopHookError::Guard(e) => Failure::error(format!(
-                "cannot keep the loop guard ({e}); not blocking, nothing drained"
-            )),
-            StopHookError::Emit(e) => Failure::error(format!(
-                "write stdout: {e}; nothing was marked consumed, the records stay pending"
-            )),
-            StopHookError::Outbox(e) => Failure::error(drain_failure(&e)),
-            e => Failure::error(format!("{e}; not blocking")),
-        })?;
+    let outcome = stop_hook::on_stop_consume_on_print_with(
+        &outbox,
+        &parent,
+        input.stop_hook_active,
+        &opts,
+        |json| write_stdout(format!("{json}\n").as_bytes()),
+    )
+    .map_err(|e| match e {
+        StopHookError::Guard(e) => Failure::error(format!(
+            "cannot keep the loop guard ({e}); not blocking, nothing drained"
+        )),
+        StopHookError::Emit(e) => Failure::error(format!(
+            "write stdout: {e}; nothing was marked consumed, the records stay pending"
+        )),
+        StopHookError::Outbox(e) => Failure::error(drain_failure(&e)),
+        e => Failure::error(format!("{e}; not blocking")),
+    })?;
     match outcome {
         StopOutcome::GuardTripped { blocks } => {
             let _ = writeln!(
                 io::stderr(),
-                "outbox stop-hook: {blocks} consecutive blocks; not blocking again, the \
-                 records stay pending for the heartbeat drain"
+                "outbox stop-hook: {blocks} consecutive blocks; not blocking again: the \
+                 records stay pending for this session's next prompt (context-hook)"
             );
         }
         StopOutcome::BlockedNotDurable { warning, .. } => {
-            let warning = warning.replace(['\n', '\r'], " ");
+            let warning = private::scrub(&warning.replace(['\n', '\r'], " "));
             let _ = writeln!(io::stderr(), "outbox stop-hook: warning: {warning}");
         }
         _ => {}

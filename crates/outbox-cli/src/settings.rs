@@ -203,7 +203,9 @@ pub fn identity(command: &str) -> Option<(String, String)> {
     let mut rest = words[1..].iter();
     let subcommand = loop {
         let word = rest.next()?;
-        if word == "--root" || word == "--store" {
+        // The global flags that take a value (`--allow-shared-root` takes
+        // none, and is skipped as any other flag is).
+        if word == "--root" || word == "--store" || word == "--store-file" {
             rest.next()?;
         } else if !word.starts_with("--") {
             break word.clone();
@@ -220,14 +222,14 @@ pub fn identity(command: &str) -> Option<(String, String)> {
     Some((subcommand, parent?))
 }
 
-/// The store an installed hook command names: (`--root` or `--store`, its
-/// value), and the program.
+/// The store an installed hook command names: (`--root`, `--store` or
+/// `--store-file`, its value), and the program.
 pub fn named_paths(command: &str) -> Option<(String, Option<(String, String)>)> {
     let words = shell_words(command)?;
     let program = words.first()?.clone();
     let store = words
         .windows(2)
-        .find(|w| w[0] == "--root" || w[0] == "--store")
+        .find(|w| w[0] == "--root" || w[0] == "--store" || w[0] == "--store-file")
         .map(|w| (w[0].clone(), w[1].clone()));
     Some((program, store))
 }
@@ -693,6 +695,15 @@ mod tests {
         );
         assert_eq!(
             id("outbox --store \"postgres://h/db\" commit --parent=p --from-hook"),
+            Some(("commit".into(), "p".into()))
+        );
+        // The private forms `outbox hooks` prints: a store file, a shared root.
+        assert_eq!(
+            id("/x/outbox --store-file /home/u/.config/outbox/store stop-hook --parent p"),
+            Some(("stop-hook".into(), "p".into()))
+        );
+        assert_eq!(
+            id("/x/outbox --allow-shared-root --root /srv/t commit --parent p --from-hook"),
             Some(("commit".into(), "p".into()))
         );
         assert_eq!(id("/x/not-outbox stop-hook --parent p"), None);

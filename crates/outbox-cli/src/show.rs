@@ -95,24 +95,17 @@ pub fn run(loc: &Location, args: &ShowArgs) -> Result<u8, Failure> {
 
 /// The render options of a delivery for `parent` on `loc`: its show
 /// command names this binary and the store by absolute path (as `outbox
-/// hooks` does), so it runs from a model's shell as it is; a store URL
-/// appears without its password.
+/// hooks` does: `private::store_words`), so it runs from a model's shell
+/// as it is; a store URL appears without its password.
 pub fn render_options(loc: &Location, parent: &str) -> RenderOptions {
     let word = delivery::shell_word;
     let binary = std::env::current_exe()
         .ok()
         .and_then(|p| p.to_str().map(word))
         .unwrap_or_else(|| "outbox".to_owned());
-    let store = match loc {
-        Location::Files(root) => std::path::absolute(root)
-            .ok()
-            .and_then(|p| p.to_str().map(|p| format!(" --root {}", word(p))))
-            .unwrap_or_default(),
-        #[cfg(feature = "postgres")]
-        Location::Postgres(url) => {
-            format!(" --store {}", word(&outbox_postgres::redact_url(url)))
-        }
-    };
+    // As a hook names it (a store file, a shared root's flag), never with
+    // a password.
+    let store = crate::private::store_words(loc, word);
     let mut opts = RenderOptions::new(parent);
     opts.show_command = format!(
         "{binary}{store} show {}",

@@ -1,6 +1,8 @@
-//! Which store the commands use: `--store URL`, else `--root DIR`, else
-//! `OUTBOX_STORE`, else the data root of `root.rs` (the file store, the
-//! default). A `postgres://` (or `postgresql://`) URL is the PostgreSQL
+//! Which store the commands use: `--store URL` or `--store-file FILE`,
+//! else `--root DIR`, else `OUTBOX_STORE` or `OUTBOX_STORE_FILE`, else the
+//! data root of `root.rs` (the file store, the default). A store file
+//! holds the store's URL (with its password, kept out of argv and
+//! settings): it must be the user's and private (`private::read_store_file`). A `postgres://` (or `postgresql://`) URL is the PostgreSQL
 //! store; `file:PATH` or a plain path is the file store on that root.
 //! [`AnyStore`] is either, as one [`Store`].
 //!
@@ -13,20 +15,34 @@ use std::ffi::OsString;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use outbox::handover::Handover;
 use outbox::{Committed, DrainWithError, Drained, Outbox, Record, Result, Store, SweepReport};
 #[cfg(feature = "postgres")]
 use outbox_postgres::PgOutbox;
 
 use crate::root::{self, Source};
 
-/// Where the records are.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// Where the records are. Its `Debug` hides a URL's password.
+#[derive(Clone, PartialEq, Eq)]
 pub enum Location {
     /// The file store on this data root.
     Files(PathBuf),
     /// The PostgreSQL store at this URL.
     #[cfg(feature = "postgres")]
     Postgres(String),
+}
+
+impl std::fmt::Debug for Location {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Location::Files(root) => f.debug_tuple("Files").field(root).finish(),
+            #[cfg(feature = "postgres")]
+            Location::Postgres(url) => f
+                .debug_tuple("Postgres")
+                .field(&outbox::redact::redact_url(url))
+                .finish(),
+        }
+    }
 }
 
 /// The install line of a build with the PostgreSQL store, for the error a
@@ -36,12 +52,19 @@ pub const POSTGRES_INSTALL: &str = "cargo install --locked --features postgres o
      a clone: cargo install --locked --features postgres --path crates/outbox-cli)";
 
 /// Which setting chose the store.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Chooser {
     /// The `--store` flag.
     StoreFlag,
     /// The `OUTBOX_STORE` environment variable.
     StoreEnv,
+    /// A store file: `--store-file` (`env` false) or `OUTBOX_STORE_FILE`.
+    StoreFile {
+        /// The file, as given.
+        path: PathBuf,
+        /// Named by the environment variable, not the flag.
+        env: bool,
+    },
     /// A data-root setting (`--root`, `OUTBOX_ROOT`, the XDG or home
     /// default).
     Root(Source),
@@ -49,10 +72,12 @@ pub enum Chooser {
 
 impl Chooser {
     /// How a person would name the setting.
-    pub fn describe(self) -> &'static str {
+    pub fn describe(&self) -> &'static str {
         match self {
             Chooser::StoreFlag => "--store",
             Chooser::StoreEnv => "$OUTBOX_STORE",
+            Chooser::StoreFile { env: false, .. } => "--store-file",
+            Chooser::StoreFile { env: true, .. } => "$OUTBOX_STORE_FILE",
             Chooser::Root(source) => source.describe(),
         }
     }
@@ -100,10 +125,12 @@ fn postgres(scheme: &str, _url: &str) -> std::result::Result<Location, String> {
     ))
 }
 
-/// Resolves the store: `--store`, else `--root`, else `OUTBOX_STORE`, else
+/// Resolves the store: `--store` or `--store-file`, else `--root`, else
+/// `OUTBOX_STORE` or `OUTBOX_STORE_FILE` (both set is an error), else
 /// `OUTBOX_ROOT` and the data-root defaults (flags before variables).
 pub fn resolve(
     store_flag: Option<String>,
+    store_file_flag: Option<PathBuf>,
     root_flag: Option<PathBuf>,
     env: impl Fn(&str) -> Option<OsString>,
 ) -> std::result::Result<(Location, Chooser), String> {
@@ -112,6 +139,26 @@ pub fn resolve(
             parse(&value).map_err(|e| format!("--store: {e}"))?,
             Chooser::StoreFlag,
         ));
+    }
+    let from_file = |path: PathBuf, env: bool| {
+        let what = if env {
+            format!("$OUTBOX_STORE_FILE ({})", path.display())
+        } else {
+            format!("--store-file {}", path.display())
+        };
+        let value = crate::private::read_store_file(&path).map_err(|e| format!("{what}: {e}"))?;
+        let location = parse(&value).map_err(|e| format!("{what}: {e}"))?;
+        Ok((location, Chooser::StoreFile { path, env }))
+    };
+    if let Some(path) = store_file_flag {
+        return from_file(path, false);
+    }
+    let store_file_env = env("OUTBOX_STORE_FILE").filter(|v| !v.is_empty());
+    if root_flag.is_none() && store_file_env.is_some() {
+        if env("OUTBOX_STORE").is_some_and(|v| !v.is_empty()) {
+            return Err("both $OUTBOX_STORE and $OUTBOX_STORE_FILE are set: unset one".to_owned());
+        }
+        return from_file(PathBuf::from(store_file_env.unwrap_or_default()), true);
     }
     if root_flag.is_none()
         && let Some(value) = env("OUTBOX_STORE").filter(|v| !v.is_empty())
@@ -203,12 +250,16 @@ impl Store for AnyStore {
         each!(self, s => Store::forget_child(s, parent, child))
     }
 
-    fn stop_blocks(&self, parent: &str) -> Result<u32> {
-        each!(self, s => Store::stop_blocks(s, parent))
+    fn handover(&self, parent: &str) -> Result<Handover> {
+        each!(self, s => Store::handover(s, parent))
     }
 
-    fn set_stop_blocks(&self, parent: &str, count: u32) -> Result<()> {
-        each!(self, s => Store::set_stop_blocks(s, parent, count))
+    fn set_handover(&self, parent: &str, state: &Handover) -> Result<()> {
+        each!(self, s => Store::set_handover(s, parent, state))
+    }
+
+    fn consume_turns(&self, parent: &str, keys: &[String]) -> Result<Drained> {
+        each!(self, s => Store::consume_turns(s, parent, keys))
     }
 }
 
@@ -286,16 +337,16 @@ mod tests {
             ("OUTBOX_ROOT", "/env/root"),
         ];
         assert_eq!(
-            resolve(Some("/flag".into()), None, env(&vars)).unwrap(),
+            resolve(Some("/flag".into()), None, None, env(&vars)).unwrap(),
             (Location::Files("/flag".into()), Chooser::StoreFlag)
         );
         assert_eq!(
-            resolve(None, Some("/root".into()), env(&vars)).unwrap(),
+            resolve(None, None, Some("/root".into()), env(&vars)).unwrap(),
             (Location::Files("/root".into()), Chooser::Root(Source::Flag))
         );
         #[cfg(feature = "postgres")]
         assert_eq!(
-            resolve(None, None, env(&vars)).unwrap(),
+            resolve(None, None, None, env(&vars)).unwrap(),
             (
                 Location::Postgres("postgres://h/db".into()),
                 Chooser::StoreEnv
@@ -303,19 +354,19 @@ mod tests {
         );
         #[cfg(not(feature = "postgres"))]
         assert!(
-            resolve(None, None, env(&vars))
+            resolve(None, None, None, env(&vars))
                 .unwrap_err()
                 .starts_with("$OUTBOX_STORE: store postgres://...: ")
         );
         assert_eq!(
-            resolve(None, None, env(&vars[1..])).unwrap(),
+            resolve(None, None, None, env(&vars[1..])).unwrap(),
             (
                 Location::Files("/env/root".into()),
                 Chooser::Root(Source::OutboxRoot)
             )
         );
         assert!(
-            resolve(Some("ftp://x".into()), None, env(&[]))
+            resolve(Some("ftp://x".into()), None, None, env(&[]))
                 .unwrap_err()
                 .starts_with("--store: ")
         );

@@ -8,7 +8,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use outbox::delivery::{DEFAULT_BLOCK_BUDGET, RenderOptions, units};
-use outbox::stop_hook::{StopOutcome, block_decision, block_reason, on_stop};
+use outbox::handover::{self, Action, Event, Handover, Surface};
+use outbox::stop_hook::{StopOutcome, block_decision, block_reason, on_stop_consume_on_print};
 use outbox::{DrainWithError, Error, LEDGER_TTL, Record, Store, StoreErrorKind, Timestamp};
 
 pub use crate::identity::child_ids_are_exact_bytes_and_never_padded;
@@ -240,7 +241,12 @@ pub fn parent_ids_follow_the_file_outbox_rules(h: &impl Harness) {
             "{bad:?}"
         );
         assert!(
-            is_id_error(ob.set_stop_blocks(bad, 1).unwrap_err()),
+            is_id_error(ob.set_handover(bad, &Handover::default()).unwrap_err()),
+            "{bad:?}"
+        );
+        assert!(is_id_error(ob.handover(bad).unwrap_err()), "{bad:?}");
+        assert!(
+            is_id_error(ob.consume_turns(bad, &[]).unwrap_err()),
             "{bad:?}"
         );
     }
@@ -499,17 +505,22 @@ pub fn reentrant_calls_from_a_callback_are_errors_not_deadlocks(h: &impl Harness
     assert_eq!(ob.forget_child(PARENT, "c1").unwrap(), 1);
 }
 
-/// The Stop-hook rule over the store: nothing pending writes nothing; a
-/// block per stop while records come; three consecutive blocks, then the
-/// records wait; a stop not caused by a block resets the counter.
+/// The consume-on-print Stop-hook rule over the store: nothing pending
+/// writes nothing; a block per stop while records come; three consecutive
+/// blocks, then the records wait; a stop not caused by a block resets the
+/// counter (kept in the handover state).
 pub fn the_stop_hook_blocks_three_times_then_waits(h: &impl Harness) {
     let ob = h.open(&TestClock::default());
-    assert_eq!(ob.stop_blocks(PARENT).unwrap(), 0);
-    ob.set_stop_blocks(PARENT, 7).unwrap();
-    assert_eq!(ob.stop_blocks(PARENT).unwrap(), 7);
+    assert_eq!(ob.handover(PARENT).unwrap().blocks, 0);
+    let seven = Handover {
+        blocks: 7,
+        ..Handover::default()
+    };
+    ob.set_handover(PARENT, &seven).unwrap();
+    assert_eq!(ob.handover(PARENT).unwrap(), seven);
     let mut out = Vec::new();
     let mut stop = |active: bool| {
-        on_stop(&ob, PARENT, active, |json: &str| {
+        on_stop_consume_on_print(&ob, PARENT, active, |json: &str| {
             out.push(json.to_owned());
             Ok::<(), Infallible>(())
         })
@@ -563,7 +574,7 @@ pub fn the_stop_hook_consumes_only_what_its_reason_shows(h: &impl Harness) {
     let mut delivered = Vec::new();
     while ob.has_pending(PARENT).unwrap() {
         let mut emitted = String::new();
-        let outcome = on_stop(&ob, PARENT, false, |json: &str| {
+        let outcome = on_stop_consume_on_print(&ob, PARENT, false, |json: &str| {
             emitted = json.to_owned();
             Ok::<(), Infallible>(())
         })
@@ -589,6 +600,151 @@ pub fn the_stop_hook_consumes_only_what_its_reason_shows(h: &impl Harness) {
     assert_eq!(delivered, committed);
 }
 
+/// The handover state round-trips whole, per parent.
+pub fn the_handover_state_round_trips(h: &impl Harness) {
+    let ob = h.open(&TestClock::default());
+    assert_eq!(ob.handover(PARENT).unwrap(), Handover::default());
+    let long_key = format!("c@{}", "k".repeat(outbox::MAX_TURN_KEY_BYTES - 2));
+    let state = Handover {
+        blocks: 3,
+        session_id: "sess-Ü".into(),
+        surface: Some(Surface::Rewake),
+        shown: vec!["c1@a".into(), long_key, "c2@b".into()],
+        delivery: "00ff00ff00ff00ff".into(),
+        shown_at: T0,
+        emitted: true,
+    };
+    ob.set_handover(PARENT, &state).unwrap();
+    assert_eq!(ob.handover(PARENT).unwrap(), state);
+    assert_eq!(ob.handover("another").unwrap(), Handover::default());
+    let cleared = Handover {
+        blocks: 1,
+        ..Handover::default()
+    };
+    ob.set_handover(PARENT, &cleared).unwrap();
+    assert_eq!(ob.handover(PARENT).unwrap(), cleared);
+}
+
+/// `consume_turns` marks exactly the turns given and removes their
+/// records: the rest stay pending in order, a child that committed a
+/// newer turn keeps it, a key whose record is gone is still marked (its
+/// re-commit is not delivered), and an empty list changes nothing.
+pub fn consume_turns_consumes_exactly_the_turns_given(h: &impl Harness) {
+    let ob = h.open(&TestClock::default());
+    for c in ["c1", "c2", "c3"] {
+        ob.commit(PARENT, finished(c, "first")).unwrap();
+    }
+    let shown: Vec<String> = ob.peek(PARENT).unwrap()[..2]
+        .iter()
+        .map(Record::turn_key)
+        .collect();
+    // c2 finishes a newer turn after c1 and c2 were shown.
+    ob.commit(PARENT, finished("c2", "second")).unwrap();
+    assert!(ob.consume_turns(PARENT, &[]).unwrap().records.is_empty());
+    assert_eq!(children(&ob.peek(PARENT).unwrap()), ["c1", "c2", "c3"]);
+    let removed = ob.consume_turns(PARENT, &shown).unwrap();
+    assert_eq!(children(&removed.records), ["c1"]);
+    let left = ob.peek(PARENT).unwrap();
+    assert_eq!(children(&left), ["c2", "c3"]);
+    assert_eq!(left[0].done_summary, "second", "the newer turn stays");
+    // Both shown turns are consumed: c2's first turn is not delivered
+    // again when re-committed.
+    assert!(
+        ob.commit(PARENT, finished("c2", "first"))
+            .unwrap()
+            .already_consumed
+    );
+    assert!(
+        ob.commit(PARENT, finished("c1", "first"))
+            .unwrap()
+            .already_consumed
+    );
+    // Again: idempotent.
+    assert!(ob.consume_turns(PARENT, &shown).unwrap().records.is_empty());
+    assert_eq!(drain_children(&ob, PARENT), ["c3"]);
+}
+
+fn emit_into(out: &mut Vec<String>) -> impl FnOnce(&str) -> Result<(), Infallible> + '_ {
+    |text| {
+        out.push(text.to_owned());
+        Ok(())
+    }
+}
+
+/// The confirmed-delivery rules over the store: a Stop block stays pending
+/// until the next Stop with `stop_hook_active` confirms it; a Stop without
+/// it, or a prompt, shows it again first; a prompt's context is confirmed
+/// by the turn's Stop; another session never confirms.
+pub fn confirmed_delivery_follows_the_session(h: &impl Harness) {
+    let ob = h.open(&TestClock::default());
+    let mut out = Vec::new();
+    let stop = |active| Event::Stop {
+        stop_hook_active: active,
+    };
+    let prompt = Event::UserPromptSubmit {
+        prompt: "go on".into(),
+    };
+    let run = |ob: &_, session: &str, event: &Event, out: &mut Vec<String>| {
+        handover::handle(ob, PARENT, session, event, emit_into(out)).unwrap()
+    };
+    assert_eq!(
+        run(&ob, "s1", &stop(false), &mut out).action,
+        Action::NothingPending
+    );
+    assert_eq!(
+        ob.handover(PARENT).unwrap(),
+        Handover::default(),
+        "nothing written"
+    );
+    ob.commit(PARENT, finished("c1", "one")).unwrap();
+    let Action::Shown(d) = run(&ob, "s1", &stop(false), &mut out).action else {
+        panic!("no block")
+    };
+    assert_eq!((d.surface, d.again, d.blocks), (Surface::StopBlock, 0, 1));
+    assert!(ob.has_pending(PARENT).unwrap(), "pending until confirmed");
+    // Another session's Stop does not confirm; it shows the record there.
+    let Action::Shown(d) = run(&ob, "s2", &stop(true), &mut out).action else {
+        panic!("not shown to s2")
+    };
+    assert_eq!((d.again, d.blocks), (1, 1));
+    // Interrupted (no hook), then a prompt of s2: shown again as context.
+    let handled = run(&ob, "s2", &prompt, &mut out);
+    let Action::Shown(d) = handled.action else {
+        panic!("not shown again")
+    };
+    assert!(handled.confirmed.is_empty());
+    assert_eq!((d.surface, d.again), (Surface::PromptContext, 1));
+    assert!(
+        d.text
+            .contains("child \"c1\", finished a turn with status \"success\"")
+            && d.text
+                .contains("It was shown before and is not yet confirmed.")
+            && d.text.contains("\n| one"),
+        "{}",
+        d.text
+    );
+    assert!(out.last().unwrap().contains("additionalContext"));
+    // The turn's Stop confirms the context, whatever stop_hook_active.
+    ob.commit(PARENT, finished("c2", "two")).unwrap();
+    let handled = run(&ob, "s2", &stop(false), &mut out);
+    assert_eq!(children(&handled.confirmed), ["c1"]);
+    let Action::Shown(d) = handled.action else {
+        panic!("c2 not shown")
+    };
+    assert_eq!((children(&d.records), d.again), (vec!["c2"], 0));
+    // Not acted on (a Stop without stop_hook_active): shown again.
+    let Action::Shown(d) = run(&ob, "s2", &stop(false), &mut out).action else {
+        panic!("not shown again")
+    };
+    assert_eq!((d.again, d.blocks), (1, 1));
+    let handled = run(&ob, "s2", &stop(true), &mut out);
+    assert_eq!(children(&handled.confirmed), ["c2"]);
+    assert_eq!(handled.action, Action::NothingPending);
+    assert!(!ob.has_pending(PARENT).unwrap());
+    assert!(!ob.handover(PARENT).unwrap().awaits_confirmation());
+    assert_eq!(drain_children(&ob, PARENT), Vec::<String>::new());
+}
+
 /// What happens to one parent never shows in another.
 pub fn parents_are_independent(h: &impl Harness) {
     let ob = h.open(&TestClock::default());
@@ -597,8 +753,13 @@ pub fn parents_are_independent(h: &impl Harness) {
     assert_eq!(drain_children(&ob, "p1"), ["c"]);
     assert!(ob.has_pending("p2").unwrap());
     assert_eq!(drain_children(&ob, "p2"), ["c"]);
-    ob.set_stop_blocks("p1", 2).unwrap();
-    assert_eq!(ob.stop_blocks("p2").unwrap(), 0);
+    let two = Handover {
+        blocks: 2,
+        session_id: "s".into(),
+        ..Handover::default()
+    };
+    ob.set_handover("p1", &two).unwrap();
+    assert_eq!(ob.handover("p2").unwrap(), Handover::default());
     assert_eq!(ob.forget_child("p2", "c").unwrap(), 1);
     assert!(
         ob.commit("p1", finished("c", "one"))

@@ -34,7 +34,8 @@
 //! processes start at once (one transaction under an advisory lock).
 //! `pending` holds one row per (parent, child): the child's last record,
 //! its JSON line, its turn key and a `seq` from a sequence; `consumed` is
-//! the ledger; `stop_blocks` the Stop-hook guard; `quarantine` the rows a
+//! the ledger; `stop_blocks` the handover state (`outbox::handover`: what
+//! was shown to the parent's session, and the Stop-hook guard); `quarantine` the rows a
 //! drain could not read back.
 //!
 //! # Commit
@@ -127,6 +128,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use conn::{Conn, Net, PgError};
 use outbox::format::{BadLine, BadLineReason, decode_line};
+use outbox::handover::{Handover, Surface};
 use outbox::{
     Committed, DrainWithError, Drained, Error, LEDGER_TTL, Outcome, Record, Result, Store,
     StoreError, StoreErrorKind, SweepReport, check_parent_id,
@@ -136,6 +138,8 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::{Row, Statement};
 
 pub use listen::Listener;
+// Kept here too: callers of this crate found them here first.
+pub use outbox::redact::{MASK, has_password, passwords, redact_text, redact_url};
 pub use schema::VERSION as SCHEMA_VERSION;
 
 /// The schema [`PgOutbox::connect`] uses.
@@ -246,10 +250,22 @@ mod sql {
           AND left(turn_key, length(turn_key) - strpos(reverse(turn_key), '@')) = $2";
     pub const PENDING_COUNTS: &str =
         "SELECT parent, count(*) FROM {s}.pending GROUP BY parent ORDER BY parent";
-    pub const STOP_BLOCKS: &str = "SELECT count FROM {s}.stop_blocks WHERE parent = $1";
-    pub const SET_STOP_BLOCKS: &str = "\
-        INSERT INTO {s}.stop_blocks (parent, count) VALUES ($1, $2)
-        ON CONFLICT (parent) DO UPDATE SET count = excluded.count";
+    pub const HANDOVER: &str = "\
+        SELECT count, session_id, surface, shown, delivery, shown_at, emitted
+        FROM {s}.stop_blocks WHERE parent = $1";
+    pub const SET_HANDOVER: &str = "\
+        INSERT INTO {s}.stop_blocks
+            (parent, count, session_id, surface, shown, delivery, shown_at, emitted)
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+        ON CONFLICT (parent) DO UPDATE SET count = excluded.count,
+            session_id = excluded.session_id, surface = excluded.surface,
+            shown = excluded.shown, delivery = excluded.delivery,
+            shown_at = excluded.shown_at, emitted = excluded.emitted";
+    pub const TURN_ROWS: &str = "\
+        SELECT p.child, p.seq, p.line, EXISTS (SELECT 1 FROM {s}.consumed c
+            WHERE c.parent = $1 AND c.turn_key = p.turn_key)
+        FROM {s}.pending p WHERE p.parent = $1 AND p.turn_key = ANY($2)
+        ORDER BY coalesce(p.first_seq, p.seq)";
 }
 
 impl Conn {
@@ -311,9 +327,12 @@ fn classify(e: &PgError) -> StoreErrorKind {
     }
 }
 
-/// The driver's error with its causes (see [`PgError`]'s `Display`).
+/// The driver's error with its causes (see [`PgError`]'s `Display`),
+/// scrubbed of passwords ([`redact_text`]): neither the driver nor the
+/// server should echo a connection string, but a message is no place to
+/// find out they did.
 fn reason(e: &PgError) -> String {
-    e.to_string()
+    redact_text(&e.to_string())
 }
 
 /// Whether the server itself answered `e` (then the statement or
@@ -394,7 +413,8 @@ impl PgOutbox {
                 redact_url(url),
                 StoreErrorKind::Connect,
                 Outcome::NotApplied,
-                e,
+                // The parser's words, scrubbed like every driver message.
+                redact_text(&e.to_string()),
             )
         };
         // libpq's tcp_user_timeout is in milliseconds; the driver would read
@@ -908,39 +928,6 @@ fn store_error(
     Error::Store(Box::new(StoreError::new(op, store, kind, outcome, source)))
 }
 
-/// `url` with any password replaced (in its user info, a query parameter,
-/// or a `key=value` string), for messages about a URL that was refused.
-pub fn redact_url(url: &str) -> String {
-    let Some(scheme) = url.find("://") else {
-        return if url.to_ascii_lowercase().contains("pass") {
-            "the store URL (it names a password)".to_owned()
-        } else {
-            url.to_owned()
-        };
-    };
-    let mut text = match url.rfind('@') {
-        Some(at) if at > scheme => match url[scheme + 3..at].split_once(':') {
-            Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
-            None => url.to_owned(),
-        },
-        _ => url.to_owned(),
-    };
-    if let Some(q) = text.find('?') {
-        let params: Vec<String> = text[q + 1..]
-            .split('&')
-            .map(|p| match p.split_once('=') {
-                // `%`: a key may be percent-encoded (`pass%77ord`).
-                Some((k, _)) if k.to_ascii_lowercase().contains("pass") || k.contains('%') => {
-                    format!("{k}=***")
-                }
-                _ => p.to_owned(),
-            })
-            .collect();
-        text = format!("{}?{}", &text[..q], params.join("&"));
-    }
-    text
-}
-
 /// `postgres://user@host:port/db (schema s)`, without the password.
 fn describe(config: &tokio_postgres::Config, schema: &str) -> String {
     use tokio_postgres::config::Host;
@@ -1095,23 +1082,88 @@ impl Store for PgOutbox {
         Ok(usize::try_from(n).unwrap_or(usize::MAX))
     }
 
-    fn stop_blocks(&self, parent: &str) -> Result<u32> {
+    fn handover(&self, parent: &str) -> Result<Handover> {
         check_parent_id(parent)?;
-        let count: Option<i64> = self.run("stop_blocks", false, |c, q| {
-            let st = c.statement(q, sql::STOP_BLOCKS)?;
-            Ok(c.query_opt(&st, &[&parent])?.map(|r| r.get(0)))
+        let row = self.run("handover", false, |c, q| {
+            let st = c.statement(q, sql::HANDOVER)?;
+            c.query_opt(&st, &[&parent])
         })?;
-        Ok(count.map_or(0, |n| u32::try_from(n).unwrap_or(0)))
+        let Some(row) = row else {
+            return Ok(Handover::default());
+        };
+        let count: i64 = row.get(0);
+        let surface: Option<String> = row.get(2);
+        Ok(Handover {
+            blocks: u32::try_from(count).unwrap_or(0),
+            session_id: row.get(1),
+            surface: surface.as_deref().and_then(Surface::parse),
+            shown: row.get(3),
+            delivery: row.get(4),
+            shown_at: row.get(5),
+            emitted: row.get(6),
+        })
     }
 
-    fn set_stop_blocks(&self, parent: &str, count: u32) -> Result<()> {
+    fn set_handover(&self, parent: &str, state: &Handover) -> Result<()> {
         check_parent_id(parent)?;
-        let count = i64::from(count);
-        self.run("set_stop_blocks", true, |c, q| {
-            let st = c.statement(q, sql::SET_STOP_BLOCKS)?;
-            c.execute(&st, &[&parent, &count])
+        let count = i64::from(state.blocks);
+        let surface = state.surface.map(Surface::as_str);
+        self.run("set_handover", true, |c, q| {
+            let st = c.statement(q, sql::SET_HANDOVER)?;
+            c.execute(
+                &st,
+                &[
+                    &parent,
+                    &count,
+                    &state.session_id,
+                    &surface,
+                    &state.shown,
+                    &state.delivery,
+                    &state.shown_at,
+                    &state.emitted,
+                ],
+            )
         })?;
         Ok(())
+    }
+
+    /// One transaction under the parent's drain lock: the rows of those
+    /// turns, then `finish_drain` deletes them (each only if still the
+    /// version read) and marks every key given.
+    fn consume_turns(&self, parent: &str, keys: &[String]) -> Result<Drained> {
+        check_parent_id(parent)?;
+        let ttl = i64::try_from(LEDGER_TTL.as_secs()).unwrap_or(i64::MAX);
+        let now = self.now_unix();
+        let keys: Vec<String> = keys.to_vec();
+        let rows = self.locked("consume_turns", parent, |c, q| {
+            let st = c.statement(q, sql::TURN_ROWS)?;
+            let rows: Vec<(String, i64, String, bool)> = c
+                .query(&st, &[&parent, &keys])?
+                .iter()
+                .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
+                .collect();
+            let children: Vec<&str> = rows.iter().map(|r| r.0.as_str()).collect();
+            let seqs: Vec<i64> = rows.iter().map(|r| r.1).collect();
+            let none: Vec<String> = Vec::new();
+            let no_seqs: Vec<i64> = Vec::new();
+            let st = c.statement(q, sql::FINISH)?;
+            c.execute(
+                &st,
+                &[
+                    &parent, &children, &seqs, &keys, &none, &no_seqs, &none, &now, &ttl,
+                ],
+            )?;
+            Ok(rows)
+        })?;
+        let mut drained = Drained::default();
+        // Rows of turns consumed before are removed, not returned (as a
+        // drain drops them).
+        drained.records = rows
+            .iter()
+            .filter(|(_, _, _, consumed)| !consumed)
+            .filter_map(|(_, _, line, _)| decode_line(line.as_bytes()).ok())
+            .collect();
+        Ok(drained)
     }
 }
 

@@ -13,7 +13,7 @@ use crate::conn::{Conn, PgError};
 use crate::lock_key;
 
 /// The schema version this code reads and writes.
-pub const VERSION: i32 = 4;
+pub const VERSION: i32 = 5;
 
 /// The steps, in order: step `n` (1-based) moves the schema from version
 /// `n - 1` to `n`. `{s}` is the quoted schema name. Never edit a step that
@@ -215,6 +215,21 @@ BEGIN
     END IF;
 END
 $fn$;
+"#,
+    r#"
+-- The Stop-hook guard becomes the parent's handover state (confirmed
+-- delivery, `outbox::handover`): besides the consecutive-block counter,
+-- the session the records were shown to, where (`surface`: stop_block,
+-- prompt_context, session_context, rewake; NULL when nothing awaits
+-- confirmation), the turn keys shown, a rewake's delivery id, when, and
+-- whether the delivery was emitted.
+ALTER TABLE {s}.stop_blocks
+    ADD COLUMN session_id text   NOT NULL DEFAULT '',
+    ADD COLUMN surface    text,
+    ADD COLUMN shown      text[] NOT NULL DEFAULT '{}',
+    ADD COLUMN delivery   text   NOT NULL DEFAULT '',
+    ADD COLUMN shown_at   bigint NOT NULL DEFAULT 0,
+    ADD COLUMN emitted    boolean NOT NULL DEFAULT false;
 "#,
 ];
 

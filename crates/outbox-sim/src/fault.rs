@@ -441,6 +441,20 @@ impl<I: Io> Io for FaultIo<I> {
     fn nonce(&self) -> u64 {
         self.inner.nonce()
     }
+
+    // The ownership queries pass through uncounted and never fail: faults
+    // are planned by operation index, and these are no data operations.
+    fn entry_meta(&self, path: &Path) -> io::Result<Option<outbox::io::EntryMeta>> {
+        self.inner.entry_meta(path)
+    }
+
+    fn canonicalize(&self, path: &Path) -> io::Result<PathBuf> {
+        self.inner.canonicalize(path)
+    }
+
+    fn user_id(&self) -> Option<u32> {
+        self.inner.user_id()
+    }
 }
 
 #[cfg(test)]

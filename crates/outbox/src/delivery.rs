@@ -75,7 +75,7 @@
 //! | `additionalContext` of the prompt-side hooks, an `asyncRewake` hook's stderr | [`render`], [`Surface::Context`] / [`Surface::Rewake`] (for the hooks that emit them) |
 //! | `outbox show` (text) | [`render`], [`Surface::Text`] |
 //! | `outbox drain` and `outbox peek` (text) | one line per record, tab-separated columns, backslashes and every [`is_hidden`] character escaped ([`escape_line`]): a field cannot start a line |
-//! | `--json` of `drain`, `peek`, `show`, and `drain --exec`'s input | JSON, which escapes control characters |
+//! | `--json` of `drain`, `peek`, `show`; the input of `drain --exec`'s and `watch`'s command | JSON, which escapes control characters |
 //! | error and warning lines on stderr that name a child or a parent | Rust's `{:?}` quoting, which escapes control characters |
 //!
 //! ```

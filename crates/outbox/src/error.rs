@@ -164,6 +164,11 @@ pub enum Error {
     /// failure and whether its effect is known.
     #[error(transparent)]
     Store(Box<crate::store::StoreError>),
+    /// The data root is not its user's alone: another user owns or can
+    /// write it, a directory of its layout or one above it (see
+    /// [`RootPolicy`](crate::RootPolicy)). Nothing was read or written.
+    #[error("{0}")]
+    UnsafeRoot(Box<crate::root_check::UnsafeRoot>),
 }
 
 fn marks_kept_message(error: &Error, undo: &Error, visible: bool, records: &[Record]) -> String {

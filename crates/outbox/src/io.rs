@@ -14,12 +14,57 @@
 //! [`StdIo`] is the real implementation. Its fsync is injectable per
 //! instance ([`StdIo::with_fsync`]), so a test can count fsyncs or stub them
 //! out without swapping anything process-global.
+//!
+//! **Private files.** [`StdIo`] creates every file [`FILE_MODE`] (0600)
+//! and every directory [`DIR_MODE`] (0700), whatever the process's umask:
+//! the mode is asked for at creation (a umask can only clear bits of it,
+//! never add any), and the new file or directory is then set to exactly
+//! that mode (`fchmod`, `chmod`), so a umask that clears owner bits
+//! (0277, say) cannot leave a file its own user cannot read back. Files
+//! and directories that exist are never re-moded (`outbox doctor` reports
+//! those that group or others can read). It opens existing files without
+//! following a symbolic link (`O_NOFOLLOW`): the outbox's files are
+//! regular files it created, and a link planted in a directory another
+//! user can write must not redirect a read, an append or a lock.
 
 use std::ffi::OsString;
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File, OpenOptions, Permissions};
 use std::io::{self, Read, Seek, Write};
-use std::path::Path;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
+
+/// The mode of every file [`StdIo`] creates: read and write for its owner
+/// only.
+pub const FILE_MODE: u32 = 0o600;
+/// The mode of every directory [`StdIo`] creates: its owner only (the XDG
+/// Base Directory rule for a directory it has to create).
+pub const DIR_MODE: u32 = 0o700;
+
+/// What kind of entry a path names, without following a final symlink.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum EntryKind {
+    /// A directory.
+    Dir,
+    /// A regular file.
+    File,
+    /// A symbolic link (not followed).
+    Symlink,
+    /// Anything else (a socket, a device, a FIFO).
+    Other,
+}
+
+/// Who owns an entry and who may use it: what [`Io::entry_meta`] returns.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EntryMeta {
+    /// What the entry is.
+    pub kind: EntryKind,
+    /// Its permission bits, with the set-id and sticky bits (`mode & 0o7777`).
+    pub mode: u32,
+    /// The user id of its owner.
+    pub uid: u32,
+}
 
 /// The file-system primitives the outbox is built from.
 ///
@@ -105,6 +150,33 @@ pub trait Io: Send + Sync + 'static {
     /// blocking until it is free. Excludes other processes; threads of one
     /// process are excluded by the outbox's own in-process locks.
     fn lock(&self, path: &Path) -> io::Result<Self::Lock>;
+
+    /// The kind, mode and owner of the entry at `path`, not following a
+    /// final symbolic link (`lstat`); `Ok(None)` when it does not exist.
+    ///
+    /// The outbox checks with it who can change the data root (see
+    /// [`RootPolicy`](crate::RootPolicy)). The default answers
+    /// `Unsupported`, for file systems without owners (the simulated ones
+    /// of the tests): the outbox then skips those checks. Every
+    /// implementation over a real file system must implement it, with
+    /// [`canonicalize`](Io::canonicalize) and [`user_id`](Io::user_id).
+    fn entry_meta(&self, path: &Path) -> io::Result<Option<EntryMeta>> {
+        let _ = path;
+        Err(io::ErrorKind::Unsupported.into())
+    }
+
+    /// `path` with every symbolic link resolved (`realpath`). The default
+    /// returns it unchanged (see [`entry_meta`](Io::entry_meta)).
+    fn canonicalize(&self, path: &Path) -> io::Result<PathBuf> {
+        Ok(path.to_owned())
+    }
+
+    /// The user the outbox acts for (the effective user id): the owner a
+    /// private data root must have. `None` (the default) for a file system
+    /// without owners.
+    fn user_id(&self) -> Option<u32> {
+        None
+    }
 }
 
 /// A failed [`Io::write_all_counted`]: the error, and how much of the data
@@ -221,6 +293,33 @@ impl Drop for StdLock {
     }
 }
 
+/// Opens an existing file without following a final symbolic link; a link
+/// is an error that says so (instead of `ELOOP`'s "too many levels of
+/// symbolic links").
+fn open_no_follow(options: &mut OpenOptions, path: &Path) -> io::Result<File> {
+    options
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)
+        .map_err(|e| {
+            if e.raw_os_error() == Some(libc::ELOOP) {
+                io::Error::new(
+                    e.kind(),
+                    "is a symbolic link, not followed (the outbox's files are never links)",
+                )
+            } else {
+                e
+            }
+        })
+}
+
+/// Creates a new file at `path` with [`FILE_MODE`], exactly.
+fn create_private(options: &mut OpenOptions, path: &Path) -> io::Result<File> {
+    let file = options.create_new(true).mode(FILE_MODE).open(path)?;
+    // A umask can only have cleared bits: set the mode itself (fchmod).
+    file.set_permissions(Permissions::from_mode(FILE_MODE))?;
+    Ok(file)
+}
+
 fn not_found_to_none<T>(r: io::Result<T>) -> io::Result<Option<T>> {
     match r {
         Ok(v) => Ok(Some(v)),
@@ -235,7 +334,7 @@ impl Io for StdIo {
     type Lock = StdLock;
 
     fn create_new(&self, path: &Path) -> io::Result<File> {
-        OpenOptions::new().write(true).create_new(true).open(path)
+        create_private(OpenOptions::new().write(true), path)
     }
 
     fn write_all(&self, file: &mut File, data: &[u8]) -> io::Result<()> {
@@ -272,7 +371,10 @@ impl Io for StdIo {
 
     fn open_append(&self, path: &Path) -> io::Result<Option<Appending<File>>> {
         use std::os::unix::fs::FileExt;
-        let Some(file) = not_found_to_none(OpenOptions::new().read(true).append(true).open(path))?
+        let Some(file) = not_found_to_none(open_no_follow(
+            OpenOptions::new().read(true).append(true),
+            path,
+        ))?
         else {
             return Ok(None);
         };
@@ -295,7 +397,7 @@ impl Io for StdIo {
     }
 
     fn open_read(&self, path: &Path) -> io::Result<Option<File>> {
-        not_found_to_none(File::open(path))
+        not_found_to_none(open_no_follow(OpenOptions::new().read(true), path))
     }
 
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
@@ -316,7 +418,42 @@ impl Io for StdIo {
     }
 
     fn create_dir_all(&self, dir: &Path) -> io::Result<()> {
-        fs::create_dir_all(dir)
+        // The missing directories, outermost first, each created with
+        // DIR_MODE exactly; one another process created first is left as
+        // it is (the root checks judge it).
+        let mut missing = Vec::new();
+        let mut at = dir;
+        while matches!(fs::symlink_metadata(at), Err(ref e) if e.kind() == io::ErrorKind::NotFound)
+        {
+            missing.push(at);
+            match at.parent() {
+                Some(up) if !up.as_os_str().is_empty() => at = up,
+                _ => break,
+            }
+        }
+        for created in missing.into_iter().rev() {
+            match fs::DirBuilder::new().mode(DIR_MODE).create(created) {
+                // Through a handle that did not follow a link: had another
+                // user swapped the new directory for a link in between
+                // (possible only in a shared root), a chmod by path would
+                // change the link's target.
+                Ok(()) => OpenOptions::new()
+                    .read(true)
+                    .custom_flags(libc::O_NOFOLLOW | libc::O_DIRECTORY)
+                    .open(created)?
+                    .set_permissions(Permissions::from_mode(DIR_MODE))?,
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists && created.is_dir() => {}
+                Err(e) => return Err(e),
+            }
+        }
+        if fs::metadata(dir)?.is_dir() {
+            Ok(())
+        } else {
+            Err(io::Error::new(
+                io::ErrorKind::NotADirectory,
+                "exists and is not a directory",
+            ))
+        }
     }
 
     fn list_dir(&self, dir: &Path) -> io::Result<Vec<OsString>> {
@@ -327,14 +464,52 @@ impl Io for StdIo {
     }
 
     fn lock(&self, path: &Path) -> io::Result<StdLock> {
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(path)?;
+        // Open the lock file, or create it private; a link is not followed
+        // (it could point a create at any file the user can write).
+        let file = loop {
+            match open_no_follow(OpenOptions::new().read(true).write(true), path) {
+                Ok(file) => break file,
+                Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+                Err(_) => {}
+            }
+            match create_private(OpenOptions::new().read(true).write(true), path) {
+                Ok(file) => break file,
+                // Another process created it in between: open that one.
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(e),
+            }
+        };
         file.lock()?;
         Ok(StdLock { file })
+    }
+
+    fn entry_meta(&self, path: &Path) -> io::Result<Option<EntryMeta>> {
+        let Some(meta) = not_found_to_none(fs::symlink_metadata(path))? else {
+            return Ok(None);
+        };
+        let kind = meta.file_type();
+        let kind = if kind.is_dir() {
+            EntryKind::Dir
+        } else if kind.is_file() {
+            EntryKind::File
+        } else if kind.is_symlink() {
+            EntryKind::Symlink
+        } else {
+            EntryKind::Other
+        };
+        Ok(Some(EntryMeta {
+            kind,
+            mode: meta.mode() & 0o7777,
+            uid: meta.uid(),
+        }))
+    }
+
+    fn canonicalize(&self, path: &Path) -> io::Result<PathBuf> {
+        fs::canonicalize(path)
+    }
+
+    fn user_id(&self) -> Option<u32> {
+        Some(rustix::process::geteuid().as_raw())
     }
 }
 

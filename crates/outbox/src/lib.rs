@@ -54,7 +54,7 @@
 //! | `inboxes/<id>.jsonl.claimed` | the drain's write-ahead log: the inbox a drain claimed (renamed, or rewritten with one record per child) and has not finished |
 //! | `runtime/inbox-inflight/<id>.lock` | serialises drains |
 //! | `runtime/consumed-turns/<id>.jsonl` | the consumed ledger, append-only (a header, then `["turn",unix]` marks and `{"prune":unix}` lines; see below) |
-//! | `runtime/stop-blocks/<id>.json` | the Stop-hook loop guard |
+//! | `runtime/stop-blocks/<id>.json` | the handover state ([`handover::Handover`]: what was shown to the parent's session and awaits confirmation, and the Stop-hook loop guard) |
 //!
 //! Lines that cannot be read are copied to
 //! `inboxes/<id>.{jsonl,wal}.quarantine-*` files before their source is
@@ -85,7 +85,7 @@
 //! ([`MAX_FILE_NAME_BYTES`]).
 //!
 //! A file is replaced (a sweep's inbox, a claim, a ledger compaction, the
-//! Stop-hook guard) through a temporary file `<file>.tmp-<16 hex>` named
+//! handover state) through a temporary file `<file>.tmp-<16 hex>` named
 //! from a random nonce (unique across processes and pid namespaces), created
 //! and renamed under the file's lock. A writer killed in between leaves it
 //! behind; [`Outbox::sweep_stale`] and [`Outbox::sweep_stale_all`] remove
@@ -95,8 +95,20 @@
 //! creates durable, ancestors of the root included.
 //! [`Outbox::open_lazy`] touches nothing: its read-only operations
 //! ([`peek`](Outbox::peek), [`has_pending`](Outbox::has_pending),
-//! [`stop_blocks`](Outbox::stop_blocks)) create nothing on any root, and
+//! [`handover`](Outbox::handover)) create nothing on any root, and
 //! its first write creates the directories as `open` would.
+//!
+//! **Private by default.** [`StdIo`] creates every file 0600 and every
+//! directory 0700 whatever the umask, and never opens an existing file
+//! through a symbolic link (see [`io`]). Every operation first checks the
+//! data root once ([`RootPolicy`], like ssh's `StrictModes`): a root, a
+//! directory of its layout, or a non-sticky directory above it that
+//! another user owns or group or others can write is refused with
+//! [`Error::UnsafeRoot`] before anything is read or written;
+//! [`Outbox::with_root_policy`] with [`RootPolicy::Shared`] accepts it (a
+//! risk: anyone who can write it can forge, drop or reorder records), but
+//! still refuses a layout directory that is a symbolic link. agent-deck,
+//! running as the same user, reads and writes the 0600 files as before.
 //!
 //! **agent-deck running.** agent-deck does not take this crate's locks and
 //! rewrites the inbox on commit: an append it makes while a drain claims
@@ -141,6 +153,14 @@
 //! - A drain, `drain_with` or `forget_child` called from inside a
 //!   `drain_with` callback of the same parent is an [`Error::Reentrant`],
 //!   not a deadlock.
+//!
+//! # Claude Code hooks
+//!
+//! [`handover`] delivers a parent's records to its Claude Code session
+//! (a Stop block, a prompt's or SessionStart's context, a rewake) and
+//! consumes them only once the session's next move confirms the model
+//! acted on them; [`stop_hook`] holds the hook input, the block reason and
+//! the older consume-on-print rule.
 //!
 //! # Turn identity
 //!
@@ -250,6 +270,7 @@ pub mod delivery;
 mod durable;
 mod error;
 pub mod format;
+pub mod handover;
 mod held;
 pub mod hook_json;
 pub mod io;
@@ -260,6 +281,8 @@ mod outbox;
 mod paths;
 mod record;
 mod records_state;
+pub mod redact;
+mod root_check;
 pub mod stop_hook;
 mod store;
 mod timestamp;
@@ -276,6 +299,7 @@ pub use record::{
     TRUNCATION_MARKER, event_fingerprint, turn_fingerprint, turn_id,
 };
 pub use records_state::RecordsState;
+pub use root_check::{DirRole, LAYOUT_DIRS, RootPolicy, UnsafeReason, UnsafeRoot};
 pub use store::{Outcome, Store, StoreError, StoreErrorKind, check_parent_id, stamp};
 pub use timestamp::{Timestamp, TimestampError};
 

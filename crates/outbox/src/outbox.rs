@@ -21,6 +21,7 @@ use crate::paths::{
     quarantine_name, stem_of_target, temp_target,
 };
 use crate::record::Record;
+use crate::root_check::RootPolicy;
 
 mod sweep;
 
@@ -42,6 +43,7 @@ type Clock = Arc<dyn Fn() -> SystemTime + Send + Sync>;
 pub struct Outbox<I: Io = StdIo> {
     inner: Arc<Inner<I>>,
     clock: Clock,
+    policy: RootPolicy,
 }
 
 struct Inner<I> {
@@ -53,6 +55,10 @@ struct Inner<I> {
     /// The directories every write needs exist, durably (set by the eager
     /// open, or by the first write of a lazily opened outbox).
     layout_ready: AtomicBool,
+    /// The root passed the check of [`RootPolicy::Private`] (which implies
+    /// `Shared`'s), or of `Shared`: each is run at most once per outbox.
+    root_private: AtomicBool,
+    root_shared: AtomicBool,
     /// Each parent's consumed ledger as last read, by ledger path: a read
     /// resumes where the last one stopped (see the `ledger` module).
     /// Bounded: emptied when it holds [`MAX_CACHED_LEDGERS`].
@@ -69,6 +75,7 @@ impl<I: Io> Clone for Outbox<I> {
         Self {
             inner: Arc::clone(&self.inner),
             clock: Arc::clone(&self.clock),
+            policy: self.policy,
         }
     }
 }
@@ -195,7 +202,7 @@ impl<I: Io> Outbox<I> {
 
     /// Opens the outbox at `root` with the file-system seam `io` without
     /// touching the disk. The read-only operations ([`peek`](Self::peek),
-    /// [`has_pending`](Self::has_pending), [`stop_blocks`](Self::stop_blocks))
+    /// [`has_pending`](Self::has_pending), [`handover`](Self::handover))
     /// then create nothing, on any root, nor does a drain or a sweep that
     /// finds nothing to do (no file of the parent: no directory, no lock
     /// file); the first operation that writes creates the directories
@@ -208,10 +215,52 @@ impl<I: Io> Outbox<I> {
                 io,
                 locks: Mutex::new(HashMap::new()),
                 layout_ready: AtomicBool::new(false),
+                root_private: AtomicBool::new(false),
+                root_shared: AtomicBool::new(false),
                 ledgers: Mutex::new(HashMap::new()),
             }),
             clock: Arc::new(SystemTime::now),
+            policy: RootPolicy::Private,
         }
+    }
+
+    /// Sets how this handle (and the clones made from it afterwards)
+    /// treats a data root that is not its user's alone; the default is
+    /// [`RootPolicy::Private`]. Every operation checks the root once, before
+    /// it first touches it (an error, [`Error::UnsafeRoot`], touches
+    /// nothing). An eager [`open_with`](Self::open_with) checks at once, so
+    /// to accept a shared root open lazily:
+    ///
+    /// ```no_run
+    /// use outbox::{Outbox, RootPolicy};
+    /// // A risk: anyone who can write /srv/team/outbox can forge records.
+    /// let outbox = Outbox::open_lazy("/srv/team/outbox").with_root_policy(RootPolicy::Shared);
+    /// ```
+    pub fn with_root_policy(mut self, policy: RootPolicy) -> Self {
+        self.policy = policy;
+        self
+    }
+
+    /// Checks the data root under this handle's [`RootPolicy`] now (the
+    /// check every operation runs once before it touches the root); `Ok`
+    /// when it is safe, [`Error::UnsafeRoot`] naming the directory that is
+    /// not. Reads only metadata; creates nothing.
+    pub fn check_root(&self) -> Result<()> {
+        crate::root_check::check_root(&self.inner.io, &self.inner.root, self.policy)
+    }
+
+    /// [`check_root`](Self::check_root), once per outbox and policy.
+    pub(crate) fn ensure_root_checked(&self) -> Result<()> {
+        let passed = match self.policy {
+            RootPolicy::Private => &self.inner.root_private,
+            RootPolicy::Shared => &self.inner.root_shared,
+        };
+        if passed.load(Ordering::Acquire) || self.inner.root_private.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        self.check_root()?;
+        passed.store(true, Ordering::Release);
+        Ok(())
     }
 
     /// Creates the directories every write needs, once per outbox value.
@@ -219,6 +268,7 @@ impl<I: Io> Outbox<I> {
         if self.inner.layout_ready.load(Ordering::Acquire) {
             return Ok(());
         }
+        self.ensure_root_checked()?;
         let root = &self.inner.root;
         ensure_dirs(
             &self.inner.io,
@@ -228,6 +278,9 @@ impl<I: Io> Outbox<I> {
                 root.join(LEDGER_DIR),
             ],
         )?;
+        // What existed was judged before; what another process created
+        // in between (instead of us) is judged now.
+        self.check_root()?;
         self.inner.layout_ready.store(true, Ordering::Release);
         Ok(())
     }
@@ -270,6 +323,7 @@ impl<I: Io> Outbox<I> {
     /// when this thread already holds them, through this handle or any
     /// other of the process (a call from inside a `drain_with` callback).
     pub(crate) fn lock(&self, path: &Path) -> Result<ThreadAndFileLock<I>> {
+        self.ensure_root_checked()?;
         let held = Held::enter(path)?;
         let mutex = Arc::clone(self.inner.locks.lock().entry(path.to_owned()).or_default());
         let thread = mutex.lock_arc();
@@ -586,7 +640,7 @@ impl<I: Io> Outbox<I> {
         let _drain = self.lock(&paths.drain_lock)?;
         let staged = self.stage_claim(&paths)?;
         let no_delivery = None::<fn(&[Record]) -> Result<(), Infallible>>;
-        self.finalize(&paths, staged, usize::MAX, no_delivery)
+        self.finalize(&paths, staged, Select::First(usize::MAX), no_delivery)
             .map_err(|e| match e {
                 DrainWithError::Outbox(e) => e,
                 DrainWithError::Delivery(never) => match never {},
@@ -624,7 +678,7 @@ impl<I: Io> Outbox<I> {
         };
         let _drain = self.lock(&paths.drain_lock)?;
         let staged = self.stage_claim(&paths)?;
-        self.finalize(&paths, staged, usize::MAX, Some(deliver))
+        self.finalize(&paths, staged, Select::First(usize::MAX), Some(deliver))
     }
 
     /// [`drain_with`](Self::drain_with), delivering at most `max` records:
@@ -656,7 +710,33 @@ impl<I: Io> Outbox<I> {
         };
         let _drain = self.lock(&paths.drain_lock)?;
         let staged = self.stage_claim(&paths)?;
-        self.finalize(&paths, staged, max, Some(deliver))
+        self.finalize(&paths, staged, Select::First(max), Some(deliver))
+    }
+
+    /// Marks the turns `keys` ([`Record::turn_key`]) consumed and removes
+    /// their pending records: the confirmation of a delivery that showed
+    /// them (see [`crate::handover`]). A child that committed a newer turn
+    /// since keeps the newer record pending (its key differs); a key whose
+    /// record is gone is marked all the same (it was acted on, so a
+    /// re-commit of it is not delivered again). Everything else stays
+    /// pending, in order. Returns the records removed in
+    /// [`Drained::records`].
+    ///
+    /// Crash-safe as a drain: the ledger is durable before a record leaves
+    /// the WAL. **Fsyncs: as [`drain_with_max`](Self::drain_with_max)**
+    /// (1, +1 when records stay pending in the WAL; 0 when every key is
+    /// consumed already and nothing is pending).
+    pub fn consume_turns(&self, parent: &str, keys: &[String]) -> Result<Drained> {
+        let paths = self.paths(parent)?;
+        self.ensure_layout()?;
+        let _drain = self.lock(&paths.drain_lock)?;
+        let staged = self.stage_claim(&paths)?;
+        let no_delivery = None::<fn(&[Record]) -> Result<(), Infallible>>;
+        self.finalize(&paths, staged, Select::Turns(keys), no_delivery)
+            .map_err(|e| match e {
+                DrainWithError::Outbox(e) => e,
+                DrainWithError::Delivery(never) => match never {},
+            })
     }
 
     /// `parent`'s files for a drain, with the directories every write needs;
@@ -668,6 +748,7 @@ impl<I: Io> Outbox<I> {
         let paths = self.paths(parent)?;
         // Re-entry is known before any I/O: say so whatever the disk does.
         crate::held::check(&paths.drain_lock)?;
+        self.ensure_root_checked()?;
         if !self.inner.layout_ready.load(Ordering::Acquire) {
             let io = &self.inner.io;
             let mut any = false;
@@ -811,7 +892,7 @@ impl<I: Io> Outbox<I> {
         &self,
         paths: &ParentPaths,
         staged: Staged,
-        max: usize,
+        select: Select<'_>,
         deliver: Option<impl FnOnce(&[Record]) -> Result<(), E>>,
     ) -> Result<Drained, DrainWithError<E>> {
         let io = &self.inner.io;
@@ -821,7 +902,7 @@ impl<I: Io> Outbox<I> {
             quarantined: staged.quarantined,
             ..Drained::default()
         };
-        if staged.records.is_empty() {
+        if staged.records.is_empty() && matches!(select, Select::First(_)) {
             return Ok(drained);
         }
         let ledger = self.ledger(paths)?;
@@ -830,20 +911,44 @@ impl<I: Io> Outbox<I> {
             .records
             .into_iter()
             .partition(|r| !ledger.contains(&r.turn_key()));
+        drained.already_consumed = consumed.len();
+        let (mut fresh, rest, mut turns) = match select {
+            Select::First(max) => {
+                let rest = fresh.split_off(fresh.len().min(max));
+                (fresh, rest, Vec::new())
+            }
+            Select::Turns(keys) => {
+                let (chosen, rest) = fresh
+                    .into_iter()
+                    .partition(|r| keys.contains(&r.turn_key()));
+                // Every key given is marked, also one whose record a newer
+                // commit of its child superseded (it was acted on).
+                let mut turns: Vec<String> = Vec::new();
+                for key in keys {
+                    if !ledger.contains(key) && !turns.contains(key) {
+                        turns.push(key.clone());
+                    }
+                }
+                (chosen, rest, turns)
+            }
+        };
         // Not held across the caller's callback (it may commit).
         drop(ledger);
-        drained.already_consumed = consumed.len();
-        let rest = fresh.split_off(fresh.len().min(max));
-        if fresh.is_empty() && !rest.is_empty() {
-            // `max == 0`: nothing delivered, the WAL holds everything.
+        if fresh.is_empty() && turns.is_empty() && !rest.is_empty() {
+            // Nothing to deliver or mark (`max == 0`, or no key given
+            // matches): the WAL holds everything.
             return Ok(drained);
         }
 
-        if !fresh.is_empty() {
-            if let Some(deliver) = deliver {
+        if !fresh.is_empty() || !turns.is_empty() {
+            if !fresh.is_empty()
+                && let Some(deliver) = deliver
+            {
                 deliver(&fresh).map_err(DrainWithError::Delivery)?;
             }
-            let turns: Vec<String> = fresh.iter().map(Record::turn_key).collect();
+            if turns.is_empty() {
+                turns = fresh.iter().map(Record::turn_key).collect();
+            }
             // The file cannot have changed: every writer of it holds the
             // drain lock, which this drain holds. Read again only if a
             // failed read in between dropped what was read.
@@ -861,8 +966,10 @@ impl<I: Io> Outbox<I> {
                     marked,
                 }) => {
                     // Only the marks that reached the file: the others are
-                    // pending, like any record of a failed drain.
-                    fresh.truncate(marked);
+                    // pending, like any record of a failed drain. (`turns`
+                    // is `fresh`'s keys in order, or the keys given.)
+                    let reached = &turns[..marked.min(turns.len())];
+                    fresh.retain(|r| reached.contains(&r.turn_key()));
                     return Err(Error::MarksKept {
                         error,
                         marks_visible,
@@ -909,6 +1016,7 @@ impl<I: Io> Outbox<I> {
     /// ledger. Takes no lock, consumes nothing.
     pub fn has_pending(&self, parent: &str) -> Result<bool> {
         let paths = self.paths(parent)?;
+        self.ensure_root_checked()?;
         let io = &self.inner.io;
         for path in [&paths.inbox, &paths.claimed, &paths.wal] {
             if io.file_len(path).at("stat", path)?.unwrap_or(0) > 0 {
@@ -923,6 +1031,7 @@ impl<I: Io> Outbox<I> {
     /// be rewriting the files meanwhile).
     pub fn peek(&self, parent: &str) -> Result<Vec<Record>> {
         let paths = self.paths(parent)?;
+        self.ensure_root_checked()?;
         // The inbox first, then agent-deck's WAL, then the claim: a drain
         // moves records inbox -> claim and agent-deck's WAL -> claim, so
         // records moving are seen (at least) once.
@@ -995,6 +1104,7 @@ impl<I: Io> Outbox<I> {
     /// callback of the same parent.
     pub fn sweep_stale(&self, parent: &str, max_age: Duration) -> Result<usize> {
         let paths = self.paths(parent)?;
+        self.ensure_root_checked()?;
         let (found, _) = self.parent_files()?;
         if !self.inner.layout_ready.load(Ordering::Acquire) && !found.contains_key(&paths.stem) {
             // A lazily opened outbox: nothing to sweep, nothing created.
@@ -1011,6 +1121,7 @@ impl<I: Io> Outbox<I> {
     /// [`SweepReport::skipped`] and the sweep goes on with the others. An
     /// error is returned only when a directory cannot be listed.
     pub fn sweep_stale_all(&self, max_age: Duration) -> Result<SweepReport> {
+        self.ensure_root_checked()?;
         let mut report = SweepReport::default();
         let (found, odd) = self.parent_files()?;
         report.skipped = odd;
@@ -1152,6 +1263,16 @@ struct ParentFiles {
 /// created entry durable: each directory that gained an entry is fsynced
 /// once, after all are created. A directory that exists is taken as
 /// durable.
+/// Which of the claimed records a drain's second phase delivers and marks.
+#[derive(Clone, Copy, Debug)]
+enum Select<'a> {
+    /// The first `n` deliverable records, in order.
+    First(usize),
+    /// The records of these turns; the keys are marked whether or not a
+    /// record of theirs is pending.
+    Turns(&'a [String]),
+}
+
 pub(crate) fn ensure_dirs<I: Io>(io: &I, dirs: &[PathBuf]) -> Result<()> {
     let mut to_sync: Vec<PathBuf> = Vec::new();
     for dir in dirs {

@@ -1,19 +1,28 @@
-//! The Claude Code Stop-hook adapter: the drain's real caller.
+//! The Claude Code Stop-hook input, the block reason, and the
+//! *consume-on-print* mode.
 //!
 //! A Claude Code Stop hook receives a JSON object on stdin ([`HookInput`])
 //! when the agent is about to end its turn, and may print
 //! `{"decision":"block","reason":"..."}`: the stop is cancelled and the
-//! reason becomes the agent's next input. [`on_stop`] applies the
-//! drain-on-Stop rule of the protocol to one parent:
+//! reason becomes the agent's next input. The default rule, confirmed
+//! delivery (records stay pending until the model's next move shows it
+//! acted on them), is [`crate::handover`]. This module keeps the older rule
+//! as an explicit mode for callers that want it,
+//! [`on_stop_consume_on_print`]: the records are consumed as soon as the
+//! decision was printed, so a block that Claude Code does not act on (Esc,
+//! a killed session, a wrapper that drops it) loses them to the parent.
+//!
 //!
 //! 1. nothing pending: decide nothing, write nothing (leaf sessions stay
 //!    inert);
 //! 2. `stop_hook_active` false (the stop was not caused by an earlier block)
 //!    resets the consecutive-block counter to 0;
-//! 3. after [`MAX_CONSECUTIVE_BLOCKS`] consecutive blocks, stop blocking and
-//!    leave the records for the heartbeat drain;
-//! 4. persist counter + 1 durably *before* draining; if that fails, do not
-//!    block and do not drain;
+//! 3. after [`MAX_CONSECUTIVE_BLOCKS`] consecutive blocks, stop blocking; the
+//!    records stay pending (for the next block after a stop the hook did
+//!    not cause, or for the UserPromptSubmit / SessionStart hook);
+//! 4. persist counter + 1 durably (in the parent's
+//!    [`Handover`](crate::handover::Handover) state) *before* draining; if
+//!    that fails, do not block and do not drain;
 //! 5. render the pending records as a [`Surface::StopBlock`] delivery
 //!    ([`delivery::render`]: the child's text framed
 //!    as data, within the budget) and drain exactly the records it shows
@@ -36,7 +45,7 @@
 //!
 //! // Nothing pending: no decision, nothing written.
 //! let mut printed = String::new();
-//! let outcome = stop_hook::on_stop(&outbox, "conductor", input.stop_hook_active, |json| {
+//! let outcome = stop_hook::on_stop_consume_on_print(&outbox, "conductor", input.stop_hook_active, |json| {
 //!     printed.push_str(json);
 //!     Ok::<(), std::io::Error>(())
 //! })?;
@@ -48,7 +57,7 @@
 //! done.child_title = "parser".into();
 //! done.done_summary = "wrote the parser".into();
 //! outbox.commit("conductor", done)?;
-//! let outcome = stop_hook::on_stop(&outbox, "conductor", false, |json| {
+//! let outcome = stop_hook::on_stop_consume_on_print(&outbox, "conductor", false, |json| {
 //!     printed.push_str(json);
 //!     Ok::<(), std::io::Error>(())
 //! })?;
@@ -62,22 +71,17 @@
 
 use serde::Deserialize;
 
-use std::io::Read;
 use std::path::PathBuf;
 
 use crate::delivery::{self, RenderOptions, Rendered, Surface};
-use crate::durable::write_durable;
-use crate::error::{DrainWithError, Error, IoContext, Result as OutboxResult};
+use crate::error::{DrainWithError, Error};
 use crate::format::JsonError;
-use crate::io::{Io, parent_dir};
-use crate::outbox::ensure_dirs;
+use crate::io::Io;
 use crate::paths::STOP_BLOCKS_DIR;
 use crate::record::nullable;
 use crate::{Outbox, Record, Store};
 
-/// How many consecutive Stop-hook blocks are allowed before the hook stops
-/// blocking and leaves the records for the heartbeat drain.
-pub const MAX_CONSECUTIVE_BLOCKS: u32 = 3;
+pub use crate::handover::MAX_CONSECUTIVE_BLOCKS;
 
 /// The hook events whose input is a Stop-hook input and whose
 /// `{"decision":"block"}` keeps the agent (or subagent) working: `Stop` and
@@ -104,6 +108,12 @@ pub struct HookInput {
     /// agent is already handling an earlier block).
     #[serde(deserialize_with = "nullable")]
     pub stop_hook_active: bool,
+    /// A UserPromptSubmit's prompt; empty for other events.
+    #[serde(deserialize_with = "nullable")]
+    pub prompt: String,
+    /// A SubagentStop's subagent id; empty for other events.
+    #[serde(deserialize_with = "nullable")]
+    pub agent_id: String,
 }
 
 /// Why a hook input was rejected.
@@ -157,7 +167,7 @@ impl HookInput {
     }
 }
 
-/// What [`on_stop`] decided.
+/// What [`on_stop_consume_on_print`] decided.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum StopOutcome {
@@ -195,7 +205,7 @@ pub enum StopOutcome {
     },
 }
 
-/// Why [`on_stop`] failed. In no case is a record lost; the caller should
+/// Why [`on_stop_consume_on_print`] failed. In no case is a record lost; the caller should
 /// not block (print nothing more) and report the error.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -227,11 +237,11 @@ pub enum StopHookError<E> {
     Changed,
 }
 
-/// How many times [`on_stop`] reads and drains again when the records it
+/// How many times [`on_stop_consume_on_print`] reads and drains again when the records it
 /// drained are not the ones it rendered (a commit came in between).
 pub const RENDER_ATTEMPTS: u32 = 3;
 
-/// Why one drain attempt of [`on_stop`] delivered nothing.
+/// Why one drain attempt of [`on_stop_consume_on_print`] delivered nothing.
 enum Attempt<E> {
     /// The drained records do not all fit the reason: try again.
     Changed,
@@ -239,10 +249,10 @@ enum Attempt<E> {
     Emit(E),
 }
 
-/// Applies the drain-on-Stop rule (see the module documentation) to
+/// Applies the consume-on-print rule (see the module documentation) to
 /// `parent` of any [`Store`] (the file outbox, or another store), with
 /// the reason rendered for `parent` with the default options
-/// ([`on_stop_with`] takes others). `emit` receives the block decision as
+/// ([`on_stop_consume_on_print_with`] takes others). `emit` receives the block decision as
 /// one line of JSON (without a newline), `{"decision":"block","reason":"..."}`;
 /// it is called at most once, and the records are marked consumed only
 /// after it returned `Ok`.
@@ -250,13 +260,13 @@ enum Attempt<E> {
 /// Writes nothing when nothing is pending. Otherwise: the counter (1 file +
 /// 1 directory fsync), then the drain's own fsyncs (+1 when records stay
 /// pending because the reason could not show them all).
-pub fn on_stop<S: Store, E>(
+pub fn on_stop_consume_on_print<S: Store, E>(
     outbox: &S,
     parent: &str,
     stop_hook_active: bool,
     emit: impl FnOnce(&str) -> Result<(), E>,
 ) -> Result<StopOutcome, StopHookError<E>> {
-    on_stop_with(
+    on_stop_consume_on_print_with(
         outbox,
         parent,
         stop_hook_active,
@@ -265,9 +275,9 @@ pub fn on_stop<S: Store, E>(
     )
 }
 
-/// [`on_stop`], rendering the reason with `opts` (its budget, its show
+/// [`on_stop_consume_on_print`], rendering the reason with `opts` (its budget, its show
 /// command; `opts.parent` names the parent in the text).
-pub fn on_stop_with<S: Store, E>(
+pub fn on_stop_consume_on_print_with<S: Store, E>(
     outbox: &S,
     parent: &str,
     stop_hook_active: bool,
@@ -279,19 +289,17 @@ pub fn on_stop_with<S: Store, E>(
     }
     // A stop that no block of ours caused starts a new run of blocks. The
     // reset reaches the disk with the increment below.
-    let previous = if stop_hook_active {
-        outbox.stop_blocks(parent).map_err(StopHookError::Guard)?
-    } else {
-        0
-    };
+    let mut state = outbox.handover(parent).map_err(StopHookError::Guard)?;
+    let previous = if stop_hook_active { state.blocks } else { 0 };
     if previous >= MAX_CONSECUTIVE_BLOCKS {
         return Ok(StopOutcome::GuardTripped { blocks: previous });
     }
     let blocks = previous + 1;
     // Durable before the drain: a hook that crashes after emitting a block
     // must still count it, or a crash loop could block forever.
+    state.blocks = blocks;
     outbox
-        .set_stop_blocks(parent, blocks)
+        .set_handover(parent, &state)
         .map_err(StopHookError::Guard)?;
 
     let mut emit = Some(emit);
@@ -344,8 +352,9 @@ pub fn on_stop_with<S: Store, E>(
         }
     };
     if drained.records.is_empty() {
+        state.blocks = 0;
         outbox
-            .set_stop_blocks(parent, 0)
+            .set_handover(parent, &state)
             .map_err(StopHookError::Guard)?;
         return Ok(StopOutcome::NoneLeft);
     }
@@ -390,54 +399,10 @@ pub fn block_reason(records: &[Record], opts: &RenderOptions) -> Rendered {
     delivery::render(records, Surface::StopBlock, opts)
 }
 
-/// The Stop-hook loop guard: how many times in a row the hook blocked a
-/// stop of `parent`. It lives here, beside the rule that reads and writes
-/// it ([`on_stop`]).
 impl<I: Io> Outbox<I> {
-    /// The Stop-hook consecutive-block counter of `parent`
-    /// (`runtime/stop-blocks/<id>.json`, `{"count": n}`); 0 when absent or
-    /// unreadable.
-    pub fn stop_blocks(&self, parent: &str) -> OutboxResult<u32> {
-        let paths = self.paths(parent)?;
-        let Some(reader) = self
-            .io()
-            .open_read(&paths.stop_blocks)
-            .at("open", &paths.stop_blocks)?
-        else {
-            return Ok(0);
-        };
-        let mut bytes = Vec::new();
-        reader
-            .take(64 * 1024)
-            .read_to_end(&mut bytes)
-            .at("read", &paths.stop_blocks)?;
-        #[derive(serde::Deserialize)]
-        struct Guard {
-            count: u32,
-        }
-        Ok(serde_json::from_slice::<Guard>(&bytes).map_or(0, |g| g.count))
-    }
-
-    /// Sets the Stop-hook consecutive-block counter of `parent`, durably
-    /// (1 file + 1 directory fsync; the first call also creates
-    /// `runtime/stop-blocks/`, +1 directory fsync). Holds the parent's
-    /// drain lock while writing, like every writer of the parent's
-    /// `runtime/` files (so a sweep can tell its temporary files are
-    /// stale); do not call it from a [`drain_with`](Self::drain_with)
-    /// callback of the same parent.
-    pub fn set_stop_blocks(&self, parent: &str, count: u32) -> OutboxResult<()> {
-        let paths = self.paths(parent)?;
-        self.ensure_layout()?;
-        let io = self.io();
-        ensure_dirs(io, &[parent_dir(&paths.stop_blocks).to_owned()])?;
-        let _drain = self.lock(&paths.drain_lock)?;
-        let bytes = format!("{{\"count\":{count}}}");
-        write_durable(io, &paths.stop_blocks, bytes.as_bytes())?;
-        Ok(())
-    }
-
-    /// The directory of the Stop-hook loop guards, relative to the root.
-    pub fn stop_blocks_dir(&self) -> PathBuf {
+    /// The directory of the handover states (the Stop-hook loop guards of
+    /// older versions), relative to the root.
+    pub fn handover_dir(&self) -> PathBuf {
         self.root().join(STOP_BLOCKS_DIR)
     }
 }
@@ -452,6 +417,13 @@ mod tests {
 
     const PARENT: &str = "conductor";
 
+    fn blocks(n: u32) -> crate::handover::Handover {
+        crate::handover::Handover {
+            blocks: n,
+            ..Default::default()
+        }
+    }
+
     fn emit_into(out: &mut Vec<String>) -> impl FnOnce(&str) -> Result<(), Infallible> + '_ {
         |json| {
             out.push(json.to_owned());
@@ -460,7 +432,7 @@ mod tests {
     }
 
     fn stop(ob: &Outbox, active: bool, out: &mut Vec<String>) -> StopOutcome {
-        on_stop(ob, PARENT, active, emit_into(out)).unwrap()
+        on_stop_consume_on_print(ob, PARENT, active, emit_into(out)).unwrap()
     }
 
     #[test]
@@ -506,7 +478,7 @@ mod tests {
         assert_eq!(stop(&ob, false, &mut out), StopOutcome::NothingPending);
         assert_eq!(stop(&ob, true, &mut out), StopOutcome::NothingPending);
         assert!(out.is_empty());
-        assert!(!ob.stop_blocks_dir().exists());
+        assert!(!ob.handover_dir().exists());
     }
 
     #[test]
@@ -522,7 +494,7 @@ mod tests {
                 matches!(outcome, StopOutcome::Blocked { blocks, .. } if blocks == turn),
                 "{outcome:?}"
             );
-            assert_eq!(ob.stop_blocks(PARENT).unwrap(), turn);
+            assert_eq!(ob.handover(PARENT).unwrap().blocks, turn);
         }
         ob.commit(PARENT, Record::finished("c1", "turn 4")).unwrap();
         assert_eq!(
@@ -618,7 +590,7 @@ mod tests {
     fn a_drain_that_wins_the_race_resets_the_counter() {
         let root = tempfile::tempdir().unwrap();
         let ob = Outbox::open(root.path()).unwrap();
-        ob.set_stop_blocks(PARENT, 2).unwrap();
+        ob.set_handover(PARENT, &blocks(2)).unwrap();
         ob.commit(PARENT, Record::finished("c1", "done")).unwrap();
         let io = RivalIo {
             inner: crate::io::StdIo::new(),
@@ -627,18 +599,18 @@ mod tests {
         };
         let hooked = Outbox::open_with(root.path(), io).unwrap();
         let mut out = Vec::new();
-        let outcome = on_stop(&hooked, PARENT, true, emit_into(&mut out)).unwrap();
+        let outcome = on_stop_consume_on_print(&hooked, PARENT, true, emit_into(&mut out)).unwrap();
         assert_eq!(outcome, StopOutcome::NoneLeft);
         assert!(hooked.io().rival.lock().is_none(), "the rival drained");
         assert!(out.is_empty());
-        assert_eq!(ob.stop_blocks(PARENT).unwrap(), 0);
+        assert_eq!(ob.handover(PARENT).unwrap().blocks, 0);
     }
 
     #[test]
     fn a_re_emitted_consumed_turn_is_nothing_pending() {
         let root = tempfile::tempdir().unwrap();
         let ob = Outbox::open(root.path()).unwrap();
-        ob.set_stop_blocks(PARENT, 2).unwrap();
+        ob.set_handover(PARENT, &blocks(2)).unwrap();
         ob.commit(PARENT, Record::finished("c1", "done")).unwrap();
         let turn = ob.peek(PARENT).unwrap();
         // Consume the turn, then put the same turn back: the inbox is not
@@ -650,7 +622,7 @@ mod tests {
         let mut out = Vec::new();
         assert_eq!(stop(&ob, true, &mut out), StopOutcome::NothingPending);
         assert!(out.is_empty());
-        assert_eq!(ob.stop_blocks(PARENT).unwrap(), 2);
+        assert_eq!(ob.handover(PARENT).unwrap().blocks, 2);
     }
 
     #[test]
@@ -658,10 +630,10 @@ mod tests {
         let root = tempfile::tempdir().unwrap();
         let ob = Outbox::open(root.path()).unwrap();
         // A file where the guard directory should be: it cannot be created.
-        std::fs::write(ob.stop_blocks_dir(), b"not a directory").unwrap();
+        std::fs::write(ob.handover_dir(), b"not a directory").unwrap();
         ob.commit(PARENT, Record::finished("c1", "done")).unwrap();
         let mut out = Vec::new();
-        let err = on_stop(&ob, PARENT, false, emit_into(&mut out)).unwrap_err();
+        let err = on_stop_consume_on_print(&ob, PARENT, false, emit_into(&mut out)).unwrap_err();
         assert!(matches!(err, StopHookError::Guard(_)), "{err}");
         assert!(out.is_empty());
         assert_eq!(ob.peek(PARENT).unwrap().len(), 1);
@@ -672,7 +644,8 @@ mod tests {
         let root = tempfile::tempdir().unwrap();
         let ob = Outbox::open(root.path()).unwrap();
         ob.commit(PARENT, Record::finished("c1", "done")).unwrap();
-        let err = on_stop(&ob, PARENT, false, |_| Err("stdout closed")).unwrap_err();
+        let err =
+            on_stop_consume_on_print(&ob, PARENT, false, |_| Err("stdout closed")).unwrap_err();
         assert!(matches!(err, StopHookError::Emit("stdout closed")));
         assert_eq!(ob.peek(PARENT).unwrap().len(), 1);
     }

@@ -7,6 +7,7 @@ use std::time::{Duration, SystemTime};
 
 use crate::error::{DrainWithError, Error, Result};
 use crate::format::{MAX_LINE_BYTES, encode_line};
+use crate::handover::Handover;
 use crate::io::Io;
 use crate::outbox::{Committed, Drained, Outbox, SweepReport};
 use crate::paths::ParentPaths;
@@ -117,11 +118,18 @@ pub trait Store {
     /// how many (see [`Outbox::forget_child`]).
     fn forget_child(&self, parent: &str, child: &str) -> Result<usize>;
 
-    /// The Stop-hook consecutive-block counter of `parent`; 0 when unset.
-    fn stop_blocks(&self, parent: &str) -> Result<u32>;
+    /// The handover state of `parent` (what was shown to which session,
+    /// and the Stop hook's consecutive-block counter; see
+    /// [`crate::handover`]); the default when unset.
+    fn handover(&self, parent: &str) -> Result<Handover>;
 
-    /// Sets the Stop-hook consecutive-block counter of `parent`, durably.
-    fn set_stop_blocks(&self, parent: &str, count: u32) -> Result<()>;
+    /// Sets the handover state of `parent`, durably.
+    fn set_handover(&self, parent: &str, state: &Handover) -> Result<()>;
+
+    /// Marks the turns `keys` consumed and removes their pending records
+    /// (a child's newer record stays pending); returns the records removed
+    /// (see [`Outbox::consume_turns`]).
+    fn consume_turns(&self, parent: &str, keys: &[String]) -> Result<Drained>;
 }
 
 /// The file outbox: every method is the inherent one, unchanged.
@@ -179,12 +187,16 @@ impl<I: Io> Store for Outbox<I> {
         Outbox::forget_child(self, parent, child)
     }
 
-    fn stop_blocks(&self, parent: &str) -> Result<u32> {
-        Outbox::stop_blocks(self, parent)
+    fn handover(&self, parent: &str) -> Result<Handover> {
+        Outbox::handover(self, parent)
     }
 
-    fn set_stop_blocks(&self, parent: &str, count: u32) -> Result<()> {
-        Outbox::set_stop_blocks(self, parent, count)
+    fn set_handover(&self, parent: &str, state: &Handover) -> Result<()> {
+        Outbox::set_handover(self, parent, state)
+    }
+
+    fn consume_turns(&self, parent: &str, keys: &[String]) -> Result<Drained> {
+        Outbox::consume_turns(self, parent, keys)
     }
 }
 
@@ -445,7 +457,7 @@ mod tests {
     fn an_unknown_outcome_promises_only_what_holds_for_the_operation() {
         let commit = unknown("commit");
         assert!(commit.contains("a commit of the same turn"), "{commit}");
-        for op in ["forget_child", "sweep_stale", "set_stop_blocks"] {
+        for op in ["forget_child", "sweep_stale", "set_handover"] {
             let text = unknown(op);
             assert!(text.starts_with(op), "{text}");
             assert!(!text.contains("commit of the same turn"), "{text}");

@@ -16,6 +16,14 @@ pub const FLOOR: Duration = Duration::from_millis(1);
 /// Unset means 1.0; CI sets 2.0. See [`multiplier`].
 pub const MULTIPLIER_ENV: &str = "PERF_BUDGET_MULTIPLIER";
 
+/// The largest multiplier a budget takes: 10.
+///
+/// A gate's budget is already 3 or 5 times its base; at 10 times that, a
+/// walltime gate still catches a hang or a pathological slowdown, while a
+/// larger value (`1e300`) would switch every gate off without a word. A
+/// larger value is capped here, with a warning ([`parse_multiplier`]).
+pub const MAX_MULTIPLIER: f64 = 10.0;
+
 /// Which kind of work a walltime gate times; the class picks the factor.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
@@ -63,7 +71,8 @@ impl fmt::Display for Class {
 /// Returns the multiplier to use and, when the raw value was rejected, a
 /// warning that names it. `None` (unset) gives `(1.0, None)`. A value that
 /// does not parse as a number, or that is zero, negative, NaN or infinite,
-/// gives `1.0` and a warning. Surrounding whitespace is ignored.
+/// gives `1.0` and a warning; one above [`MAX_MULTIPLIER`] gives the cap
+/// and a warning. Surrounding whitespace is ignored.
 ///
 /// ```
 /// use perfbudget::parse_multiplier;
@@ -84,6 +93,13 @@ pub fn parse_multiplier(raw: Option<&str>) -> (f64, Option<String>) {
         Ok(value) if value.is_infinite() => "is infinite",
         Ok(0.0) => "is zero", // also matches -0.0
         Ok(value) if value < 0.0 => "is negative",
+        Ok(value) if value > MAX_MULTIPLIER => {
+            let warning = format!(
+                "perfbudget: warning: {MULTIPLIER_ENV}={raw:?} is above the cap; capped at \
+                 {MAX_MULTIPLIER} (a larger multiplier switches every walltime gate off)"
+            );
+            return (MAX_MULTIPLIER, Some(warning));
+        }
         Ok(value) => return (value, None),
         Err(_) => "is not a number",
     };
@@ -144,7 +160,8 @@ impl Budget {
     /// multiplier.
     ///
     /// A multiplier that is not finite or not positive is replaced by 1.0,
-    /// the same rule [`parse_multiplier`] applies to the environment.
+    /// and one above [`MAX_MULTIPLIER`] by the cap: the rules
+    /// [`parse_multiplier`] applies to the environment.
     ///
     /// ```
     /// use std::time::Duration;
@@ -156,7 +173,7 @@ impl Budget {
     #[must_use]
     pub fn new(class: Class, base: Duration, multiplier: f64) -> Budget {
         let multiplier = if multiplier.is_finite() && multiplier > 0.0 {
-            multiplier
+            multiplier.min(MAX_MULTIPLIER)
         } else {
             1.0
         };
@@ -296,7 +313,6 @@ mod tests {
             Budget::new(Class::Warm, Duration::MAX, f64::MAX).limit(),
             Duration::MAX
         );
-        assert_eq!(Budget::new(Class::Warm, MS, 1e300).limit(), Duration::MAX);
         let half = Duration::MAX / 2;
         assert_eq!(Budget::new(Class::Warm, half, 1.0).limit(), Duration::MAX);
     }
@@ -311,7 +327,7 @@ mod tests {
         assert_eq!(parse_multiplier(Some("2.0")), (2.0, None));
         assert_eq!(parse_multiplier(Some("0.001")), (0.001, None));
         assert_eq!(parse_multiplier(Some(" 3 ")), (3.0, None));
-        assert_eq!(parse_multiplier(Some("1e3")), (1000.0, None));
+        assert_eq!(parse_multiplier(Some("1e1")), (10.0, None));
     }
 
     #[test]
@@ -336,6 +352,23 @@ mod tests {
             assert!(warning.contains(reason), "{warning}");
             assert!(warning.contains("using 1.0"), "{warning}");
         }
+    }
+
+    /// Defect 6 of issue 23: `1e300` was accepted and switched every gate
+    /// off. A multiplier above [`MAX_MULTIPLIER`] is capped, with a warning
+    /// that names the value and the cap.
+    #[test]
+    fn a_huge_multiplier_is_capped_with_a_warning() {
+        for raw in ["1e300", "11", "1000"] {
+            let (value, warning) = parse_multiplier(Some(raw));
+            assert_eq!(value, MAX_MULTIPLIER, "{raw}");
+            let warning = warning.unwrap_or_else(|| panic!("no warning for {raw:?}"));
+            assert!(warning.contains(&format!("{raw:?}")), "{warning}");
+            assert!(warning.contains("capped at 10"), "{warning}");
+        }
+        assert_eq!(parse_multiplier(Some("10")), (MAX_MULTIPLIER, None));
+        // An explicit multiplier in code is capped the same way.
+        assert_eq!(Budget::new(Class::Warm, MS, 1e300).limit(), 30 * MS);
     }
 
     #[test]

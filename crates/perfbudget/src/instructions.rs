@@ -25,7 +25,7 @@
 //!
 //! Where valgrind is missing (not on `PATH`, or [`VALGRIND_ENV`] names a
 //! program that does not run), the gate does not pass silently: it prints
-//! why, and emits a record marked `skipped`, which `cargo xtask test-perf`
+//! why, and emits a record marked `skipped`, which `cargo perfbudget test`
 //! lists (and fails with `--no-skip`).
 //!
 //! The gate must run on a test thread named after the test (libtest does
@@ -35,9 +35,12 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use crate::record::{InstructionRecord, RECORD_SCHEMA, Record};
+use crate::record::{Declared, InstructionRecord, RECORD_SCHEMA, Record};
 
-/// Environment variable set in the child process that runs under valgrind.
+/// Environment variable set in the child process that runs under valgrind,
+/// to the name of the gate it measures (the other gates of the same test
+/// do nothing in it, so each gate counts only its own call; gate names in
+/// one test must differ).
 pub const CALLGRIND_CHILD_ENV: &str = "PERFBUDGET_CALLGRIND_CHILD";
 
 /// Environment variable naming the valgrind program to use (default
@@ -50,7 +53,7 @@ pub const VALGRIND_ENV: &str = "PERFBUDGET_VALGRIND";
 /// not: 40 runs read 765 997 to 780 961 instructions, a 1.95% range
 /// (glibc's allocator takes different paths as per-process hash seeds and
 /// temp-file nonces change; see `docs/perf-trust.md`). With the base cited
-/// at the middle of the observed range, as `cargo xtask perf-calibrate`
+/// at the middle of the observed range, as `cargo perfbudget calibrate`
 /// gives it, that noise stays within about ±1%: 2% leaves a margin to it
 /// and still catches a regression of 1.05× in CPU work.
 pub const DEFAULT_TOLERANCE: f64 = 0.02;
@@ -65,7 +68,7 @@ const REGION: &str = "perfbudget_measured_region";
 /// use perfbudget::InstructionGate;
 ///
 /// #[test]
-/// #[ignore = "instruction-count gate: run by cargo xtask test-perf"]
+/// #[ignore = "instruction-count gate: run by cargo perfbudget test"]
 /// fn perf_sum_instructions() {
 ///     // Observed: 1 203 455 instructions (callgrind, release, 2026-11-29).
 ///     InstructionGate::new("perf_sum_instructions", 1_203_455)
@@ -193,12 +196,13 @@ impl InstructionGate {
                  allowed {low}..={high} (±{:.1}%)\n  what to do: the count does not depend on \
                  the machine's load, so the change is in the code (or the toolchain). If it got \
                  slower, find the change; if it got faster or the work grew on purpose, \
-                 re-measure with `cargo xtask test-perf {}` and update the base with its \
-                 citation (a raise over 25% needs an entry in docs/rfc/PERF_BUDGETS.md).",
+                 re-measure with `cargo perfbudget calibrate {}` and update the base with its \
+                 citation (a raise over 25% needs an entry in {}).",
                 self.name,
                 self.base,
                 self.tolerance * 100.0,
-                self.name
+                self.name,
+                crate::gate::policy()
             );
             out
         };
@@ -208,6 +212,7 @@ impl InstructionGate {
                 gate: self.name.clone(),
                 class: "instructions".into(),
                 passed,
+                declared: self.declared(),
                 walltime: None,
                 counts: Vec::new(),
                 instructions: Some(InstructionRecord {
@@ -223,6 +228,18 @@ impl InstructionGate {
         )
     }
 
+    /// The budget as declared: class, base and tolerance.
+    fn declared(&self) -> Declared {
+        Declared {
+            class: "instructions".into(),
+            base: Some(self.base),
+            factor: None,
+            tolerance: Some(self.tolerance),
+            multiplier_in_code: None,
+            expected: Vec::new(),
+        }
+    }
+
     /// The verdict of a gate that could not measure, with the reason.
     #[must_use]
     pub fn skipped(&self, why: &str) -> crate::Verdict {
@@ -232,6 +249,7 @@ impl InstructionGate {
                 gate: self.name.clone(),
                 class: "instructions".into(),
                 passed: true,
+                declared: self.declared(),
                 walltime: None,
                 counts: Vec::new(),
                 instructions: None,
@@ -252,10 +270,15 @@ impl InstructionGate {
     /// where valgrind is missing it emits a skipped record and returns.
     #[track_caller]
     pub fn check_with_setup<S, R>(&self, mut setup: impl FnMut() -> S, mut op: impl FnMut(S) -> R) {
-        if std::env::var_os(CALLGRIND_CHILD_ENV).is_some() {
-            drop(std::hint::black_box(op(setup())));
-            let fixture = setup();
-            drop(perfbudget_measured_region(|| op(fixture)));
+        if let Some(target) = std::env::var_os(CALLGRIND_CHILD_ENV) {
+            // The child re-runs the whole test: only the gate it was
+            // started for enters the counted region; any other gate of the
+            // same test does nothing here.
+            if target == *self.name {
+                drop(std::hint::black_box(op(setup())));
+                let fixture = setup();
+                drop(perfbudget_measured_region(|| op(fixture)));
+            }
             return;
         }
         let valgrind = match find_valgrind() {
@@ -295,7 +318,7 @@ impl InstructionGate {
                 .arg(&exe)
                 .args(["--exact", &test, "--include-ignored", "--nocapture"])
                 .args(["--test-threads=1"])
-                .env(CALLGRIND_CHILD_ENV, "1")
+                .env(CALLGRIND_CHILD_ENV, &self.name)
                 .env_remove(crate::RECORDS_ENV)
                 .stdin(Stdio::null())
                 .output()
@@ -370,7 +393,7 @@ mod tests {
             "base 1000",
             "+100.00%",
             "980..=1020",
-            "docs/rfc/PERF_BUDGETS.md",
+            "cargo perfbudget calibrate perf_x",
         ] {
             assert!(text.contains(needle), "{needle:?} in {text}");
         }

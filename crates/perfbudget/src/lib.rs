@@ -3,7 +3,8 @@
 //! A *gate* is an ordinary `#[test]` whose name starts with `perf_` and that
 //! fails the build when an operation gets slower than its budget (Tier 1,
 //! walltime) or issues a different number of I/O calls than the code says it
-//! should (Tier 2, counts). `cargo xtask test-perf` finds and runs every gate
+//! should (Tier 2, counts). The runner, `cargo perfbudget test` (crate
+//! `cargo-perfbudget`), finds and runs every gate
 //! in the release profile; `docs/perf-budget-suite.md` is the handbook.
 //!
 //! # The budget
@@ -81,16 +82,18 @@ mod instructions;
 mod measure;
 mod record;
 
-pub use budget::{Budget, Class, FLOOR, MULTIPLIER_ENV, multiplier, parse_multiplier};
-pub use gate::{CountGate, Gate, Verdict};
+pub use budget::{
+    Budget, Class, FLOOR, MAX_MULTIPLIER, MULTIPLIER_ENV, multiplier, parse_multiplier,
+};
+pub use gate::{CountGate, Gate, POLICY_ENV, RUNNER_COMMAND, Verdict};
 pub use instructions::{CALLGRIND_CHILD_ENV, DEFAULT_TOLERANCE, InstructionGate, VALGRIND_ENV};
 pub use measure::{
     KEPT_RUNS, Measurement, TIMED_RUNS, TRIMMED_EACH_SIDE, ThreadUsage, WARMUP_RUNS, thread_times,
     trimmed_mean, trimmed_mean_with_setup,
 };
 pub use record::{
-    CountRecord, InstructionRecord, RECORD_PREFIX, RECORD_SCHEMA, RECORDS_ENV, Record,
-    WalltimeRecord,
+    CountRecord, Declared, Expected, InstructionRecord, RECORD_PREFIX, RECORD_SCHEMA, RECORDS_ENV,
+    Record, WalltimeRecord,
 };
 
 /// This crate's README, whose examples run as doctests.

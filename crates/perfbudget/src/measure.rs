@@ -3,8 +3,6 @@
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-use statrs::statistics::Statistics;
-
 /// Untimed runs before the timed ones.
 pub const WARMUP_RUNS: usize = 1;
 
@@ -38,6 +36,16 @@ pub struct Measurement {
 ///
 /// Read just outside each timed window, so each value also holds the few
 /// microseconds of the read itself.
+///
+/// A wait in the run queue is the machine's doing only as far as a thread
+/// that wanted the CPU all along would have waited too: code that gives the
+/// CPU away itself (`yield_now` in a loop, a spin-wait) also waits in the
+/// run queue, and that wait is its own. So the measurement also takes the
+/// machine's [`share`](Self::share): the fraction of wall time a thread
+/// that only computes got on a CPU, probed just before and after the timed
+/// runs. A sample's wait is excused only up to what its on-CPU time would
+/// have waited at that share (see
+/// [`Measurement::trimmed_mean_without_runq_wait`]).
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
 pub struct ThreadUsage {
@@ -45,7 +53,15 @@ pub struct ThreadUsage {
     pub cpu: [Duration; TIMED_RUNS],
     /// Run-queue wait per sample, in run order.
     pub wait: [Duration; TIMED_RUNS],
+    /// The fraction (0, 1] of wall time a busy-spinning probe on the
+    /// measuring thread got on a CPU around the timed runs: 1.0 on an idle
+    /// machine, 0.5 when it shared its CPU with one other busy thread.
+    pub share: f64,
 }
+
+/// Wall time of each of the two spin probes that measure the machine's
+/// [`ThreadUsage::share`]: long enough to span a few scheduler slices.
+pub const SHARE_PROBE: Duration = Duration::from_millis(4);
 
 /// The middle of 11 values.
 fn median_of(values: &[Duration; TIMED_RUNS]) -> Duration {
@@ -74,16 +90,24 @@ impl Measurement {
     /// it was ready to run while another process had the CPU. `None` where
     /// the platform does not tell ([`thread_usage`](Self::thread_usage)).
     ///
-    /// On a quiet machine it equals the trimmed mean (nothing waits for a
-    /// CPU); on an oversubscribed one it removes what the neighbours cost.
-    /// A slower code path still shows in full: its extra time is spent
-    /// running or blocked, never in this thread's run queue.
+    /// A sample's excused wait is at most what its on-CPU time would have
+    /// waited at the machine's [`share`](ThreadUsage::share):
+    /// `cpu × (1/share − 1)`. On a quiet machine (share 1) nothing is
+    /// excused; on an oversubscribed one the neighbours' cost is removed.
+    /// Code that waits by giving the CPU away (a `yield_now` loop) runs
+    /// little and waits much: its wait is its own and stays charged.
     #[must_use]
     pub fn trimmed_mean_without_runq_wait(&self) -> Option<Duration> {
         let usage = self.thread.as_ref()?;
+        let share = if usage.share.is_finite() {
+            usage.share.clamp(0.01, 1.0)
+        } else {
+            1.0
+        };
         let mut own = self.samples;
-        for (sample, wait) in own.iter_mut().zip(usage.wait) {
-            *sample = sample.saturating_sub(wait);
+        for ((sample, wait), cpu) in own.iter_mut().zip(usage.wait).zip(usage.cpu) {
+            let excusable = cpu.mul_f64(1.0 / share - 1.0);
+            *sample = sample.saturating_sub(wait.min(excusable));
         }
         Some(Measurement::from_samples(own).trimmed_mean())
     }
@@ -95,6 +119,18 @@ impl Measurement {
 pub fn thread_times() -> Option<(Duration, Duration)> {
     let text = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
     parse_schedstat(&text)
+}
+
+/// [`thread_times`] brought up to date first.
+///
+/// The kernel adds a running thread's CPU time to what schedstat shows
+/// only at a scheduler tick (every 1 to 10 ms) or when the thread leaves
+/// the CPU; a yield makes it account the time now (and costs a system
+/// call when no other thread wants the CPU). Read outside the timed
+/// window, so the yield's own wait is not part of any sample.
+fn precise_thread_times() -> Option<(Duration, Duration)> {
+    std::thread::yield_now();
+    thread_times()
 }
 
 /// `cpu_ns wait_ns timeslices` → (cpu, wait).
@@ -126,10 +162,11 @@ impl Measurement {
         // Sum in u128 nanoseconds: seven Duration::MAX values still fit.
         let sum: u128 = kept.iter().map(Duration::as_nanos).sum();
         let trimmed_mean = duration_from_nanos(sum / KEPT_RUNS as u128);
-        let std_dev_nanos = samples
-            .iter()
-            .map(|sample| sample.as_nanos() as f64)
-            .std_dev();
+        let nanos = samples.map(|sample| sample.as_nanos() as f64);
+        let mean = nanos.iter().sum::<f64>() / TIMED_RUNS as f64;
+        let variance =
+            nanos.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (TIMED_RUNS - 1) as f64;
+        let std_dev_nanos = variance.sqrt();
         let std_dev = Duration::try_from_secs_f64(std_dev_nanos / 1e9).unwrap_or(Duration::MAX);
         Measurement {
             samples,
@@ -193,8 +230,7 @@ impl Measurement {
         self.sorted[TIMED_RUNS - 1]
     }
 
-    /// Sample standard deviation of all 11 samples (statrs, n − 1
-    /// denominator).
+    /// Sample standard deviation of all 11 samples (n − 1 denominator).
     #[must_use]
     pub fn std_dev(&self) -> Duration {
         self.std_dev
@@ -258,6 +294,12 @@ pub(crate) trait Clock {
     fn thread(&self) -> Option<(Duration, Duration)> {
         None
     }
+
+    /// The fraction of wall time a busy-spinning thread gets on a CPU now
+    /// ([`ThreadUsage::share`]), if known.
+    fn share(&self) -> Option<f64> {
+        None
+    }
 }
 
 /// The real clock: [`Instant`], relative to a process-wide origin.
@@ -270,7 +312,18 @@ impl Clock for MonotonicClock {
     }
 
     fn thread(&self) -> Option<(Duration, Duration)> {
-        thread_times()
+        precise_thread_times()
+    }
+
+    fn share(&self) -> Option<f64> {
+        let (cpu0, _) = precise_thread_times()?;
+        let start = Instant::now();
+        while start.elapsed() < SHARE_PROBE {
+            black_box(0u64);
+        }
+        let wall = start.elapsed();
+        let (cpu1, _) = precise_thread_times()?;
+        Some(cpu1.saturating_sub(cpu0).as_secs_f64() / wall.as_secs_f64())
     }
 }
 
@@ -288,6 +341,7 @@ pub(crate) fn measure_with<S, R>(
     let mut cpu = [Duration::ZERO; TIMED_RUNS];
     let mut wait = [Duration::ZERO; TIMED_RUNS];
     let mut usage_known = true;
+    let share_before = clock.share();
     for (i, sample) in samples.iter_mut().enumerate() {
         let fixture = black_box(setup());
         let before = clock.thread();
@@ -307,11 +361,15 @@ pub(crate) fn measure_with<S, R>(
         // deallocation timed drops it itself and returns ().
         drop(result);
     }
+    let share_after = clock.share();
     let m = Measurement::from_samples(samples);
-    if usage_known {
-        m.with_thread_usage(ThreadUsage { cpu, wait })
-    } else {
-        m
+    match (usage_known, share_before, share_after) {
+        (true, Some(before), Some(after)) => m.with_thread_usage(ThreadUsage {
+            cpu,
+            wait,
+            share: f64::midpoint(before, after).min(1.0),
+        }),
+        _ => m,
     }
 }
 

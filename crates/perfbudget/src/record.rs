@@ -3,14 +3,21 @@
 //! Every gate that runs writes one [`Record`] as a single line of JSON:
 //!
 //! * if `PERF_BUDGET_RECORDS` names a file, the line is appended to it
-//!   (`cargo xtask test-perf` sets it to a fresh file per test);
+//!   (the runner, `cargo perfbudget test`, sets it to a fresh file per test);
 //! * otherwise the line goes to stdout, prefixed with [`RECORD_PREFIX`], so
 //!   it is visible with `--nocapture` and harmless in captured output.
+//!
+//! This module is the one definition of the record schema: the runner
+//! (`cargo-perfbudget`) deserialises these same types ([`Record::from_json_line`]).
+//! Every record carries the gate's [`Declared`] budget, the part its code
+//! fixes (class, base, tolerance, a multiplier set in code, expected
+//! counts), so tools compare budgets by comparing records, never by
+//! reading Rust source.
 
 use std::io::Write;
 use std::time::Duration;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// Environment variable naming the JSON Lines file records are appended to.
 pub const RECORDS_ENV: &str = "PERF_BUDGET_RECORDS";
@@ -19,10 +26,13 @@ pub const RECORDS_ENV: &str = "PERF_BUDGET_RECORDS";
 pub const RECORD_PREFIX: &str = "perfbudget-record: ";
 
 /// Version of the record layout; bumped on incompatible changes.
-pub const RECORD_SCHEMA: u32 = 1;
+///
+/// 2: every record carries its [`Declared`] budget.
+pub const RECORD_SCHEMA: u32 = 2;
 
 /// One gate's outcome, as written to the runner.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 #[non_exhaustive]
 pub struct Record {
     /// Layout version, [`RECORD_SCHEMA`].
@@ -33,11 +43,13 @@ pub struct Record {
     pub class: String,
     /// Whether the gate passed.
     pub passed: bool,
+    /// The budget as the gate's code declares it.
+    pub declared: Declared,
     /// Timing details; present for walltime gates only.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub walltime: Option<WalltimeRecord>,
     /// Expected and observed counts; non-empty for count gates only.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub counts: Vec<CountRecord>,
     /// The count and its allowed range; present for instruction-count
     /// gates that measured.
@@ -49,8 +61,47 @@ pub struct Record {
     pub skipped: Option<String>,
 }
 
+/// A gate's budget as its code declares it: what `cargo perfbudget audit`
+/// compares between two revisions. Nothing here depends on the machine or
+/// on `PERF_BUDGET_MULTIPLIER`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Declared {
+    /// `"cold"`, `"warm"`, `"count"` or `"instructions"`.
+    pub class: String,
+    /// The cited base: nanoseconds for a walltime gate, instructions for an
+    /// instruction gate; absent for a count gate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base: Option<u64>,
+    /// The class factor of a walltime gate (5 or 3).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub factor: Option<u32>,
+    /// An instruction gate's tolerance, a fraction of its base either way.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tolerance: Option<f64>,
+    /// A multiplier set in the gate's code (`Gate::with_multiplier`), which
+    /// replaces the environment's: it loosens (or tightens) the gate as
+    /// surely as a larger base does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub multiplier_in_code: Option<f64>,
+    /// A count gate's expectations, in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub expected: Vec<Expected>,
+}
+
+/// One expectation of a count gate, as declared.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Expected {
+    /// What is counted, e.g. `"file fsyncs"`.
+    pub what: String,
+    /// The expected count.
+    pub expected: u64,
+}
+
 /// The numbers behind an instruction-count verdict.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 #[non_exhaustive]
 pub struct InstructionRecord {
     /// Instructions the measured call executed (callgrind's `Ir`).
@@ -67,7 +118,8 @@ pub struct InstructionRecord {
 
 /// The numbers behind a walltime verdict. Durations are whole nanoseconds,
 /// saturating at `u64::MAX`.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 #[non_exhaustive]
 pub struct WalltimeRecord {
     /// Mean of the middle 7 samples: the compared value.
@@ -99,6 +151,10 @@ pub struct WalltimeRecord {
     /// platform tells (`/proc/thread-self/schedstat`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cpu_median_ns: Option<u64>,
+    /// The fraction of wall time a busy-spinning probe got on a CPU around
+    /// the timed runs (1.0 on an idle machine), where the platform tells.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cpu_share: Option<f64>,
     /// Median time per sample the measuring thread waited in the run queue
     /// for a CPU, where the platform tells.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -117,7 +173,8 @@ pub struct WalltimeRecord {
 }
 
 /// One expected-versus-observed count of a count gate.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 #[non_exhaustive]
 pub struct CountRecord {
     /// What was counted, e.g. `"file fsyncs"`.
@@ -139,6 +196,25 @@ impl Record {
                 self.gate
             )
         })
+    }
+
+    /// Parses one line of JSON written by [`Record::to_json_line`]; the
+    /// error names what is wrong (a missing or unknown field, a record of
+    /// another schema version).
+    pub fn from_json_line(line: &str) -> Result<Record, String> {
+        let value: serde_json::Value =
+            serde_json::from_str(line).map_err(|e| format!("not JSON: {e}"))?;
+        match value.get("schema").and_then(serde_json::Value::as_u64) {
+            Some(v) if v == u64::from(RECORD_SCHEMA) => {}
+            Some(v) => {
+                return Err(format!(
+                    "record schema {v}, this runner reads schema {RECORD_SCHEMA} (build the \
+                     runner and the gates from the same perfbudget version)"
+                ));
+            }
+            None => return Err("`schema` is missing or not a number".into()),
+        }
+        serde_json::from_value(value).map_err(|e| format!("not a gate record: {e}"))
     }
 
     /// Writes the record where the runner looks for it (see the module docs).

@@ -163,9 +163,12 @@ fn stop_hook_reasons_stay_within_their_budget_and_page_in_order() {
     }
     let mut seen = Vec::new();
     for _ in 0..children.len() {
+        // The consume-on-print mode consumes a page as soon as it is
+        // printed; confirmed delivery pages the same way, one confirmation
+        // later (loop_e2e, stop_hook::a_context_over_the_cap...).
         let run = outbox_in(
             root,
-            &["stop-hook", "--parent", PARENT],
+            &["stop-hook", "--parent", PARENT, "--consume-on-print"],
             stop_input("p", false, None).to_string().as_bytes(),
         );
         if run.stdout.is_empty() {

@@ -33,6 +33,7 @@ fn a_healthy_root_says_where_it_came_from_and_what_is_pending() {
     let root = dir.path();
     commit_finished(root, PARENT, "w1", "success");
     commit_finished(root, PARENT, "w2", "success");
+    make_private(root);
     let before = snapshot(root);
     let run = outbox(root, &["doctor"]);
     assert_eq!(run.code, 0, "{run:?}");
@@ -89,6 +90,7 @@ fn leftovers_and_unusable_directories_are_problems_with_advice() {
     // A file where a directory must be: no permission trick (the tests may
     // run as root), yet unusable.
     std::fs::write(root.join("runtime/stop-blocks"), b"").unwrap();
+    make_private(root);
 
     let run = outbox(root, &["doctor"]);
     assert_eq!(run.code, 1, "{run:?}");

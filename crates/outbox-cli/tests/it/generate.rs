@@ -4,7 +4,7 @@
 use crate::util::*;
 
 /// The visible subcommands, as `outbox --help` lists them.
-const COMMANDS: [&str; 12] = [
+const COMMANDS: [&str; 13] = [
     "commit",
     "drain",
     "pending",
@@ -12,6 +12,7 @@ const COMMANDS: [&str; 12] = [
     "show",
     "sweep",
     "stop-hook",
+    "context-hook",
     "hooks",
     "doctor",
     "watch",

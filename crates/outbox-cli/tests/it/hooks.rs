@@ -248,11 +248,28 @@ fn stop_hook_refuses_another_hook_event() {
         "{run:?}"
     );
     assert_eq!(peek_json(root, PARENT).len(), 1);
-    // SubagentStop is a stop event: it blocks.
+    // SubagentStop: a block would hand the parent's records to the
+    // subagent. Refused, nothing consumed, unless explicitly allowed.
     input["hook_event_name"] = json!("SubagentStop");
+    input["agent_id"] = json!("agent-1");
     let run = outbox_in(
         root,
         &["stop-hook", "--parent", PARENT],
+        input.to_string().as_bytes(),
+    );
+    assert_eq!((run.code, run.stdout.as_str()), (1, ""), "{run:?}");
+    assert_eq!(run.stderr_lines().len(), 1, "{run:?}");
+    assert!(run.stderr.contains("SubagentStop"), "{run:?}");
+    assert!(run.stderr.contains("--allow-subagent"), "{run:?}");
+    assert!(run.stderr.contains("nothing consumed"), "{run:?}");
+    assert_eq!(peek_json(root, PARENT).len(), 1);
+    assert!(
+        !root.join("runtime/stop-blocks").exists(),
+        "no state written"
+    );
+    let run = outbox_in(
+        root,
+        &["stop-hook", "--parent", PARENT, "--allow-subagent"],
         input.to_string().as_bytes(),
     );
     assert!(run.stdout.contains("\"decision\":\"block\""), "{run:?}");

@@ -231,10 +231,11 @@ fn uninstall_in_another_order_and_between_others_hooks_is_exact() {
     std::fs::write(p.settings(), CLAUDE_STYLE).unwrap();
     p.ok(&["install", "--parent", PARENT]);
     p.ok(&["install", "--parent", PARENT, "--subagents"]);
-    // Someone adds a hook after ours; ours goes, theirs stays.
+    // Someone adds a hook after ours in the Stop list (the parent's
+    // UserPromptSubmit list follows it); ours goes, theirs stays.
     let text = std::fs::read_to_string(p.settings()).unwrap();
-    let marker = "          }\n        ]\n      }\n    ],\n    \"SubagentStop\"";
-    let theirs = "          }\n        ]\n      },\n      {\n        \"hooks\": [\n          {\n            \"type\": \"command\",\n            \"command\": \"later\"\n          }\n        ]\n      }\n    ],\n    \"SubagentStop\"";
+    let marker = "          }\n        ]\n      }\n    ],\n    \"UserPromptSubmit\"";
+    let theirs = "          }\n        ]\n      },\n      {\n        \"hooks\": [\n          {\n            \"type\": \"command\",\n            \"command\": \"later\"\n          }\n        ]\n      }\n    ],\n    \"UserPromptSubmit\"";
     assert!(text.contains(marker), "{text}");
     std::fs::write(p.settings(), text.replacen(marker, theirs, 1)).unwrap();
     p.ok(&["uninstall", "--parent", PARENT, "--subagents"]);

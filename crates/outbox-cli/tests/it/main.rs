@@ -17,11 +17,14 @@ mod hardening_semantics;
 mod hooks;
 mod input;
 mod install;
+mod loop_e2e;
 mod perf_cli;
 #[cfg(feature = "postgres")]
 mod postgres_store;
+mod private_files;
 mod readme;
 mod reliability;
+mod secrets;
 mod stop_hook;
 mod store_choice;
 mod usage;

@@ -18,6 +18,7 @@ pub(crate) struct Db {
 }
 
 impl Db {
+    /// `None` (after saying it is skipped) when no database is configured.
     pub(crate) fn from_env(test: &str) -> Option<Self> {
         let Some(base) = std::env::var(URL_VAR).ok().filter(|u| !u.trim().is_empty()) else {
             // Straight to stderr, past libtest's capture: a skip must show.
@@ -42,6 +43,18 @@ impl Db {
         let mut cmd = command();
         cmd.arg("--store").arg(self.url()).args(args);
         run_command(cmd, stdin)
+    }
+}
+
+impl Db {
+    /// The test database's URL, without the schema.
+    pub(crate) fn base(&self) -> &str {
+        &self.base
+    }
+
+    /// This test's schema.
+    pub(crate) fn schema(&self) -> &str {
+        &self.schema
     }
 }
 
@@ -160,6 +173,17 @@ fn the_stop_hook_and_doctor_over_postgres() {
             .as_str()
             .unwrap()
             .contains("\n| parser done\n")
+    );
+    // Pending until the next Stop with stop_hook_active confirms it.
+    assert_eq!(db.run(&["pending", "--parent", PARENT], b"").code, 0);
+    let confirm = db.run(
+        &["stop-hook", "--parent", PARENT],
+        br#"{"stop_hook_active":true}"#,
+    );
+    assert_eq!(
+        (confirm.code, confirm.stdout.as_str()),
+        (0, ""),
+        "{confirm:?}"
     );
     assert_eq!(db.run(&["pending", "--parent", PARENT], b"").code, 1);
 }

@@ -89,10 +89,65 @@ fn pending_records_block_with_a_reason_listing_each_child() {
         )
     );
     assert!(lines[5].starts_with("outbox: No other record is left out."));
-    // Delivered: consumed, and the next stop is inert.
-    assert_eq!(outbox(root, &["pending", "--parent", PARENT]).code, 1);
+    assert!(!reason.contains("shown before"), "{reason}");
+    // Shown, not yet delivered: pending until the session's next Stop
+    // with stop_hook_active (Claude continued because of the block).
+    assert_eq!(outbox(root, &["pending", "--parent", PARENT]).code, 0);
     let run = hook(root, ACTIVE);
     assert_eq!((run.code, run.stdout.as_str()), (0, ""));
+    assert_eq!(outbox(root, &["pending", "--parent", PARENT]).code, 1);
+    // And the stop after that is inert.
+    let run = hook(root, ACTIVE);
+    assert_eq!(
+        (run.code, run.stdout.as_str(), run.stderr.as_str()),
+        (0, "", "")
+    );
+}
+
+#[test]
+fn consume_on_print_consumes_as_soon_as_the_decision_is_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    commit_finished(root, PARENT, "w1", "success");
+    let args = ["stop-hook", "--parent", PARENT, "--consume-on-print"];
+    let run = outbox_in(root, &args, INACTIVE.as_bytes());
+    assert!(
+        decision(&run)["reason"]
+            .as_str()
+            .unwrap()
+            .contains("child \"w1\"")
+    );
+    assert_eq!(outbox(root, &["pending", "--parent", PARENT]).code, 1);
+    let run = outbox_in(root, &args, ACTIVE.as_bytes());
+    assert_eq!((run.code, run.stdout.as_str()), (0, ""));
+}
+
+#[test]
+fn a_block_not_acted_on_is_shown_again_first_and_marked() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    commit_finished_with(root, PARENT, "w1", "success", &["--summary", "one"]);
+    decision(&hook(root, INACTIVE));
+    commit_finished_with(root, PARENT, "w2", "success", &["--summary", "two"]);
+    // The user pressed Esc (no hook), and the next turn stops normally.
+    let json = decision(&hook(root, INACTIVE));
+    let reason = json["reason"].as_str().unwrap();
+    let lines: Vec<&str> = reason.lines().collect();
+    assert!(
+        lines[1].starts_with("outbox: record 1: child \"w1\"")
+            && lines[1].contains("It was shown before and is not yet confirmed."),
+        "{reason}"
+    );
+    assert_eq!(lines[2], "| one", "{reason}");
+    assert!(
+        lines[3].starts_with("outbox: record 2: child \"w2\"")
+            && !lines[3].contains("shown before"),
+        "{reason}"
+    );
+    assert_eq!(lines[4], "| two", "{reason}");
+    let run = hook(root, ACTIVE);
+    assert_eq!((run.code, run.stdout.as_str()), (0, ""), "{run:?}");
+    assert!(peek_json(root, PARENT).is_empty());
 }
 
 #[test]
@@ -131,6 +186,8 @@ fn three_consecutive_blocks_then_no_block_and_the_records_wait() {
     assert!(json["reason"].as_str().unwrap().contains("turn-4"));
     let count: Value = serde_json::from_slice(&std::fs::read(&guard).unwrap()).unwrap();
     assert_eq!(count["count"], 1);
+    // Confirmed by the next Stop with stop_hook_active: consumed.
+    assert_eq!(hook(root, ACTIVE).stdout, "");
     assert!(peek_json(root, PARENT).is_empty());
 }
 
@@ -211,4 +268,129 @@ fn malformed_input_never_blocks_and_never_exits_2() {
     assert_eq!(ok(root, &["stop-hook", "--help"]).code, 0);
     // Nothing was consumed by any of it.
     assert_eq!(peek_json(root, PARENT).len(), 1);
+}
+
+fn context_hook(root: &std::path::Path, input: &str) -> Run {
+    outbox_in(
+        root,
+        &["context-hook", "--parent", PARENT],
+        input.as_bytes(),
+    )
+}
+
+#[test]
+fn context_hook_adds_the_pending_records_and_refuses_other_events() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    // Nothing pending, a root that does not exist: nothing printed, nothing
+    // created.
+    let prompt =
+        r#"{"session_id":"s1","hook_event_name":"UserPromptSubmit","prompt":"hi","new":{}}"#;
+    let run = context_hook(&root.join("none"), prompt);
+    assert_eq!((run.code, run.stdout.as_str()), (0, ""), "{run:?}");
+    assert!(!root.join("none").exists());
+    commit_finished_with(root, PARENT, "w1", "success", &["--summary", "tests pass"]);
+    let run = context_hook(root, prompt);
+    assert_eq!(run.code, 0, "{run:?}");
+    let json: Value = serde_json::from_str(&run.stdout).unwrap();
+    assert_eq!(
+        json["hookSpecificOutput"]["hookEventName"],
+        "UserPromptSubmit"
+    );
+    let context = json["hookSpecificOutput"]["additionalContext"]
+        .as_str()
+        .unwrap();
+    assert!(
+        context.starts_with("outbox: 1 of 1 record for parent \"conductor\"")
+            && context.contains("child \"w1\", finished a turn with status \"success\"")
+            && context.contains("\n| tests pass\n"),
+        "{context}"
+    );
+    assert_eq!(
+        peek_json(root, PARENT).len(),
+        1,
+        "pending until the turn's Stop"
+    );
+    // Errors exit 1, never 2 (which would erase the user's prompt), and
+    // show nothing.
+    for (input, says) in [
+        (
+            r#"{"session_id":"s1","hook_event_name":"Stop"}"#,
+            "hook_event_name is \"Stop\"",
+        ),
+        (r#"{"session_id":"s1"}"#, "hook_event_name is \"\""),
+        ("{", "not valid JSON"),
+        (
+            r#"{"hook_event_name":"SessionStart","prompt":7}"#,
+            "invalid type",
+        ),
+    ] {
+        let run = context_hook(root, input);
+        assert_eq!((run.code, run.stdout.as_str()), (1, ""), "{input}: {run:?}");
+        assert_eq!(run.stderr_lines().len(), 1, "{run:?}");
+        assert!(run.stderr.starts_with("outbox context-hook: "), "{run:?}");
+        assert!(run.stderr.contains(says), "{input}: {run:?}");
+        assert!(run.stderr.contains("nothing shown"), "{input}: {run:?}");
+    }
+    let run = outbox_in(root, &["context-hook", "--bogus"], prompt.as_bytes());
+    assert_eq!((run.code, run.stdout.as_str()), (1, ""), "{run:?}");
+    // Without --parent, the parent is the session.
+    commit_finished(root, "s9", "w2", "success");
+    let run = outbox_in(
+        root,
+        &["context-hook"],
+        br#"{"session_id":"s9","hook_event_name":"SessionStart","source":"startup"}"#,
+    );
+    let json: Value = serde_json::from_str(&run.stdout).unwrap();
+    assert_eq!(json["hookSpecificOutput"]["hookEventName"], "SessionStart");
+    assert!(
+        json["hookSpecificOutput"]["additionalContext"]
+            .as_str()
+            .unwrap()
+            .contains("child \"w2\"")
+    );
+}
+
+#[test]
+fn a_context_over_the_cap_shows_what_fits_and_the_rest_comes_next() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let summary = "s".repeat(3000);
+    for i in 0..8 {
+        commit_finished_with(
+            root,
+            PARENT,
+            &format!("w{i}"),
+            "success",
+            &["--summary", &summary],
+        );
+    }
+    let prompt = r#"{"session_id":"s1","hook_event_name":"UserPromptSubmit","prompt":"hi"}"#;
+    let mut seen = Vec::new();
+    for _ in 0..8 {
+        let run = context_hook(root, prompt);
+        if run.stdout.is_empty() {
+            break;
+        }
+        let json: Value = serde_json::from_str(&run.stdout).unwrap();
+        let text = json["hookSpecificOutput"]["additionalContext"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        assert!(text.chars().count() < 10_000, "{}", text.len());
+        for i in 0..8 {
+            if text.contains(&format!("child \"w{i}\"")) && !seen.contains(&i) {
+                seen.push(i);
+            }
+        }
+        // The turn's Stop confirms what was shown; the rest waits.
+        let run = hook(root, r#"{"session_id":"s1","hook_event_name":"Stop"}"#);
+        assert_eq!(run.code, 0, "{run:?}");
+        if !run.stdout.is_empty() {
+            // The Stop blocks with what was left: confirm it too.
+            assert_eq!(hook(root, ACTIVE).code, 0);
+        }
+    }
+    assert!(peek_json(root, PARENT).is_empty());
+    assert!(seen.len() >= 3, "{seen:?}");
 }

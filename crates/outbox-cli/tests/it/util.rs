@@ -34,10 +34,12 @@ impl Run {
 }
 
 /// A command for the binary with a clean environment for the data root:
-/// `OUTBOX_STORE`, `OUTBOX_ROOT`, `XDG_DATA_HOME` and `HOME` removed.
+/// `OUTBOX_STORE`, `OUTBOX_STORE_FILE`, `OUTBOX_ROOT`, `XDG_DATA_HOME` and
+/// `HOME` removed.
 pub fn command() -> Command {
     let mut cmd = Command::new(BIN);
     cmd.env_remove("OUTBOX_STORE")
+        .env_remove("OUTBOX_STORE_FILE")
         .env_remove("OUTBOX_ROOT")
         .env_remove("XDG_DATA_HOME")
         .env_remove("HOME")
@@ -158,4 +160,25 @@ pub fn snapshot(dir: &Path) -> Vec<(String, Option<Vec<u8>>)> {
     }
     out.sort();
     out
+}
+
+/// Takes group's and others' access away from `dir` and everything under
+/// it (`chmod -R go-rwx`): what the outbox creates is private, so a
+/// fixture a test wrote by hand is made so too before `doctor` judges it.
+pub fn make_private(dir: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(path) = stack.pop() {
+        let meta = std::fs::symlink_metadata(&path).unwrap();
+        if meta.file_type().is_symlink() {
+            continue;
+        }
+        let mode = meta.permissions().mode() & 0o7700;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+        if meta.is_dir() {
+            for entry in std::fs::read_dir(&path).unwrap() {
+                stack.push(entry.unwrap().path());
+            }
+        }
+    }
 }

@@ -89,6 +89,43 @@ fn a_schema_newer_than_the_code_is_refused_by_name() {
     assert!(e.to_string().contains("schema version 99 is newer"), "{e}");
 }
 
+/// A schema from before the handover step (the bare Stop-hook counter)
+/// migrates to the handover state: the counter is kept, nothing is shown,
+/// and the state then round-trips.
+#[test]
+fn a_bare_stop_blocks_row_migrates_to_a_handover_state() {
+    let Some(pg) = Pg::from_env("migrate stop_blocks") else {
+        return;
+    };
+    let schema = pg.fresh_schema();
+    PgOutbox::connect_schema(&pg.url, &schema).unwrap();
+    // Back to the version before the handover step (the last one): the
+    // counter table without the handover columns, holding a counter.
+    pg.client()
+        .batch_execute(&format!(
+            "ALTER TABLE \"{schema}\".stop_blocks DROP COLUMN session_id, DROP COLUMN surface,
+                 DROP COLUMN shown, DROP COLUMN delivery, DROP COLUMN shown_at,
+                 DROP COLUMN emitted;
+             INSERT INTO \"{schema}\".stop_blocks (parent, count) VALUES ('{PARENT}', 2);
+             UPDATE \"{schema}\".schema_version SET version = {};",
+            SCHEMA_VERSION - 1
+        ))
+        .unwrap();
+    let store = PgOutbox::connect_schema(&pg.url, &schema).unwrap();
+    let state = store.handover(PARENT).unwrap();
+    assert_eq!(state.blocks, 2);
+    assert!(!state.awaits_confirmation());
+    let shown = outbox::handover::Handover {
+        session_id: "s1".into(),
+        surface: Some(outbox::handover::Surface::StopBlock),
+        shown: vec!["c@1".into()],
+        emitted: true,
+        ..state
+    };
+    store.set_handover(PARENT, &shown).unwrap();
+    assert_eq!(store.handover(PARENT).unwrap(), shown);
+}
+
 #[test]
 fn an_unreachable_server_is_a_connect_error_naming_the_store() {
     if url("unreachable").is_none() {

@@ -2,7 +2,7 @@
 //! test breaks the connection at one place of one statement and checks the
 //! typed outcome the store reports against what the server really did.
 
-use outbox::stop_hook::{StopOutcome, on_stop};
+use outbox::stop_hook::{StopOutcome, on_stop_consume_on_print as on_stop};
 use outbox::{DrainWithError, Error, Outcome, Record, Store};
 use outbox_postgres::PgOutbox;
 

@@ -14,7 +14,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::io::Write as _;
 use std::time::Duration;
 
-use outbox::stop_hook::{StopHookError, StopOutcome, on_stop};
+use outbox::stop_hook::{StopHookError, StopOutcome, on_stop_consume_on_print as on_stop};
 use outbox::{DrainWithError, Error, Outcome, Record, RecordsState, Store};
 
 use crate::net_faults::through_proxy;

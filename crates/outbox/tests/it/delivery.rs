@@ -838,7 +838,8 @@ mod stop_hook_race {
 
     use outbox::delivery::{DEFAULT_BLOCK_BUDGET, RenderOptions, units};
     use outbox::stop_hook::{
-        RENDER_ATTEMPTS, StopHookError, StopOutcome, block_decision, block_reason, on_stop,
+        RENDER_ATTEMPTS, StopHookError, StopOutcome, block_decision, block_reason,
+        on_stop_consume_on_print as on_stop,
     };
     use outbox::{Committed, DrainWithError, Drained, Outbox, Record, Result, Store, SweepReport};
 
@@ -909,11 +910,14 @@ mod stop_hook_race {
         fn forget_child(&self, parent: &str, child: &str) -> Result<usize> {
             self.inner.forget_child(parent, child)
         }
-        fn stop_blocks(&self, parent: &str) -> Result<u32> {
-            self.inner.stop_blocks(parent)
+        fn handover(&self, parent: &str) -> Result<outbox::handover::Handover> {
+            self.inner.handover(parent)
         }
-        fn set_stop_blocks(&self, parent: &str, count: u32) -> Result<()> {
-            self.inner.set_stop_blocks(parent, count)
+        fn set_handover(&self, parent: &str, state: &outbox::handover::Handover) -> Result<()> {
+            self.inner.set_handover(parent, state)
+        }
+        fn consume_turns(&self, parent: &str, keys: &[String]) -> Result<Drained> {
+            self.inner.consume_turns(parent, keys)
         }
     }
 

@@ -391,7 +391,8 @@ fn an_id_at_the_limit_commits_quarantines_and_drains() {
     std::fs::write(&paths.inbox, CORRUPT).unwrap();
     ob.commit(&id, finished("c1", "at the limit")).unwrap();
     std::fs::write(&paths.wal, CORRUPT).unwrap();
-    ob.set_stop_blocks(&id, 1).unwrap();
+    ob.set_handover(&id, &outbox::handover::Handover::default())
+        .unwrap();
     let drained = ob.drain(&id).unwrap();
     assert_eq!(children(&drained.records), ["c1"]);
     // Protocol v2: the commit appended and left the inbox's bad line to the
@@ -521,7 +522,7 @@ fn read_only_operations_on_a_lazily_opened_root_create_nothing() {
     let ob = Outbox::open_lazy_with(root, io.clone());
     assert!(ob.has_pending(PARENT).unwrap());
     assert_eq!(children(&ob.peek(PARENT).unwrap()), ["c1"]);
-    assert_eq!(ob.stop_blocks(PARENT).unwrap(), 0);
+    assert_eq!(ob.handover(PARENT).unwrap(), Default::default());
     assert!(!ob.has_pending("another").unwrap());
     let mutating: Vec<String> = io
         .ops()

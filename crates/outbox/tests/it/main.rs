@@ -17,6 +17,7 @@ mod hardening_semantics;
 mod identity;
 mod perf_op_counts;
 mod perf_outbox;
+mod private_root;
 mod records_state;
 mod semantics;
 mod sim;

@@ -4,6 +4,7 @@ use std::fs;
 use std::path::Path;
 
 use outbox::format::{BadLineReason, MAX_LINE_BYTES};
+use outbox::handover::{Handover, Surface};
 use outbox::{Error, Outbox, Record, StdIo};
 use outbox_sim::{Fault, FaultIo, FaultPlan, OpKind, OpKindSet};
 
@@ -381,14 +382,31 @@ fn the_ledger_forgets_turns_after_fourteen_days() {
 }
 
 #[test]
-fn stop_block_counter_round_trips_durably() {
+fn the_handover_state_round_trips_durably_and_reads_the_older_counter() {
     let dir = tempfile::tempdir().unwrap();
     let ob = open(dir.path());
-    assert_eq!(ob.stop_blocks(PARENT).unwrap(), 0);
-    ob.set_stop_blocks(PARENT, 2).unwrap();
-    assert_eq!(open(dir.path()).stop_blocks(PARENT).unwrap(), 2);
-    let file = fs::read_to_string(ob.paths(PARENT).unwrap().stop_blocks).unwrap();
-    assert_eq!(file, "{\"count\":2}");
+    assert_eq!(ob.handover(PARENT).unwrap(), Handover::default());
+    let state = Handover {
+        blocks: 2,
+        session_id: "s1".into(),
+        surface: Some(Surface::StopBlock),
+        shown: vec!["c1@k".into()],
+        delivery: String::new(),
+        shown_at: 7,
+        emitted: true,
+    };
+    ob.set_handover(PARENT, &state).unwrap();
+    assert_eq!(open(dir.path()).handover(PARENT).unwrap(), state);
+    let path = ob.paths(PARENT).unwrap().stop_blocks;
+    let file: serde_json::Value = serde_json::from_slice(&fs::read(&path).unwrap()).unwrap();
+    assert_eq!(file["count"], 2, "the older counter's field: {file}");
+    // An older binary's file: the counter, nothing shown.
+    fs::write(&path, "{\"count\":2}").unwrap();
+    let read = ob.handover(PARENT).unwrap();
+    assert_eq!((read.blocks, read.awaits_confirmation()), (2, false));
+    // An unreadable one: nothing shown (shown again, never lost).
+    fs::write(&path, "{\"count\":").unwrap();
+    assert_eq!(ob.handover(PARENT).unwrap(), Handover::default());
 }
 
 #[test]

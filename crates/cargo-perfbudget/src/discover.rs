@@ -19,10 +19,92 @@ pub fn cargo() -> OsString {
 
 /// What `cargo metadata` says about the workspace.
 pub struct Workspace {
+    /// The workspace's root directory.
+    pub root: PathBuf,
     /// Where cargo puts build output (honours `CARGO_TARGET_DIR` and config).
     pub target_dir: PathBuf,
+    /// The `[workspace.metadata.perfbudget]` settings.
+    pub settings: Settings,
     /// Package name by manifest path.
     packages: HashMap<PathBuf, String>,
+}
+
+/// The runner's settings, from `[workspace.metadata.perfbudget]` in the
+/// workspace's root `Cargo.toml` (or, for a single package without a
+/// `[workspace]` table, `[package.metadata.perfbudget]`).
+///
+/// ```toml
+/// [workspace.metadata.perfbudget]
+/// policy = "docs/PERF_BUDGETS.md"   # default: PERF_BUDGETS.md
+/// budgets = "perf-budgets.json"     # default: perf-budgets.json
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settings {
+    /// The budget-loosening log, relative to the workspace root: every
+    /// loosening `audit` finds needs a new `### ` heading in it naming the
+    /// gate.
+    pub policy: String,
+    /// The committed file of every gate's declared budget, relative to the
+    /// workspace root; `test` keeps it up to date, `audit` compares it
+    /// between revisions.
+    pub budgets: String,
+}
+
+/// The default policy log.
+pub const DEFAULT_POLICY: &str = "PERF_BUDGETS.md";
+
+/// The default budgets file.
+pub const DEFAULT_BUDGETS: &str = "perf-budgets.json";
+
+impl Settings {
+    /// Reads the settings from `cargo metadata`'s JSON: the workspace
+    /// metadata, else the root package's; an unknown key or a value that is
+    /// not a string is an error naming it.
+    pub fn from_metadata(meta: &Value) -> Result<Settings, String> {
+        let root_manifest = meta["workspace_root"]
+            .as_str()
+            .map(|r| Path::new(r).join("Cargo.toml"));
+        let package_meta = meta["packages"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|p| p["manifest_path"].as_str().map(PathBuf::from) == root_manifest)
+            .map(|p| &p["metadata"]["perfbudget"]);
+        let (table, place) = match &meta["metadata"]["perfbudget"] {
+            Value::Null => (
+                package_meta.unwrap_or(&Value::Null),
+                "[package.metadata.perfbudget]",
+            ),
+            t => (t, "[workspace.metadata.perfbudget]"),
+        };
+        let mut settings = Settings {
+            policy: DEFAULT_POLICY.to_owned(),
+            budgets: DEFAULT_BUDGETS.to_owned(),
+        };
+        match table {
+            Value::Null => {}
+            Value::Object(map) => {
+                for (key, value) in map {
+                    let slot = match key.as_str() {
+                        "policy" => &mut settings.policy,
+                        "budgets" => &mut settings.budgets,
+                        other => {
+                            return Err(format!(
+                                "{place}: unknown key `{other}` (known: policy, budgets)"
+                            ));
+                        }
+                    };
+                    *slot = value
+                        .as_str()
+                        .filter(|v| !v.trim().is_empty())
+                        .ok_or_else(|| format!("{place}: `{key}` must be a non-empty path string"))?
+                        .to_owned();
+                }
+            }
+            _ => return Err(format!("{place} must be a table")),
+        }
+        Ok(settings)
+    }
 }
 
 /// Reads the workspace's metadata (no dependencies, no network).
@@ -47,6 +129,11 @@ pub fn workspace_at(dir: &Path) -> Result<Workspace, String> {
         .as_str()
         .ok_or("`cargo metadata` gave no target_directory")?
         .into();
+    let root = meta["workspace_root"]
+        .as_str()
+        .ok_or("`cargo metadata` gave no workspace_root")?
+        .into();
+    let settings = Settings::from_metadata(&meta)?;
     let packages = meta["packages"]
         .as_array()
         .into_iter()
@@ -59,7 +146,9 @@ pub fn workspace_at(dir: &Path) -> Result<Workspace, String> {
         })
         .collect();
     Ok(Workspace {
+        root,
         target_dir,
+        settings,
         packages,
     })
 }

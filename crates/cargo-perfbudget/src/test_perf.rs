@@ -1,13 +1,18 @@
-//! `cargo xtask test-perf`: run every perf gate alone, in release, and
+//! `cargo perfbudget test`: run every perf gate alone, in release, and
 //! report.
 //!
-//! How gate records get here: for each test, xtask sets
+//! How gate records get here: for each test, the runner sets
 //! `PERF_BUDGET_RECORDS` to a fresh file under `<target dir>/perf/records/`;
 //! every `perfbudget` gate that runs appends one JSON line to it, pass or
 //! fail. A test that exits successfully without writing a record fails the
 //! run: it ran no gate (an early return, a gate that was commented out, a
 //! filter that matched nothing), and a gate suite that checks nothing must
 //! not pass.
+//!
+//! Every run, even one that fails before running a gate (a build failure,
+//! a filter matching nothing), writes its reports (`report.json`,
+//! `junit.xml`, `bmf.json`, `summary.md`): a report describes the run that
+//! wrote it, never an earlier one.
 
 use std::fs;
 use std::io::Read;
@@ -15,19 +20,19 @@ use std::path::Path;
 use std::process::{Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::discover::{self, PerfTest};
-use crate::model::{
-    Detail, GateRecord, MULTIPLIER_ENV, Outcome, RECORDS_ENV, Status, parse_records,
-};
+use crate::budgets::Budgets;
+use crate::discover::{self, PerfTest, Workspace};
+use crate::model::{GateRecord, MULTIPLIER_ENV, Outcome, RECORDS_ENV, Status, parse_records};
 use crate::report;
 
 /// Decides a test's [`Status`] from its exit and what it recorded.
+///
+/// A test with any skipped gate is [`Status::Skipped`] (unless a gate
+/// failed): one gate that checked nothing is not hidden by a neighbour
+/// that passed, and `--no-skip` fails it.
 pub fn classify(exited_ok: bool, records: &[GateRecord], malformed: usize) -> Status {
     let any_failed = records.iter().any(|r| !r.passed);
-    let all_skipped = !records.is_empty()
-        && records
-            .iter()
-            .all(|r| matches!(r.detail, Detail::Skipped(_)));
+    let all_skipped = records.iter().any(|r| r.skipped());
     match (exited_ok, any_failed) {
         (_, true) => Status::GateFailed,
         (false, false) => Status::Crashed,
@@ -45,11 +50,15 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(600);
 
 /// The usage text of `cargo xtask test-perf`.
 pub const USAGE: &str = "\
-usage: cargo xtask test-perf [--list] [--timeout SECS] [--no-skip] [FILTER...]
+usage: cargo perfbudget test [--list] [--timeout SECS] [--no-skip] [--locked]
+                             [FILTER...]
 
 Build the workspace's tests in release, find every test whose last path
 segment starts with `perf_`, run each one alone (ignored ones included), print
-a table and write <target dir>/perf/report.json.
+a table and write report.json, junit.xml, bmf.json and summary.md under
+<target dir>/perf/ (and append the summary to $GITHUB_STEP_SUMMARY when set).
+Then write the gates' declared budgets to the budgets file (budgets in
+[workspace.metadata.perfbudget], default perf-budgets.json).
 
 Exits non-zero if a gate fails, a perf test crashes, hangs past the timeout,
 emits no gate record or a malformed one, or no perf test is found.
@@ -61,6 +70,8 @@ options:
   --no-skip       fail a gate that was skipped because its tool is missing
                   (instruction-count gates need valgrind); by default a skip
                   is printed but does not fail the run
+  --locked        do not write the budgets file: fail when the gates declare
+                  budgets it does not hold (CI)
   FILTER          run only tests whose id contains one of the FILTERs
   -h, --help      print this message
 
@@ -78,6 +89,8 @@ pub struct Args {
     pub timeout: Duration,
     /// `--no-skip`.
     pub no_skip: bool,
+    /// `--locked`.
+    pub locked: bool,
     /// `-h`/`--help`.
     pub help: bool,
     /// The filters.
@@ -90,6 +103,7 @@ pub fn parse_args(args: &[String]) -> Result<Args, String> {
         list: false,
         timeout: DEFAULT_TIMEOUT,
         no_skip: false,
+        locked: false,
         help: false,
         filters: Vec::new(),
     };
@@ -98,6 +112,7 @@ pub fn parse_args(args: &[String]) -> Result<Args, String> {
         match arg.as_str() {
             "--list" => parsed.list = true,
             "--no-skip" => parsed.no_skip = true,
+            "--locked" => parsed.locked = true,
             "-h" | "--help" => parsed.help = true,
             "--timeout" => {
                 let value = args
@@ -109,7 +124,7 @@ pub fn parse_args(args: &[String]) -> Result<Args, String> {
             }
             flag if flag.starts_with('-') => {
                 return Err(format!(
-                    "unknown option `{flag}` (try `cargo xtask test-perf --help`)"
+                    "unknown option `{flag}` (try `cargo perfbudget test --help`)"
                 ));
             }
             filter => parsed.filters.push(filter.to_owned()),
@@ -125,26 +140,32 @@ fn parse_seconds(text: &str) -> Option<Duration> {
     }
 }
 
-/// Entry point; the working directory is already the workspace root.
+/// Entry point (the working directory is inside the workspace).
 pub fn run(args: &[String]) -> ExitCode {
     match try_run(args) {
         Ok(code) => code,
         Err(message) => {
-            eprintln!("test-perf: error: {message}");
+            eprintln!("test: error: {message}");
             ExitCode::FAILURE
         }
     }
+}
+
+/// The environment every gate process gets: the configured policy file,
+/// which failure messages name.
+pub fn gate_env(ws: &Workspace) -> Vec<(&'static str, String)> {
+    vec![(perfbudget::POLICY_ENV, ws.settings.policy.clone())]
 }
 
 /// Builds the tests and finds the perf tests matching `filters`: the
 /// matching tests, how many were found before filtering, and the test
 /// executables searched.
 pub fn find_tests(
+    ws: &Workspace,
     filters: &[String],
 ) -> Result<(Vec<PerfTest>, usize, Vec<discover::TestBinary>), String> {
-    let ws = discover::workspace()?;
-    eprintln!("test-perf: building the workspace's tests (release)...");
-    let binaries = discover::build_test_binaries(&ws)?;
+    eprintln!("test: building the workspace's tests (release)...");
+    let binaries = discover::build_test_binaries(ws)?;
     let mut tests = Vec::new();
     for binary in &binaries {
         tests.extend(discover::perf_tests_in(binary)?);
@@ -160,8 +181,8 @@ pub fn find_tests(
 }
 
 /// The directory perf output goes to: `<target dir>/perf`.
-pub fn perf_dir() -> Result<std::path::PathBuf, String> {
-    Ok(discover::workspace()?.target_dir.join("perf"))
+pub fn perf_dir(ws: &Workspace) -> std::path::PathBuf {
+    ws.target_dir.join("perf")
 }
 
 /// Empties (or creates) a directory of records files, so a stale file is
@@ -179,18 +200,17 @@ fn try_run(args: &[String]) -> Result<ExitCode, String> {
         print!("{USAGE}");
         return Ok(ExitCode::SUCCESS);
     }
-    let perf_dir = perf_dir()?;
-    let report_path = perf_dir.join("report.json");
-    let (tests, found, binaries) = find_tests(&args.filters)?;
-    let binaries = binaries.len();
-
+    let ws = discover::workspace()?;
+    let dir = perf_dir(&ws);
     if args.list {
+        let (tests, found, binaries) = find_tests(&ws, &args.filters)?;
         for test in &tests {
             println!("{}", test.id());
         }
         eprintln!(
-            "test-perf: {} perf test(s) in {binaries} test executable(s){}",
+            "test: {} perf test(s) in {} test executable(s){}",
             tests.len(),
+            binaries.len(),
             filter_note(&args.filters, found)
         );
         return Ok(if tests.is_empty() {
@@ -199,38 +219,48 @@ fn try_run(args: &[String]) -> Result<ExitCode, String> {
             ExitCode::SUCCESS
         });
     }
+    // From here on every way out writes the reports: a failure before any
+    // gate ran replaces the previous run's reports with one that says so.
+    match run_gates(&ws, &args, &dir) {
+        Ok(code) => Ok(code),
+        Err(error) => {
+            report::write_all(&dir, &[], false, Some(&error))?;
+            eprintln!("test: reports (of this failed run): {}", dir.display());
+            Err(error)
+        }
+    }
+}
 
+fn run_gates(ws: &Workspace, args: &Args, perf_dir: &Path) -> Result<ExitCode, String> {
+    let (tests, found, binaries) = find_tests(ws, &args.filters)?;
     if tests.is_empty() {
-        let why = if found == 0 {
+        return Err(if found == 0 {
             format!(
-                "no perf test found in {binaries} test executable(s): a gate is a test whose last \
-                 path segment starts with `perf_` (see docs/perf-budget-suite.md). A gate suite \
-                 that ran nothing does not pass."
+                "no perf test found in {} test executable(s): a gate is a test whose last path \
+                 segment starts with `perf_`. A gate suite that ran nothing does not pass.",
+                binaries.len()
             )
         } else {
             format!(
-                "none of the {found} perf tests matches {:?} (see `cargo xtask test-perf --list`)",
+                "none of the {found} perf tests matches {:?} (see `cargo perfbudget test --list`)",
                 args.filters
             )
-        };
-        report::write_json(&report_path, &[], false)?;
-        return Err(why);
+        });
     }
-
     let multiplier = std::env::var(MULTIPLIER_ENV).ok();
     eprintln!(
-        "test-perf: running {} perf test(s) one at a time, {MULTIPLIER_ENV}={}, timeout {} s each",
+        "test: running {} perf test(s) one at a time, {MULTIPLIER_ENV}={}, timeout {} s each",
         tests.len(),
         multiplier.as_deref().unwrap_or("(unset)"),
         args.timeout.as_secs()
     );
     let records_dir = perf_dir.join("records");
     fresh_dir(&records_dir)?;
-
+    let env = gate_env(ws);
     let mut outcomes = Vec::new();
     for (index, test) in tests.into_iter().enumerate() {
         let records_file = records_dir.join(format!("{index:03}.jsonl"));
-        outcomes.push(run_one(test, &records_file, args.timeout, &[], true)?);
+        outcomes.push(run_one(test, &records_file, args.timeout, &env, true)?);
     }
     if args.no_skip {
         for outcome in &mut outcomes {
@@ -239,8 +269,8 @@ fn try_run(args: &[String]) -> Result<ExitCode, String> {
             }
         }
     }
-
-    let passed = outcomes.iter().all(|o| !o.status.is_failure());
+    let budgets_note = update_budgets(ws, &outcomes, args)?;
+    let passed = outcomes.iter().all(|o| !o.status.is_failure()) && budgets_note.is_ok();
     println!();
     print!("{}", report::table(&outcomes));
     for warning in report::multiplier_warnings(&outcomes) {
@@ -249,28 +279,32 @@ fn try_run(args: &[String]) -> Result<ExitCode, String> {
     for line in report::skip_lines(&outcomes) {
         println!("{line}");
     }
-    report::write_json(&report_path, &outcomes, passed)?;
-    println!("report: {}", report_path.display());
-
+    let error = budgets_note.as_ref().err().cloned();
+    report::write_all(perf_dir, &outcomes, passed, error.as_deref())?;
+    println!("reports: {}", perf_dir.display());
+    match &budgets_note {
+        Ok(lines) => lines.iter().for_each(|l| println!("{l}")),
+        Err(e) => eprintln!("test: {e}"),
+    }
     let failures: Vec<&Outcome> = outcomes.iter().filter(|o| o.status.is_failure()).collect();
-    if failures.is_empty() {
+    if failures.is_empty() && passed {
         let skipped = outcomes
             .iter()
             .filter(|o| o.status == Status::Skipped)
             .count();
         if skipped == 0 {
-            println!("test-perf: all {} perf test(s) passed", outcomes.len());
+            println!("test: all {} perf test(s) passed", outcomes.len());
         } else {
             println!(
-                "test-perf: {} perf test(s) passed, {skipped} SKIPPED (checked nothing; see \
-                 above; `--no-skip` fails them)",
+                "test: {} perf test(s) passed, {skipped} SKIPPED (checked nothing; see above; \
+                 `--no-skip` fails them)",
                 outcomes.len() - skipped
             );
         }
         Ok(ExitCode::SUCCESS)
     } else {
         eprintln!(
-            "test-perf: {} of {} perf test(s) failed:",
+            "test: {} of {} perf test(s) failed:",
             failures.len(),
             outcomes.len()
         );
@@ -279,6 +313,40 @@ fn try_run(args: &[String]) -> Result<ExitCode, String> {
         }
         Ok(ExitCode::FAILURE)
     }
+}
+
+/// Brings the budgets file up to date with what the gates declared (or,
+/// with `--locked`, fails when it is not). `Ok` holds lines to print.
+fn update_budgets(
+    ws: &Workspace,
+    outcomes: &[Outcome],
+    args: &Args,
+) -> Result<Result<Vec<String>, String>, String> {
+    let file = &ws.settings.budgets;
+    let path = ws.root.join(file);
+    let current = Budgets::load(&path)?;
+    let (updated, changes) = match current.updated(outcomes, args.filters.is_empty()) {
+        Ok(u) => u,
+        Err(e) => return Ok(Err(e)),
+    };
+    if changes.is_empty() {
+        return Ok(Ok(Vec::new()));
+    }
+    let listing: Vec<String> = changes.iter().map(|c| format!("  {c}")).collect();
+    if args.locked {
+        return Ok(Err(format!(
+            "{file} does not hold the budgets the gates declare (--locked):\n{}\n  run \
+             `cargo perfbudget test` to update it, commit it, and `cargo perfbudget audit` \
+             checks the change against {}",
+            listing.join("\n"),
+            ws.settings.policy
+        )));
+    }
+    fs::write(&path, updated.to_text())
+        .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    let mut lines = vec![format!("updated {file} (commit it):")];
+    lines.extend(listing);
+    Ok(Ok(lines))
 }
 
 fn filter_note(filters: &[String], found: usize) -> String {
@@ -375,7 +443,7 @@ pub fn run_one(
 ) -> Result<Outcome, String> {
     let id = test.id();
     if verbose {
-        eprint!("test-perf: {id} ... ");
+        eprint!("test: {id} ... ");
     }
     let mut command = Command::new(&test.binary.executable);
     command
@@ -433,8 +501,8 @@ pub fn run_one(
         }
         match status {
             Status::NoRecord => eprintln!(
-                "---- {id}: the test passed but ran no gate; call perfbudget's Gate::check or \
-                 CountGate::check (docs/perf-budget-suite.md)"
+                "---- {id}: the test passed but ran no gate; call perfbudget's Gate::check, \
+                 CountGate::check or InstructionGate::check_with_setup"
             ),
             Status::TimedOut => eprintln!(
                 "---- {id}: still running after {} s: killed (a hung gate; raise the limit with \
@@ -460,13 +528,7 @@ mod tests {
     use serde_json::json;
 
     fn rec(value: serde_json::Value) -> GateRecord {
-        GateRecord::from_json(value).expect("a gate record")
-    }
-
-    #[test]
-    fn env_names_match_perfbudget() {
-        assert_eq!(RECORDS_ENV, perfbudget::RECORDS_ENV);
-        assert_eq!(MULTIPLIER_ENV, perfbudget::MULTIPLIER_ENV);
+        crate::model::tests::rec(value)
     }
 
     #[test]
@@ -485,9 +547,25 @@ mod tests {
         assert_eq!(classify(true, &[], 0), Status::NoRecord);
         assert_eq!(classify(true, one(&ok), 1), Status::BadRecord);
         assert_eq!(classify(true, one(&skip), 0), Status::Skipped);
-        assert_eq!(classify(true, &[skip, ok], 0), Status::Passed);
+        assert_eq!(classify(true, &[skip, ok], 0), Status::Skipped);
         assert!(!Status::Skipped.is_failure());
         assert!(Status::TimedOut.is_failure());
+    }
+
+    /// Defect 4 of issue 23: `--no-skip` passed a test in which one gate
+    /// was skipped (valgrind missing) beside a gate that passed, because
+    /// the test as a whole counted as passed.
+    #[test]
+    fn a_skipped_gate_beside_a_passed_one_makes_the_test_a_skip() {
+        let counts = json!([{"what": "x", "expected": 1, "observed": 1}]);
+        let ok = rec(json!({"gate": "a", "class": "count", "passed": true, "counts": counts}));
+        let skip = rec(json!({"gate": "b", "class": "instructions", "passed": true,
+                              "skipped": "valgrind not found"}));
+        assert_eq!(
+            classify(true, &[ok.clone(), skip.clone()], 0),
+            Status::Skipped
+        );
+        assert_eq!(classify(true, &[skip, ok], 0), Status::Skipped);
     }
 
     #[test]
@@ -498,12 +576,13 @@ mod tests {
         assert_eq!(args.timeout, DEFAULT_TIMEOUT);
         let args = parse_args(&["--timeout".into(), "30".into(), "--no-skip".into()]).expect("ok");
         assert_eq!(args.timeout, Duration::from_secs(30));
-        assert!(args.no_skip);
+        assert!(args.no_skip && !args.locked);
+        assert!(parse_args(&["--locked".into()]).expect("ok").locked);
         assert!(parse_args(&["--help".into()]).expect("ok").help);
         assert!(parse_args(&["-h".into()]).expect("ok").help);
         let e = parse_args(&["--bogus".into()]).expect_err("unknown");
         assert!(
-            e.contains("`--bogus`") && e.contains("test-perf --help"),
+            e.contains("`--bogus`") && e.contains("perfbudget test --help"),
             "{e}"
         );
         for bad in [
@@ -523,6 +602,7 @@ mod tests {
             "--list",
             "--timeout SECS",
             "--no-skip",
+            "--locked",
             "FILTER",
             "--help",
             "PERF_BUDGET_MULTIPLIER",
@@ -573,7 +653,7 @@ mod tests {
     }
 
     fn tempfile_dir(tag: &str) -> std::path::PathBuf {
-        let dir = std::env::temp_dir().join(format!("xtask-{tag}-{}", std::process::id()));
+        let dir = std::env::temp_dir().join(format!("perfbudget-{tag}-{}", std::process::id()));
         let _ = fs::remove_dir_all(&dir);
         fs::create_dir_all(&dir).expect("mkdir");
         dir

@@ -1,4 +1,4 @@
-//! `cargo xtask perf-trust`: how far the gates can be trusted, measured.
+//! `cargo perfbudget trust`: how far the gates can be trusted, measured.
 //!
 //! A gate is worth its false-alarm rate and its detection power:
 //!
@@ -21,8 +21,15 @@
 //!
 //! Each rate comes with a 95% Wilson score interval. The table is printed
 //! and written, with every count, to `<target>/perf/trust.json`.
+//!
+//! A gate's shape (class and base) comes from its own record (a first run
+//! of each test), never from its source. The synthetic gates live in
+//! perfbudget's own tests, so detection power is measured in perfbudget's
+//! workspace; elsewhere use `--no-detect`. A workspace can add its own
+//! sections (this repository's real regressions injected into the outbox)
+//! with [`run_with`].
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitCode, Stdio};
@@ -34,10 +41,10 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use statrs::distribution::{ContinuousCDF, Normal};
 
-use crate::audit::{self, GateKind};
+use perfbudget::Declared;
+
 use crate::discover::{self, PerfTest};
 use crate::model::{Detail, MULTIPLIER_ENV, Status};
-use crate::mutants;
 use crate::test_perf;
 
 /// The regression factors detection power is measured at.
@@ -49,27 +56,25 @@ pub const CONTROL: f64 = 1.0;
 
 /// The usage text.
 pub const USAGE: &str = "\
-usage: cargo xtask perf-trust [--runs R] [--load CMD] [--no-false-alarms]
-                              [--no-detect] [--no-mutants] [FILTER...]
+usage: cargo perfbudget trust [--runs R] [--load CMD] [--no-false-alarms]
+                              [--no-detect] [--no-extra] [FILTER...]
 
 Measure every perf gate's false-alarm rate over R runs (default 20) at
 multiplier 1.0, quiet and under loads it starts and stops itself (cpu: a
 busy thread per core; disk: a writer of 64 MiB files with fsync; cmd: CMD
 run with `sh -c`, restarted when it exits), and each walltime gate's
 detection power against synthetic regressions of factor 1.25, 1.5, 2, 3
-and 5 (quiet and under the cpu load). Then it injects real regressions
-into a scratch copy of the outbox (xtask/src/mutants.rs: a 2x drain as
-CPU work and as a wait, one extra file-system operation per drained
-record or per commit), builds it, and runs every outbox gate R times
-quiet and loaded (cpu and disk loads at once): how often the suite
-catches each. Prints tables with 95% Wilson intervals and writes
+and 5 (quiet and under the cpu load; needs perfbudget's synthetic gates,
+in perfbudget's own workspace). A workspace's own tooling may add sections
+through the library (e.g. real regressions injected into its code). Prints
+tables with 95% Wilson intervals and writes
 <target dir>/perf/trust.json.
 
   --runs R            runs per gate and condition (default 20)
   --load CMD          also measure under CMD, e.g. --load 'cargo build --release'
   --no-false-alarms   skip the false-alarm runs
   --no-detect         skip the synthetic detection-power runs
-  --no-mutants        skip the real (mutant) regressions
+  --no-extra          skip the sections the workspace's runner adds
   FILTER              only gates whose test id contains a FILTER
 ";
 
@@ -84,8 +89,8 @@ pub struct Args {
     pub no_false_alarms: bool,
     /// `--no-detect`.
     pub no_detect: bool,
-    /// `--no-mutants`.
-    pub no_mutants: bool,
+    /// `--no-extra` (xtask also accepts `--no-mutants`).
+    pub no_extra: bool,
     /// Filters.
     pub filters: Vec<String>,
     /// `--help`.
@@ -99,7 +104,7 @@ pub fn parse_args(args: &[String]) -> Result<Args, String> {
         load: None,
         no_false_alarms: false,
         no_detect: false,
-        no_mutants: false,
+        no_extra: false,
         filters: Vec::new(),
         help: false,
     };
@@ -122,11 +127,11 @@ pub fn parse_args(args: &[String]) -> Result<Args, String> {
             }
             "--no-false-alarms" => parsed.no_false_alarms = true,
             "--no-detect" => parsed.no_detect = true,
-            "--no-mutants" => parsed.no_mutants = true,
+            "--no-extra" | "--no-mutants" => parsed.no_extra = true,
             "-h" | "--help" => parsed.help = true,
             flag if flag.starts_with('-') => {
                 return Err(format!(
-                    "unknown option `{flag}` (try `cargo xtask perf-trust --help`)"
+                    "unknown option `{flag}` (try `cargo perfbudget trust --help`)"
                 ));
             }
             filter => parsed.filters.push(filter.to_owned()),
@@ -199,7 +204,8 @@ impl Rate {
         )
     }
 
-    fn json(&self) -> Value {
+    /// The rate as JSON: `k`, `n` and the interval's bounds.
+    pub fn json(&self) -> Value {
         json!({"k": self.k, "n": self.n, "low": self.low, "high": self.high})
     }
 }
@@ -339,7 +345,7 @@ fn kill_group(child: &mut Child) {
 
 /// Runs the synthetic gate in calibration mode: nanoseconds per iteration
 /// of its loop, measured as a gate of this shape measures.
-fn calibrate_synthetic(test: &PerfTest, class: &str, base: u64) -> Result<f64, String> {
+pub fn calibrate_synthetic(test: &PerfTest, class: &str, base: u64) -> Result<f64, String> {
     let output = Command::new(&test.binary.executable)
         .args(["--exact", &test.name, "--include-ignored", "--nocapture"])
         .current_dir(&test.binary.manifest_dir)
@@ -365,7 +371,7 @@ fn calibrate_synthetic(test: &PerfTest, class: &str, base: u64) -> Result<f64, S
 }
 
 /// The synthetic test `name` of perfbudget's test executables.
-fn find_synthetic(binaries: &[discover::TestBinary], name: &str) -> Result<PerfTest, String> {
+pub fn find_synthetic(binaries: &[discover::TestBinary], name: &str) -> Result<PerfTest, String> {
     for binary in binaries.iter().filter(|b| b.package == "perfbudget") {
         let found = match name {
             "trust_synthetic_gate" => discover::tests_in(binary, |n| {
@@ -380,16 +386,42 @@ fn find_synthetic(binaries: &[discover::TestBinary], name: &str) -> Result<PerfT
         }
     }
     Err(format!(
-        "the synthetic gate `{name}` (crates/perfbudget/tests/it/trust_synthetic.rs) was not found"
+        "the synthetic gate `{name}` (perfbudget's tests/it/trust_synthetic.rs) is not in this \
+         workspace: measure detection power from perfbudget's workspace, or pass --no-detect"
     ))
 }
 
 /// Starts one condition's load.
 type LoadStarter = Box<dyn Fn() -> Result<Load, String>>;
 
-/// Entry point; the working directory is already the workspace root.
+/// What a workspace's own trust section gets to work with.
+pub struct Context<'a> {
+    /// Runs per gate and condition.
+    pub runs: usize,
+    /// `<target dir>/perf`.
+    pub perf_dir: &'a Path,
+    /// A scratch directory for records files.
+    pub records: &'a Path,
+    /// The environment every gate run gets (multiplier 1.0, the policy).
+    pub env: &'a [(&'static str, String)],
+    /// Every test executable of the workspace.
+    pub binaries: &'a [discover::TestBinary],
+    /// Every gate's declared budget, from its first run.
+    pub shapes: &'a BTreeMap<String, Declared>,
+}
+
+/// A section a workspace adds to the report: its Markdown and its JSON.
+pub type Extra<'a> = &'a dyn Fn(&Context) -> Result<(String, Value), String>;
+
+/// Entry point (the working directory is inside the workspace).
 pub fn run(args: &[String]) -> ExitCode {
-    match try_run(args) {
+    run_with(args, None)
+}
+
+/// [`run`], with a section of the workspace's own (skipped by
+/// `--no-extra`), reported under the key `extra` of `trust.json`.
+pub fn run_with(args: &[String], extra: Option<Extra>) -> ExitCode {
+    match try_run(args, extra) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("perf-trust: error: {e}");
@@ -430,23 +462,36 @@ fn failures(
     Ok(wilson(failed, runs))
 }
 
-fn try_run(args: &[String]) -> Result<(), String> {
+fn try_run(args: &[String], extra: Option<Extra>) -> Result<(), String> {
     let args = parse_args(args)?;
     if args.help {
         print!("{USAGE}");
         return Ok(());
     }
-    let perf_dir = test_perf::perf_dir()?;
+    let ws = discover::workspace()?;
+    let perf_dir = test_perf::perf_dir(&ws);
     let dir = perf_dir.join("trust-records");
     test_perf::fresh_dir(&dir)?;
-    let (tests, found, binaries) = test_perf::find_tests(&args.filters)?;
+    let (tests, found, binaries) = test_perf::find_tests(&ws, &args.filters)?;
     if tests.is_empty() {
         return Err(format!(
             "no perf test matches {:?} (of {found})",
             args.filters
         ));
     }
-    let env = [(MULTIPLIER_ENV, "1.0".to_owned())];
+    let mut env = test_perf::gate_env(&ws);
+    env.push((MULTIPLIER_ENV, "1.0".to_owned()));
+    // Each gate's shape, from a first run: its record declares it.
+    let mut sources: BTreeMap<String, Declared> = BTreeMap::new();
+    for test in &tests {
+        let file = dir.join("shape.jsonl");
+        let _ = std::fs::remove_file(&file);
+        let outcome =
+            test_perf::run_one(test.clone(), &file, test_perf::DEFAULT_TIMEOUT, &env, false)?;
+        for record in outcome.records {
+            sources.insert(record.gate, record.declared);
+        }
+    }
     let mut conditions: Vec<(&str, LoadStarter)> = vec![
         ("quiet", Box::new(|| Ok(Load::none()))),
         ("cpu", Box::new(|| Ok(Load::cpu()))),
@@ -499,16 +544,14 @@ fn try_run(args: &[String]) -> Result<(), String> {
 
     let mut detection = Vec::new();
     if !args.no_detect {
-        let sources = audit::gates_of(&audit::working_files()?)?;
         let synthetic = find_synthetic(&binaries, "trust_synthetic_gate")?;
         let shapes: Vec<(String, String, u64)> = tests
             .iter()
             .filter_map(|t| {
                 let gate = t.name.rsplit("::").next()?;
-                match &sources.get(gate)?.kind {
-                    GateKind::Walltime { class, base_ns } => {
-                        Some((gate.to_owned(), class.clone(), *base_ns))
-                    }
+                let d = sources.get(gate)?;
+                match (d.class.as_str(), d.base) {
+                    ("cold" | "warm", Some(base)) => Some((gate.to_owned(), d.class.clone(), base)),
                     _ => None,
                 }
             })
@@ -525,8 +568,9 @@ fn try_run(args: &[String]) -> Result<(), String> {
             .iter()
             .filter_map(|t| {
                 let gate = t.name.rsplit("::").next()?;
-                match &sources.get(gate)?.kind {
-                    GateKind::Instructions { base } => Some((gate.to_owned(), *base)),
+                let d = sources.get(gate)?;
+                match (d.class.as_str(), d.base) {
+                    ("instructions", Some(base)) => Some((gate.to_owned(), base)),
                     _ => None,
                 }
             })
@@ -597,26 +641,32 @@ fn try_run(args: &[String]) -> Result<(), String> {
         }
     }
 
-    let mut mutant_rows = Vec::new();
-    if !args.no_mutants {
-        let sources = audit::gates_of(&audit::working_files()?)?;
-        let synthetic = find_synthetic(&binaries, "trust_synthetic_gate")?;
-        mutant_rows = run_mutants(args.runs, &perf_dir, &dir, &env, &sources, &synthetic)?;
-    }
-
+    let mut extra_json = Value::Null;
     let mut table = render(&false_alarms, &detection, args.runs);
-    table.push_str(&render_mutants(&mutant_rows, args.runs));
+    if let (Some(extra), false) = (extra, args.no_extra) {
+        let context = Context {
+            runs: args.runs,
+            perf_dir: &perf_dir,
+            records: &dir,
+            env: &env,
+            binaries: &binaries,
+            shapes: &sources,
+        };
+        let (markdown, json) = extra(&context)?;
+        table.push_str(&markdown);
+        extra_json = json;
+    }
     print!("{table}");
     let report = json!({
         "runs": args.runs,
         "load_cmd": args.load,
         "multiplier": 1.0,
         "machine": crate::calibrate::machine(),
+        "extra": extra_json,
         "elapsed_s": started.elapsed().as_secs_f64(),
         "conditions": condition_notes,
         "false_alarms": false_alarms.iter().map(|(t, c, r)| json!({"test": t, "condition": c, "failed": r.json()})).collect::<Vec<_>>(),
         "detection": detection.iter().map(|(g, c, f, r)| json!({"gate": g, "condition": c, "factor": f, "detected": r.json()})).collect::<Vec<_>>(),
-        "mutants": mutant_rows.iter().map(MutantRow::json).collect::<Vec<_>>(),
     });
     let path = perf_dir.join("trust.json");
     let text =
@@ -625,240 +675,6 @@ fn try_run(args: &[String]) -> Result<(), String> {
         .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
     println!("report: {}", path.display());
     Ok(())
-}
-
-/// The outbox's gate named `gate`, walltime, from the sources.
-fn walltime_base(sources: &BTreeMap<String, audit::SourceGate>, gate: &str) -> Result<u64, String> {
-    match sources.get(gate).map(|g| &g.kind) {
-        Some(GateKind::Walltime { base_ns, .. }) => Ok(*base_ns),
-        _ => Err(format!(
-            "the walltime gate `{gate}` the mutants are sized by was not found in the sources"
-        )),
-    }
-}
-
-/// One mutant under one condition: how often the suite caught it, and
-/// each gate's failures and readings.
-#[derive(Debug, Clone, PartialEq)]
-pub struct MutantRow {
-    /// The mutant's name.
-    pub mutant: String,
-    /// What it does.
-    pub what: String,
-    /// `quiet` or `loaded`.
-    pub condition: String,
-    /// Runs in which at least one gate failed.
-    pub caught: Rate,
-    /// Per gate: its test id, its failures, and what it read (a summary).
-    pub gates: Vec<(String, Rate, String)>,
-}
-
-impl MutantRow {
-    fn json(&self) -> Value {
-        json!({
-            "mutant": self.mutant,
-            "what": self.what,
-            "condition": self.condition,
-            "caught": self.caught.json(),
-            "gates": self.gates.iter().map(|(g, r, seen)| json!({"test": g, "failed": r.json(), "read": seen})).collect::<Vec<_>>(),
-        })
-    }
-}
-
-/// What a gate read over the runs, in a few words: the median trimmed mean
-/// of a walltime gate, the median instruction count against its base, the
-/// counts that differed from the expectation.
-#[derive(Default)]
-struct Readings {
-    walltime_ns: Vec<u64>,
-    instructions: Vec<(u64, u64)>,
-    counts: BTreeSet<String>,
-}
-
-impl Readings {
-    fn add(&mut self, records: &[crate::model::GateRecord]) {
-        for r in records {
-            match &r.detail {
-                Detail::Walltime(w) => self.walltime_ns.push(w.trimmed_mean_ns),
-                Detail::Instructions(i) => self.instructions.push((i.observed, i.base)),
-                Detail::Counts(counts) => {
-                    for c in counts.iter().filter(|c| c.observed != c.expected) {
-                        self.counts
-                            .insert(format!("{} {} → {}", c.what, c.expected, c.observed));
-                    }
-                }
-                Detail::Skipped(_) => {}
-            }
-        }
-    }
-
-    fn summary(mut self) -> String {
-        let mut parts = Vec::new();
-        if !self.walltime_ns.is_empty() {
-            self.walltime_ns.sort_unstable();
-            let m = self.walltime_ns[self.walltime_ns.len() / 2];
-            parts.push(format!("median {:.3} ms", m as f64 / 1e6));
-        }
-        if !self.instructions.is_empty() {
-            self.instructions.sort_unstable();
-            let (observed, base) = self.instructions[self.instructions.len() / 2];
-            let delta = (observed as f64 / base as f64 - 1.0) * 100.0;
-            parts.push(format!("median {observed} instr ({delta:+.1}% of base)"));
-        }
-        if self.counts.is_empty() {
-            if parts.is_empty() {
-                parts.push("counts as expected".into());
-            }
-        } else {
-            parts.push(self.counts.into_iter().collect::<Vec<_>>().join(", "));
-        }
-        parts.join("; ")
-    }
-}
-
-/// The mutant part: every mutant of `mutants.rs`, applied to a scratch
-/// copy of the workspace, built, and every outbox perf gate run `runs`
-/// times quiet and loaded (the cpu and disk loads at once).
-fn run_mutants(
-    runs: usize,
-    perf_dir: &Path,
-    records: &Path,
-    env: &[(&str, String)],
-    sources: &BTreeMap<String, audit::SourceGate>,
-    synthetic: &PerfTest,
-) -> Result<Vec<MutantRow>, String> {
-    let drain_base = walltime_base(sources, "perf_outbox_drain_25")?;
-    let ns = calibrate_synthetic(synthetic, "warm", drain_base)?;
-    let params = mutants::Params {
-        spin_iterations: (drain_base as f64 / ns).round().max(1.0) as u64,
-        wait_ns: drain_base,
-    };
-    eprintln!(
-        "perf-trust: mutants sized by the drain's base {:.3} ms: {} loop iterations, \
-         a {:.3} ms wait",
-        drain_base as f64 / 1e6,
-        params.spin_iterations,
-        params.wait_ns as f64 / 1e6
-    );
-    let root =
-        std::env::current_dir().map_err(|e| format!("cannot read the working directory: {e}"))?;
-    let mut scratch = mutants::Scratch::new(&root, &perf_dir.join("mutants").join("src"))?;
-    let target = perf_dir.join("mutants").join("target");
-    let load_dir = perf_dir.join("trust-load");
-    let mut rows = Vec::new();
-    for mutant in &mutants::MUTANTS {
-        scratch.apply(mutant, &params)?;
-        eprintln!(
-            "perf-trust: mutant `{}`: building the outbox's tests",
-            mutant.name
-        );
-        let ws = discover::workspace_at(&scratch.root)?;
-        let build = discover::Build {
-            dir: Some(&scratch.root),
-            target_dir: Some(&target),
-            packages: &["outbox"],
-        };
-        let mut tests = Vec::new();
-        for binary in discover::build_test_binaries_in(&ws, &build)? {
-            tests.extend(discover::perf_tests_in(&binary)?);
-        }
-        if tests.is_empty() {
-            return Err(format!(
-                "mutant `{}`: the copy has no outbox perf gate",
-                mutant.name
-            ));
-        }
-        for condition in ["quiet", "loaded"] {
-            let loads = match condition {
-                "quiet" => vec![Load::none()],
-                _ => vec![Load::cpu(), Load::disk(&load_dir)?],
-            };
-            let mut caught = 0;
-            let mut failed = vec![0; tests.len()];
-            let mut readings: Vec<Readings> = tests.iter().map(|_| Readings::default()).collect();
-            for run in 0..runs {
-                let mut any = false;
-                for (i, test) in tests.iter().enumerate() {
-                    let file = records.join(format!("mutant-{}-{i}-{run}.jsonl", mutant.name));
-                    let _ = std::fs::remove_file(&file);
-                    let outcome = test_perf::run_one(
-                        test.clone(),
-                        &file,
-                        test_perf::DEFAULT_TIMEOUT,
-                        env,
-                        false,
-                    )?;
-                    if outcome.status == Status::Skipped {
-                        return Err(format!(
-                            "{} is skipped here (its tool is missing)",
-                            test.id()
-                        ));
-                    }
-                    if outcome.status.is_failure() {
-                        failed[i] += 1;
-                        any = true;
-                    }
-                    readings[i].add(&outcome.records);
-                }
-                caught += usize::from(any);
-            }
-            for load in loads {
-                load.stop();
-            }
-            let row = MutantRow {
-                mutant: mutant.name.to_owned(),
-                what: mutant.what.to_owned(),
-                condition: condition.to_owned(),
-                caught: wilson(caught, runs),
-                gates: tests
-                    .iter()
-                    .zip(failed)
-                    .zip(readings)
-                    .map(|((t, f), r)| (t.id(), wilson(f, runs), r.summary()))
-                    .collect(),
-            };
-            eprintln!(
-                "perf-trust: mutant `{}`, {condition}: caught {}",
-                mutant.name,
-                row.caught.show()
-            );
-            rows.push(row);
-        }
-    }
-    Ok(rows)
-}
-
-/// The mutant tables, in Markdown: one summary row per mutant and
-/// condition, then every gate's failures and readings.
-pub fn render_mutants(rows: &[MutantRow], runs: usize) -> String {
-    if rows.is_empty() {
-        return String::new();
-    }
-    let mut out = format!(
-        "\n### Real regressions injected into the outbox ({runs} runs per cell)\n\n\
-         | regression | condition | runs in which a gate failed |\n|---|---|---|\n"
-    );
-    for r in rows {
-        out.push_str(&format!(
-            "| `{}`: {} | {} | {} |\n",
-            r.mutant,
-            r.what,
-            r.condition,
-            r.caught.show()
-        ));
-    }
-    out.push_str("\n| regression | condition | gate | failed | read |\n|---|---|---|---|---|\n");
-    for r in rows {
-        for (gate, rate, read) in &r.gates {
-            out.push_str(&format!(
-                "| `{}` | {} | `{gate}` | {} | {read} |\n",
-                r.mutant,
-                r.condition,
-                rate.show()
-            ));
-        }
-    }
-    out
 }
 
 /// The two tables, in Markdown.
@@ -935,7 +751,8 @@ mod tests {
 
     #[test]
     fn loads_start_and_stop() {
-        let dir = std::env::temp_dir().join(format!("xtask-trust-load-{}", std::process::id()));
+        let dir =
+            std::env::temp_dir().join(format!("perfbudget-trust-load-{}", std::process::id()));
         let disk = Load::disk(&dir).expect("disk load");
         // The writer makes progress (a file appears) before it is stopped.
         let deadline = Instant::now() + Duration::from_secs(30);
@@ -947,7 +764,8 @@ mod tests {
         assert!(!dir.exists(), "the scratch dir is removed");
         Load::cpu().stop();
         // A command load is killed with its process group on stop.
-        let marker = std::env::temp_dir().join(format!("xtask-trust-cmd-{}", std::process::id()));
+        let marker =
+            std::env::temp_dir().join(format!("perfbudget-trust-cmd-{}", std::process::id()));
         let cmd = Load::command(&format!("echo x > {}; exec sleep 600", marker.display()));
         let deadline = Instant::now() + Duration::from_secs(30);
         while !marker.exists() && Instant::now() < deadline {

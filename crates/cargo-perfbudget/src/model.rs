@@ -1,31 +1,20 @@
-//! The types every xtask command shares: a perf test's [`Outcome`], its
-//! [`Status`], and the typed [`GateRecord`] parsed from the JSON line a
-//! `perfbudget` gate emits.
+//! The types every command shares: a perf test's [`Outcome`], its
+//! [`Status`], and the [`GateRecord`] view of a `perfbudget` record.
 //!
-//! This is a leaf module: it imports nothing from the rest of xtask, and
-//! both the runner (`test_perf`) and the report (`report`) import it, so
-//! neither imports the other.
-//!
-//! xtask does not depend on `perfbudget` (it stays lean, `serde_json`
-//! only), so the record's JSON keys are written here once, in
-//! [`GateRecord::from_json`]. A record missing a key, or with a key of the
-//! wrong type, is not a gate record: the test that wrote it is reported
-//! `BAD RECORD` and fails the run, instead of a report quietly printing `?`.
-//! The unit tests push real `perfbudget` records through this parser and
-//! the report, so renaming a field in `perfbudget/src/record.rs` fails
-//! `cargo test -p xtask`.
+//! The schema is perfbudget's, defined once in `perfbudget::Record` and
+//! deserialised here ([`perfbudget::Record::from_json_line`]); this module
+//! only gives the runner's report a typed view of it ([`Detail`]). A line
+//! that is not a record of this schema makes its test `BAD RECORD`, which
+//! fails the run, instead of a report quietly printing `?`.
 
 use std::time::Duration;
 
+use perfbudget::{Declared, Record};
 use serde_json::Value;
 
 use crate::discover::PerfTest;
 
-/// Mirrors `perfbudget::RECORDS_ENV` (a unit test keeps the two equal).
-pub const RECORDS_ENV: &str = "PERF_BUDGET_RECORDS";
-
-/// Mirrors `perfbudget::MULTIPLIER_ENV`.
-pub const MULTIPLIER_ENV: &str = "PERF_BUDGET_MULTIPLIER";
+pub use perfbudget::{MULTIPLIER_ENV, RECORDS_ENV};
 
 /// The numbers of a walltime gate's record (`perfbudget::WalltimeRecord`).
 #[derive(Debug, Clone, PartialEq)]
@@ -94,75 +83,46 @@ pub struct GateRecord {
     pub passed: bool,
     /// The numbers.
     pub detail: Detail,
+    /// The budget as the gate's code declares it.
+    pub declared: Declared,
     /// The record as it was written, kept verbatim for `report.json`.
     pub raw: Value,
 }
 
-fn u64_at(value: &Value, key: &str) -> Result<u64, String> {
-    value[key]
-        .as_u64()
-        .ok_or_else(|| format!("`{key}` is missing or not an unsigned integer"))
-}
-
-fn str_at(value: &Value, key: &str) -> Result<String, String> {
-    value[key]
-        .as_str()
-        .map(str::to_owned)
-        .ok_or_else(|| format!("`{key}` is missing or not a string"))
-}
-
 impl GateRecord {
-    /// Parses one record; the error names the first key that is missing or
-    /// of the wrong type.
-    pub fn from_json(value: Value) -> Result<GateRecord, String> {
-        let gate = str_at(&value, "gate")?;
-        let class = str_at(&value, "class")?;
-        let passed = value["passed"]
-            .as_bool()
-            .ok_or("`passed` is missing or not a boolean")?;
-        let detail = if let Some(wall) = value.get("walltime") {
+    /// The typed view of one record.
+    pub fn from_record(record: Record) -> Result<GateRecord, String> {
+        let detail = if let Some(wall) = &record.walltime {
             Detail::Walltime(Walltime {
-                trimmed_mean_ns: u64_at(wall, "trimmed_mean_ns")?,
-                budget_ns: u64_at(wall, "budget_ns")?,
-                base_ns: u64_at(wall, "base_ns")?,
-                median_ns: u64_at(wall, "median_ns")?,
-                multiplier: wall["multiplier"]
-                    .as_f64()
-                    .ok_or("`walltime.multiplier` is missing or not a number")?,
-                multiplier_warning: wall["multiplier_warning"].as_str().map(str::to_owned),
+                trimmed_mean_ns: wall.trimmed_mean_ns,
+                budget_ns: wall.budget_ns,
+                base_ns: wall.base_ns,
+                median_ns: wall.median_ns,
+                multiplier: wall.multiplier,
+                multiplier_warning: wall.multiplier_warning.clone(),
             })
-        } else if let Some(counts) = value.get("counts") {
-            let counts = counts
-                .as_array()
-                .ok_or("`counts` is not an array")?
-                .iter()
-                .map(|c| {
-                    Ok(Count {
-                        what: str_at(c, "what")?,
-                        expected: u64_at(c, "expected")?,
-                        observed: u64_at(c, "observed")?,
+        } else if !record.counts.is_empty() {
+            Detail::Counts(
+                record
+                    .counts
+                    .iter()
+                    .map(|c| Count {
+                        what: c.what.clone(),
+                        expected: c.expected,
+                        observed: c.observed,
                     })
-                })
-                .collect::<Result<Vec<_>, String>>()?;
-            if counts.is_empty() {
-                return Err("`counts` is empty".into());
-            }
-            Detail::Counts(counts)
-        } else if let Some(i) = value.get("instructions") {
-            Detail::Instructions(Instructions {
-                observed: u64_at(i, "observed")?,
-                base: u64_at(i, "base")?,
-                low: u64_at(i, "low")?,
-                high: u64_at(i, "high")?,
-            })
-        } else if let Some(reason) = value.get("skipped") {
-            Detail::Skipped(
-                reason
-                    .as_str()
-                    .ok_or("`skipped` is not a string")?
-                    .to_owned(),
+                    .collect(),
             )
-        } else if !passed {
+        } else if let Some(i) = &record.instructions {
+            Detail::Instructions(Instructions {
+                observed: i.observed,
+                base: i.base,
+                low: i.low,
+                high: i.high,
+            })
+        } else if let Some(reason) = &record.skipped {
+            Detail::Skipped(reason.clone())
+        } else if !record.passed {
             // A count gate with no expectation fails and records no counts.
             Detail::Counts(Vec::new())
         } else {
@@ -170,13 +130,25 @@ impl GateRecord {
                 "none of `walltime`, `counts`, `instructions` or `skipped` is present".into(),
             );
         };
+        let raw = serde_json::to_value(&record).map_err(|e| format!("cannot serialise: {e}"))?;
         Ok(GateRecord {
-            gate,
-            class,
-            passed,
+            gate: record.gate.clone(),
+            class: record.class.clone(),
+            passed: record.passed,
             detail,
-            raw: value,
+            declared: record.declared,
+            raw,
         })
+    }
+
+    /// Whether the gate could not measure here (its tool is missing).
+    pub fn skipped(&self) -> bool {
+        matches!(self.detail, Detail::Skipped(_))
+    }
+
+    /// Parses one JSON line written by a gate.
+    pub fn from_line(line: &str) -> Result<GateRecord, String> {
+        Record::from_json_line(line).and_then(GateRecord::from_record)
     }
 }
 
@@ -189,9 +161,7 @@ pub fn parse_records(text: &str) -> (Vec<GateRecord>, Vec<String>) {
         if line.trim().is_empty() {
             continue;
         }
-        let parsed = serde_json::from_str::<Value>(line)
-            .map_err(|e| format!("not JSON: {e}"))
-            .and_then(GateRecord::from_json);
+        let parsed = GateRecord::from_line(line);
         match parsed {
             Ok(record) => records.push(record),
             Err(why) => malformed.push(format!("line {}: {why}", index + 1)),
@@ -253,4 +223,46 @@ pub struct Outcome {
     pub elapsed: Duration,
     /// The gate records it emitted, in order.
     pub records: Vec<GateRecord>,
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    /// A record from the fields a test cares about: `schema` and a
+    /// `declared` budget of the record's class are added when missing.
+    pub(crate) fn rec(mut value: Value) -> GateRecord {
+        let class = value["class"].clone();
+        let map = value.as_object_mut().expect("an object");
+        map.entry("schema")
+            .or_insert(perfbudget::RECORD_SCHEMA.into());
+        map.entry("declared")
+            .or_insert(serde_json::json!({ "class": class }));
+        if let Some(wall) = map.get_mut("walltime").and_then(Value::as_object_mut) {
+            for key in ["factor", "floor_ns", "min_ns", "max_ns", "std_dev_ns"] {
+                wall.entry(key).or_insert(0.into());
+            }
+            wall.entry("samples_ns").or_insert(serde_json::json!([]));
+        }
+        GateRecord::from_line(&value.to_string()).expect("a gate record")
+    }
+
+    #[test]
+    fn a_record_of_another_schema_or_with_a_stray_field_is_not_read() {
+        let good = r#"{"schema":2,"gate":"g","class":"count","passed":true,
+            "declared":{"class":"count"},"counts":[{"what":"x","expected":1,"observed":1}]}"#
+            .replace('\n', "");
+        assert!(GateRecord::from_line(&good).is_ok());
+        let old = good.replace(r#""schema":2"#, r#""schema":1"#);
+        let e = GateRecord::from_line(&old).expect_err("schema 1");
+        assert!(e.contains("record schema 1"), "{e}");
+        let stray = good.replace(r#""passed":true"#, r#""passed":true,"pased":1"#);
+        assert!(GateRecord::from_line(&stray).is_err());
+        let (records, malformed) = parse_records(&format!("{good}\nnot json\n\n"));
+        assert_eq!((records.len(), malformed.len()), (1, 1));
+        assert!(
+            malformed[0].starts_with("line 2: not JSON"),
+            "{malformed:?}"
+        );
+    }
 }

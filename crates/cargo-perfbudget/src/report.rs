@@ -9,19 +9,21 @@ use serde_json::{Value, json};
 use crate::model::{Count, Detail, GateRecord, MULTIPLIER_ENV, Outcome};
 
 /// Version of the report layout.
-const REPORT_SCHEMA: u32 = 1;
+///
+/// 2: `error` (why the run failed outside its gates) and `record_schema`.
+const REPORT_SCHEMA: u32 = 2;
 
 /// One row of the summary.
-struct Row {
-    test: String,
-    class: String,
-    mean: String,
-    budget: String,
-    headroom: String,
-    result: String,
+pub(crate) struct Row {
+    pub(crate) test: String,
+    pub(crate) class: String,
+    pub(crate) mean: String,
+    pub(crate) budget: String,
+    pub(crate) headroom: String,
+    pub(crate) result: String,
 }
 
-fn ms(nanos: u64) -> String {
+pub(crate) fn ms(nanos: u64) -> String {
     format!("{:.3} ms", nanos as f64 / 1e6)
 }
 
@@ -70,7 +72,7 @@ fn cells(record: &GateRecord) -> (String, String, String) {
     }
 }
 
-fn rows(outcomes: &[Outcome]) -> Vec<Row> {
+pub(crate) fn rows(outcomes: &[Outcome]) -> Vec<Row> {
     let mut rows = Vec::new();
     for outcome in outcomes {
         let id = outcome.test.id();
@@ -218,8 +220,51 @@ pub fn failure_line(outcome: &Outcome) -> String {
     }
 }
 
+/// Writes every report of a run into `dir` (creating it): `report.json`,
+/// `junit.xml`, `bmf.json` and `summary.md`, and appends the summary to
+/// `$GITHUB_STEP_SUMMARY` when that is set. `error` says why a run failed
+/// before or beside its gates (a build failure, a filter matching
+/// nothing, a stale budgets file); each report states it.
+pub fn write_all(
+    dir: &Path,
+    outcomes: &[Outcome],
+    passed: bool,
+    error: Option<&str>,
+) -> Result<(), String> {
+    fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    write_json(&dir.join("report.json"), outcomes, passed, error)?;
+    let write = |name: &str, text: String| {
+        let path = dir.join(name);
+        fs::write(&path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))
+    };
+    write("junit.xml", crate::ci::junit(outcomes, error))?;
+    write("bmf.json", crate::ci::bmf(outcomes))?;
+    let summary = crate::ci::summary(outcomes, passed, error);
+    write("summary.md", summary.clone())?;
+    if let Some(path) = std::env::var_os("GITHUB_STEP_SUMMARY").filter(|p| !p.is_empty()) {
+        use std::io::Write as _;
+        fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .and_then(|mut f| f.write_all(summary.as_bytes()))
+            .map_err(|e| {
+                format!(
+                    "cannot append to $GITHUB_STEP_SUMMARY ({}): {e}",
+                    Path::new(&path).display()
+                )
+            })?;
+    }
+    Ok(())
+}
+
 /// Writes the machine-readable report (creating its directory).
-pub fn write_json(path: &Path, outcomes: &[Outcome], passed: bool) -> Result<(), String> {
+pub fn write_json(
+    path: &Path,
+    outcomes: &[Outcome],
+    passed: bool,
+    error: Option<&str>,
+) -> Result<(), String> {
     let tests: Vec<Value> = outcomes
         .iter()
         .map(|o| {
@@ -239,6 +284,8 @@ pub fn write_json(path: &Path, outcomes: &[Outcome], passed: bool) -> Result<(),
     let report = json!({
         "schema": REPORT_SCHEMA,
         "passed": passed,
+        "error": error,
+        "record_schema": perfbudget::RECORD_SCHEMA,
         "multiplier_env": std::env::var(MULTIPLIER_ENV).ok(),
         "tests": tests,
     });
@@ -272,10 +319,7 @@ mod tests {
             status,
             exit: "exit status: 101".into(),
             elapsed: Duration::from_millis(5),
-            records: records
-                .into_iter()
-                .map(|r| GateRecord::from_json(r).expect("a gate record"))
-                .collect(),
+            records: records.into_iter().map(crate::model::tests::rec).collect(),
         }
     }
 
@@ -444,7 +488,7 @@ mod tests {
 
     #[test]
     fn a_record_missing_a_key_is_malformed_and_says_which() {
-        let mut value = walltime(true, 1, 2);
+        let mut value = crate::model::tests::rec(walltime(true, 1, 2)).raw;
         value["walltime"]
             .as_object_mut()
             .expect("object")
@@ -459,24 +503,41 @@ mod tests {
             malformed[0].starts_with("line 1: not JSON"),
             "{malformed:?}"
         );
-        assert!(malformed[1].starts_with("line 3: `gate`"), "{malformed:?}");
+        assert!(
+            malformed[1].starts_with("line 3: `schema` is missing"),
+            "{malformed:?}"
+        );
     }
 
     #[test]
     fn report_json_is_written_with_its_directory() {
-        let dir = std::env::temp_dir().join(format!("xtask-report-test-{}", std::process::id()));
-        let path = dir.join("perf").join("report.json");
-        write_json(
-            &path,
+        let dir =
+            std::env::temp_dir().join(format!("perfbudget-report-test-{}", std::process::id()));
+        let perf = dir.join("perf");
+        write_all(
+            &perf,
             &[outcome(Status::Passed, vec![walltime(true, 1, 2)])],
             true,
+            None,
         )
         .expect("written");
-        let value: Value =
-            serde_json::from_str(&fs::read_to_string(&path).expect("read")).expect("json");
+        let read = |name: &str| fs::read_to_string(perf.join(name)).expect(name);
+        let value: Value = serde_json::from_str(&read("report.json")).expect("json");
         assert_eq!(value["passed"], true);
+        assert_eq!(value["error"], Value::Null);
         assert_eq!(value["tests"][0]["status"], "ok");
         assert_eq!(value["tests"][0]["records"][0]["gate"], "perf_a");
+        assert!(read("junit.xml").contains("<testsuites"));
+        assert!(read("bmf.json").contains("\"perf_a\""));
+        assert!(read("summary.md").starts_with("## perfbudget: passed"));
+        // A later run that fails before any gate replaces every report.
+        write_all(&perf, &[], false, Some("building the tests failed")).expect("written");
+        let value: Value = serde_json::from_str(&read("report.json")).expect("json");
+        assert_eq!(value["passed"], false);
+        assert_eq!(value["error"], "building the tests failed");
+        assert_eq!(value["tests"], json!([]));
+        assert!(read("junit.xml").contains("<error message=\"building the tests failed\">"));
+        assert_eq!(read("bmf.json"), "{}\n");
         fs::remove_dir_all(dir).expect("cleanup");
     }
 }
