@@ -1,6 +1,6 @@
 //! Issue 20 through the CLI, each test a behaviour a review found broken.
 
-use crate::util::{ok, outbox, outbox_in, snapshot};
+use crate::util::{make_private, ok, outbox, outbox_in, snapshot};
 
 /// A root as another parent's producer leaves it: `inboxes/` with that
 /// parent's inbox, nothing else.
@@ -167,6 +167,7 @@ fn doctor_reads_file_names_by_grammar_and_counts_pending_records_per_parent_id()
     commit(root, "cons", "w1", "t");
     ok(root, &["drain", "--parent", "cons"]);
     commit(root, "cons", "w1", "t");
+    make_private(root);
 
     let run = outbox(root, &["doctor"]);
     let problems: Vec<&str> = run
@@ -230,6 +231,7 @@ fn doctor_says_who_sets_unreadable_lines_aside_and_suggests_nothing_that_consume
     let mut bytes = std::fs::read(&inbox).unwrap();
     bytes.extend_from_slice(b"not json\n");
     std::fs::write(&inbox, bytes).unwrap();
+    make_private(root);
     let run = outbox(root, &["doctor"]);
     assert_eq!(run.code, 1, "{run:?}");
     let problem = run
