@@ -53,7 +53,8 @@
 //! A delivery shows as many **whole** records as fit, in the order given,
 //! then says how many remain; the rest stay for the next delivery. A record
 //! longer than the per-record cap (a third of the budget by default, so one
-//! huge summary cannot crowd out the others) is shown **cut** (to the cap,
+//! huge summary cannot crowd out the others; the last record, which has no
+//! others after it, may take all the room left) is shown **cut** (to the cap,
 //! or, after other records, to the room left when that is at least half
 //! the cap; with less room it waits for the next delivery): its record
 //! line says so, with the command that prints it in full while it is
@@ -152,7 +153,8 @@ pub struct RenderOptions {
     /// [`CONTEXT_LIMIT`] for [`Surface::Context`].
     pub budget: Option<usize>,
     /// The most UTF-16 code units one record may take (its line and its
-    /// text); a longer record is shown cut. `None`: a third of the budget.
+    /// text); a longer record is shown cut. `None`: a third of the budget,
+    /// except for the last record, which may take all the room left.
     pub record_cap: Option<usize>,
     /// How many leading records were shown in an earlier delivery and not
     /// yet confirmed; their lines say so.
@@ -219,6 +221,14 @@ pub fn render(records: &[Record], surface: Surface, opts: &RenderOptions) -> Ren
         let frame =
             units(&header(i + 1, total, opts)) + 1 + units(&trailer(total - i - 1, &command));
         let room = budget.saturating_sub(frame + used);
+        // The default cap keeps one record from crowding out the ones
+        // after it; the last record has none after it, so it may take the
+        // whole room (a lone long summary is not cut to a third).
+        let cap = if i + 1 == total && opts.record_cap.is_none() {
+            cap.max(room)
+        } else {
+            cap
+        };
         let whole = block(i, record, opts, &command, None);
         let whole_len = units(&whole);
         // A record without text is one line, never cut.

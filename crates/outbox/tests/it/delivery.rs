@@ -978,3 +978,28 @@ mod stop_hook_race {
         assert_eq!(store.peek(PARENT).unwrap().len(), 6, "nothing consumed");
     }
 }
+
+/// The cap keeps one record from crowding out the ones after it; the last
+/// record has none after it and may take all the room: a lone 6 000-unit
+/// summary arrives whole in a Context delivery (whose default cap is a
+/// third of 10 000), and a 31 000-unit one is cut to the room left, not to
+/// a third. Before another record, the cap still holds.
+#[test]
+fn the_last_record_may_take_all_the_room() {
+    let opts = RenderOptions::new("conductor");
+    let lone = vec![done("w1", &"x".repeat(6_000))];
+    let out = render(&lone, Surface::Context, &opts);
+    check(&lone, Surface::Context, &opts, &out);
+    assert_eq!((out.shown, out.cut), (1, 0), "{}", out.text);
+
+    let long = vec![done("w1", &"x".repeat(31_000))];
+    let out = render(&long, Surface::Context, &opts);
+    check(&long, Surface::Context, &opts, &out);
+    assert_eq!((out.shown, out.cut), (1, 1));
+    assert!(units(&out.text) > 9_000, "{} units", units(&out.text));
+
+    let two = vec![done("w1", &"x".repeat(6_000)), done("w2", "ok")];
+    let out = render(&two, Surface::Context, &opts);
+    check(&two, Surface::Context, &opts, &out);
+    assert_eq!((out.shown, out.cut), (2, 1), "{}", out.text);
+}
