@@ -218,6 +218,20 @@ fn cut(a: &TcpStream, b: &TcpStream) {
 struct ConnState {
     /// Set when a fault fired on this connection.
     action: Mutex<Option<Action>>,
+    /// Requests answered by one ReadyForQuery (a Sync or a simple Query)
+    /// forwarded to the server and not yet answered, and, once a
+    /// `DropAnswer` fired, how many of them came before the faulted
+    /// statement: their answers still pass (the client may pipeline a
+    /// request before the faulted one; dropping its answer instead would
+    /// cut the connection before the faulted statement ran). One lock with
+    /// `action`'s writer and reader, so no answer is counted twice.
+    answers: Mutex<Answers>,
+}
+
+#[derive(Default)]
+struct Answers {
+    unanswered: usize,
+    before_fault: usize,
 }
 
 fn read_exact_or_eof(r: &mut impl Read, buf: &mut [u8]) -> io::Result<bool> {
@@ -316,7 +330,12 @@ fn client_to_server(
             return Ok(());
         }
         if let Some(action) = action {
+            let mut answers = conn.answers.lock().unwrap();
+            answers.before_fault = answers.unanswered;
             *conn.action.lock().unwrap() = Some(action);
+        }
+        if head[0] == b'Q' || head[0] == b'S' {
+            conn.answers.lock().unwrap().unanswered += 1;
         }
         server.write_all(&head)?;
         server.write_all(&body)?;
@@ -355,8 +374,18 @@ fn server_to_client(
         let n = u32::from_be_bytes(head[1..5].try_into().unwrap()) as usize;
         let mut body = vec![0u8; n.saturating_sub(4)];
         read_exact_or_eof(&mut server, &mut body)?;
-        match *conn.action.lock().unwrap() {
-            Some(Action::DropAnswer) => {
+        let mut answers = conn.answers.lock().unwrap();
+        let action = *conn.action.lock().unwrap();
+        let earlier = answers.before_fault > 0;
+        if head[0] == b'Z' {
+            answers.unanswered = answers.unanswered.saturating_sub(1);
+            if earlier {
+                answers.before_fault -= 1;
+            }
+        }
+        drop(answers);
+        match action {
+            Some(Action::DropAnswer) if !earlier => {
                 if head[0] == b'Z' {
                     return Ok(());
                 }
